@@ -1,0 +1,17 @@
+//! Herald: a notification platform, SMS first, whose delivery providers and template renderers
+//! are sandboxed WebAssembly components.
+//!
+//! Layout:
+//! - [`app`]: start and serve Herald as a library.
+//! - [`api`]: the HTTP API and its one error shape.
+//! - [`config`]: typed configuration (file, then environment).
+//! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
+//! - [`segments`]: GSM-7 / UCS-2 encoding and segment counting.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod plugin;
+pub mod segments;
+
+pub use app::{AppState, serve};

@@ -1,0 +1,336 @@
+//! One loaded, validated plugin version and the calls into it.
+//!
+//! Every call gets a fresh store and a fresh instance from the pooling allocator (about 20 µs),
+//! so a trap, a limit hit or a cancelled call can never leave state behind for the next one, and
+//! secrets handed to one call are gone when it ends. Limits per call: linear memory (the store's
+//! limiter), CPU (epoch ticks counted while guest code runs) and a wall-clock deadline that also
+//! covers host HTTP.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::v0_1_0::{self, provider::ProviderPre, renderer::RendererPre};
+use super::engine::EPOCH_TICK;
+use super::host::{HostState, HttpGrant, Redactor};
+use super::model::*;
+
+/// The instantiation handle of one component, by role.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Provider(ProviderPre<HostState>),
+    Renderer(RendererPre<HostState>),
+}
+
+/// Why a call into a plugin produced no result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("plugin `{plugin}` {kind}: {message}")]
+pub struct CallFailure {
+    /// The plugin's name.
+    pub plugin: String,
+    /// What stopped the call.
+    pub kind: FailureKind,
+    /// Details (redacted).
+    pub message: String,
+    /// Whether the plugin had an outbound HTTP request performed during the call.
+    pub made_request: bool,
+}
+
+/// What stopped a plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The guest trapped (a panic, an unreachable, a bad memory access).
+    #[error("trapped")]
+    Trap,
+    /// The guest used up its CPU budget.
+    #[error("exceeded its CPU budget")]
+    CpuLimit,
+    /// The guest tried to grow its memory past its limit.
+    #[error("exceeded its memory limit")]
+    MemoryLimit,
+    /// The call passed its wall-clock deadline.
+    #[error("timed out")]
+    Timeout,
+    /// No instance could be created.
+    #[error("could not be instantiated")]
+    Instantiate,
+    /// The plugin does not serve the role that was called.
+    #[error("has the wrong role")]
+    WrongKind,
+}
+
+/// Resolved limits and grants of one plugin version.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub memory_bytes: usize,
+    pub cpu_ticks: u64,
+    pub timeout: Duration,
+}
+
+impl Limits {
+    pub fn new(memory_mb: u64, cpu_ms: u64, timeout_ms: u64) -> Self {
+        let tick = EPOCH_TICK.as_millis() as u64;
+        Self {
+            memory_bytes: (memory_mb as usize) << 20,
+            cpu_ticks: cpu_ms.div_ceil(tick).max(1),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+}
+
+type CallFuture<'s, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 's>>;
+
+/// A plugin version that passed validation and can serve calls.
+pub struct LoadedPlugin {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: PluginKind,
+    pub(crate) info: PluginInfo,
+    pub(crate) hash: String,
+    pub(crate) fingerprint: String,
+    pub(crate) config: Arc<Vec<(String, String)>>,
+    pub(crate) grant: Option<Arc<HttpGrant>>,
+    pub(crate) redactor: Arc<Redactor>,
+    pub(crate) limits: Limits,
+    pub(crate) pre: Pre,
+    pub(crate) engine: Engine,
+}
+
+impl LoadedPlugin {
+    /// The plugin's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its role.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// What it said about itself.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// SHA-256 of its component.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
+        let made_request = Arc::new(AtomicBool::new(false));
+        let state = HostState::new(
+            self.name.clone(),
+            self.limits.memory_bytes,
+            self.grant.clone(),
+            self.redactor.clone(),
+            made_request.clone(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        // The callback runs once per epoch tick while guest code executes: yielding lets the
+        // wall-clock timeout fire, and counting the ticks gives a CPU budget.
+        store.set_epoch_deadline(1);
+        let budget = self.limits.cpu_ticks;
+        let mut used = 0u64;
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            Ok(if used > budget { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        (store, made_request)
+    }
+
+    /// Runs one call in a fresh store under this plugin's limits.
+    pub(crate) async fn run<T: Send>(
+        &self,
+        call: impl for<'s> FnOnce(&'s mut Store<HostState>) -> CallFuture<'s, T>,
+    ) -> Result<T, CallFailure> {
+        let (mut store, made_request) = self.new_store();
+        let outcome = tokio::time::timeout(self.limits.timeout, call(&mut store)).await;
+        let failure = |kind, message: String| CallFailure {
+            plugin: self.name.to_string(),
+            kind,
+            message: self.redactor.redact(&message),
+            made_request: made_request.load(Ordering::SeqCst),
+        };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                let (kind, mut message) = classify(&error);
+                let stderr = store.data().stderr_text();
+                if !stderr.is_empty() {
+                    message = format!("{message}; plugin stderr: {stderr}");
+                }
+                Err(failure(kind, message))
+            }
+            Err(_) => Err(failure(FailureKind::Timeout, format!("no result within {:?}", self.limits.timeout))),
+        }
+    }
+
+    fn wrong_kind(&self, wanted: PluginKind) -> CallFailure {
+        CallFailure {
+            plugin: self.name.to_string(),
+            kind: FailureKind::WrongKind,
+            message: format!("is a {:?}, not a {wanted:?}", self.kind).to_lowercase(),
+            made_request: false,
+        }
+    }
+
+    fn provider_pre(&self) -> Result<ProviderPre<HostState>, CallFailure> {
+        match &self.pre {
+            Pre::Provider(pre) => Ok(pre.clone()),
+            Pre::Renderer(_) => Err(self.wrong_kind(PluginKind::Provider)),
+        }
+    }
+
+    fn renderer_pre(&self) -> Result<RendererPre<HostState>, CallFailure> {
+        match &self.pre {
+            Pre::Renderer(pre) => Ok(pre.clone()),
+            Pre::Provider(_) => Err(self.wrong_kind(PluginKind::Renderer)),
+        }
+    }
+
+    /// Calls `describe`, whatever the role.
+    pub(crate) async fn describe(&self) -> Result<PluginInfo, CallFailure> {
+        let pre = self.pre.clone();
+        self.run(move |store| {
+            Box::pin(async move {
+                let info = match pre {
+                    Pre::Provider(pre) => {
+                        let i = pre.instantiate_async(&mut *store).await?;
+                        i.herald_plugin_provider_api().call_describe(&mut *store).await?
+                    }
+                    Pre::Renderer(pre) => {
+                        let i = pre.instantiate_async(&mut *store).await?;
+                        i.herald_plugin_renderer_api().call_describe(&mut *store).await?
+                    }
+                };
+                Ok(PluginInfo::from(info))
+            })
+        })
+        .await
+    }
+
+    /// Sends one message. A failure of the plugin itself is classified here: retryable when it
+    /// made no outbound request during the call, unknown when it did (the provider may have it).
+    pub async fn send(&self, message: &OutboundMessage) -> SendOutcome {
+        let pre = match self.provider_pre() {
+            Ok(pre) => pre,
+            Err(f) => return SendOutcome::Refused(ProviderError { code: None, message: f.to_string() }),
+        };
+        let config = self.config.clone();
+        let wire = v0_1_0::outbound(message);
+        let result = self
+            .run(move |store| {
+                Box::pin(async move {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.herald_plugin_provider_api().call_send(&mut *store, &config, &wire).await
+                })
+            })
+            .await;
+        match result {
+            Ok(r) => v0_1_0::send_outcome(r),
+            Err(f) => {
+                let error = ProviderError { code: None, message: f.to_string() };
+                if f.made_request {
+                    SendOutcome::Unknown(error)
+                } else {
+                    SendOutcome::Retryable { error, retry_after_ms: None }
+                }
+            }
+        }
+    }
+
+    /// Asks the plugin whether a webhook really comes from its provider.
+    pub async fn verify_webhook(&self, request: &WebhookRequest) -> Result<Result<(), WebhookRejection>, CallFailure> {
+        let pre = self.provider_pre()?;
+        let config = self.config.clone();
+        let wire = v0_1_0::webhook_request(request);
+        let r = self
+            .run(move |store| {
+                Box::pin(async move {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.herald_plugin_provider_api().call_verify_webhook(&mut *store, &config, &wire).await
+                })
+            })
+            .await?;
+        Ok(r.map_err(v0_1_0::webhook_rejection))
+    }
+
+    /// Reads the events out of a verified webhook.
+    pub async fn parse_webhook(
+        &self,
+        request: &WebhookRequest,
+    ) -> Result<Result<Vec<WebhookEvent>, WebhookRejection>, CallFailure> {
+        let pre = self.provider_pre()?;
+        let config = self.config.clone();
+        let wire = v0_1_0::webhook_request(request);
+        let r = self
+            .run(move |store| {
+                Box::pin(async move {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.herald_plugin_provider_api().call_parse_webhook(&mut *store, &config, &wire).await
+                })
+            })
+            .await?;
+        Ok(r.map(v0_1_0::webhook_events).map_err(v0_1_0::webhook_rejection))
+    }
+
+    /// Validates a template, returning the variables it uses.
+    pub async fn validate(&self, template: &str) -> Result<Result<Vec<String>, TemplateError>, CallFailure> {
+        let pre = self.renderer_pre()?;
+        let template = template.to_string();
+        let r = self
+            .run(move |store| {
+                Box::pin(async move {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.herald_plugin_renderer_api().call_validate(&mut *store, &template).await
+                })
+            })
+            .await?;
+        Ok(v0_1_0::validate_result(r))
+    }
+
+    /// Renders a template with the given variables.
+    pub async fn render(
+        &self,
+        template: &str,
+        variables: &[(String, String)],
+    ) -> Result<Result<String, RenderError>, CallFailure> {
+        let pre = self.renderer_pre()?;
+        let template = template.to_string();
+        let variables = variables.to_vec();
+        let r = self
+            .run(move |store| {
+                Box::pin(async move {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.herald_plugin_renderer_api().call_render(&mut *store, &template, &variables).await
+                })
+            })
+            .await?;
+        Ok(v0_1_0::render_result(r))
+    }
+}
+
+/// Names what stopped a call from wasmtime's error.
+fn classify(error: &wasmtime::Error) -> (FailureKind, String) {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        if *trap == Trap::Interrupt {
+            return (FailureKind::CpuLimit, "interrupted after using its CPU budget".into());
+        }
+    }
+    let chain = format!("{error:#}");
+    if chain.contains("growing memory") || chain.contains("memory growth") || chain.contains("Memory maximum size") {
+        return (FailureKind::MemoryLimit, "tried to grow its linear memory past the limit".into());
+    }
+    let first = chain.lines().next().unwrap_or("unknown error").to_string();
+    if chain.contains("instantiat") && !chain.contains("wasm trap") {
+        return (FailureKind::Instantiate, first);
+    }
+    (FailureKind::Trap, first)
+}

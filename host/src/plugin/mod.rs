@@ -1,0 +1,371 @@
+//! The sandboxed plugin runtime: loading, validating, routing and hot-swapping plugins.
+//!
+//! Layout:
+//! - [`bindings`]: one module per supported WIT version; the only place `bindgen!` runs.
+//! - [`model`]: the contract in host terms.
+//! - [`engine`]: the wasmtime engine, epoch ticks and the compiled-artifact cache.
+//! - [`host`]: what a plugin can reach (logging, granted HTTP), per-call state.
+//! - [`loaded`]: one validated plugin version and the calls into it.
+//! - [`watch`]: file-change detection that triggers reloads.
+//!
+//! A reload compiles and validates (instantiate + describe + required settings) every changed
+//! plugin *before* it replaces the running version. Callers pin the version they loaded for the
+//! whole call (`Arc`), so calls in flight finish on the old version while new calls see the new
+//! one; the old version is freed when its last call ends. A version that fails validation is
+//! rejected with a log line and the old one keeps serving.
+
+pub mod bindings;
+pub mod engine;
+pub mod host;
+pub mod loaded;
+pub mod model;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::config::{Config, PluginConfig, RoutingConfig};
+use bindings::v0_1_0;
+use engine::PluginEngine;
+use host::{HostRule, HostState, HttpGrant, Redactor};
+pub use loaded::{CallFailure, FailureKind, LoadedPlugin};
+use loaded::{Limits, Pre};
+pub use model::PluginKind;
+
+/// Errors from loading plugins.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// The engine could not be created.
+    #[error("plugin engine: {0}")]
+    Engine(String),
+    /// The plugin file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The file is not a valid component.
+    #[error("not a loadable component: {0}")]
+    Compile(String),
+    /// The component was built against a contract this host does not support.
+    #[error("unsupported plugin contract: {0}")]
+    UnsupportedContract(String),
+    /// The component's imports cannot be satisfied or its exports do not match.
+    #[error("cannot link: {0}")]
+    Link(String),
+    /// `describe` failed.
+    #[error("describe failed: {0}")]
+    Describe(String),
+    /// A setting the plugin requires is missing, or a grant is invalid.
+    #[error("{0}")]
+    Settings(String),
+    /// No plugin is configured under that name, or it has the wrong role.
+    #[error("{0}")]
+    NotAvailable(String),
+}
+
+/// What a reload did, plugin by plugin.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Plugins that now serve a new version.
+    pub loaded: Vec<String>,
+    /// Plugins whose file and settings did not change.
+    pub unchanged: Vec<String>,
+    /// Plugins no longer configured, removed.
+    pub removed: Vec<String>,
+    /// Plugins whose new version was rejected (the old one keeps serving), with the reason.
+    pub rejected: BTreeMap<String, String>,
+}
+
+/// A plugin as listed by the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSummary {
+    /// Configured name.
+    pub name: String,
+    /// Role.
+    pub kind: PluginKind,
+    /// Its own name and version.
+    pub version: String,
+    /// SHA-256 of the component.
+    pub sha256: String,
+}
+
+type Slot = Arc<ArcSwap<LoadedPlugin>>;
+
+struct Inner {
+    engine: PluginEngine,
+    provider_linker: Linker<HostState>,
+    renderer_linker: Linker<HostState>,
+    http: reqwest::Client,
+    slots: RwLock<BTreeMap<String, Slot>>,
+    routing: ArcSwap<RoutingConfig>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// The plugin runtime: every configured plugin, hot-swappable, and which one serves each role.
+#[derive(Clone)]
+pub struct Plugins {
+    inner: Arc<Inner>,
+}
+
+impl Plugins {
+    /// Starts the runtime and loads every configured plugin; any failure is an error.
+    pub async fn start(config: &Config) -> Result<Self, PluginError> {
+        let rt = &config.runtime;
+        let engine = PluginEngine::new(rt.max_instances, (rt.max_memory_mb as usize) << 20, rt.cache_dir.clone())?;
+        let link = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let mut provider_linker = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut provider_linker).map_err(link)?;
+        v0_1_0::provider::Provider::add_to_linker::<_, HasSelf<_>>(&mut provider_linker, |s| s).map_err(link)?;
+        let mut renderer_linker = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut renderer_linker).map_err(link)?;
+        v0_1_0::renderer::Renderer::add_to_linker::<_, HasSelf<_>>(&mut renderer_linker, |s| s).map_err(link)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PluginError::Engine(format!("HTTP client: {e}")))?;
+        let plugins = Self {
+            inner: Arc::new(Inner {
+                engine,
+                provider_linker,
+                renderer_linker,
+                http,
+                slots: RwLock::new(BTreeMap::new()),
+                routing: ArcSwap::from_pointee(config.routing.clone()),
+                reloading: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let report = plugins.apply(config).await;
+        if let Some((name, why)) = report.rejected.into_iter().next() {
+            return Err(PluginError::NotAvailable(format!("plugin `{name}`: {why}")));
+        }
+        Ok(plugins)
+    }
+
+    /// The plugins a configuration asks for: those listed, plus any role target not listed
+    /// (with default settings, so `routing.renderer = "mustache"` alone is enough).
+    fn wanted(config: &Config) -> BTreeMap<String, PluginConfig> {
+        let mut wanted = config.plugins.clone();
+        for name in [&config.routing.provider, &config.routing.renderer] {
+            if !name.is_empty() && !wanted.contains_key(name) {
+                wanted.insert(name.clone(), PluginConfig::default());
+            }
+        }
+        wanted
+    }
+
+    /// Applies a (new) configuration: loads changed plugins, removes dropped ones, re-routes.
+    pub async fn apply(&self, config: &Config) -> ReloadReport {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let mut report = ReloadReport::default();
+        let wanted = Self::wanted(config);
+        for (name, settings) in &wanted {
+            let path = settings.resolved_path(name, &config.runtime);
+            let current = self.get(name);
+            match self.load(name, settings, &path, current.as_deref()).await {
+                Ok(None) => report.unchanged.push(name.clone()),
+                Ok(Some(plugin)) => {
+                    tracing::info!(plugin = %name, version = %plugin.info.version, sha256 = %&plugin.hash[..12], "plugin loaded");
+                    self.install(name, plugin);
+                    report.loaded.push(name.clone());
+                }
+                Err(e) => {
+                    let keeps = if current.is_some() { "; the previous version keeps serving" } else { "" };
+                    tracing::error!(plugin = %name, path = %path.display(), error = %e, "rejected plugin{keeps}");
+                    report.rejected.insert(name.clone(), e.to_string());
+                }
+            }
+        }
+        if let Ok(mut slots) = self.inner.slots.write() {
+            let gone: Vec<String> = slots.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+            for name in gone {
+                slots.remove(&name);
+                tracing::info!(plugin = %name, "plugin removed");
+                report.removed.push(name);
+            }
+        }
+        match self.check_routing(&config.routing) {
+            Ok(()) => self.inner.routing.store(Arc::new(config.routing.clone())),
+            Err(e) => {
+                tracing::error!(error = %e, "rejected routing change; the previous routing stays");
+                report.rejected.insert("routing".into(), e.to_string());
+            }
+        }
+        report
+    }
+
+    fn install(&self, name: &str, plugin: LoadedPlugin) {
+        let plugin = Arc::new(plugin);
+        if let Ok(mut slots) = self.inner.slots.write() {
+            match slots.get(name) {
+                Some(slot) => slot.store(plugin),
+                None => {
+                    slots.insert(name.to_string(), Arc::new(ArcSwap::new(plugin)));
+                }
+            }
+        }
+    }
+
+    fn check_routing(&self, routing: &RoutingConfig) -> Result<(), PluginError> {
+        for (name, kind) in [(&routing.provider, PluginKind::Provider), (&routing.renderer, PluginKind::Renderer)] {
+            if name.is_empty() {
+                continue;
+            }
+            match self.get(name) {
+                Some(p) if p.kind == kind => {}
+                Some(p) => {
+                    return Err(PluginError::NotAvailable(format!(
+                        "plugin `{name}` is a {:?}, it cannot serve as {kind:?}",
+                        p.kind
+                    )));
+                }
+                None => return Err(PluginError::NotAvailable(format!("no plugin `{name}` is loaded"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads and validates one plugin; `Ok(None)` when `current` already is exactly this.
+    async fn load(
+        &self,
+        name: &str,
+        settings: &PluginConfig,
+        path: &std::path::Path,
+        current: Option<&LoadedPlugin>,
+    ) -> Result<Option<LoadedPlugin>, PluginError> {
+        let wasm = tokio::fs::read(path)
+            .await
+            .map_err(|e| PluginError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let fingerprint = settings_fingerprint(settings);
+        let inner = self.inner.clone();
+        let (component, hash) = tokio::task::spawn_blocking(move || inner.engine.component(&wasm))
+            .await
+            .map_err(|e| PluginError::Engine(e.to_string()))??;
+        if let Some(current) = current
+            && current.hash == hash
+            && current.fingerprint == fingerprint
+        {
+            return Ok(None);
+        }
+        let kind = self.inner.engine.inspect(&component)?;
+        let link = |e: wasmtime::Error| PluginError::Link(format!("{e:#}"));
+        let pre = match kind {
+            PluginKind::Provider => Pre::Provider(
+                v0_1_0::provider::ProviderPre::new(self.inner.provider_linker.instantiate_pre(&component).map_err(link)?)
+                    .map_err(link)?,
+            ),
+            PluginKind::Renderer => Pre::Renderer(
+                v0_1_0::renderer::RendererPre::new(self.inner.renderer_linker.instantiate_pre(&component).map_err(link)?)
+                    .map_err(link)?,
+            ),
+        };
+        let grant = match kind {
+            PluginKind::Renderer if !settings.allowed_hosts.is_empty() => {
+                return Err(PluginError::Settings(format!(
+                    "plugin `{name}` is a renderer; renderers get no network, remove its allowed_hosts"
+                )));
+            }
+            PluginKind::Renderer => None,
+            PluginKind::Provider => Some(Arc::new(HttpGrant {
+                client: self.inner.http.clone(),
+                rules: settings.allowed_hosts.iter().map(|h| HostRule::parse(h)).collect::<Result<_, _>>().map_err(PluginError::Settings)?,
+                timeout: std::time::Duration::from_millis(settings.http_timeout_ms),
+                max_response_bytes: settings.max_response_bytes,
+            })),
+        };
+        // Until describe says which settings are secret, treat every value as one.
+        let mut plugin = LoadedPlugin {
+            name: Arc::from(name),
+            kind,
+            info: model::PluginInfo {
+                name: name.to_string(),
+                version: String::new(),
+                description: String::new(),
+                config_keys: Vec::new(),
+                outbound_hosts: Vec::new(),
+            },
+            hash,
+            fingerprint,
+            config: Arc::new(settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            grant,
+            redactor: Arc::new(Redactor::new(settings.config.values().cloned())),
+            limits: Limits::new(settings.memory_mb, settings.cpu_ms, settings.timeout_ms),
+            pre,
+            engine: self.inner.engine.engine().clone(),
+        };
+        let info = plugin.describe().await.map_err(|e| PluginError::Describe(e.to_string()))?;
+        let missing: Vec<&str> = info
+            .config_keys
+            .iter()
+            .filter(|k| k.required && settings.config.get(&k.name).is_none_or(|v| v.is_empty()))
+            .map(|k| k.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(PluginError::Settings(format!(
+                "plugin `{name}` requires plugins.{name}.config.{} (missing)",
+                missing.join(", plugins.{name}.config.")
+            )));
+        }
+        let secret = |key: &str| {
+            info.config_keys.iter().any(|k| k.secret && k.name == key) || looks_secret(key)
+        };
+        plugin.redactor =
+            Arc::new(Redactor::new(settings.config.iter().filter(|(k, _)| secret(k)).map(|(_, v)| v.clone())));
+        plugin.info = info;
+        Ok(Some(plugin))
+    }
+
+    /// The current version of the plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.inner.slots.read().ok()?.get(name).map(|slot| slot.load_full())
+    }
+
+    /// The plugin currently routed as the provider, pinned for the caller's use.
+    pub fn provider(&self) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let name = self.inner.routing.load().provider.clone();
+        self.get(&name).ok_or_else(|| PluginError::NotAvailable(format!("no provider plugin `{name}` is loaded")))
+    }
+
+    /// The plugin currently routed as the renderer, pinned for the caller's use.
+    pub fn renderer(&self) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let name = self.inner.routing.load().renderer.clone();
+        self.get(&name).ok_or_else(|| PluginError::NotAvailable(format!("no renderer plugin `{name}` is loaded")))
+    }
+
+    /// Every loaded plugin.
+    pub fn list(&self) -> Vec<PluginSummary> {
+        let Ok(slots) = self.inner.slots.read() else { return Vec::new() };
+        slots
+            .iter()
+            .map(|(name, slot)| {
+                let p = slot.load();
+                PluginSummary {
+                    name: name.clone(),
+                    kind: p.kind,
+                    version: format!("{} {}", p.info.name, p.info.version),
+                    sha256: p.hash.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Key names that are secret whatever a plugin declares.
+fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["token", "secret", "password"].iter().any(|w| key.contains(w))
+}
+
+/// A digest of everything in a plugin's settings except its file, to detect config-only changes.
+fn settings_fingerprint(settings: &PluginConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(settings).unwrap_or_default();
+    hex::encode(Sha256::digest(text.as_bytes()))
+}

@@ -1,0 +1,256 @@
+//! The plugin contract in the host's own terms, independent of any WIT version.
+//!
+//! Versioned bindings convert to and from these types at their edge, so the rest of Herald never
+//! sees generated code.
+
+use serde::Serialize;
+
+/// Which role a plugin's component can serve, read from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// Exports the provider interface: sends messages, reads webhooks.
+    Provider,
+    /// Exports the renderer interface: validates and renders templates.
+    Renderer,
+}
+
+/// A setting a plugin reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigKey {
+    /// The key.
+    pub name: String,
+    /// One sentence for operators.
+    pub description: String,
+    /// Whether the plugin cannot work without it.
+    pub required: bool,
+    /// Whether the value is a secret.
+    pub secret: bool,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// Short stable name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// One sentence for operators.
+    pub description: String,
+    /// Settings it reads.
+    pub config_keys: Vec<ConfigKey>,
+    /// Hosts it expects to call by default.
+    pub outbound_hosts: Vec<String>,
+}
+
+/// Money in millionths of a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Money {
+    /// Millionths of one unit.
+    pub micros: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// The encoding the host computed for a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// GSM 03.38 7-bit.
+    Gsm7,
+    /// UCS-2.
+    Ucs2,
+}
+
+/// Who a message is sent from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// A number, short code or alphanumeric ID.
+    From(String),
+    /// A provider-side sender pool.
+    Pool(String),
+}
+
+/// One message handed to a provider plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// Host message id, stable across attempts.
+    pub message_id: String,
+    /// Recipient, E.164.
+    pub to: String,
+    /// Sender, or the plugin's default.
+    pub sender: Option<Sender>,
+    /// The text.
+    pub body: String,
+    /// Encoding computed by the host.
+    pub encoding: Encoding,
+    /// Segments computed by the host.
+    pub segments: u32,
+    /// Status callback URL.
+    pub status_callback: Option<String>,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+}
+
+/// A provider's explanation of an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderError {
+    /// The provider's code, e.g. `21211`.
+    pub code: Option<String>,
+    /// What happened.
+    pub message: String,
+}
+
+/// The provider accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The provider's id for it.
+    pub provider_message_id: String,
+    /// The provider's status word.
+    pub provider_status: String,
+    /// Segments reported by the provider.
+    pub segments: Option<u32>,
+    /// Price reported by the provider.
+    pub price: Option<Money>,
+}
+
+/// How one send attempt ended, classified so the host knows what is safe to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the provider.
+    Accepted(Accepted),
+    /// Not accepted; a later attempt may succeed.
+    Retryable {
+        /// Why.
+        error: ProviderError,
+        /// The provider's delay hint.
+        retry_after_ms: Option<u64>,
+    },
+    /// Definitively not accepted; another provider may be tried.
+    Refused(ProviderError),
+    /// May have reached the provider: never resend blindly.
+    Unknown(ProviderError),
+    /// The recipient opted out at the provider.
+    OptedOut(ProviderError),
+    /// The recipient is not a valid number.
+    InvalidRecipient(ProviderError),
+}
+
+/// A message state reported by a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Accepted by the provider.
+    Queued,
+    /// Being handed to the carrier.
+    Sending,
+    /// Accepted by the carrier.
+    Sent,
+    /// Delivered (final).
+    Delivered,
+    /// Not delivered (final).
+    Undelivered,
+    /// Could not be sent (final).
+    Failed,
+    /// Canceled (final).
+    Canceled,
+    /// Read by the recipient.
+    Read,
+}
+
+/// A status callback about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// The provider's message id.
+    pub provider_message_id: String,
+    /// The reported state.
+    pub state: DeliveryState,
+    /// The provider's status word.
+    pub provider_status: String,
+    /// The provider's error, for failures.
+    pub error: Option<ProviderError>,
+    /// Segments, when reported.
+    pub segments: Option<u32>,
+    /// Price, when reported.
+    pub price: Option<Money>,
+}
+
+/// A message received from a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// The provider's id.
+    pub provider_message_id: String,
+    /// The sender.
+    pub from: String,
+    /// Our number that received it.
+    pub to: String,
+    /// The text.
+    pub body: String,
+    /// Segments, when reported.
+    pub segments: Option<u32>,
+}
+
+/// One event read from a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// A status callback.
+    Status(StatusUpdate),
+    /// An inbound message.
+    Inbound(InboundMessage),
+}
+
+/// An HTTP request received by the host, handed to a plugin to verify and parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// Upper-case method.
+    pub method: String,
+    /// The public URL the provider called, query included.
+    pub url: String,
+    /// Headers as received.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+/// Why a webhook was rejected by the plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRejection {
+    /// No signature.
+    #[error("the request is not signed")]
+    Unsigned,
+    /// The signature does not match.
+    #[error("the signature does not match")]
+    BadSignature,
+    /// Not a request this provider sends.
+    #[error("malformed webhook: {0}")]
+    Malformed(String),
+}
+
+/// A place in a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Position {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub column: u32,
+}
+
+/// Why a template is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub position: Option<Position>,
+}
+
+/// Why rendering failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A variable was not supplied.
+    #[error("missing template variable `{0}`")]
+    MissingVariable(String),
+    /// The template is invalid.
+    #[error("invalid template: {0}")]
+    InvalidTemplate(TemplateError),
+}
