@@ -3,14 +3,20 @@
 //!
 //! Layout:
 //! - [`app`]: start and serve Herald as a library.
+//! - [`carrier`]: a local server speaking Twilio's Messages API, for tests and the demo.
 //! - [`api`]: the HTTP API and its one error shape.
 //! - [`config`]: typed configuration (file, then environment).
+//! - [`keywords`]: STOP / START / HELP in inbound messages.
+//! - [`phone`]: E.164 validation.
 //! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
 //! - [`segments`]: GSM-7 / UCS-2 encoding and segment counting.
 
 pub mod api;
 pub mod app;
+pub mod carrier;
 pub mod config;
+pub mod keywords;
+pub mod phone;
 pub mod plugin;
 pub mod segments;
 

@@ -1,0 +1,336 @@
+//! Background message lifecycle with signed status callbacks, and simulated inbound webhooks.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+use super::CarrierError;
+use super::signature::twilio_signature;
+use super::state::{CarrierState, MessageRecord, RecordedCallback, new_sid};
+use super::validate::segments;
+
+/// Attempts per status callback (the first try plus retries).
+const CALLBACK_ATTEMPTS: u32 = 3;
+/// Pause between attempts of one callback.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Sender a Messaging Service "picks" when a message names no `From` (Twilio's test sender).
+const POOL_SENDER: &str = "+15005550006";
+/// Price per segment, in units of 0.00001 USD (US long code, 0.0083).
+const PRICE_PER_SEGMENT: u64 = 830;
+
+const OPT_OUT_KEYWORDS: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+const OPT_IN_KEYWORDS: &[&str] = &["START", "YES", "UNSTOP"];
+
+/// Current time as an RFC 2822 string, Twilio's date format.
+pub(crate) fn now_rfc2822() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc2822)
+        .unwrap_or_default()
+}
+
+/// `RawDlrDoneDate`: the delivery receipt's completion time as `YYMMDDhhmm`.
+fn raw_dlr_done_date() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!(
+        "{:02}{:02}{:02}{:02}{:02}",
+        now.year().rem_euclid(100),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute()
+    )
+}
+
+/// One status change of an outbound message.
+#[derive(Clone, Copy)]
+enum Step {
+    /// A Messaging Service picked a sender.
+    Queued,
+    Sent,
+    Delivered,
+    Undelivered(u32),
+    Failed(u32),
+}
+
+impl Step {
+    fn status(self) -> &'static str {
+        match self {
+            Step::Queued => "queued",
+            Step::Sent => "sent",
+            Step::Delivered => "delivered",
+            Step::Undelivered(_) => "undelivered",
+            Step::Failed(_) => "failed",
+        }
+    }
+
+    fn error_code(self) -> Option<u32> {
+        match self {
+            Step::Undelivered(code) | Step::Failed(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    fn apply(self, record: &mut MessageRecord) {
+        let now = now_rfc2822();
+        record.status = self.status().to_owned();
+        record.date_updated = now.clone();
+        match self {
+            Step::Queued => {
+                if record.from.is_none() {
+                    record.from = Some(POOL_SENDER.to_owned());
+                }
+                record.num_segments = segments(&record.body).to_string();
+            }
+            Step::Sent => record.date_sent = Some(now),
+            Step::Delivered => {
+                let segs = record.num_segments.parse::<u64>().unwrap_or(1);
+                record.price = Some(format_price(segs));
+            }
+            Step::Undelivered(code) | Step::Failed(code) => {
+                record.error_code = Some(code);
+                record.error_message = Some(error_text(code).to_owned());
+            }
+        }
+    }
+}
+
+fn error_text(code: u32) -> &'static str {
+    match code {
+        30003 => "Unreachable destination handset",
+        30007 => "Message filtered",
+        _ => "Unknown error",
+    }
+}
+
+/// `-0.00830` per segment.
+fn format_price(segments: u64) -> String {
+    let total = PRICE_PER_SEGMENT * segments;
+    format!("-{}.{:05}", total / 100_000, total % 100_000)
+}
+
+/// The statuses a message will go through after creation, chosen from its recipient.
+fn plan(record: &MessageRecord) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if record.status == "accepted" {
+        steps.push(Step::Queued);
+    }
+    if record.to.ends_with("0070") {
+        steps.push(Step::Failed(30007));
+    } else if record.to.ends_with("0030") {
+        steps.extend([Step::Sent, Step::Undelivered(30003)]);
+    } else {
+        steps.extend([Step::Sent, Step::Delivered]);
+    }
+    steps
+}
+
+/// Moves message `sid` through its statuses in the background, posting each to `status_callback`.
+pub(crate) fn start_lifecycle(state: &CarrierState, sid: &str, status_callback: Option<String>) {
+    let task_state = state.clone();
+    let sid = sid.to_owned();
+    state.spawn_task(async move {
+        let state = task_state;
+        let Some(record) = state.message(&sid) else {
+            return;
+        };
+        let delay = state.config().callback_delay;
+        for step in plan(&record) {
+            tokio::time::sleep(delay).await;
+            let Some(updated) = state.update_message(&sid, |r| step.apply(r)) else {
+                return;
+            };
+            if let Some(url) = &status_callback {
+                let params = callback_params(&state, &updated, step);
+                post_callback(&state, url, params).await;
+            }
+        }
+    });
+}
+
+fn callback_params(
+    state: &CarrierState,
+    record: &MessageRecord,
+    step: Step,
+) -> Vec<(String, String)> {
+    let status = step.status();
+    let mut params: Vec<(&str, String)> = vec![
+        ("MessageSid", record.sid.clone()),
+        ("SmsSid", record.sid.clone()),
+        ("MessageStatus", status.to_owned()),
+        ("SmsStatus", status.to_owned()),
+        ("AccountSid", state.config().account_sid.clone()),
+        ("From", record.from.clone().unwrap_or_default()),
+        ("To", record.to.clone()),
+        ("ApiVersion", record.api_version.clone()),
+    ];
+    if let Some(ms) = &record.messaging_service_sid {
+        params.push(("MessagingServiceSid", ms.clone()));
+    }
+    if let Some(code) = step.error_code() {
+        params.push(("ErrorCode", code.to_string()));
+    }
+    if matches!(step, Step::Delivered | Step::Undelivered(_)) {
+        params.push(("RawDlrDoneDate", raw_dlr_done_date()));
+    }
+    if matches!(step, Step::Delivered) {
+        params.push(("Price", record.price.clone().unwrap_or_default()));
+        params.push(("PriceUnit", record.price_unit.clone()));
+        params.push(("NumSegments", record.num_segments.clone()));
+    }
+    params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Posts `params` to `url` as a signed Twilio webhook; returns the response status.
+async fn post_signed(
+    state: &CarrierState,
+    url: &str,
+    params: &[(String, String)],
+    signature: &str,
+) -> Result<StatusCode, CarrierError> {
+    let body = serde_urlencoded::to_string(params)?;
+    let response = state
+        .client()
+        .post(url)
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .header("X-Twilio-Signature", signature)
+        .header("I-Twilio-Idempotency-Token", new_sid(""))
+        .body(body)
+        .send()
+        .await?;
+    Ok(response.status())
+}
+
+/// Delivers one status callback, retrying failures (errors and non-2xx) a couple of times.
+async fn post_callback(state: &CarrierState, url: &str, params: Vec<(String, String)>) {
+    let signature = twilio_signature(&state.config().auth_token, url, &params);
+    for attempt in 1..=CALLBACK_ATTEMPTS {
+        let result = post_signed(state, url, &params, &signature).await;
+        let status = result.as_ref().ok().map(|s| s.as_u16());
+        state.record_callback(RecordedCallback {
+            url: url.to_owned(),
+            params: params.clone(),
+            signature: signature.clone(),
+            status,
+            attempt,
+            at: Instant::now(),
+        });
+        match result {
+            Ok(s) if s.is_success() => return,
+            Ok(s) => {
+                tracing::debug!(%url, status = s.as_u16(), attempt, "status callback rejected")
+            }
+            Err(err) => tracing::debug!(%url, %err, attempt, "status callback failed"),
+        }
+        if attempt < CALLBACK_ATTEMPTS {
+            tokio::time::sleep(RETRY_DELAY).await;
+        }
+    }
+    tracing::warn!(%url, attempts = CALLBACK_ATTEMPTS, "dropping undeliverable status callback");
+}
+
+/// Country of a number for the geo fields: only NANP is recognised, the rest stay empty.
+fn country(number: &str) -> &'static str {
+    if number.starts_with("+1") { "US" } else { "" }
+}
+
+/// Posts a signed inbound-message webhook for `from` texting `body` to `to` (see sms-protocols.md §2.4).
+pub(crate) async fn send_inbound(
+    state: &CarrierState,
+    from: &str,
+    to: &str,
+    body: &str,
+) -> Result<StatusCode, CarrierError> {
+    let url = state.inbound_url().ok_or(CarrierError::NoInboundUrl)?;
+    let sid = new_sid("SM");
+    let account_sid = state.config().account_sid.clone();
+    let num_segments = segments(body).to_string();
+    let now = now_rfc2822();
+    state.insert_message(MessageRecord {
+        account_sid: account_sid.clone(),
+        api_version: "2010-04-01".to_owned(),
+        body: body.to_owned(),
+        date_created: now.clone(),
+        date_sent: Some(now.clone()),
+        date_updated: now,
+        direction: "inbound".to_owned(),
+        error_code: None,
+        error_message: None,
+        from: Some(from.to_owned()),
+        messaging_service_sid: None,
+        num_media: "0".to_owned(),
+        num_segments: num_segments.clone(),
+        price: None,
+        price_unit: "USD".to_owned(),
+        sid: sid.clone(),
+        status: "received".to_owned(),
+        subresource_uris: Default::default(),
+        to: to.to_owned(),
+        uri: format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"),
+    });
+    let keyword = body.trim().to_ascii_uppercase();
+    if OPT_OUT_KEYWORDS.contains(&keyword.as_str()) {
+        state.set_opted_out(from, to, true);
+    } else if OPT_IN_KEYWORDS.contains(&keyword.as_str()) {
+        state.set_opted_out(from, to, false);
+    }
+    let fields: Vec<(&str, String)> = vec![
+        ("ToCountry", country(to).to_owned()),
+        ("ToState", String::new()),
+        ("SmsMessageSid", sid.clone()),
+        ("NumMedia", "0".to_owned()),
+        ("ToCity", String::new()),
+        ("FromZip", String::new()),
+        ("SmsSid", sid.clone()),
+        ("FromState", String::new()),
+        ("SmsStatus", "received".to_owned()),
+        ("FromCity", String::new()),
+        ("Body", body.to_owned()),
+        ("FromCountry", country(from).to_owned()),
+        ("To", to.to_owned()),
+        ("ToZip", String::new()),
+        ("NumSegments", num_segments),
+        ("MessageSid", sid),
+        ("AccountSid", account_sid),
+        ("From", from.to_owned()),
+        ("ApiVersion", "2010-04-01".to_owned()),
+    ];
+    let params: Vec<(String, String)> =
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let signature = twilio_signature(&state.config().auth_token, &url, &params);
+    post_signed(state, &url, &params, &signature).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prices are negative, five decimals, per segment.
+    #[test]
+    fn price_format() {
+        assert_eq!(format_price(1), "-0.00830");
+        assert_eq!(format_price(3), "-0.02490");
+        assert_eq!(format_price(200), "-1.66000");
+    }
+
+    /// `RawDlrDoneDate` is ten digits.
+    #[test]
+    fn dlr_date_shape() {
+        let d = raw_dlr_done_date();
+        assert_eq!(d.len(), 10);
+        assert!(d.bytes().all(|b| b.is_ascii_digit()));
+    }
+}

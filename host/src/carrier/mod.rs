@@ -1,0 +1,259 @@
+//! A local fake carrier that speaks Twilio's Messages wire protocol, for tests and the demo.
+//!
+//! [`spawn`] starts an HTTP server implementing `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`
+//! and `GET …/Messages/{MessageSid}.json` with Twilio's authentication, validation, error bodies and
+//! magic test numbers. Accepted messages move through `sent` → `delivered` (or a failure) in the
+//! background, and each step is posted to the message's `StatusCallback`, signed with
+//! `X-Twilio-Signature`. [`Carrier::send_inbound`] simulates a handset texting in.
+//!
+//! Recipient numbers with special behaviour:
+//!
+//! | `To` | result |
+//! |---|---|
+//! | `+15005550001` | 400, code 21211 (invalid number) |
+//! | `+15005550002` | 400, code 21612 (unreachable) |
+//! | `+15005550004` | 400, code 21610 (unsubscribed) |
+//! | `+15005550009` | 400, code 21614 (not a mobile number) |
+//! | ends in `0030` | `sent`, then `undelivered` with error 30003 |
+//! | ends in `0070` | `failed` with error 30007 |
+//!
+//! A recipient that texted an opt-out keyword (STOP, UNSUBSCRIBE, …) through
+//! [`Carrier::send_inbound`] gets 21610 for sends from that number until it texts START.
+
+mod api;
+mod callbacks;
+mod signature;
+mod state;
+mod validate;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use api::router;
+pub use signature::{twilio_signature, verify_twilio_signature};
+pub use state::{CarrierState, MessageRecord, RecordedCallback, RecordedRequest, ScriptedResponse};
+
+/// The HTTP status type returned by [`Carrier::send_inbound`].
+pub use axum::http::StatusCode;
+
+/// Settings of a fake carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierConfig {
+    /// Account SID accepted in Basic auth and in the URL path (`AC…`).
+    pub account_sid: String,
+    /// Auth token accepted in Basic auth and used to sign webhooks.
+    pub auth_token: String,
+    /// Pause before each status change (and its callback). Default 50 ms.
+    pub callback_delay: Duration,
+    /// Where simulated inbound messages are posted (Herald's inbound webhook).
+    pub inbound_url: Option<String>,
+}
+
+impl CarrierConfig {
+    /// A configuration with these credentials and the default delay, without an inbound URL.
+    pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
+        Self {
+            account_sid: account_sid.into(),
+            auth_token: auth_token.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for CarrierConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: "AC00000000000000000000000000000000".to_owned(),
+            auth_token: "herald-local-carrier-token".to_owned(),
+            callback_delay: Duration::from_millis(50),
+            inbound_url: None,
+        }
+    }
+}
+
+/// Errors from [`Carrier::send_inbound`].
+#[derive(Debug, thiserror::Error)]
+pub enum CarrierError {
+    /// No inbound URL is configured.
+    #[error("no inbound_url configured for the carrier")]
+    NoInboundUrl,
+    /// The webhook request could not be encoded.
+    #[error("could not encode webhook form: {0}")]
+    Encode(#[from] serde_urlencoded::ser::Error),
+    /// The webhook request failed before a response arrived.
+    #[error("inbound webhook request failed: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Handle to a running fake carrier. Dropping it stops the server.
+pub struct Carrier {
+    state: CarrierState,
+    base_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// Starts a fake carrier serving on `listener` in a background tokio task.
+pub async fn spawn(listener: TcpListener, config: CarrierConfig) -> Carrier {
+    let base_url = match listener.local_addr() {
+        Ok(addr) => base_url_for(addr),
+        Err(err) => {
+            tracing::error!(%err, "carrier listener has no local address");
+            "http://127.0.0.1:0".to_owned()
+        }
+    };
+    let state = CarrierState::new(config);
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%err, "carrier server stopped with an error");
+        }
+    });
+    tracing::info!(%base_url, "fake carrier listening");
+    Carrier {
+        state,
+        base_url,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+fn base_url_for(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        };
+        addr.set_ip(loopback);
+    }
+    format!("http://{addr}")
+}
+
+impl Carrier {
+    /// Root URL of the server, e.g. `http://127.0.0.1:41234` (use it where `https://api.twilio.com` goes).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The full create-message URL for the configured account.
+    pub fn messages_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base_url,
+            self.state.config().account_sid
+        )
+    }
+
+    /// The shared state, e.g. to build another [`router`] or to keep after the handle is gone.
+    pub fn state(&self) -> &CarrierState {
+        &self.state
+    }
+
+    /// The configuration this carrier runs with.
+    pub fn config(&self) -> &CarrierConfig {
+        self.state.config()
+    }
+
+    /// Every API request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests()
+    }
+
+    /// Every status-callback attempt so far, oldest first.
+    pub fn callbacks(&self) -> Vec<RecordedCallback> {
+        self.state.callbacks()
+    }
+
+    /// Waits until at least `count` callback attempts succeeded (2xx) or `timeout` passes, then
+    /// returns the successful ones, oldest first.
+    pub async fn wait_for_callbacks(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<RecordedCallback> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let done: Vec<RecordedCallback> = self
+                .state
+                .callbacks()
+                .into_iter()
+                .filter(RecordedCallback::succeeded)
+                .collect();
+            if done.len() >= count || tokio::time::Instant::now() >= deadline {
+                return done;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// All messages (outbound and simulated inbound), oldest first.
+    pub fn messages(&self) -> Vec<MessageRecord> {
+        self.state.messages()
+    }
+
+    /// The current state of one message.
+    pub fn message(&self, sid: &str) -> Option<MessageRecord> {
+        self.state.message(sid)
+    }
+
+    /// Queues a one-shot forced response; see [`ScriptedResponse`].
+    pub fn script(&self, response: ScriptedResponse) {
+        self.state.script(response);
+    }
+
+    /// Changes where [`Carrier::send_inbound`] posts.
+    pub fn set_inbound_url(&self, url: impl Into<String>) {
+        self.state.set_inbound_url(Some(url.into()));
+    }
+
+    /// Simulates `from` texting `body` to `to`: posts a signed Twilio inbound-message webhook to
+    /// the configured inbound URL and returns the receiver's HTTP status.
+    ///
+    /// Opt-out keywords (STOP, …) sent this way make later sends from `to` to `from` fail with
+    /// 21610; opt-in keywords (START, YES, UNSTOP) lift that.
+    pub async fn send_inbound(
+        &self,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> Result<StatusCode, CarrierError> {
+        callbacks::send_inbound(&self.state, from, to, body).await
+    }
+
+    /// Stops the server (waiting briefly for requests in flight) and cancels pending callbacks.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+        {
+            server.abort();
+        }
+        self.state.abort_tasks();
+    }
+}
+
+impl Drop for Carrier {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        self.state.abort_tasks();
+    }
+}

@@ -1,0 +1,641 @@
+//! Tests of `herald::carrier`, the local fake of Twilio's Messages API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use base64::Engine as _;
+use herald::carrier::{
+    self, Carrier, CarrierConfig, ScriptedResponse, twilio_signature, verify_twilio_signature,
+};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+const SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "test-auth-token";
+const FROM: &str = "+15005550006";
+
+fn config() -> CarrierConfig {
+    CarrierConfig {
+        account_sid: SID.to_owned(),
+        auth_token: TOKEN.to_owned(),
+        callback_delay: Duration::from_millis(20),
+        inbound_url: None,
+    }
+}
+
+async fn start() -> Carrier {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    carrier::spawn(listener, config()).await
+}
+
+/// Posts a create-message form with the given credentials; returns status, headers and JSON body.
+async fn send_as(
+    carrier: &Carrier,
+    user: &str,
+    pass: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    let response = reqwest::Client::new()
+        .post(carrier.messages_url())
+        .basic_auth(user, Some(pass))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let json = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    (status, headers, json)
+}
+
+async fn send(carrier: &Carrier, fields: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+    send_as(carrier, SID, TOKEN, fields).await
+}
+
+fn assert_twilio_error(status: StatusCode, json: &Value, http: u16, code: u64) {
+    assert_eq!(status.as_u16(), http, "{json}");
+    assert_eq!(json["code"], code, "{json}");
+    assert_eq!(json["status"], http);
+    assert_eq!(
+        json["more_info"],
+        format!("https://www.twilio.com/docs/errors/{code}")
+    );
+    assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+/// One webhook request as seen by a test receiver.
+#[derive(Clone, Debug)]
+struct Hit {
+    url: String,
+    signature: String,
+    form: Vec<(String, String)>,
+}
+
+impl Hit {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    base: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    failures_left: Arc<Mutex<u32>>,
+}
+
+async fn receive(
+    State(rx): State<Receiver>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let signature = headers
+        .get("x-twilio-signature")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let form = serde_urlencoded::from_bytes(&body).unwrap();
+    let url = format!("{}{}", rx.base, uri);
+    rx.hits.lock().unwrap().push(Hit {
+        url,
+        signature,
+        form,
+    });
+    let mut failures = rx.failures_left.lock().unwrap();
+    if *failures > 0 {
+        *failures -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    StatusCode::OK
+}
+
+/// Starts a webhook receiver that fails its first `failures` requests with HTTP 500.
+async fn receiver(failures: u32) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rx = Receiver {
+        base: format!("http://{}", listener.local_addr().unwrap()),
+        failures_left: Arc::new(Mutex::new(failures)),
+        ..Receiver::default()
+    };
+    let app = Router::new()
+        .route("/status", post(receive))
+        .route("/sms/inbound", post(receive))
+        .with_state(rx.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    rx
+}
+
+/// A valid send gets HTTP 201 and Twilio's Message JSON, with string counts and an SM sid.
+#[tokio::test]
+async fn create_returns_message_json() {
+    let carrier = start().await;
+    let (status, _, json) = send(
+        &carrier,
+        &[("To", "+14155552671"), ("From", FROM), ("Body", "Hello")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/twilio-create-message.json")).unwrap();
+    let mut expected: Vec<&str> = fixture["response_201_properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    expected.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    let sid = json["sid"].as_str().unwrap();
+    assert!(
+        sid.starts_with("SM") && sid.len() == 34 && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+    );
+    assert_eq!(json["num_segments"], "1");
+    assert_eq!(json["num_media"], "0");
+    assert_eq!(json["status"], "queued");
+    assert_eq!(json["direction"], "outbound-api");
+    assert_eq!(json["account_sid"], SID);
+    assert_eq!(json["api_version"], "2010-04-01");
+    assert_eq!(json["price_unit"], "USD");
+    assert!(json["price"].is_null() && json["date_sent"].is_null() && json["error_code"].is_null());
+    assert_eq!(
+        json["uri"],
+        format!("/2010-04-01/Accounts/{SID}/Messages/{sid}.json")
+    );
+    let created = json["date_created"].as_str().unwrap();
+    time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc2822).unwrap();
+
+    let long = "x".repeat(161);
+    let (_, _, json) = send(
+        &carrier,
+        &[("To", "+14155552671"), ("From", FROM), ("Body", &long)],
+    )
+    .await;
+    assert_eq!(json["num_segments"], "2");
+    let (_, _, json) = send(
+        &carrier,
+        &[("To", "+14155552671"), ("From", FROM), ("Body", "Привет")],
+    )
+    .await;
+    assert_eq!(json["num_segments"], "1");
+
+    let requests = carrier.requests();
+    assert_eq!(requests.len(), 3);
+    let first = &requests[0];
+    assert_eq!(first.method, "POST");
+    assert_eq!(
+        first.path,
+        format!("/2010-04-01/Accounts/{SID}/Messages.json")
+    );
+    assert_eq!(first.field("Body"), Some("Hello"));
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"));
+    assert_eq!(
+        first.header("Authorization"),
+        Some(format!("Basic {auth}").as_str())
+    );
+    carrier.shutdown().await;
+}
+
+/// Wrong credentials, no credentials or another account's path all give 401 with code 20003.
+#[tokio::test]
+async fn bad_auth_is_rejected() {
+    let carrier = start().await;
+    let fields = [("To", "+14155552671"), ("From", FROM), ("Body", "Hi")];
+    let (status, headers, json) = send_as(&carrier, SID, "wrong", &fields).await;
+    assert_twilio_error(status, &json, 401, 20003);
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, json) = send_as(
+        &carrier,
+        "AC99999999999999999999999999999999",
+        TOKEN,
+        &fields,
+    )
+    .await;
+    assert_twilio_error(status, &json, 401, 20003);
+
+    let response = reqwest::Client::new()
+        .post(carrier.messages_url())
+        .body("To=%2B14155552671&From=%2B15005550006&Body=Hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let other = format!(
+        "{}/2010-04-01/Accounts/AC99999999999999999999999999999999/Messages.json",
+        carrier.base_url()
+    );
+    let response = reqwest::Client::new()
+        .post(other)
+        .basic_auth(SID, Some(TOKEN))
+        .body("To=%2B14155552671&From=%2B15005550006&Body=Hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(carrier.messages().is_empty());
+}
+
+/// Missing or malformed fields give Twilio's validation codes, in Twilio's order.
+#[tokio::test]
+async fn validation_errors() {
+    let carrier = start().await;
+    let (s, _, j) = send(&carrier, &[("From", FROM), ("Body", "Hi")]).await;
+    assert_twilio_error(s, &j, 400, 21604);
+    let (s, _, j) = send(
+        &carrier,
+        &[("To", "4155552671"), ("From", FROM), ("Body", "Hi")],
+    )
+    .await;
+    assert_twilio_error(s, &j, 400, 21211);
+    assert!(j["message"].as_str().unwrap().contains("4155552671"));
+    let (s, _, j) = send(&carrier, &[("To", "+0123"), ("Body", "Hi")]).await;
+    assert_twilio_error(s, &j, 400, 21211);
+    let (s, _, j) = send(&carrier, &[("To", "+14155552671"), ("Body", "Hi")]).await;
+    assert_twilio_error(s, &j, 400, 21603);
+    let (s, _, j) = send(&carrier, &[("To", "+14155552671"), ("From", FROM)]).await;
+    assert_twilio_error(s, &j, 400, 21602);
+    let long = "a".repeat(1601);
+    let (s, _, j) = send(
+        &carrier,
+        &[("To", "+14155552671"), ("From", FROM), ("Body", &long)],
+    )
+    .await;
+    assert_twilio_error(s, &j, 400, 21617);
+    assert!(carrier.messages().is_empty());
+}
+
+/// Twilio's magic test recipients produce their documented errors.
+#[tokio::test]
+async fn magic_numbers() {
+    let carrier = start().await;
+    for (to, code) in [
+        ("+15005550001", 21211),
+        ("+15005550002", 21612),
+        ("+15005550004", 21610),
+        ("+15005550009", 21614),
+    ] {
+        let (s, _, j) = send(&carrier, &[("To", to), ("From", FROM), ("Body", "Hi")]).await;
+        assert_twilio_error(s, &j, 400, code);
+    }
+}
+
+/// Scripted responses are served in order before normal processing resumes.
+#[tokio::test]
+async fn scripted_responses() {
+    let carrier = start().await;
+    let fields = [("To", "+14155552671"), ("From", FROM), ("Body", "Hi")];
+    carrier.script(ScriptedResponse::rate_limited(Some(2)));
+    carrier.script(ScriptedResponse::Status5xx(503));
+    carrier.script(ScriptedResponse::error(400, 21211));
+    let (s, h, j) = send(&carrier, &fields).await;
+    assert_twilio_error(s, &j, 429, 20429);
+    assert_eq!(h.get("retry-after").unwrap(), "2");
+    let (s, _, j) = send(&carrier, &fields).await;
+    assert_twilio_error(s, &j, 503, 20503);
+    let (s, _, j) = send(&carrier, &fields).await;
+    assert_twilio_error(s, &j, 400, 21211);
+    let (s, _, j) = send(&carrier, &fields).await;
+    assert_eq!(s, StatusCode::CREATED, "{j}");
+    assert_eq!(carrier.requests().len(), 4);
+    assert_eq!(carrier.messages().len(), 1);
+}
+
+/// A scripted hang makes a client with a short timeout give up.
+#[tokio::test]
+async fn scripted_hang_times_out() {
+    let carrier = start().await;
+    carrier.script(ScriptedResponse::Hang(Duration::from_secs(5)));
+    let err = reqwest::Client::new()
+        .post(carrier.messages_url())
+        .basic_auth(SID, Some(TOKEN))
+        .body("To=%2B14155552671&From=%2B15005550006&Body=Hi")
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    carrier.shutdown().await;
+}
+
+/// Status callbacks arrive in order sent → delivered, correctly signed, and the resource follows.
+#[tokio::test]
+async fn status_callbacks_are_signed_and_ordered() {
+    let carrier = start().await;
+    let rx = receiver(0).await;
+    let callback = format!("{}/status?tenant=a&id=7", rx.base);
+    let (s, _, j) = send(
+        &carrier,
+        &[
+            ("To", "+14155552671"),
+            ("From", FROM),
+            ("Body", "Hello"),
+            ("StatusCallback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let sid = j["sid"].as_str().unwrap();
+    let done = carrier.wait_for_callbacks(2, Duration::from_secs(5)).await;
+    assert_eq!(done.len(), 2);
+    let hits = rx.hits.lock().unwrap().clone();
+    let statuses: Vec<_> = hits
+        .iter()
+        .map(|h| h.field("MessageStatus").unwrap())
+        .collect();
+    assert_eq!(statuses, ["sent", "delivered"]);
+    for hit in &hits {
+        assert_eq!(hit.url, callback);
+        assert!(verify_twilio_signature(
+            TOKEN,
+            &hit.url,
+            &hit.form,
+            &hit.signature
+        ));
+        assert_eq!(twilio_signature(TOKEN, &hit.url, &hit.form), hit.signature);
+        assert!(!verify_twilio_signature(
+            "other",
+            &hit.url,
+            &hit.form,
+            &hit.signature
+        ));
+        assert_eq!(hit.field("MessageSid"), Some(sid));
+        assert_eq!(hit.field("SmsSid"), Some(sid));
+        assert_eq!(hit.field("SmsStatus"), hit.field("MessageStatus"));
+        assert_eq!(hit.field("AccountSid"), Some(SID));
+        assert_eq!(hit.field("From"), Some(FROM));
+        assert_eq!(hit.field("To"), Some("+14155552671"));
+        assert_eq!(hit.field("ApiVersion"), Some("2010-04-01"));
+    }
+    let delivered = &hits[1];
+    assert_eq!(delivered.field("Price"), Some("-0.00830"));
+    assert_eq!(delivered.field("PriceUnit"), Some("USD"));
+    assert_eq!(delivered.field("NumSegments"), Some("1"));
+    assert_eq!(delivered.field("RawDlrDoneDate").map(str::len), Some(10));
+    assert!(hits[0].field("RawDlrDoneDate").is_none());
+
+    let fetched: Value = serde_json::from_slice(
+        &reqwest::Client::new()
+            .get(format!(
+                "{}/2010-04-01/Accounts/{SID}/Messages/{sid}.json",
+                carrier.base_url()
+            ))
+            .basic_auth(SID, Some(TOKEN))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fetched["status"], "delivered");
+    assert_eq!(fetched["price"], "-0.00830");
+    assert!(fetched["date_sent"].is_string());
+    carrier.shutdown().await;
+}
+
+/// Recipients ending in 0030 and 0070 end undelivered (30003) and failed (30007).
+#[tokio::test]
+async fn failure_recipients() {
+    let carrier = start().await;
+    let rx = receiver(0).await;
+    let callback = format!("{}/status", rx.base);
+    for to in ["+14155550030", "+14155550070"] {
+        let (s, _, _) = send(
+            &carrier,
+            &[
+                ("To", to),
+                ("From", FROM),
+                ("Body", "Hi"),
+                ("StatusCallback", &callback),
+            ],
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    carrier.wait_for_callbacks(3, Duration::from_secs(5)).await;
+    let hits = rx.hits.lock().unwrap().clone();
+    let seen = |to: &str| -> Vec<(String, Option<String>)> {
+        hits.iter()
+            .filter(|h| h.field("To") == Some(to))
+            .map(|h| {
+                (
+                    h.field("MessageStatus").unwrap().to_owned(),
+                    h.field("ErrorCode").map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        seen("+14155550030"),
+        [
+            ("sent".to_owned(), None),
+            ("undelivered".to_owned(), Some("30003".to_owned()))
+        ]
+    );
+    assert_eq!(
+        seen("+14155550070"),
+        [("failed".to_owned(), Some("30007".to_owned()))]
+    );
+    let failed = carrier
+        .messages()
+        .into_iter()
+        .find(|m| m.to == "+14155550070")
+        .unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.error_code),
+        ("failed", Some(30007))
+    );
+}
+
+/// A callback answered with 5xx is retried, and every attempt is recorded.
+#[tokio::test]
+async fn failed_callbacks_are_retried() {
+    let carrier = start().await;
+    let rx = receiver(1).await;
+    let callback = format!("{}/status", rx.base);
+    send(
+        &carrier,
+        &[
+            ("To", "+14155552671"),
+            ("From", FROM),
+            ("Body", "Hi"),
+            ("StatusCallback", &callback),
+        ],
+    )
+    .await;
+    carrier.wait_for_callbacks(2, Duration::from_secs(5)).await;
+    let attempts: Vec<_> = carrier
+        .callbacks()
+        .iter()
+        .map(|c| {
+            (
+                c.field("MessageStatus").unwrap().to_owned(),
+                c.attempt,
+                c.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("sent".to_owned(), 1, Some(500)),
+            ("sent".to_owned(), 2, Some(200)),
+            ("delivered".to_owned(), 1, Some(200)),
+        ]
+    );
+}
+
+/// Messaging Service sends start accepted with no sender and get one from the pool.
+#[tokio::test]
+async fn messaging_service_send() {
+    let carrier = start().await;
+    let rx = receiver(0).await;
+    let callback = format!("{}/status", rx.base);
+    let ms = "MG0123456789abcdef0123456789abcdef";
+    let (s, _, j) = send(
+        &carrier,
+        &[
+            ("To", "+14155552671"),
+            ("MessagingServiceSid", ms),
+            ("Body", "Hi"),
+            ("StatusCallback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{j}");
+    assert_eq!(j["status"], "accepted");
+    assert_eq!(j["num_segments"], "0");
+    assert!(j["from"].is_null());
+    assert_eq!(j["messaging_service_sid"], ms);
+    carrier.wait_for_callbacks(3, Duration::from_secs(5)).await;
+    let hits = rx.hits.lock().unwrap().clone();
+    let statuses: Vec<_> = hits
+        .iter()
+        .map(|h| h.field("MessageStatus").unwrap())
+        .collect();
+    assert_eq!(statuses, ["queued", "sent", "delivered"]);
+    assert!(
+        hits.iter()
+            .all(|h| h.field("MessagingServiceSid") == Some(ms) && h.field("From") == Some(FROM))
+    );
+}
+
+/// Inbound messages are posted with Twilio's fields and a valid signature; STOP blocks later sends.
+#[tokio::test]
+async fn inbound_is_signed_and_stop_opts_out() {
+    let rx = receiver(0).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let inbound = format!("{}/sms/inbound", rx.base);
+    let carrier = carrier::spawn(
+        listener,
+        CarrierConfig {
+            inbound_url: Some(inbound.clone()),
+            ..config()
+        },
+    )
+    .await;
+    let status = carrier
+        .send_inbound("+14155552671", FROM, "STOP")
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let hit = rx.hits.lock().unwrap()[0].clone();
+    assert_eq!(hit.url, inbound);
+    assert!(verify_twilio_signature(
+        TOKEN,
+        &inbound,
+        &hit.form,
+        &hit.signature
+    ));
+    let sid = hit.field("MessageSid").unwrap();
+    assert!(sid.starts_with("SM") && sid.len() == 34);
+    assert_eq!(hit.field("SmsSid"), Some(sid));
+    assert_eq!(hit.field("SmsMessageSid"), Some(sid));
+    for (name, value) in [
+        ("AccountSid", SID),
+        ("From", "+14155552671"),
+        ("To", FROM),
+        ("Body", "STOP"),
+        ("NumMedia", "0"),
+        ("NumSegments", "1"),
+        ("SmsStatus", "received"),
+        ("ApiVersion", "2010-04-01"),
+        ("FromCity", ""),
+        ("ToZip", ""),
+    ] {
+        assert_eq!(hit.field(name), Some(value), "{name}");
+    }
+
+    let fields = [("To", "+14155552671"), ("From", FROM), ("Body", "Hi")];
+    let (s, _, j) = send(&carrier, &fields).await;
+    assert_twilio_error(s, &j, 400, 21610);
+    carrier
+        .send_inbound("+14155552671", FROM, " start ")
+        .await
+        .unwrap();
+    let (s, _, _) = send(&carrier, &fields).await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+
+/// Without an inbound URL, `send_inbound` fails instead of posting.
+#[tokio::test]
+async fn inbound_needs_url() {
+    let carrier = start().await;
+    assert!(matches!(
+        carrier.send_inbound("+14155552671", FROM, "hi").await,
+        Err(carrier::CarrierError::NoInboundUrl)
+    ));
+}
+
+/// The router also works in-process through tower's `oneshot`.
+#[tokio::test]
+async fn router_oneshot() {
+    use tower::ServiceExt as _;
+    let state = carrier::CarrierState::new(config());
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"));
+    let request = axum::http::Request::post(format!("/2010-04-01/Accounts/{SID}/Messages.json"))
+        .header("Authorization", format!("Basic {auth}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(
+            "To=%2B14155552671&From=%2B15005550006&Body=Hi",
+        ))
+        .unwrap();
+    let response = carrier::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        state.message(json["sid"].as_str().unwrap()).unwrap().body,
+        "Hi"
+    );
+
+    let request = axum::http::Request::get("/nowhere")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = carrier::router(state).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
