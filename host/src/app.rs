@@ -38,7 +38,11 @@ impl AppState {
     /// Loads the plugins of `config`.
     pub async fn start(config: Config, source: ConfigSource) -> Result<Self, StartError> {
         let plugins = Plugins::start(&config).await?;
-        Ok(Self { config: Arc::new(config), source, plugins })
+        Ok(Self {
+            config: Arc::new(config),
+            source,
+            plugins,
+        })
     }
 }
 
@@ -58,9 +62,14 @@ pub async fn serve(
         ));
     }
     #[cfg(unix)]
-    background.push(watch::spawn_sighup(state.plugins.clone(), state.source.clone())?);
+    background.push(watch::spawn_sighup(
+        state.plugins.clone(),
+        state.source.clone(),
+    )?);
     let router = crate::api::router(state);
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
     for task in background {
         task.abort();
     }

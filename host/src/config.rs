@@ -89,7 +89,9 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { url: "sqlite://herald.db".into() }
+        Self {
+            url: "sqlite://herald.db".into(),
+        }
     }
 }
 
@@ -136,7 +138,10 @@ pub struct RoutingConfig {
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        Self { provider: "twilio".into(), renderer: "mustache".into() }
+        Self {
+            provider: "twilio".into(),
+            renderer: "mustache".into(),
+        }
     }
 }
 
@@ -158,7 +163,13 @@ pub struct DeliveryConfig {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        Self { max_attempts: 5, retry_base_ms: 1000, retry_max_ms: 300_000, workers: 16, lease_ms: 30_000 }
+        Self {
+            max_attempts: 5,
+            retry_base_ms: 1000,
+            retry_max_ms: 300_000,
+            workers: 16,
+            lease_ms: 30_000,
+        }
     }
 }
 
@@ -203,12 +214,16 @@ impl Default for PluginConfig {
 impl PluginConfig {
     /// The component file for the plugin called `name`.
     pub fn resolved_path(&self, name: &str, runtime: &RuntimeConfig) -> PathBuf {
-        self.path.clone().unwrap_or_else(|| runtime.plugin_dir.join(format!("{name}.wasm")))
+        self.path
+            .clone()
+            .unwrap_or_else(|| runtime.plugin_dir.join(format!("{name}.wasm")))
     }
 }
 
 /// Accepts strings, numbers and booleans as plugin settings and keeps them as text.
-fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+fn scalar_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scalar {
@@ -251,7 +266,11 @@ impl ConfigSource {
         if self.env {
             figment = figment
                 .merge(Serialized::defaults(legacy_twilio_env()))
-                .merge(Env::prefixed("HERALD_").split("__").filter(|key| !is_plugin_setting(key.as_str())))
+                .merge(
+                    Env::prefixed("HERALD_")
+                        .split("__")
+                        .filter(|key| !is_plugin_setting(key.as_str())),
+                )
                 .merge(Serialized::defaults(herald_plugin_settings_env()));
         }
         let config: Config = figment.extract().map_err(Box::new)?;
@@ -277,7 +296,9 @@ impl Config {
             }
         }
         if self.delivery.max_attempts == 0 {
-            return Err(ConfigError::Inconsistent("delivery.max_attempts must be at least 1".into()));
+            return Err(ConfigError::Inconsistent(
+                "delivery.max_attempts must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -286,18 +307,27 @@ impl Config {
 /// `HERALD_PLUGINS__<NAME>__CONFIG__<KEY>` lower-cased: a plugin setting, read as raw text.
 fn is_plugin_setting(key: &str) -> bool {
     let parts: Vec<&str> = key.split('.').collect();
-    parts.len() == 4 && parts[0].eq_ignore_ascii_case("plugins") && parts[2].eq_ignore_ascii_case("config")
+    parts.len() == 4
+        && parts[0].eq_ignore_ascii_case("plugins")
+        && parts[2].eq_ignore_ascii_case("config")
 }
 
 fn herald_plugin_settings_env() -> serde_json::Value {
     let mut plugins = serde_json::Map::new();
     for (key, value) in std::env::vars() {
-        let Some(rest) = key.strip_prefix("HERALD_PLUGINS__") else { continue };
+        let Some(rest) = key.strip_prefix("HERALD_PLUGINS__") else {
+            continue;
+        };
         let parts: Vec<&str> = rest.split("__").collect();
         if let [name, section, setting] = parts.as_slice()
             && section.eq_ignore_ascii_case("config")
         {
-            insert_setting(&mut plugins, &name.to_lowercase(), &setting.to_lowercase(), value);
+            insert_setting(
+                &mut plugins,
+                &name.to_lowercase(),
+                &setting.to_lowercase(),
+                value,
+            );
         }
     }
     serde_json::json!({ "plugins": plugins })
@@ -322,14 +352,22 @@ fn legacy_twilio_env() -> serde_json::Value {
     serde_json::json!({ "plugins": plugins })
 }
 
-fn insert_setting(plugins: &mut serde_json::Map<String, serde_json::Value>, plugin: &str, key: &str, value: String) {
-    let entry = plugins.entry(plugin.to_string()).or_insert_with(|| serde_json::json!({ "config": {} }));
+fn insert_setting(
+    plugins: &mut serde_json::Map<String, serde_json::Value>,
+    plugin: &str,
+    key: &str,
+    value: String,
+) {
+    let entry = plugins
+        .entry(plugin.to_string())
+        .or_insert_with(|| serde_json::json!({ "config": {} }));
     if let Some(config) = entry.get_mut("config").and_then(|c| c.as_object_mut()) {
         config.insert(key.to_string(), serde_json::Value::String(value));
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -343,7 +381,12 @@ mod tests {
             "[plugins.twilio]\nallowed_hosts = [\"api.twilio.com\"]\n[plugins.twilio.config]\naccount_sid = \"AC1\"\nport = 5\n",
         )
         .unwrap();
-        let config = ConfigSource { file: Some(path), env: false }.load().unwrap();
+        let config = ConfigSource {
+            file: Some(path),
+            env: false,
+        }
+        .load()
+        .unwrap();
         let twilio = &config.plugins["twilio"];
         assert_eq!(twilio.config["account_sid"], "AC1");
         assert_eq!(twilio.config["port"], "5");
@@ -357,7 +400,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.toml");
         std::fs::write(&path, "[server]\nlisten_on = \"x\"\n").unwrap();
-        let err = ConfigSource { file: Some(path), env: false }.load().unwrap_err();
+        let err = ConfigSource {
+            file: Some(path),
+            env: false,
+        }
+        .load()
+        .unwrap_err();
         assert!(err.to_string().contains("listen_on"), "{err}");
     }
 }

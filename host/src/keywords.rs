@@ -27,7 +27,16 @@ impl Keyword {
     }
 }
 
-const STOP: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"];
+const STOP: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
 const START: &[&str] = &["START", "YES", "UNSTOP"];
 const HELP: &[&str] = &["HELP", "INFO"];
 
@@ -66,7 +75,16 @@ mod tests {
     /// A keyword inside a longer message, or with punctuation, is not a keyword.
     #[test]
     fn substrings_do_not_match() {
-        for body in ["please stop by at 5", "STOP PLEASE", "stop.", "nonstop", "", "   ", "s t o p", "helpful"] {
+        for body in [
+            "please stop by at 5",
+            "STOP PLEASE",
+            "stop.",
+            "nonstop",
+            "",
+            "   ",
+            "s t o p",
+            "helpful",
+        ] {
             assert_eq!(classify(body), None, "{body:?}");
         }
     }

@@ -10,6 +10,7 @@
 //! - [`phone`]: E.164 validation.
 //! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
 //! - [`segments`]: GSM-7 / UCS-2 encoding and segment counting.
+//! - [`store`]: durable storage and the send queue, on SQLite or PostgreSQL.
 
 pub mod api;
 pub mod app;
@@ -19,5 +20,6 @@ pub mod keywords;
 pub mod phone;
 pub mod plugin;
 pub mod segments;
+pub mod store;
 
 pub use app::{AppState, serve};

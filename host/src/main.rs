@@ -9,7 +9,11 @@ use herald::config::ConfigSource;
 use herald::segments;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Herald: SMS notifications with sandboxed WebAssembly providers")]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: SMS notifications with sandboxed WebAssembly providers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,12 +41,17 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Segments { smart_encoding, text } => {
+        Command::Segments {
+            smart_encoding,
+            text,
+        } => {
             let text = match text {
                 Some(t) => t,
                 None => {
                     let mut buf = String::new();
-                    std::io::stdin().read_to_string(&mut buf).context("reading standard input")?;
+                    std::io::stdin()
+                        .read_to_string(&mut buf)
+                        .context("reading standard input")?;
                     buf
                 }
             };
@@ -52,7 +61,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             init_tracing();
-            let source = ConfigSource { file: config, env: true };
+            let source = ConfigSource {
+                file: config,
+                env: true,
+            };
             let loaded = source.load()?;
             let listener = tokio::net::TcpListener::bind(loaded.server.listen)
                 .await

@@ -4,7 +4,9 @@
 ///
 /// This is a syntax check, as Twilio and SNS require; it does not prove the number exists.
 pub fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else { return false };
+    let Some(digits) = number.strip_prefix('+') else {
+        return false;
+    };
     (2..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0')
@@ -20,7 +22,17 @@ mod tests {
         for ok in ["+14155552671", "+442071838750", "+12", "+123456789012345"] {
             assert!(is_e164(ok), "{ok}");
         }
-        for bad in ["14155552671", "+1 415 555 2671", "+1-415", "+0123", "+1234567890123456", "+", "", "+1a", "++1"] {
+        for bad in [
+            "14155552671",
+            "+1 415 555 2671",
+            "+1-415",
+            "+0123",
+            "+1234567890123456",
+            "+",
+            "",
+            "+1a",
+            "++1",
+        ] {
             assert!(!is_e164(bad), "{bad}");
         }
     }

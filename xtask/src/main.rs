@@ -24,13 +24,30 @@ fn main() -> anyhow::Result<()> {
         "demo" => {
             plugins::build_plugins(&root)?;
             let mut cmd = cargo(&root);
-            cmd.args(["run", "--release", "-p", "herald", "--", "demo", "--config", "examples/herald.toml"]).args(&rest);
+            cmd.args([
+                "run",
+                "--release",
+                "-p",
+                "herald",
+                "--",
+                "demo",
+                "--config",
+                "examples/herald.toml",
+            ])
+            .args(&rest);
             run(&mut cmd)?;
         }
         "test" => {
             plugins::build_plugins(&root)?;
             ensure_postgres()?;
-            run(cargo(&root).args(["test", "--manifest-path", "plugins/Cargo.toml", "--workspace"]).env("CARGO_TARGET_DIR", root.join("target/wasm-native")))?;
+            run(cargo(&root)
+                .args([
+                    "test",
+                    "--manifest-path",
+                    "plugins/Cargo.toml",
+                    "--workspace",
+                ])
+                .env("CARGO_TARGET_DIR", root.join("target/wasm-native")))?;
             run(cargo(&root).args(["test", "--workspace"]).args(&rest))?;
         }
         "bench" => {
@@ -72,8 +89,15 @@ fn ensure_postgres() -> anyhow::Result<()> {
         .context("PostgreSQL is not running and /etc/postgresql does not exist")?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
-    let version = versions.first().context("no PostgreSQL cluster in /etc/postgresql")?;
-    run(Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", version, "main", "start"]))?;
+    let version = versions
+        .first()
+        .context("no PostgreSQL cluster in /etc/postgresql")?;
+    run(Command::new("pg_ctlcluster").args([
+        "--skip-systemctl-redirect",
+        version,
+        "main",
+        "start",
+    ]))?;
     for _ in 0..50 {
         if std::net::TcpStream::connect("127.0.0.1:5432").is_ok() {
             return Ok(());

@@ -33,7 +33,11 @@ pub struct PluginEngine {
 
 impl PluginEngine {
     /// Builds an engine with room for `max_instances` live instances of at most `max_memory` bytes.
-    pub fn new(max_instances: u32, max_memory: usize, cache_dir: PathBuf) -> Result<Self, PluginError> {
+    pub fn new(
+        max_instances: u32,
+        max_memory: usize,
+        cache_dir: PathBuf,
+    ) -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -65,7 +69,13 @@ impl PluginEngine {
             })
             .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
-        Ok(Self { engine, cache_dir, compat, compiled: Mutex::new(HashMap::new()), _ticker: ticker })
+        Ok(Self {
+            engine,
+            cache_dir,
+            compat,
+            compiled: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        })
     }
 
     /// The wasmtime engine.
@@ -78,14 +88,20 @@ impl PluginEngine {
     /// Blocking: call it from `spawn_blocking`.
     pub fn component(&self, wasm: &[u8]) -> Result<(Component, String), PluginError> {
         let hash = hex::encode(Sha256::digest(wasm));
-        if let Some(c) = self.compiled.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.get(&hash) {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .map_err(|_| PluginError::Engine("cache lock poisoned".into()))?
+            .get(&hash)
+        {
             return Ok((c.clone(), hash));
         }
         let artifact = self.cache_dir.join(format!("{hash}-{}.cwasm", self.compat));
         let component = match self.load_artifact(&artifact) {
             Some(c) => c,
             None => {
-                let c = Component::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                let c = Component::new(&self.engine, wasm)
+                    .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
                 self.store_artifact(&artifact, &c);
                 c
             }
@@ -114,13 +130,16 @@ impl PluginEngine {
     }
 
     fn store_artifact(&self, path: &Path, component: &Component) {
-        let result = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
-            std::fs::create_dir_all(&self.cache_dir).map_err(|e| e.to_string())?;
-            // Write then rename, so a concurrent reader never sees half an artifact.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-        });
+        let result = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                std::fs::create_dir_all(&self.cache_dir).map_err(|e| e.to_string())?;
+                // Write then rename, so a concurrent reader never sees half an artifact.
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+                std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+            });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
         }
@@ -147,9 +166,17 @@ impl PluginEngine {
         if exports.contains(&v0_1_0::RENDERER_EXPORT) {
             return Ok(PluginKind::Renderer);
         }
-        let herald: Vec<&str> = exports.iter().copied().filter(|e| e.starts_with(&prefix)).collect();
+        let herald: Vec<&str> = exports
+            .iter()
+            .copied()
+            .filter(|e| e.starts_with(&prefix))
+            .collect();
         Err(PluginError::UnsupportedContract(if herald.is_empty() {
-            format!("exports neither {} nor {}", v0_1_0::PROVIDER_EXPORT, v0_1_0::RENDERER_EXPORT)
+            format!(
+                "exports neither {} nor {}",
+                v0_1_0::PROVIDER_EXPORT,
+                v0_1_0::RENDERER_EXPORT
+            )
         } else {
             format!(
                 "exports {} but this host supports herald:plugin@{} only",

@@ -59,9 +59,16 @@ pub struct HostRule {
 impl HostRule {
     /// Parses `host` or `host:port` (IPv6 literals in brackets).
     pub fn parse(rule: &str) -> Result<Self, String> {
-        let parsed = url::Url::parse(&format!("http://{rule}/")).map_err(|e| format!("invalid allowed host `{rule}`: {e}"))?;
-        let host = parsed.host_str().ok_or_else(|| format!("invalid allowed host `{rule}`"))?.to_ascii_lowercase();
-        Ok(Self { host, port: parsed.port() })
+        let parsed = url::Url::parse(&format!("http://{rule}/"))
+            .map_err(|e| format!("invalid allowed host `{rule}`: {e}"))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| format!("invalid allowed host `{rule}`"))?
+            .to_ascii_lowercase();
+        Ok(Self {
+            host,
+            port: parsed.port(),
+        })
     }
 
     fn allows(&self, host: &str, port: u16) -> bool {
@@ -106,7 +113,11 @@ impl HostState {
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut builder = WasiCtx::builder();
-        builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).stderr(stderr.clone());
+        builder
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stderr(stderr.clone());
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_bytes)
             .trap_on_grow_failure(true)
@@ -132,40 +143,66 @@ impl HostState {
         self.redactor.redact(String::from_utf8_lossy(&bytes).trim())
     }
 
-    async fn perform(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, types::HttpError> {
+    async fn perform(
+        &mut self,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, types::HttpError> {
         use types::HttpError;
         let Some(grant) = self.grant.clone() else {
-            return Err(HttpError::Denied("this plugin has no network access".into()));
+            return Err(HttpError::Denied(
+                "this plugin has no network access".into(),
+            ));
         };
         let url = url::Url::parse(&request.url)
             .map_err(|e| HttpError::InvalidRequest(format!("invalid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(HttpError::InvalidRequest(format!("scheme `{}` is not allowed", url.scheme())));
+            return Err(HttpError::InvalidRequest(format!(
+                "scheme `{}` is not allowed",
+                url.scheme()
+            )));
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let port = url.port_or_known_default().unwrap_or(0);
         if !grant.rules.iter().any(|r| r.allows(&host, port)) {
             tracing::warn!(plugin = %self.plugin, %host, port, "denied outbound request to a host not granted to this plugin");
-            return Err(HttpError::Denied(format!("{host}:{port} is not in this plugin's allowed_hosts")));
+            return Err(HttpError::Denied(format!(
+                "{host}:{port} is not in this plugin's allowed_hosts"
+            )));
         }
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| HttpError::InvalidRequest(format!("invalid method `{}`", request.method)))?;
-        let mut builder = grant.client.request(method, url).timeout(grant.timeout).body(request.body);
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            HttpError::InvalidRequest(format!("invalid method `{}`", request.method))
+        })?;
+        let mut builder = grant
+            .client
+            .request(method, url)
+            .timeout(grant.timeout)
+            .body(request.body);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let built = builder.build().map_err(|e| HttpError::InvalidRequest(self.redactor.redact(&e.to_string())))?;
+        let built = builder
+            .build()
+            .map_err(|e| HttpError::InvalidRequest(self.redactor.redact(&e.to_string())))?;
         // From here on the request may reach the server: a failure of this call is no longer
         // safe to retry blindly.
         self.made_request.store(true, Ordering::SeqCst);
         let mut response = grant.client.execute(built).await.map_err(|e| {
-            if e.is_timeout() { HttpError::Timeout } else { HttpError::Transport(self.redactor.redact(&e.to_string())) }
+            if e.is_timeout() {
+                HttpError::Timeout
+            } else {
+                HttpError::Transport(self.redactor.redact(&e.to_string()))
+            }
         })?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         loop {
@@ -181,20 +218,30 @@ impl HostState {
                 Err(e) => return Err(HttpError::Transport(self.redactor.redact(&e.to_string()))),
             }
         }
-        Ok(types::HttpResponse { status, headers, body })
+        Ok(types::HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl types::Host for HostState {}
 
 impl http::Host for HostState {
-    async fn send(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, types::HttpError> {
+    async fn send(
+        &mut self,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, types::HttpError> {
         self.perform(request).await
     }
 }
@@ -239,6 +286,9 @@ mod tests {
     #[test]
     fn redaction() {
         let r = Redactor::new(["tok".to_string(), "token123".to_string(), String::new()]);
-        assert_eq!(r.redact("auth token123 and tok"), "auth [redacted] and [redacted]");
+        assert_eq!(
+            r.redact("auth token123 and tok"),
+            "auth [redacted] and [redacted]"
+        );
     }
 }

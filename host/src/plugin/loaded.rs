@@ -140,7 +140,11 @@ impl LoadedPlugin {
         let mut used = 0u64;
         store.epoch_deadline_callback(move |_| {
             used += 1;
-            Ok(if used > budget { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if used > budget {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         (store, made_request)
     }
@@ -168,7 +172,10 @@ impl LoadedPlugin {
                 }
                 Err(failure(kind, message))
             }
-            Err(_) => Err(failure(FailureKind::Timeout, format!("no result within {:?}", self.limits.timeout))),
+            Err(_) => Err(failure(
+                FailureKind::Timeout,
+                format!("no result within {:?}", self.limits.timeout),
+            )),
         }
     }
 
@@ -203,11 +210,15 @@ impl LoadedPlugin {
                 let info = match pre {
                     Pre::Provider(pre) => {
                         let i = pre.instantiate_async(&mut *store).await?;
-                        i.herald_plugin_provider_api().call_describe(&mut *store).await?
+                        i.herald_plugin_provider_api()
+                            .call_describe(&mut *store)
+                            .await?
                     }
                     Pre::Renderer(pre) => {
                         let i = pre.instantiate_async(&mut *store).await?;
-                        i.herald_plugin_renderer_api().call_describe(&mut *store).await?
+                        i.herald_plugin_renderer_api()
+                            .call_describe(&mut *store)
+                            .await?
                     }
                 };
                 Ok(PluginInfo::from(info))
@@ -221,7 +232,12 @@ impl LoadedPlugin {
     pub async fn send(&self, message: &OutboundMessage) -> SendOutcome {
         let pre = match self.provider_pre() {
             Ok(pre) => pre,
-            Err(f) => return SendOutcome::Refused(ProviderError { code: None, message: f.to_string() }),
+            Err(f) => {
+                return SendOutcome::Refused(ProviderError {
+                    code: None,
+                    message: f.to_string(),
+                });
+            }
         };
         let config = self.config.clone();
         let wire = v0_1_0::outbound(message);
@@ -229,25 +245,36 @@ impl LoadedPlugin {
             .run(move |store| {
                 Box::pin(async move {
                     let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_provider_api().call_send(&mut *store, &config, &wire).await
+                    i.herald_plugin_provider_api()
+                        .call_send(&mut *store, &config, &wire)
+                        .await
                 })
             })
             .await;
         match result {
             Ok(r) => v0_1_0::send_outcome(r),
             Err(f) => {
-                let error = ProviderError { code: None, message: f.to_string() };
+                let error = ProviderError {
+                    code: None,
+                    message: f.to_string(),
+                };
                 if f.made_request {
                     SendOutcome::Unknown(error)
                 } else {
-                    SendOutcome::Retryable { error, retry_after_ms: None }
+                    SendOutcome::Retryable {
+                        error,
+                        retry_after_ms: None,
+                    }
                 }
             }
         }
     }
 
     /// Asks the plugin whether a webhook really comes from its provider.
-    pub async fn verify_webhook(&self, request: &WebhookRequest) -> Result<Result<(), WebhookRejection>, CallFailure> {
+    pub async fn verify_webhook(
+        &self,
+        request: &WebhookRequest,
+    ) -> Result<Result<(), WebhookRejection>, CallFailure> {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let wire = v0_1_0::webhook_request(request);
@@ -255,7 +282,9 @@ impl LoadedPlugin {
             .run(move |store| {
                 Box::pin(async move {
                     let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_provider_api().call_verify_webhook(&mut *store, &config, &wire).await
+                    i.herald_plugin_provider_api()
+                        .call_verify_webhook(&mut *store, &config, &wire)
+                        .await
                 })
             })
             .await?;
@@ -274,22 +303,30 @@ impl LoadedPlugin {
             .run(move |store| {
                 Box::pin(async move {
                     let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_provider_api().call_parse_webhook(&mut *store, &config, &wire).await
+                    i.herald_plugin_provider_api()
+                        .call_parse_webhook(&mut *store, &config, &wire)
+                        .await
                 })
             })
             .await?;
-        Ok(r.map(v0_1_0::webhook_events).map_err(v0_1_0::webhook_rejection))
+        Ok(r.map(v0_1_0::webhook_events)
+            .map_err(v0_1_0::webhook_rejection))
     }
 
     /// Validates a template, returning the variables it uses.
-    pub async fn validate(&self, template: &str) -> Result<Result<Vec<String>, TemplateError>, CallFailure> {
+    pub async fn validate(
+        &self,
+        template: &str,
+    ) -> Result<Result<Vec<String>, TemplateError>, CallFailure> {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
         let r = self
             .run(move |store| {
                 Box::pin(async move {
                     let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_renderer_api().call_validate(&mut *store, &template).await
+                    i.herald_plugin_renderer_api()
+                        .call_validate(&mut *store, &template)
+                        .await
                 })
             })
             .await?;
@@ -309,7 +346,9 @@ impl LoadedPlugin {
             .run(move |store| {
                 Box::pin(async move {
                     let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_renderer_api().call_render(&mut *store, &template, &variables).await
+                    i.herald_plugin_renderer_api()
+                        .call_render(&mut *store, &template, &variables)
+                        .await
                 })
             })
             .await?;
@@ -319,14 +358,21 @@ impl LoadedPlugin {
 
 /// Names what stopped a call from wasmtime's error.
 fn classify(error: &wasmtime::Error) -> (FailureKind, String) {
-    if let Some(trap) = error.downcast_ref::<Trap>() {
-        if *trap == Trap::Interrupt {
-            return (FailureKind::CpuLimit, "interrupted after using its CPU budget".into());
-        }
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return (
+            FailureKind::CpuLimit,
+            "interrupted after using its CPU budget".into(),
+        );
     }
     let chain = format!("{error:#}");
-    if chain.contains("growing memory") || chain.contains("memory growth") || chain.contains("Memory maximum size") {
-        return (FailureKind::MemoryLimit, "tried to grow its linear memory past the limit".into());
+    if chain.contains("growing memory")
+        || chain.contains("memory growth")
+        || chain.contains("Memory maximum size")
+    {
+        return (
+            FailureKind::MemoryLimit,
+            "tried to grow its linear memory past the limit".into(),
+        );
     }
     let first = chain.lines().next().unwrap_or("unknown error").to_string();
     if chain.contains("instantiat") && !chain.contains("wasm trap") {

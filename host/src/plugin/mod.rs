@@ -118,14 +118,20 @@ impl Plugins {
     /// Starts the runtime and loads every configured plugin; any failure is an error.
     pub async fn start(config: &Config) -> Result<Self, PluginError> {
         let rt = &config.runtime;
-        let engine = PluginEngine::new(rt.max_instances, (rt.max_memory_mb as usize) << 20, rt.cache_dir.clone())?;
+        let engine = PluginEngine::new(
+            rt.max_instances,
+            (rt.max_memory_mb as usize) << 20,
+            rt.cache_dir.clone(),
+        )?;
         let link = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
         let mut provider_linker = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut provider_linker).map_err(link)?;
-        v0_1_0::provider::Provider::add_to_linker::<_, HasSelf<_>>(&mut provider_linker, |s| s).map_err(link)?;
+        v0_1_0::provider::Provider::add_to_linker::<_, HasSelf<_>>(&mut provider_linker, |s| s)
+            .map_err(link)?;
         let mut renderer_linker = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut renderer_linker).map_err(link)?;
-        v0_1_0::renderer::Renderer::add_to_linker::<_, HasSelf<_>>(&mut renderer_linker, |s| s).map_err(link)?;
+        v0_1_0::renderer::Renderer::add_to_linker::<_, HasSelf<_>>(&mut renderer_linker, |s| s)
+            .map_err(link)?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
@@ -142,9 +148,14 @@ impl Plugins {
                 reloading: tokio::sync::Mutex::new(()),
             }),
         };
-        let report = plugins.apply(config).await;
+        let mut report = plugins.apply(config).await;
+        // A plugin's own failure explains a routing failure that follows from it: report it first.
+        let routing = report.rejected.remove("routing");
         if let Some((name, why)) = report.rejected.into_iter().next() {
             return Err(PluginError::NotAvailable(format!("plugin `{name}`: {why}")));
+        }
+        if let Some(why) = routing {
+            return Err(PluginError::NotAvailable(format!("routing: {why}")));
         }
         Ok(plugins)
     }
@@ -177,14 +188,22 @@ impl Plugins {
                     report.loaded.push(name.clone());
                 }
                 Err(e) => {
-                    let keeps = if current.is_some() { "; the previous version keeps serving" } else { "" };
+                    let keeps = if current.is_some() {
+                        "; the previous version keeps serving"
+                    } else {
+                        ""
+                    };
                     tracing::error!(plugin = %name, path = %path.display(), error = %e, "rejected plugin{keeps}");
                     report.rejected.insert(name.clone(), e.to_string());
                 }
             }
         }
         if let Ok(mut slots) = self.inner.slots.write() {
-            let gone: Vec<String> = slots.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+            let gone: Vec<String> = slots
+                .keys()
+                .filter(|k| !wanted.contains_key(*k))
+                .cloned()
+                .collect();
             for name in gone {
                 slots.remove(&name);
                 tracing::info!(plugin = %name, "plugin removed");
@@ -214,7 +233,10 @@ impl Plugins {
     }
 
     fn check_routing(&self, routing: &RoutingConfig) -> Result<(), PluginError> {
-        for (name, kind) in [(&routing.provider, PluginKind::Provider), (&routing.renderer, PluginKind::Renderer)] {
+        for (name, kind) in [
+            (&routing.provider, PluginKind::Provider),
+            (&routing.renderer, PluginKind::Renderer),
+        ] {
             if name.is_empty() {
                 continue;
             }
@@ -226,7 +248,11 @@ impl Plugins {
                         p.kind
                     )));
                 }
-                None => return Err(PluginError::NotAvailable(format!("no plugin `{name}` is loaded"))),
+                None => {
+                    return Err(PluginError::NotAvailable(format!(
+                        "no plugin `{name}` is loaded"
+                    )));
+                }
             }
         }
         Ok(())
@@ -240,9 +266,10 @@ impl Plugins {
         path: &std::path::Path,
         current: Option<&LoadedPlugin>,
     ) -> Result<Option<LoadedPlugin>, PluginError> {
-        let wasm = tokio::fs::read(path)
-            .await
-            .map_err(|e| PluginError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let wasm = tokio::fs::read(path).await.map_err(|e| PluginError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         let fingerprint = settings_fingerprint(settings);
         let inner = self.inner.clone();
         let (component, hash) = tokio::task::spawn_blocking(move || inner.engine.component(&wasm))
@@ -258,12 +285,22 @@ impl Plugins {
         let link = |e: wasmtime::Error| PluginError::Link(format!("{e:#}"));
         let pre = match kind {
             PluginKind::Provider => Pre::Provider(
-                v0_1_0::provider::ProviderPre::new(self.inner.provider_linker.instantiate_pre(&component).map_err(link)?)
-                    .map_err(link)?,
+                v0_1_0::provider::ProviderPre::new(
+                    self.inner
+                        .provider_linker
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
             ),
             PluginKind::Renderer => Pre::Renderer(
-                v0_1_0::renderer::RendererPre::new(self.inner.renderer_linker.instantiate_pre(&component).map_err(link)?)
-                    .map_err(link)?,
+                v0_1_0::renderer::RendererPre::new(
+                    self.inner
+                        .renderer_linker
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
             ),
         };
         let grant = match kind {
@@ -275,7 +312,12 @@ impl Plugins {
             PluginKind::Renderer => None,
             PluginKind::Provider => Some(Arc::new(HttpGrant {
                 client: self.inner.http.clone(),
-                rules: settings.allowed_hosts.iter().map(|h| HostRule::parse(h)).collect::<Result<_, _>>().map_err(PluginError::Settings)?,
+                rules: settings
+                    .allowed_hosts
+                    .iter()
+                    .map(|h| HostRule::parse(h))
+                    .collect::<Result<_, _>>()
+                    .map_err(PluginError::Settings)?,
                 timeout: std::time::Duration::from_millis(settings.http_timeout_ms),
                 max_response_bytes: settings.max_response_bytes,
             })),
@@ -293,14 +335,23 @@ impl Plugins {
             },
             hash,
             fingerprint,
-            config: Arc::new(settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            config: Arc::new(
+                settings
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
             grant,
             redactor: Arc::new(Redactor::new(settings.config.values().cloned())),
             limits: Limits::new(settings.memory_mb, settings.cpu_ms, settings.timeout_ms),
             pre,
             engine: self.inner.engine.engine().clone(),
         };
-        let info = plugin.describe().await.map_err(|e| PluginError::Describe(e.to_string()))?;
+        let info = plugin
+            .describe()
+            .await
+            .map_err(|e| PluginError::Describe(e.to_string()))?;
         let missing: Vec<&str> = info
             .config_keys
             .iter()
@@ -316,32 +367,48 @@ impl Plugins {
         let secret = |key: &str| {
             info.config_keys.iter().any(|k| k.secret && k.name == key) || looks_secret(key)
         };
-        plugin.redactor =
-            Arc::new(Redactor::new(settings.config.iter().filter(|(k, _)| secret(k)).map(|(_, v)| v.clone())));
+        plugin.redactor = Arc::new(Redactor::new(
+            settings
+                .config
+                .iter()
+                .filter(|(k, _)| secret(k))
+                .map(|(_, v)| v.clone()),
+        ));
         plugin.info = info;
         Ok(Some(plugin))
     }
 
     /// The current version of the plugin called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.inner.slots.read().ok()?.get(name).map(|slot| slot.load_full())
+        self.inner
+            .slots
+            .read()
+            .ok()?
+            .get(name)
+            .map(|slot| slot.load_full())
     }
 
     /// The plugin currently routed as the provider, pinned for the caller's use.
     pub fn provider(&self) -> Result<Arc<LoadedPlugin>, PluginError> {
         let name = self.inner.routing.load().provider.clone();
-        self.get(&name).ok_or_else(|| PluginError::NotAvailable(format!("no provider plugin `{name}` is loaded")))
+        self.get(&name).ok_or_else(|| {
+            PluginError::NotAvailable(format!("no provider plugin `{name}` is loaded"))
+        })
     }
 
     /// The plugin currently routed as the renderer, pinned for the caller's use.
     pub fn renderer(&self) -> Result<Arc<LoadedPlugin>, PluginError> {
         let name = self.inner.routing.load().renderer.clone();
-        self.get(&name).ok_or_else(|| PluginError::NotAvailable(format!("no renderer plugin `{name}` is loaded")))
+        self.get(&name).ok_or_else(|| {
+            PluginError::NotAvailable(format!("no renderer plugin `{name}` is loaded"))
+        })
     }
 
     /// Every loaded plugin.
     pub fn list(&self) -> Vec<PluginSummary> {
-        let Ok(slots) = self.inner.slots.read() else { return Vec::new() };
+        let Ok(slots) = self.inner.slots.read() else {
+            return Vec::new();
+        };
         slots
             .iter()
             .map(|(name, slot)| {
@@ -360,7 +427,9 @@ impl Plugins {
 /// Key names that are secret whatever a plugin declares.
 fn looks_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["token", "secret", "password"].iter().any(|w| key.contains(w))
+    ["token", "secret", "password"]
+        .iter()
+        .any(|w| key.contains(w))
 }
 
 /// A digest of everything in a plugin's settings except its file, to detect config-only changes.

@@ -13,7 +13,10 @@ use super::{Plugins, ReloadReport};
 use crate::config::{Config, ConfigSource};
 
 /// Reloads the configuration from `source` and applies it to the plugins.
-pub async fn reload(plugins: &Plugins, source: &ConfigSource) -> Result<ReloadReport, crate::config::ConfigError> {
+pub async fn reload(
+    plugins: &Plugins,
+    source: &ConfigSource,
+) -> Result<ReloadReport, crate::config::ConfigError> {
     let config = source.load()?;
     Ok(plugins.apply(&config).await)
 }
@@ -34,12 +37,21 @@ fn watched_files(config: &Config, source: &ConfigSource) -> Vec<PathBuf> {
 fn stamp(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
     files
         .iter()
-        .map(|f| std::fs::metadata(f).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
         .collect()
 }
 
 /// Watches the config file and every plugin file, reloading when one changes.
-pub fn spawn_file_watch(plugins: Plugins, source: ConfigSource, initial: Config, every: Duration) -> JoinHandle<()> {
+pub fn spawn_file_watch(
+    plugins: Plugins,
+    source: ConfigSource,
+    initial: Config,
+    every: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut files = watched_files(&initial, &source);
         let mut last = stamp(&files);
@@ -57,7 +69,9 @@ pub fn spawn_file_watch(plugins: Plugins, source: ConfigSource, initial: Config,
                     plugins.apply(&config).await;
                     files = watched_files(&config, &source);
                 }
-                Err(e) => tracing::error!(error = %e, "rejected configuration change; the running configuration stays"),
+                Err(e) => {
+                    tracing::error!(error = %e, "rejected configuration change; the running configuration stays")
+                }
             }
             last = stamp(&files);
         }

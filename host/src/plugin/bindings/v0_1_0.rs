@@ -28,8 +28,8 @@ pub mod renderer {
     });
 }
 
-pub use provider::herald::plugin::{http, log, types};
 use provider::exports::herald::plugin::provider_api as p;
+pub use provider::herald::plugin::{http, log, types};
 use renderer::exports::herald::plugin::renderer_api as r;
 
 /// The export name a provider of this version has.
@@ -59,11 +59,17 @@ impl From<types::PluginInfo> for model::PluginInfo {
 }
 
 fn money(m: types::Money) -> model::Money {
-    model::Money { micros: m.micros, currency: m.currency }
+    model::Money {
+        micros: m.micros,
+        currency: m.currency,
+    }
 }
 
 fn provider_error(e: p::ProviderError) -> model::ProviderError {
-    model::ProviderError { code: e.code, message: e.message }
+    model::ProviderError {
+        code: e.code,
+        message: e.message,
+    }
 }
 
 /// Converts a host message into this version's record.
@@ -95,19 +101,27 @@ pub fn send_outcome(r: Result<p::Accepted, p::SendError>) -> model::SendOutcome 
             segments: a.segments,
             price: a.price.map(money),
         }),
-        Err(p::SendError::Retryable(r)) => {
-            model::SendOutcome::Retryable { error: provider_error(r.error), retry_after_ms: r.retry_after_ms }
-        }
+        Err(p::SendError::Retryable(r)) => model::SendOutcome::Retryable {
+            error: provider_error(r.error),
+            retry_after_ms: r.retry_after_ms,
+        },
         Err(p::SendError::Refused(e)) => model::SendOutcome::Refused(provider_error(e)),
         Err(p::SendError::Unknown(e)) => model::SendOutcome::Unknown(provider_error(e)),
         Err(p::SendError::OptedOut(e)) => model::SendOutcome::OptedOut(provider_error(e)),
-        Err(p::SendError::InvalidRecipient(e)) => model::SendOutcome::InvalidRecipient(provider_error(e)),
+        Err(p::SendError::InvalidRecipient(e)) => {
+            model::SendOutcome::InvalidRecipient(provider_error(e))
+        }
     }
 }
 
 /// Converts a received webhook into this version's request record.
 pub fn webhook_request(w: &model::WebhookRequest) -> types::HttpRequest {
-    types::HttpRequest { method: w.method.clone(), url: w.url.clone(), headers: w.headers.clone(), body: w.body.clone() }
+    types::HttpRequest {
+        method: w.method.clone(),
+        url: w.url.clone(),
+        headers: w.headers.clone(),
+        body: w.body.clone(),
+    }
 }
 
 /// Converts this version's webhook error.
@@ -159,12 +173,17 @@ pub fn webhook_events(events: Vec<p::WebhookEvent>) -> Vec<model::WebhookEvent> 
 fn template_error(e: r::TemplateError) -> model::TemplateError {
     model::TemplateError {
         message: e.message,
-        position: e.position.map(|p| model::Position { line: p.line, column: p.column }),
+        position: e.position.map(|p| model::Position {
+            line: p.line,
+            column: p.column,
+        }),
     }
 }
 
 /// Converts this version's validate result.
-pub fn validate_result(r: Result<Vec<String>, r::TemplateError>) -> Result<Vec<String>, model::TemplateError> {
+pub fn validate_result(
+    r: Result<Vec<String>, r::TemplateError>,
+) -> Result<Vec<String>, model::TemplateError> {
     r.map_err(template_error)
 }
 
@@ -172,6 +191,8 @@ pub fn validate_result(r: Result<Vec<String>, r::TemplateError>) -> Result<Vec<S
 pub fn render_result(r: Result<String, r::RenderError>) -> Result<String, model::RenderError> {
     r.map_err(|e| match e {
         r::RenderError::MissingVariable(name) => model::RenderError::MissingVariable(name),
-        r::RenderError::InvalidTemplate(t) => model::RenderError::InvalidTemplate(template_error(t)),
+        r::RenderError::InvalidTemplate(t) => {
+            model::RenderError::InvalidTemplate(template_error(t))
+        }
     })
 }

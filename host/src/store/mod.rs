@@ -1,0 +1,381 @@
+//! Durable storage and the send queue, behind one [`Store`] with two backends: SQLite (one file in
+//! WAL mode, the embedded default) and PostgreSQL (several processes sharing one queue).
+//!
+//! Layout:
+//! - [`model`]: the domain types the store reads and writes, and the monotonic status rule.
+//! - `shared`, with `messages`, `queue` and `records`: the SQL both backends share, written once
+//!   and expanded per backend by a macro.
+//! - `sqlite`, `postgres`: connecting, migrating, and what genuinely differs (the claim statement,
+//!   cross-process wake-ups).
+//!
+//! Every tenant-owned row carries its tenant id and every query is scoped by it. Times are UTC
+//! milliseconds since the epoch; money is integer micro-units plus a currency code. Migrations
+//! are embedded from `migrations/sqlite` and `migrations/postgres` (same numbers and names,
+//! append-only) and applied by [`Store::migrate`].
+//!
+//! The queue: [`Store::enqueue`] writes the message, its queue entry and its first event in one
+//! transaction; [`Store::claim`] leases due entries (expired leases included, so a process that
+//! died loses nothing); each outcome of an attempt is fenced by the lease token, so a worker whose
+//! lease was taken over cannot overwrite the new holder's work.
+
+mod error;
+mod ids;
+mod messages;
+pub mod model;
+mod postgres;
+mod queue;
+mod records;
+mod shared;
+mod sqlite;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use error::{Result, StoreError};
+pub use ids::{new_id, now_millis};
+pub use model::*;
+
+/// How to connect; the defaults suit a single `herald serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// PostgreSQL: the pool size. SQLite: the number of reader connections (writes always go
+    /// through one connection).
+    pub max_connections: u32,
+    /// How long an operation waits for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a statement waits for a lock held by another process.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The durable store and queue; cheap to clone, and clones share pools and wake-ups.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    backend: Backend,
+    /// Wakes [`Store::wait_for_work`] when this process (or, on PostgreSQL, any process) enqueues.
+    wake: Arc<Notify>,
+    /// PostgreSQL's `LISTEN` task, stopped when the last clone of the store is dropped.
+    listener: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+enum Backend {
+    /// Writes are serialised on one connection (no busy-loops); reads use their own pool, which
+    /// WAL lets run alongside the writer.
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// Runs a shared query on the current backend; `$role` names the SQLite pool it needs, `reader`
+/// or `writer` (PostgreSQL has one pool for both).
+macro_rules! dispatch {
+    ($self:ident, $role:ident, $query:ident($($arg:expr),* $(,)?)) => {
+        match &$self.inner.backend {
+            Backend::Sqlite { $role: pool, .. } => sqlite::$query(pool, $($arg),*).await,
+            Backend::Postgres(pool) => postgres::$query(pool, $($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to `postgres://…` (or `postgresql://…`), or to SQLite given
+    /// `sqlite://path?mode=rwc`, `sqlite:path` or a plain file path (created if missing).
+    ///
+    /// SQLite runs in WAL mode with `synchronous = NORMAL`: a committed transaction survives a
+    /// crash of the process; after a power loss the last few may roll back. Foreign keys are
+    /// enforced and a busy lock is waited for up to [`StoreOptions::busy_timeout`].
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+        let wake = Arc::new(Notify::new());
+        let (backend, listener) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let pool = postgres::connect(url, options).await?;
+                let listener = postgres::listen(url, Arc::clone(&wake)).await?;
+                (Backend::Postgres(pool), Some(listener))
+            } else {
+                let (writer, reader) = sqlite::connect(url, options).await?;
+                (Backend::Sqlite { writer, reader }, None)
+            };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                wake,
+                listener,
+            }),
+        })
+    }
+
+    /// Applies the embedded migrations that the database has not seen yet.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => sqlite::migrate(writer).await,
+            Backend::Postgres(pool) => postgres::migrate(pool).await,
+        }
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned (SQLite checkpoints its
+    /// WAL as the last connection closes). Operations after this fail.
+    pub async fn close(&self) {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Returns `"sqlite"` or `"postgres"`.
+    #[must_use]
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Creates a tenant; an existing id is a [`StoreError::Conflict`].
+    pub async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        dispatch!(self, writer, create_tenant(tenant))
+    }
+
+    /// Reads a tenant.
+    pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        dispatch!(self, reader, get_tenant(id))
+    }
+
+    /// Stores a message with status `queued`, its queue entry and its first event in one
+    /// transaction, and wakes waiting dispatchers.
+    ///
+    /// A reused idempotency key returns [`Enqueued::Existing`] when the request hash matches and
+    /// [`StoreError::IdempotencyConflict`] when it does not; either way nothing new is stored.
+    pub async fn enqueue(&self, new: &NewMessage) -> Result<Enqueued> {
+        let enqueued = dispatch!(self, writer, enqueue(new))?;
+        if matches!(enqueued, Enqueued::Created(_)) {
+            self.inner.wake.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    /// Leases up to `limit` entries that are due at `now` (their lease, if any, expired) to one
+    /// claim by `worker` for `lease`, counting an attempt and marking each message `sending`.
+    ///
+    /// Each job carries a lease token unique to this claim; pass it back through
+    /// [`ClaimedJob::lease`] to record the attempt's outcome.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        now: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedJob>> {
+        dispatch!(self, writer, claim(worker, now, lease, limit))
+    }
+
+    /// Waits until a message is enqueued (in this process, or on PostgreSQL in any process) or
+    /// `max` passes; returns whether it was woken. Wake-ups may be spurious: claim, then wait
+    /// again.
+    pub async fn wait_for_work(&self, max: Duration) -> bool {
+        tokio::time::timeout(max, self.inner.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    /// Records that the provider accepted the attempt: removes the queue entry, stores the
+    /// provider's id, segments and price, and moves the message to `sent` unless a callback
+    /// already moved it further. Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
+    pub async fn complete_accepted(
+        &self,
+        lease: LeaseRef<'_>,
+        accepted: &Accepted,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        dispatch!(self, writer, complete_accepted(lease, accepted, now))
+    }
+
+    /// Returns the message to `queued`, due again at `due_at`, recording the attempt's error.
+    /// Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
+    pub async fn reschedule(
+        &self,
+        lease: LeaseRef<'_>,
+        due_at: i64,
+        error: &ErrorInfo,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        dispatch!(self, writer, reschedule(lease, due_at, error, now))
+    }
+
+    /// Removes the queue entry and moves the message to `status` (normally `failed` or
+    /// `unknown`) by the monotonic rule, recording the error. Does nothing and returns
+    /// [`LeaseOutcome::Lost`] without the lease.
+    pub async fn finish(
+        &self,
+        lease: LeaseRef<'_>,
+        status: MessageStatus,
+        error: &ErrorInfo,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        dispatch!(self, writer, finish(lease, status, error, now))
+    }
+
+    /// Applies a status report atomically with the monotonic rule ([`advance`]): an event is
+    /// recorded only when the status moves; reported segments, price and a missing provider
+    /// message id are stored either way. `None` when no message matches.
+    pub async fn apply_status(
+        &self,
+        tenant: &str,
+        update: &StatusUpdate,
+    ) -> Result<Option<ApplyResult>> {
+        dispatch!(self, writer, apply_status(tenant, update))
+    }
+
+    /// Reads one message.
+    pub async fn get_message(&self, tenant: &str, id: &str) -> Result<Option<Message>> {
+        dispatch!(self, reader, get_message(tenant, id))
+    }
+
+    /// Reads a message's status events, oldest first.
+    pub async fn message_events(&self, tenant: &str, id: &str) -> Result<Vec<StatusEvent>> {
+        dispatch!(self, reader, message_events(tenant, id))
+    }
+
+    /// Lists a tenant's messages newest first, one page at a time (keyset pagination on
+    /// `(created_at, id)`, so pages stay stable while messages arrive).
+    pub async fn list_messages(
+        &self,
+        tenant: &str,
+        filter: &MessageFilter,
+    ) -> Result<Page<Message>> {
+        dispatch!(self, reader, list_messages(tenant, filter))
+    }
+
+    /// Counts queue entries (leased or not) across all tenants.
+    pub async fn count_queue(&self) -> Result<u64> {
+        dispatch!(self, reader, count_queue())
+    }
+
+    /// Returns the earliest time a queue entry becomes claimable, if there is any entry.
+    pub async fn next_due_at(&self) -> Result<Option<i64>> {
+        dispatch!(self, reader, next_due_at())
+    }
+
+    /// Stores an inbound message; `false` when the provider already delivered this one.
+    pub async fn record_inbound(&self, inbound: &InboundMessage) -> Result<bool> {
+        dispatch!(self, writer, record_inbound(inbound))
+    }
+
+    /// Opts `phone` out of `category` ([`ALL_CATEGORIES`] for everything), with an audit event;
+    /// `false` when it already was.
+    pub async fn opt_out(
+        &self,
+        tenant: &str,
+        phone: &str,
+        category: &str,
+        source: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let event = opt_out_event(tenant, phone, category, OptOutAction::OptOut, source, now);
+        let event = OptOutEvent {
+            reason: reason.map(str::to_owned),
+            ..event
+        };
+        dispatch!(self, writer, opt_out(&event))
+    }
+
+    /// Opts `phone` back into `category` ([`ALL_CATEGORIES`] lifts every opt-out), with an audit
+    /// event; `false` when there was nothing to lift.
+    pub async fn opt_in(
+        &self,
+        tenant: &str,
+        phone: &str,
+        category: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let event = opt_out_event(tenant, phone, category, OptOutAction::OptIn, source, now);
+        dispatch!(self, writer, opt_in(&event))
+    }
+
+    /// Returns whether `phone` may not be sent `category` messages: opted out of that category or
+    /// of [`ALL_CATEGORIES`].
+    pub async fn is_opted_out(&self, tenant: &str, phone: &str, category: &str) -> Result<bool> {
+        dispatch!(self, reader, is_opted_out(tenant, phone, category))
+    }
+
+    /// Reads the audit trail of a number's opt-outs and opt-ins, oldest first.
+    pub async fn opt_out_events(&self, tenant: &str, phone: &str) -> Result<Vec<OptOutEvent>> {
+        dispatch!(self, reader, opt_out_events(tenant, phone))
+    }
+
+    /// Creates a template; a name the tenant already uses is a [`StoreError::Conflict`].
+    pub async fn create_template(&self, new: &NewTemplate) -> Result<Template> {
+        dispatch!(self, writer, create_template(new))
+    }
+
+    /// Reads one template.
+    pub async fn get_template(&self, tenant: &str, id: &str) -> Result<Option<Template>> {
+        dispatch!(self, reader, get_template(tenant, id))
+    }
+
+    /// Lists a tenant's templates by name.
+    pub async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>> {
+        dispatch!(self, reader, list_templates(tenant))
+    }
+}
+
+/// Builds the audit event of an opt-out change (its id is assigned by the database).
+fn opt_out_event(
+    tenant: &str,
+    phone: &str,
+    category: &str,
+    action: OptOutAction,
+    source: &str,
+    now: i64,
+) -> OptOutEvent {
+    OptOutEvent {
+        id: 0,
+        tenant_id: tenant.to_owned(),
+        phone_number: phone.to_owned(),
+        category: category.to_owned(),
+        action,
+        source: source.to_owned(),
+        reason: None,
+        occurred_at: now,
+    }
+}

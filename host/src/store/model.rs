@@ -1,0 +1,445 @@
+//! The store's domain types: the rows it reads back and the arguments of its operations, plus the
+//! message statuses and their monotonic rule (defined in `status`, re-exported here). Nothing here
+//! touches a database.
+//!
+//! Times are UTC milliseconds since the Unix epoch (`i64`); money is integer micro-units plus an
+//! ISO 4217 currency code. Ids are minted by callers with [`new_id`](super::new_id); the store
+//! never invents an id, except the sequence numbers of event rows.
+
+use serde::{Deserialize, Serialize};
+
+pub use super::status::{MessageStatus, advance};
+use crate::segments::Encoding;
+
+/// The opt-out category that blocks every other category.
+pub const ALL_CATEGORIES: &str = "all";
+
+/// Who caused a status change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// The HTTP API (or an embedder) accepting the message.
+    Api,
+    /// A dispatcher attempt.
+    Dispatcher,
+    /// A provider's delivery-status callback.
+    Webhook,
+}
+
+/// A compliance keyword recognised in an inbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keyword {
+    /// Opt out (STOP, UNSUBSCRIBE, ...).
+    Stop,
+    /// Opt back in (START, UNSTOP, ...).
+    Start,
+    /// Ask for help (HELP, INFO).
+    Help,
+}
+
+/// Whether an opt-out audit event added or removed an opt-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptOutAction {
+    /// The number was opted out.
+    OptOut,
+    /// The number was opted back in.
+    OptIn,
+}
+
+/// An amount of money: integer micro-units (1/1,000,000) of a currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// The amount in micro-units.
+    pub micros: i64,
+    /// The ISO 4217 currency code, e.g. `USD`.
+    pub currency: String,
+}
+
+/// An error a provider or the dispatcher reported for a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// A machine-readable code (the provider's own, or Herald's).
+    pub code: Option<String>,
+    /// A human-readable description.
+    pub message: Option<String>,
+}
+
+/// Everything the API knows about a message when it accepts it.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The message id (`msg_…`), minted by the caller.
+    pub id: String,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The recipient, E.164.
+    pub to_number: String,
+    /// The sender id or number, when not the provider's default.
+    pub sender: Option<String>,
+    /// The rendered body.
+    pub body: String,
+    /// The template the body was rendered from.
+    pub template_id: Option<String>,
+    /// The encoding the body will be sent in.
+    pub encoding: Encoding,
+    /// The number of segments the body takes.
+    pub segments: u32,
+    /// The number of billable units.
+    pub units: u32,
+    /// The provider the first attempt goes to.
+    pub provider: String,
+    /// How many attempts the dispatcher may make.
+    pub max_attempts: u32,
+    /// The caller's customer reference.
+    pub customer_id: Option<String>,
+    /// The caller's order reference.
+    pub order_id: Option<String>,
+    /// The ledger reservation made for this message.
+    pub reservation_id: Option<String>,
+    /// Free-form caller metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// The caller's `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// A hash of the request, to tell a retry from a different request under the same key.
+    pub request_hash: Option<String>,
+    /// When the first attempt is due; `None` for now.
+    pub due_at: Option<i64>,
+    /// The time of acceptance.
+    pub now: i64,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// The message id.
+    pub id: String,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The recipient, E.164.
+    pub to_number: String,
+    /// The sender id or number.
+    pub sender: Option<String>,
+    /// The rendered body.
+    pub body: String,
+    /// The template the body was rendered from.
+    pub template_id: Option<String>,
+    /// The encoding.
+    pub encoding: Encoding,
+    /// Segments, as counted at acceptance or as the provider later reported.
+    pub segments: u32,
+    /// Billable units.
+    pub units: u32,
+    /// The current status.
+    pub status: MessageStatus,
+    /// The provider of the latest attempt (the one that accepted it, once sent).
+    pub provider: String,
+    /// The provider's id for the message, once it accepted it.
+    pub provider_message_id: Option<String>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The caller's customer reference.
+    pub customer_id: Option<String>,
+    /// The caller's order reference.
+    pub order_id: Option<String>,
+    /// The ledger reservation.
+    pub reservation_id: Option<String>,
+    /// Free-form caller metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The hash of the request that created the message.
+    #[serde(skip)]
+    pub request_hash: Option<String>,
+    /// The price the provider reported.
+    pub price: Option<Money>,
+    /// The latest error.
+    pub error: Option<ErrorInfo>,
+    /// When it was accepted.
+    pub created_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+}
+
+/// The result of [`Store::enqueue`](super::Store::enqueue).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    /// A new message was stored and queued.
+    Created(Message),
+    /// The idempotency key was already used for the same request: this is that message.
+    Existing(Message),
+}
+
+impl Enqueued {
+    /// Returns the message, new or existing.
+    #[must_use]
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Created(message) | Self::Existing(message) => message,
+        }
+    }
+}
+
+/// One entry of a message's status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusEvent {
+    /// The event's sequence number.
+    pub id: i64,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The message.
+    pub message_id: String,
+    /// The status the message moved to.
+    pub status: MessageStatus,
+    /// The provider's own status word, if the change came from a provider.
+    pub provider_status: Option<String>,
+    /// The error reported with the change.
+    pub error: Option<ErrorInfo>,
+    /// Who caused the change.
+    pub source: EventSource,
+    /// When it happened.
+    pub occurred_at: i64,
+}
+
+/// A queue entry leased to one dispatcher attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// The message, with `status = sending` and `attempts` already counting this attempt.
+    pub message: Message,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    /// The lease token: unique to this claim, it fences every outcome of the attempt.
+    pub lease_owner: String,
+    /// The previous attempt's lease expired without an outcome (its process died mid-call), so
+    /// the provider may already have the message.
+    pub interrupted: bool,
+}
+
+impl ClaimedJob {
+    /// Returns the reference that the attempt's outcome operations take.
+    #[must_use]
+    pub fn lease(&self) -> LeaseRef<'_> {
+        LeaseRef {
+            tenant_id: &self.message.tenant_id,
+            message_id: &self.message.id,
+            owner: &self.lease_owner,
+        }
+    }
+}
+
+/// Names a leased queue entry: an outcome is applied only while `owner` still holds the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef<'a> {
+    /// The owning tenant.
+    pub tenant_id: &'a str,
+    /// The message.
+    pub message_id: &'a str,
+    /// The lease token from [`ClaimedJob::lease_owner`].
+    pub owner: &'a str,
+}
+
+/// Whether an attempt's outcome was recorded.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// The lease was still held; the outcome is stored.
+    Applied,
+    /// The lease expired and another claim took the entry (or it is gone); nothing was changed.
+    Lost,
+}
+
+/// What a provider said when it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The provider that accepted it (after a failover, not necessarily the first one).
+    pub provider: String,
+    /// The provider's id for the message.
+    pub provider_message_id: String,
+    /// The provider's own status word.
+    pub provider_status: Option<String>,
+    /// Segments, if the provider counted them.
+    pub segments: Option<u32>,
+    /// The price, if the provider reported it.
+    pub price: Option<Money>,
+}
+
+/// How a status report names its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageLookup {
+    /// By Herald's message id.
+    Id(String),
+    /// By the provider's id for it.
+    Provider {
+        /// The provider name.
+        provider: String,
+        /// The provider's message id.
+        provider_message_id: String,
+    },
+}
+
+/// A status report to apply with the monotonic rule.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    /// The message the report is about.
+    pub lookup: MessageLookup,
+    /// The reported status.
+    pub status: MessageStatus,
+    /// The provider's own status word.
+    pub provider_status: Option<String>,
+    /// The provider's message id, stored if the message has none yet.
+    pub provider_message_id: Option<String>,
+    /// The reported error.
+    pub error: Option<ErrorInfo>,
+    /// Segments, if reported; always stored.
+    pub segments: Option<u32>,
+    /// Price, if reported; always stored.
+    pub price: Option<Money>,
+    /// Who reports it.
+    pub source: EventSource,
+    /// When it was received.
+    pub now: i64,
+}
+
+/// The result of applying a status report to a stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyResult {
+    /// The message after the report.
+    pub message: Message,
+    /// Its status before the report.
+    pub previous: MessageStatus,
+    /// Whether the status moved (a late or duplicate report leaves it alone).
+    pub changed: bool,
+}
+
+/// An inbound message from a provider's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundMessage {
+    /// The id (`inb_…`), minted by the caller.
+    pub id: String,
+    /// The receiving tenant.
+    pub tenant_id: String,
+    /// The provider that delivered it.
+    pub provider: String,
+    /// The provider's id for it (its retries repeat it).
+    pub provider_message_id: String,
+    /// The sender, E.164.
+    pub from_number: String,
+    /// The tenant's number it was sent to.
+    pub to_number: String,
+    /// The text.
+    pub body: String,
+    /// The compliance keyword it matched, if any.
+    pub keyword: Option<Keyword>,
+    /// When it was received.
+    pub received_at: i64,
+}
+
+/// One change of the opt-out list, kept for audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OptOutEvent {
+    /// The event's sequence number.
+    pub id: i64,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The phone number, E.164.
+    pub phone_number: String,
+    /// The category (`all` for every category).
+    pub category: String,
+    /// Whether the number was opted out or back in.
+    pub action: OptOutAction,
+    /// What caused it (`api`, `inbound`, ...).
+    pub source: String,
+    /// Why, if known.
+    pub reason: Option<String>,
+    /// When it happened.
+    pub occurred_at: i64,
+}
+
+/// A template to create.
+#[derive(Debug, Clone)]
+pub struct NewTemplate {
+    /// The id (`tpl_…`), minted by the caller.
+    pub id: String,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The name, unique per tenant.
+    pub name: String,
+    /// The opt-out category messages from it belong to.
+    pub category: Option<String>,
+    /// A description for people.
+    pub description: Option<String>,
+    /// The template source.
+    pub body: String,
+    /// The variables the renderer found in it.
+    pub variables: Vec<String>,
+    /// Whether it may be used.
+    pub is_active: bool,
+    /// The time of creation.
+    pub now: i64,
+}
+
+/// A stored template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Template {
+    /// The id.
+    pub id: String,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The name, unique per tenant.
+    pub name: String,
+    /// The opt-out category.
+    pub category: Option<String>,
+    /// A description for people.
+    pub description: Option<String>,
+    /// The template source.
+    pub body: String,
+    /// The variables it uses.
+    pub variables: Vec<String>,
+    /// Whether it may be used.
+    pub is_active: bool,
+    /// When it was created.
+    pub created_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    /// The id (the migration creates `default`).
+    pub id: String,
+    /// A display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: i64,
+}
+
+/// Which messages [`Store::list_messages`](super::Store::list_messages) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Only this status.
+    pub status: Option<MessageStatus>,
+    /// Only to this number.
+    pub to_number: Option<String>,
+    /// Only for this customer reference.
+    pub customer_id: Option<String>,
+    /// Only created at or after this time.
+    pub created_from: Option<i64>,
+    /// Only created before this time.
+    pub created_to: Option<i64>,
+    /// Page size: 50 when `None`, at most 500.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// An opaque cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,78 @@
+//! The PostgreSQL backend, for several `herald` processes sharing one queue: claims take rows with
+//! `FOR UPDATE SKIP LOCKED` so concurrent claimers never wait on or take each other's entries, and
+//! every enqueue sends `NOTIFY herald_queue` (delivered at commit) so that idle dispatchers in
+//! every process wake up.
+//!
+//! The shared queries are expanded here by `shared::backend_queries`, which also brings the model,
+//! error and row imports into scope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::StoreOptions;
+
+/// The channel enqueues notify and dispatchers listen on (also named in the `notify` SQL below).
+const CHANNEL: &str = "herald_queue";
+
+/// Opens the connection pool.
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(options.acquire_timeout)
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
+/// Applies the embedded PostgreSQL migrations (sqlx holds an advisory lock, so processes starting
+/// together do not race).
+pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("../migrations/postgres").run(pool).await?;
+    Ok(())
+}
+
+/// Listens on the queue channel on a connection of its own and wakes `wake` for each notification.
+pub(super) async fn listen(url: &str, wake: Arc<Notify>) -> Result<JoinHandle<()>> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.try_recv().await {
+                // `None` means the connection dropped and was re-established: notifications sent
+                // in between are lost, so wake the dispatchers to look for work anyway.
+                Ok(_) => wake.notify_one(),
+                Err(error) => {
+                    tracing::warn!(%error, "queue listener lost its connection; retrying");
+                    wake.notify_one();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }))
+}
+
+super::shared::backend_queries! {
+    db = Postgres,
+    begin = "BEGIN",
+    lock = " FOR UPDATE",
+    // MATERIALIZED keeps the locked selection a single evaluation, whatever the planner prefers.
+    claim = "
+        WITH picked AS MATERIALIZED (
+            SELECT message_id FROM queue_entries
+            WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+            ORDER BY due_at
+            LIMIT $4
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE queue_entries AS q
+        SET lease_owner = $1, lease_until = $2, due_at = $2
+        FROM picked
+        WHERE q.message_id = picked.message_id
+        RETURNING q.message_id, q.tenant_id",
+    notify = "SELECT pg_notify('herald_queue', '')",
+}

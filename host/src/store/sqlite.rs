@@ -1,0 +1,67 @@
+//! The SQLite backend: one database file in WAL mode, written through a single connection so that
+//! writers queue in the pool instead of spinning on `SQLITE_BUSY`, and read through a small pool
+//! that WAL lets run alongside the writer.
+//!
+//! The shared queries are expanded here by `shared::backend_queries`, which also brings the model,
+//! error and row imports into scope. Only the claim differs from PostgreSQL: SQLite has no row
+//! locks, and needs none, since the one writer connection runs one claim at a time.
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::StoreOptions;
+
+/// Opens the writer (one connection) and the reader pool on the database `url` names.
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(SqlitePool, SqlitePool)> {
+    let file = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Config(error.to_string()))?
+    } else {
+        SqliteConnectOptions::new()
+            .filename(url)
+            .create_if_missing(true)
+    };
+    // NORMAL is durable against a crash of the process (WAL is synced at checkpoints); only a
+    // power loss can roll back the last transactions.
+    let file = file
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true);
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(file.clone())
+        .await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(file)
+        .await?;
+    Ok((writer, reader))
+}
+
+/// Applies the embedded SQLite migrations.
+pub(super) async fn migrate(writer: &SqlitePool) -> Result<()> {
+    sqlx::migrate!("../migrations/sqlite").run(writer).await?;
+    Ok(())
+}
+
+super::shared::backend_queries! {
+    db = Sqlite,
+    begin = "BEGIN IMMEDIATE",
+    lock = "",
+    claim = "
+        UPDATE queue_entries
+        SET lease_owner = $1, lease_until = $2, due_at = $2
+        WHERE message_id IN (
+            SELECT message_id FROM queue_entries
+            WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+            ORDER BY due_at
+            LIMIT $4
+        )
+        RETURNING message_id, tenant_id",
+}

@@ -1,0 +1,134 @@
+//! The WIT contract: bundled plugins load and describe themselves; unknown contracts are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use herald::plugin::{PluginKind, Plugins};
+
+/// Both bundled plugins load, report their role, and describe their settings.
+#[tokio::test]
+async fn bundled_plugins_load_and_describe() {
+    let twilio = common::twilio_settings("http://127.0.0.1:9", "ACtest", "secret-token");
+    let mustache = common::plugin_config(common::plugin("mustache"));
+    let config = common::config(
+        vec![("twilio", twilio), ("mustache", mustache)],
+        "twilio",
+        "mustache",
+    );
+    let plugins = Plugins::start(&config).await.unwrap();
+
+    let provider = plugins.provider().unwrap();
+    assert_eq!(provider.kind(), PluginKind::Provider);
+    assert_eq!(provider.info().name, "twilio");
+    let token = provider
+        .info()
+        .config_keys
+        .iter()
+        .find(|k| k.name == "auth_token")
+        .unwrap();
+    assert!(token.secret, "auth_token must be declared secret");
+    assert!(
+        provider
+            .info()
+            .config_keys
+            .iter()
+            .any(|k| k.name == "account_sid" && k.required)
+    );
+
+    let renderer = plugins.renderer().unwrap();
+    assert_eq!(renderer.kind(), PluginKind::Renderer);
+    assert_eq!(renderer.info().name, "mustache");
+    let listed: Vec<String> = plugins.list().into_iter().map(|p| p.name).collect();
+    assert_eq!(listed, ["mustache", "twilio"]);
+}
+
+/// A component built against `herald:plugin@0.9.0` is refused with an error naming the version.
+#[tokio::test]
+async fn unknown_contract_is_refused() {
+    let future = common::plugin_config(common::plugin("future-contract"));
+    let config = common::config(vec![("future", future)], "", "");
+    let err = Plugins::start(&config)
+        .await
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(err.contains("0.9.0"), "{err}");
+    assert!(
+        err.contains("supported: 0.1.0") || err.contains("supports herald:plugin@0.1.0"),
+        "{err}"
+    );
+}
+
+/// A file that is not a component at all is refused with a clear error.
+#[tokio::test]
+async fn garbage_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wasm");
+    std::fs::write(&path, b"not wasm").unwrap();
+    let config = common::config(vec![("junk", common::plugin_config(path))], "", "");
+    let err = Plugins::start(&config)
+        .await
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(err.contains("not a loadable component"), "{err}");
+}
+
+/// A provider whose required setting is missing is refused with an error naming the setting.
+#[tokio::test]
+async fn missing_required_setting_is_named() {
+    let mut twilio = common::twilio_settings("http://127.0.0.1:9", "ACtest", "tok");
+    twilio.config.remove("account_sid");
+    let config = common::config(vec![("twilio", twilio)], "twilio", "");
+    let err = Plugins::start(&config)
+        .await
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(err.contains("plugins.twilio.config.account_sid"), "{err}");
+}
+
+/// A renderer cannot be granted network access.
+#[tokio::test]
+async fn renderer_gets_no_network() {
+    let mut mustache = common::plugin_config(common::plugin("mustache"));
+    mustache.allowed_hosts = vec!["example.com".into()];
+    let config = common::config(vec![("mustache", mustache)], "", "mustache");
+    let err = Plugins::start(&config)
+        .await
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(err.contains("renderers get no network"), "{err}");
+}
+
+/// The mustache renderer validates, renders, and names a missing variable.
+#[tokio::test]
+async fn mustache_renders_strictly() {
+    let mustache = common::plugin_config(common::plugin("mustache"));
+    let config = common::config(vec![("mustache", mustache)], "", "mustache");
+    let plugins = Plugins::start(&config).await.unwrap();
+    let r = plugins.renderer().unwrap();
+    let vars = r
+        .validate("Hi {{name}}, order {{ order }} for {{name}}")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(vars, ["name", "order"]);
+    let text = r
+        .render(
+            "Hi {{name}}, order {{ order }}",
+            &[("name".into(), "Ann".into()), ("order".into(), "42".into())],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text, "Hi Ann, order 42");
+    let missing = r.render("Hi {{name}}", &[]).await.unwrap().unwrap_err();
+    assert_eq!(
+        missing,
+        herald::plugin::model::RenderError::MissingVariable("name".into())
+    );
+    let invalid = r.validate("Hi {{name").await.unwrap().unwrap_err();
+    assert!(invalid.position.is_some(), "{invalid:?}");
+}

@@ -1,0 +1,658 @@
+//! The durable store and queue, each scenario run on SQLite and on PostgreSQL
+//! (`cargo test -p herald --test store`; PostgreSQL must be up on 127.0.0.1:5432).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald::segments::Encoding;
+use herald::store::{
+    Accepted, ClaimedJob, ErrorInfo, EventSource, InboundMessage, Keyword, LeaseOutcome, Message,
+    MessageFilter, MessageLookup, MessageStatus, Money, NewMessage, NewTemplate, OptOutAction,
+    StatusUpdate, Store, StoreError, Tenant, new_id,
+};
+
+on_each_backend!(
+    enqueue_stores_message_entry_and_event,
+    idempotency_key_returns_existing_or_conflicts,
+    concurrent_claims_take_each_entry_once,
+    expired_lease_is_reclaimed,
+    stale_lease_owner_cannot_record_an_outcome,
+    reschedule_makes_the_entry_due_later,
+    finish_ends_the_attempts,
+    callback_for_an_interrupted_attempt_prevents_a_resend,
+    status_reports_only_move_forward,
+    opt_outs_are_category_aware_and_audited,
+    inbound_retries_are_stored_once,
+    template_names_are_unique_per_tenant,
+    list_messages_filters_and_paginates,
+    tenants_cannot_see_each_other,
+    enqueue_wakes_a_waiting_dispatcher,
+);
+
+/// An arbitrary fixed "now": 2023-11-14T22:13:20Z.
+const T0: i64 = 1_700_000_000_000;
+const LEASE: Duration = Duration::from_secs(30);
+
+fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
+    NewMessage {
+        id: new_id("msg"),
+        tenant_id: tenant.to_owned(),
+        to_number: to.to_owned(),
+        sender: Some("Herald".to_owned()),
+        body: "Your code is 123456".to_owned(),
+        template_id: None,
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        units: 1,
+        provider: "twilio".to_owned(),
+        max_attempts: 3,
+        customer_id: Some("cus_1".to_owned()),
+        order_id: None,
+        reservation_id: None,
+        metadata: Some(serde_json::json!({"purpose": "login"})),
+        idempotency_key: None,
+        request_hash: None,
+        due_at: None,
+        now,
+    }
+}
+
+async fn enqueue(store: &Store, new: &NewMessage) -> String {
+    store
+        .enqueue(new)
+        .await
+        .expect("enqueue")
+        .message()
+        .id
+        .clone()
+}
+
+fn error(code: &str) -> ErrorInfo {
+    ErrorInfo {
+        code: Some(code.to_owned()),
+        message: Some(format!("error {code}")),
+    }
+}
+
+fn accepted(provider_id: &str) -> Accepted {
+    Accepted {
+        provider: "twilio".to_owned(),
+        provider_message_id: provider_id.to_owned(),
+        provider_status: Some("queued".to_owned()),
+        segments: None,
+        price: None,
+    }
+}
+
+fn report(provider_id: &str, status: MessageStatus, now: i64) -> StatusUpdate {
+    StatusUpdate {
+        lookup: MessageLookup::Provider {
+            provider: "twilio".to_owned(),
+            provider_message_id: provider_id.to_owned(),
+        },
+        status,
+        provider_status: Some(status.as_str().to_owned()),
+        provider_message_id: None,
+        error: None,
+        segments: None,
+        price: None,
+        source: EventSource::Webhook,
+        now,
+    }
+}
+
+/// Claims up to `limit` entries due at `now`.
+async fn claim(store: &Store, now: i64, limit: u32) -> Vec<ClaimedJob> {
+    store.claim("worker", now, LEASE, limit).await.unwrap()
+}
+
+/// Reads a message of the default tenant that must exist.
+async fn get(store: &Store, id: &str) -> Message {
+    store.get_message("default", id).await.unwrap().unwrap()
+}
+
+async fn statuses(store: &Store, tenant: &str, id: &str) -> Vec<MessageStatus> {
+    let events = store.message_events(tenant, id).await.unwrap();
+    events.into_iter().map(|event| event.status).collect()
+}
+
+/// A queued message can be read back whole, with its queue entry and its first status event.
+async fn enqueue_stores_message_entry_and_event(store: Store) {
+    let new = message("default", "+14155550100", T0);
+    let created = store.enqueue(&new).await.unwrap();
+    assert!(matches!(created, herald::store::Enqueued::Created(_)));
+
+    let stored = get(&store, &new.id).await;
+    assert_eq!(&stored, created.message());
+    assert_eq!(stored.status, MessageStatus::Queued);
+    assert_eq!(stored.encoding, Encoding::Gsm7);
+    assert_eq!(stored.attempts, 0);
+    assert_eq!(stored.metadata, new.metadata);
+    assert_eq!((stored.created_at, stored.updated_at), (T0, T0));
+
+    let events = store.message_events("default", &new.id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, MessageStatus::Queued);
+    assert_eq!(events[0].source, EventSource::Api);
+    assert_eq!(events[0].occurred_at, T0);
+    assert_eq!(store.count_queue().await.unwrap(), 1);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(T0));
+}
+
+/// A retried request under the same idempotency key returns the first message, while a different
+/// request under that key is refused; either way only one row exists.
+async fn idempotency_key_returns_existing_or_conflicts(store: Store) {
+    let mut first = message("default", "+14155550100", T0);
+    first.idempotency_key = Some("key-1".to_owned());
+    first.request_hash = Some("hash-a".to_owned());
+    let id = enqueue(&store, &first).await;
+
+    let retry = NewMessage {
+        id: new_id("msg"),
+        ..first.clone()
+    };
+    match store.enqueue(&retry).await.unwrap() {
+        herald::store::Enqueued::Existing(existing) => assert_eq!(existing.id, id),
+        other => panic!("expected the existing message, got {other:?}"),
+    }
+
+    let different = NewMessage {
+        id: new_id("msg"),
+        request_hash: Some("hash-b".to_owned()),
+        ..first.clone()
+    };
+    let refused = store.enqueue(&different).await;
+    assert!(matches!(refused, Err(StoreError::IdempotencyConflict { key }) if key == "key-1"));
+
+    let page = store
+        .list_messages("default", &MessageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(store.count_queue().await.unwrap(), 1);
+}
+
+/// Two dispatchers claiming at the same moment each get a disjoint share of the due entries.
+async fn concurrent_claims_take_each_entry_once(store: Store) {
+    let mut ids = HashSet::new();
+    for n in 0..40 {
+        ids.insert(enqueue(&store, &message("default", &format!("+1415555{n:04}"), T0)).await);
+    }
+    let claimer = |worker: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(worker, T0, LEASE, 40).await.unwrap() })
+    };
+    let (a, b) = tokio::join!(claimer("worker-a"), claimer("worker-b"));
+    let claimed: Vec<String> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|job| job.message.id)
+        .collect();
+    assert_eq!(claimed.len(), 40, "every entry is claimed once");
+    assert_eq!(claimed.into_iter().collect::<HashSet<_>>(), ids);
+    assert!(claim(&store, T0, 40).await.is_empty());
+}
+
+/// An entry whose lease expired (its process died mid-attempt) is claimed again, counted as a new
+/// attempt and flagged as interrupted.
+async fn expired_lease_is_reclaimed(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let first = claim(&store, T0, 10).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].attempt, first[0].interrupted), (1, false));
+    assert_eq!(first[0].message.status, MessageStatus::Sending);
+
+    let during = claim(&store, T0 + 10_000, 10).await;
+    assert!(during.is_empty(), "a live lease is not taken");
+
+    let after = claim(&store, T0 + 31_000, 10).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].message.id, id);
+    assert_eq!((after[0].attempt, after[0].interrupted), (2, true));
+    assert_ne!(after[0].lease_owner, first[0].lease_owner);
+    let stored = get(&store, &id).await;
+    assert_eq!(stored.attempts, 2);
+}
+
+/// A worker whose lease was taken over cannot complete, reschedule or finish the attempt.
+async fn stale_lease_owner_cannot_record_an_outcome(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let stale = claim(&store, T0, 1).await.remove(0);
+    let fresh = claim(&store, T0 + 31_000, 1).await.remove(0);
+
+    let late = T0 + 32_000;
+    let outcome = store
+        .complete_accepted(stale.lease(), &accepted("SM1"), late)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Lost);
+    let outcome = store
+        .reschedule(stale.lease(), late, &error("E1"), late)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Lost);
+    let outcome = store
+        .finish(stale.lease(), MessageStatus::Failed, &error("E2"), late)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Lost);
+    let stored = get(&store, &id).await;
+    assert_eq!(stored.status, MessageStatus::Sending);
+    assert_eq!(stored.provider_message_id, None);
+
+    let outcome = store
+        .complete_accepted(fresh.lease(), &accepted("SM2"), late)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+    let stored = get(&store, &id).await;
+    assert_eq!(stored.status, MessageStatus::Sent);
+    assert_eq!(stored.provider_message_id.as_deref(), Some("SM2"));
+    assert_eq!(store.count_queue().await.unwrap(), 0);
+    use MessageStatus::*;
+    assert_eq!(
+        statuses(&store, "default", &id).await,
+        [Queued, Sending, Sending, Sent]
+    );
+}
+
+/// A rescheduled attempt returns the message to the queue, with its error, until the new due time.
+async fn reschedule_makes_the_entry_due_later(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let job = claim(&store, T0, 1).await.remove(0);
+    let outcome = store
+        .reschedule(job.lease(), T0 + 60_000, &error("429"), T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+
+    let stored = get(&store, &id).await;
+    assert_eq!(stored.status, MessageStatus::Queued);
+    assert_eq!(stored.error, Some(error("429")));
+    assert_eq!(store.next_due_at().await.unwrap(), Some(T0 + 60_000));
+    assert!(claim(&store, T0 + 59_999, 1).await.is_empty());
+
+    let again = claim(&store, T0 + 60_000, 1).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].attempt, again[0].interrupted), (2, false));
+}
+
+/// Finishing an attempt as failed removes the entry and records the failure.
+async fn finish_ends_the_attempts(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let job = claim(&store, T0, 1).await.remove(0);
+    let outcome = store
+        .finish(job.lease(), MessageStatus::Failed, &error("21211"), T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+
+    let stored = get(&store, &id).await;
+    assert_eq!(stored.status, MessageStatus::Failed);
+    assert_eq!(stored.error, Some(error("21211")));
+    assert_eq!(store.count_queue().await.unwrap(), 0);
+    let events = store.message_events("default", &id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.status, last.source),
+        (MessageStatus::Failed, EventSource::Dispatcher)
+    );
+    assert_eq!(last.error, Some(error("21211")));
+}
+
+/// A delivery report for an attempt whose process died stops the entry from being sent again.
+async fn callback_for_an_interrupted_attempt_prevents_a_resend(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    claim(&store, T0, 1).await;
+    let delivered = StatusUpdate {
+        lookup: MessageLookup::Id(id.clone()),
+        provider_message_id: Some("SM1".to_owned()),
+        ..report("SM1", MessageStatus::Delivered, T0 + 5_000)
+    };
+    store.apply_status("default", &delivered).await.unwrap();
+
+    assert!(claim(&store, T0 + 31_000, 1).await.is_empty());
+    assert_eq!(store.count_queue().await.unwrap(), 0);
+    assert_eq!(get(&store, &id).await.status, MessageStatus::Delivered);
+}
+
+/// Late, duplicate and out-of-order status reports never move a message backwards, yet the price
+/// they report is stored.
+async fn status_reports_only_move_forward(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let job = claim(&store, T0, 1).await.remove(0);
+
+    // The delivery callback outruns the dispatcher's own record of the acceptance.
+    let delivered = store
+        .apply_status("default", &report("SM1", MessageStatus::Delivered, T0 + 2))
+        .await
+        .unwrap();
+    assert!(delivered.is_none(), "the provider id is not known yet");
+    let by_id = StatusUpdate {
+        lookup: MessageLookup::Id(id.clone()),
+        provider_message_id: Some("SM1".to_owned()),
+        ..report("SM1", MessageStatus::Delivered, T0 + 2)
+    };
+    let applied = store
+        .apply_status("default", &by_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(applied.changed);
+    assert_eq!(applied.previous, MessageStatus::Sending);
+    assert_eq!(applied.message.provider_message_id.as_deref(), Some("SM1"));
+
+    let outcome = store
+        .complete_accepted(job.lease(), &accepted("SM1"), T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+    let late_sent = store
+        .apply_status("default", &report("SM1", MessageStatus::Sent, T0 + 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!late_sent.changed);
+    assert_eq!(late_sent.message.status, MessageStatus::Delivered);
+
+    let priced = StatusUpdate {
+        price: Some(Money {
+            micros: 7_900,
+            currency: "USD".to_owned(),
+        }),
+        segments: Some(2),
+        ..report("SM1", MessageStatus::Delivered, T0 + 5)
+    };
+    let duplicate = store
+        .apply_status("default", &priced)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!duplicate.changed);
+    assert_eq!(
+        duplicate.message.price.as_ref().map(|price| price.micros),
+        Some(7_900)
+    );
+    assert_eq!(duplicate.message.segments, 2);
+
+    let read = store
+        .apply_status("default", &report("SM1", MessageStatus::Read, T0 + 6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.changed);
+    use MessageStatus::*;
+    assert_eq!(
+        statuses(&store, "default", &id).await,
+        [Queued, Sending, Delivered, Read]
+    );
+}
+
+/// Opt-outs block their own category, `all` blocks every category, and each change is audited.
+async fn opt_outs_are_category_aware_and_audited(store: Store) {
+    let (phone, other) = ("+14155550100", "+14155550199");
+    assert!(!blocked(&store, phone, "marketing").await);
+    assert!(opt_out(&store, phone, "marketing", T0).await);
+    assert!(
+        !opt_out(&store, phone, "marketing", T0 + 1).await,
+        "already opted out"
+    );
+    assert!(blocked(&store, phone, "marketing").await);
+    assert!(!blocked(&store, phone, "alerts").await);
+
+    assert!(opt_out(&store, phone, "all", T0 + 2).await);
+    assert!(blocked(&store, phone, "alerts").await);
+    assert!(!blocked(&store, other, "alerts").await);
+
+    let lifted = store.opt_in("default", phone, "all", "inbound", T0 + 3);
+    assert!(lifted.await.unwrap());
+    assert!(!blocked(&store, phone, "marketing").await);
+    let again = store.opt_in("default", phone, "all", "inbound", T0 + 4);
+    assert!(!again.await.unwrap(), "nothing left to lift");
+
+    let audit = store.opt_out_events("default", phone).await.unwrap();
+    let trail: Vec<(&str, OptOutAction)> = audit
+        .iter()
+        .map(|event| (event.category.as_str(), event.action))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("marketing", OptOutAction::OptOut),
+            ("all", OptOutAction::OptOut),
+            ("all", OptOutAction::OptIn),
+        ]
+    );
+    assert_eq!(audit[0].reason.as_deref(), Some("asked"));
+    assert_eq!(audit[2].source, "inbound");
+}
+
+async fn opt_out(store: &Store, phone: &str, category: &str, now: i64) -> bool {
+    let added = store.opt_out("default", phone, category, "api", Some("asked"), now);
+    added.await.unwrap()
+}
+
+async fn blocked(store: &Store, phone: &str, category: &str) -> bool {
+    store
+        .is_opted_out("default", phone, category)
+        .await
+        .unwrap()
+}
+
+/// A provider's retried inbound webhook is stored once.
+async fn inbound_retries_are_stored_once(store: Store) {
+    let inbound = InboundMessage {
+        id: new_id("inb"),
+        tenant_id: "default".to_owned(),
+        provider: "twilio".to_owned(),
+        provider_message_id: "SM-in-1".to_owned(),
+        from_number: "+14155550100".to_owned(),
+        to_number: "+14155550999".to_owned(),
+        body: "STOP".to_owned(),
+        keyword: Some(Keyword::Stop),
+        received_at: T0,
+    };
+    assert!(store.record_inbound(&inbound).await.unwrap());
+    let retry = InboundMessage {
+        id: new_id("inb"),
+        ..inbound.clone()
+    };
+    assert!(!store.record_inbound(&retry).await.unwrap());
+    let other = InboundMessage {
+        id: new_id("inb"),
+        provider_message_id: "SM-in-2".to_owned(),
+        keyword: None,
+        ..inbound
+    };
+    assert!(store.record_inbound(&other).await.unwrap());
+}
+
+/// A template name is unique within a tenant, and free in another.
+async fn template_names_are_unique_per_tenant(store: Store) {
+    add_tenant(&store, "acme").await;
+    let template = |tenant: &str| NewTemplate {
+        id: new_id("tpl"),
+        tenant_id: tenant.to_owned(),
+        name: "welcome".to_owned(),
+        category: Some("onboarding".to_owned()),
+        description: None,
+        body: "Hello {{name}}".to_owned(),
+        variables: vec!["name".to_owned()],
+        is_active: true,
+        now: T0,
+    };
+    let created = store.create_template(&template("default")).await.unwrap();
+    assert_eq!(created.variables, ["name"]);
+    let read = store.get_template("default", &created.id).await.unwrap();
+    assert_eq!(read.as_ref(), Some(&created));
+
+    let duplicate = store.create_template(&template("default")).await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+    store.create_template(&template("acme")).await.unwrap();
+    assert_eq!(store.list_templates("default").await.unwrap().len(), 1);
+}
+
+/// Listing filters by status, recipient, customer and creation time, and pages newest first
+/// without gaps or repeats.
+async fn list_messages_filters_and_paginates(store: Store) {
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let mut new = message("default", "+14155550100", T0 + n);
+        if n == 4 {
+            new.to_number = "+14155550111".to_owned();
+            new.customer_id = Some("cus_2".to_owned());
+        }
+        ids.push(enqueue(&store, &new).await);
+    }
+    // Two messages share a timestamp: the id breaks the tie.
+    ids.push(enqueue(&store, &message("default", "+14155550100", T0 + 4)).await);
+    claim(&store, T0 + 10, 1).await;
+
+    let list = |filter: MessageFilter| {
+        let store = store.clone();
+        async move { store.list_messages("default", &filter).await.unwrap() }
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = list(MessageFilter {
+            limit: Some(2),
+            cursor: cursor.clone(),
+            ..MessageFilter::default()
+        })
+        .await;
+        seen.extend(page.items.into_iter().map(|message| message.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let to = list(MessageFilter {
+        to_number: Some("+14155550111".to_owned()),
+        ..MessageFilter::default()
+    });
+    assert_eq!(to.await.items.len(), 1);
+    let customer = list(MessageFilter {
+        customer_id: Some("cus_1".to_owned()),
+        ..MessageFilter::default()
+    });
+    assert_eq!(customer.await.items.len(), 5);
+    let sending = list(MessageFilter {
+        status: Some(MessageStatus::Sending),
+        ..MessageFilter::default()
+    });
+    assert_eq!(
+        sending.await.items[0].id,
+        ids[0],
+        "the oldest due entry is claimed first"
+    );
+    let window = list(MessageFilter {
+        created_from: Some(T0 + 1),
+        created_to: Some(T0 + 3),
+        ..MessageFilter::default()
+    });
+    assert_eq!(window.await.items.len(), 2);
+
+    let bad = MessageFilter {
+        cursor: Some("not-a-cursor".to_owned()),
+        ..MessageFilter::default()
+    };
+    let refused = store.list_messages("default", &bad).await;
+    assert!(matches!(refused, Err(StoreError::InvalidCursor)));
+}
+
+/// One tenant can neither read nor update another tenant's messages, and an unknown tenant owns
+/// nothing.
+async fn tenants_cannot_see_each_other(store: Store) {
+    add_tenant(&store, "acme").await;
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let job = claim(&store, T0, 1).await.remove(0);
+    let outcome = store
+        .complete_accepted(job.lease(), &accepted("SM1"), T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+
+    assert_eq!(store.get_message("acme", &id).await.unwrap(), None);
+    assert!(store.message_events("acme", &id).await.unwrap().is_empty());
+    let page = store.list_messages("acme", &MessageFilter::default()).await;
+    assert!(page.unwrap().items.is_empty());
+    let delivered = report("SM1", MessageStatus::Delivered, T0 + 2);
+    assert_eq!(store.apply_status("acme", &delivered).await.unwrap(), None);
+    let stored = get(&store, &id).await;
+    assert_eq!(stored.status, MessageStatus::Sent);
+
+    let stray = store.enqueue(&message("nobody", "+14155550100", T0)).await;
+    assert!(
+        matches!(stray, Err(StoreError::MissingReference(_))),
+        "{stray:?}"
+    );
+    let again = store.create_tenant(&tenant("acme")).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}
+
+/// A dispatcher waiting for work wakes as soon as another task enqueues.
+async fn enqueue_wakes_a_waiting_dispatcher(store: Store) {
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_work(Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let woken = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+    assert!(woken.expect("woken well before the timeout").unwrap());
+}
+
+/// A plain file path opens a SQLite store in WAL mode, creating the file.
+#[tokio::test]
+async fn sqlite_opens_a_plain_path_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db");
+    let options = herald::store::StoreOptions::default();
+    let store = Store::connect(path.to_str().unwrap(), &options)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.backend_name(), "sqlite");
+    enqueue(&store, &message("default", "+14155550100", T0)).await;
+    assert!(dir.path().join("plain.db-wal").exists());
+    store.close().await;
+}
+
+/// On PostgreSQL an enqueue in one process wakes a dispatcher waiting in another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_enqueue_wakes_other_processes() {
+    let url = common::db::postgres_url().await;
+    let options = herald::store::StoreOptions::default();
+    let producer = Store::connect(&url, &options).await.unwrap();
+    producer.migrate().await.unwrap();
+    let consumer = Store::connect(&url, &options).await.unwrap();
+    let waiter = tokio::spawn(async move { consumer.wait_for_work(Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    enqueue(&producer, &message("default", "+14155550100", T0)).await;
+    let woken = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+    assert!(woken.expect("woken well before the timeout").unwrap());
+}
+
+async fn add_tenant(store: &Store, id: &str) {
+    store.create_tenant(&tenant(id)).await.unwrap();
+    assert_eq!(store.get_tenant(id).await.unwrap(), Some(tenant(id)));
+}
+
+fn tenant(id: &str) -> Tenant {
+    Tenant {
+        id: id.to_owned(),
+        name: format!("Tenant {id}"),
+        created_at: T0,
+    }
+}

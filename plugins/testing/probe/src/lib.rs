@@ -1,0 +1,182 @@
+//! A test fixture for the Herald host's integration tests: a provider component whose `send`
+//! misbehaves on request, chosen by the message body.
+//!
+//! | body | behaviour |
+//! |---|---|
+//! | `spin` | loops forever (the host's deadline must stop it) |
+//! | `alloc` | allocates 1 MiB blocks forever, keeping them alive (the memory limit must stop it) |
+//! | `trap` | panics, which traps |
+//! | `forbidden` | asks the host for `http://forbidden.invalid/`; refused with the host's text if denied |
+//! | `http:<url>`, `sleep-http:<url>` | GETs `<url>` through the host; accepted with id = body text, status = HTTP status |
+//! | `env` | accepted with id = number of env vars, status = `fs-ok`/`fs-denied` for reading `/etc/passwd` |
+//! | anything else | accepted with id `probe-<version>-<message-id>`, status `queued` |
+//!
+//! Cargo features: `v2` reports version 2.0.0 instead of 1.0.0; `broken` makes `describe` trap.
+
+/// Bindings generated from the WIT contract.
+mod bindings {
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({ world: "provider", path: "../../../wit/v0.1.0" });
+}
+
+use bindings::exports::herald::plugin::provider_api::{
+    Accepted, Guest, OutboundMessage, ProviderError, SendError, WebhookError, WebhookEvent,
+};
+use bindings::herald::plugin::http;
+use bindings::herald::plugin::types::{HttpError, HttpRequest, PluginInfo};
+
+/// The version `describe` reports; the `v2` build lets hot-reload tests tell builds apart.
+const VERSION: &str = if cfg!(feature = "v2") {
+    "2.0.0"
+} else {
+    "1.0.0"
+};
+
+/// The exported component.
+struct Probe;
+
+impl Guest for Probe {
+    fn describe() -> PluginInfo {
+        if cfg!(feature = "broken") {
+            panic!("probe built with feature `broken`: describe traps on purpose");
+        }
+        PluginInfo {
+            name: "probe".to_string(),
+            version: VERSION.to_string(),
+            description: "Test fixture whose send behaviour is chosen by the message body."
+                .to_string(),
+            config_keys: Vec::new(),
+            outbound_hosts: Vec::new(),
+        }
+    }
+
+    fn send(
+        _config: Vec<(String, String)>,
+        message: OutboundMessage,
+    ) -> Result<Accepted, SendError> {
+        let body = message.body.as_str();
+        match body {
+            "spin" => spin(),
+            "alloc" => alloc(),
+            "trap" => panic!("probe: trap requested by the message body"),
+            "forbidden" => forbidden(),
+            "env" => Ok(accepted(
+                std::env::vars().count().to_string(),
+                if std::fs::read_to_string("/etc/passwd").is_ok() {
+                    "fs-ok"
+                } else {
+                    "fs-denied"
+                },
+            )),
+            _ => {
+                if let Some(url) = body
+                    .strip_prefix("http:")
+                    .or_else(|| body.strip_prefix("sleep-http:"))
+                {
+                    get(url)
+                } else {
+                    Ok(accepted(
+                        format!("probe-{VERSION}-{}", message.message_id),
+                        "queued",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn verify_webhook(
+        _config: Vec<(String, String)>,
+        _request: HttpRequest,
+    ) -> Result<(), WebhookError> {
+        Ok(())
+    }
+
+    fn parse_webhook(
+        _config: Vec<(String, String)>,
+        _request: HttpRequest,
+    ) -> Result<Vec<WebhookEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
+}
+
+fn accepted(id: String, status: &str) -> Accepted {
+    Accepted {
+        provider_message_id: id,
+        provider_status: status.to_string(),
+        segments: None,
+        price: None,
+    }
+}
+
+/// Burns CPU until the host interrupts the call.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        // `black_box` keeps the loop observable so it is not optimised into something else.
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Grows memory until the host's limit stops the call; the blocks stay alive and touched.
+fn alloc() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        blocks.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&mut blocks);
+    }
+}
+
+/// Calls a host the operator never grants, to check the host denies it.
+fn forbidden() -> Result<Accepted, SendError> {
+    match http::send(&get_request("http://forbidden.invalid/")) {
+        Err(HttpError::Denied(text)) => Err(SendError::Refused(plugin_error(text))),
+        Err(other) => Err(http_failure(other)),
+        Ok(response) => Err(SendError::Unknown(plugin_error(format!(
+            "forbidden.invalid answered HTTP {}: the host should have denied it",
+            response.status
+        )))),
+    }
+}
+
+/// GETs `url` through the host and reports the answer in the `accepted` fields.
+fn get(url: &str) -> Result<Accepted, SendError> {
+    match http::send(&get_request(url)) {
+        Ok(response) => Ok(accepted(
+            String::from_utf8_lossy(&response.body).into_owned(),
+            &response.status.to_string(),
+        )),
+        Err(error) => Err(http_failure(error)),
+    }
+}
+
+fn get_request(url: &str) -> HttpRequest {
+    HttpRequest {
+        method: "GET".to_string(),
+        url: url.to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+/// Nothing was sent for `denied`/`invalid-request`, so those are refused; the rest may have
+/// reached the server, so they are unknown. The message is the error as the host gave it.
+fn http_failure(error: HttpError) -> SendError {
+    let text = format!("{error:?}");
+    match error {
+        HttpError::Denied(_) | HttpError::InvalidRequest(_) => {
+            SendError::Refused(plugin_error(text))
+        }
+        HttpError::Timeout | HttpError::Transport(_) | HttpError::ResponseTooLarge => {
+            SendError::Unknown(plugin_error(text))
+        }
+    }
+}
+
+fn plugin_error(message: String) -> ProviderError {
+    ProviderError {
+        code: None,
+        message,
+    }
+}
+
+bindings::export!(Probe with_types_in bindings);
