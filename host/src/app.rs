@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigSource};
 use crate::plugin::{PluginError, Plugins, watch};
+use crate::store::{Store, StoreError, StoreOptions};
 
 /// Errors from starting Herald.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,9 @@ pub enum StartError {
     /// A plugin could not be loaded.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// Storage could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
     /// The server could not run.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -32,21 +36,30 @@ pub struct AppState {
     pub source: ConfigSource,
     /// The plugin runtime.
     pub plugins: Plugins,
+    /// Durable storage and the send queue.
+    pub store: Store,
 }
 
 impl AppState {
-    /// Loads the plugins of `config`.
+    /// Opens (and migrates) storage and loads the plugins of `config`.
     pub async fn start(config: Config, source: ConfigSource) -> Result<Self, StartError> {
+        let store = open_store(&config).await?;
         let plugins = Plugins::start(&config).await?;
-        Ok(Self {
-            config: Arc::new(config),
-            source,
-            plugins,
-        })
+        Ok(Self { config: Arc::new(config), source, plugins, store })
     }
 }
 
-/// Serves Herald on `listener` until `shutdown` resolves, with the reload triggers running.
+/// Opens the configured store and applies pending migrations.
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    let options = StoreOptions { max_connections: (config.delivery.workers as u32).clamp(4, 32), ..StoreOptions::default() };
+    let store = Store::connect(&config.storage.url, &options).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Serves Herald on `listener` until `shutdown` resolves: the API, the dispatcher and the
+/// reload triggers. On shutdown it stops accepting requests and claiming messages, and lets
+/// calls in flight finish.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -62,16 +75,20 @@ pub async fn serve(
         ));
     }
     #[cfg(unix)]
-    background.push(watch::spawn_sighup(
-        state.plugins.clone(),
-        state.source.clone(),
-    )?);
-    let router = crate::api::router(state);
+    background.push(watch::spawn_sighup(state.plugins.clone(), state.source.clone())?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(crate::dispatch::run(state.clone(), stopped));
+    let router = crate::api::router(state.clone());
     let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
         .await;
+    let _ = dispatcher.await;
     for task in background {
         task.abort();
     }
+    state.store.close().await;
     Ok(result?)
 }

@@ -46,6 +46,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// The delivery pipeline: retries and workers.
     pub delivery: DeliveryConfig,
+    /// Replies to STOP / START / HELP keywords.
+    pub compliance: ComplianceConfig,
     /// The plugins, by name.
     pub plugins: BTreeMap<String, PluginConfig>,
 }
@@ -158,7 +160,11 @@ pub struct DeliveryConfig {
     /// Concurrent dispatches per process.
     pub workers: usize,
     /// How long a claimed entry stays leased before another process may reclaim it, in ms.
+    /// Must exceed every provider plugin's `timeout_ms`, or a slow call could be sent twice.
     pub lease_ms: u64,
+    /// Apply Twilio-style Smart Encoding (look-alike characters replaced by GSM-7 ones) before
+    /// counting and sending.
+    pub smart_encoding: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -169,6 +175,31 @@ impl Default for DeliveryConfig {
             retry_max_ms: 300_000,
             workers: 16,
             lease_ms: 30_000,
+            smart_encoding: false,
+        }
+    }
+}
+
+/// The confirmation replies to compliance keywords (CTIA: one reply per opt-out, HELP names
+/// the program and how to stop).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceConfig {
+    /// Sent once after an opt-out keyword.
+    pub stop_reply: String,
+    /// Sent after an opt-in keyword.
+    pub start_reply: String,
+    /// Sent after a help keyword.
+    pub help_reply: String,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        Self {
+            stop_reply: "You have been unsubscribed and will receive no further messages. Reply START to resubscribe."
+                .into(),
+            start_reply: "You have been resubscribed. Reply STOP to unsubscribe.".into(),
+            help_reply: "Herald notifications. Msg & data rates may apply. Reply STOP to unsubscribe.".into(),
         }
     }
 }
@@ -292,6 +323,14 @@ impl Config {
                 return Err(ConfigError::Inconsistent(format!(
                     "plugins.{name}.memory_mb = {} exceeds runtime.max_memory_mb = {}",
                     plugin.memory_mb, self.runtime.max_memory_mb
+                )));
+            }
+        }
+        for (name, plugin) in &self.plugins {
+            if !plugin.allowed_hosts.is_empty() && plugin.timeout_ms >= self.delivery.lease_ms {
+                return Err(ConfigError::Inconsistent(format!(
+                    "plugins.{name}.timeout_ms = {} must be below delivery.lease_ms = {}, or a slow send could be repeated",
+                    plugin.timeout_ms, self.delivery.lease_ms
                 )));
             }
         }

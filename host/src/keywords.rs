@@ -5,27 +5,7 @@
 //! Twilio's defaults for long codes and toll-free numbers (see `reference/sms-protocols.md` §2.7),
 //! which also cover the words the FCC's 2024 consent-revocation order names.
 
-/// What an inbound message asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keyword {
-    /// Stop sending to me.
-    Stop,
-    /// Start sending to me again.
-    Start,
-    /// Tell me who you are and how to stop.
-    Help,
-}
-
-impl Keyword {
-    /// The keyword's name as stored with the inbound message.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Keyword::Stop => "stop",
-            Keyword::Start => "start",
-            Keyword::Help => "help",
-        }
-    }
-}
+pub use crate::store::Keyword;
 
 const STOP: &[&str] = &[
     "STOP",

@@ -6,6 +6,7 @@
 //! - [`carrier`]: a local server speaking Twilio's Messages API, for tests and the demo.
 //! - [`api`]: the HTTP API and its one error shape.
 //! - [`config`]: typed configuration (file, then environment).
+//! - [`dispatch`]: the workers that deliver queued messages through the provider plugin.
 //! - [`keywords`]: STOP / START / HELP in inbound messages.
 //! - [`phone`]: E.164 validation.
 //! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
@@ -16,6 +17,7 @@ pub mod api;
 pub mod app;
 pub mod carrier;
 pub mod config;
+pub mod dispatch;
 pub mod keywords;
 pub mod phone;
 pub mod plugin;

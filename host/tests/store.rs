@@ -44,6 +44,7 @@ fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
         sender: Some("Herald".to_owned()),
         body: "Your code is 123456".to_owned(),
         template_id: None,
+        category: "transactional".into(),
         encoding: Encoding::Gsm7,
         segments: 1,
         units: 1,

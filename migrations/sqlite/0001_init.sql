@@ -18,6 +18,9 @@ CREATE TABLE messages (
     sender              TEXT,
     body                TEXT NOT NULL,
     template_id         TEXT,
+    -- Opt-out category: an opt-out in this category (or in 'all') blocks the message;
+    -- 'compliance' marks keyword confirmations, which must reach an opted-out number once.
+    category            TEXT NOT NULL DEFAULT 'transactional',
     encoding            TEXT NOT NULL,          -- 'GSM-7' or 'UCS-2'
     segments            INTEGER NOT NULL,
     units               INTEGER NOT NULL,

@@ -118,3 +118,8 @@ impl From<QueryRejection> for ApiError {
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint")
 }
+
+/// Answers a known route called with the wrong method with the same shape.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+}

@@ -1,7 +1,11 @@
 //! The HTTP API (axum): routes, authentication helpers and the error shape.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
+pub mod messages;
+pub mod templates;
+pub mod webhooks;
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -15,9 +19,17 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/v1/sms/send", post(messages::send))
+        .route("/api/v1/sms/messages", get(messages::list))
+        .route("/api/v1/sms/messages/{id}", get(messages::get))
+        .route("/api/v1/sms/templates", post(templates::create))
+        .route("/api/v1/sms/templates/{id}", get(templates::get))
+        .route("/api/v1/sms/webhooks/{provider}/status", post(webhooks::status))
+        .route("/api/v1/sms/webhooks/{provider}/inbound", post(webhooks::inbound))
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

@@ -18,6 +18,7 @@ macro_rules! message_queries {
                 sender: row.try_get("sender")?,
                 body: row.try_get("body")?,
                 template_id: row.try_get("template_id")?,
+                category: row.try_get("category")?,
                 encoding: encoding(row.try_get("encoding")?)?,
                 segments: count(row.try_get("segments")?, "segments")?,
                 units: count(row.try_get("units")?, "units")?,
@@ -173,9 +174,9 @@ macro_rules! message_queries {
                 "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                      encoding, segments, units, status, provider, attempts, max_attempts,
                      customer_id, order_id, reservation_id, metadata, idempotency_key,
-                     request_hash, created_at, updated_at)
+                     request_hash, created_at, updated_at, category)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, 0, $11, $12, $13, $14,
-                     $15, $16, $17, $18, $18)
+                     $15, $16, $17, $18, $18, $19)
                  ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
                  RETURNING *",
             )
@@ -197,6 +198,7 @@ macro_rules! message_queries {
             .bind(new.idempotency_key.as_deref())
             .bind(new.request_hash.as_deref())
             .bind(new.now)
+            .bind(new.category.as_str())
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = inserted else {

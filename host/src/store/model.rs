@@ -81,6 +81,9 @@ pub struct NewMessage {
     pub body: String,
     /// The template the body was rendered from.
     pub template_id: Option<String>,
+    /// The opt-out category (`transactional` by default; `compliance` for keyword replies, which
+    /// are sent even to an opted-out number).
+    pub category: String,
     /// The encoding the body will be sent in.
     pub encoding: Encoding,
     /// The number of segments the body takes.
@@ -124,6 +127,8 @@ pub struct Message {
     pub body: String,
     /// The template the body was rendered from.
     pub template_id: Option<String>,
+    /// The opt-out category.
+    pub category: String,
     /// The encoding.
     pub encoding: Encoding,
     /// Segments, as counted at acceptance or as the provider later reported.
