@@ -45,13 +45,21 @@ impl AppState {
     pub async fn start(config: Config, source: ConfigSource) -> Result<Self, StartError> {
         let store = open_store(&config).await?;
         let plugins = Plugins::start(&config).await?;
-        Ok(Self { config: Arc::new(config), source, plugins, store })
+        Ok(Self {
+            config: Arc::new(config),
+            source,
+            plugins,
+            store,
+        })
     }
 }
 
 /// Opens the configured store and applies pending migrations.
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let options = StoreOptions { max_connections: (config.delivery.workers as u32).clamp(4, 32), ..StoreOptions::default() };
+    let options = StoreOptions {
+        max_connections: (config.delivery.workers as u32).clamp(4, 32),
+        ..StoreOptions::default()
+    };
     let store = Store::connect(&config.storage.url, &options).await?;
     store.migrate().await?;
     Ok(store)
@@ -75,7 +83,10 @@ pub async fn serve(
         ));
     }
     #[cfg(unix)]
-    background.push(watch::spawn_sighup(state.plugins.clone(), state.source.clone())?);
+    background.push(watch::spawn_sighup(
+        state.plugins.clone(),
+        state.source.clone(),
+    )?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(crate::dispatch::run(state.clone(), stopped));
     let router = crate::api::router(state.clone());

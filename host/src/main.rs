@@ -73,14 +73,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             init_tracing();
-            let loaded = ConfigSource { file: config, env: true }.load()?;
+            let loaded = ConfigSource {
+                file: config,
+                env: true,
+            }
+            .load()?;
             let store = herald::app::open_store(&loaded).await?;
             tracing::info!(backend = store.backend_name(), "migrations applied");
             Ok(())
         }
         Command::Demo { config } => {
             init_tracing();
-            let source = ConfigSource { file: config, env: true };
+            let source = ConfigSource {
+                file: config,
+                env: true,
+            };
             let loaded = source.load()?;
             let carrier = start_carrier(&loaded).await?;
             tracing::info!(carrier = %carrier.base_url(), "local Twilio-compatible carrier listening");
@@ -90,7 +97,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             init_tracing();
-            let source = ConfigSource { file: config, env: true };
+            let source = ConfigSource {
+                file: config,
+                env: true,
+            };
             let loaded = source.load()?;
             serve(source, loaded).await
         }
@@ -111,13 +121,34 @@ async fn serve(source: ConfigSource, loaded: herald::config::Config) -> anyhow::
 
 /// Starts the carrier where the Twilio plugin's `base_url` points, with its credentials, posting
 /// inbound messages to Herald's inbound webhook.
-async fn start_carrier(config: &herald::config::Config) -> anyhow::Result<herald::carrier::Carrier> {
-    let twilio = config.plugins.get("twilio").context("the demo needs a [plugins.twilio] section")?;
-    let setting = |key: &str| twilio.config.get(key).cloned().with_context(|| format!("plugins.twilio.config.{key} is not set"));
-    let base_url = url::Url::parse(&setting("base_url")?).context("plugins.twilio.config.base_url")?;
-    let addr = format!("{}:{}", base_url.host_str().unwrap_or("127.0.0.1"), base_url.port_or_known_default().unwrap_or(80));
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding the carrier on {addr}"))?;
-    let inbound = format!("{}/api/v1/sms/webhooks/twilio/inbound", config.server.public_url.trim_end_matches('/'));
+async fn start_carrier(
+    config: &herald::config::Config,
+) -> anyhow::Result<herald::carrier::Carrier> {
+    let twilio = config
+        .plugins
+        .get("twilio")
+        .context("the demo needs a [plugins.twilio] section")?;
+    let setting = |key: &str| {
+        twilio
+            .config
+            .get(key)
+            .cloned()
+            .with_context(|| format!("plugins.twilio.config.{key} is not set"))
+    };
+    let base_url =
+        url::Url::parse(&setting("base_url")?).context("plugins.twilio.config.base_url")?;
+    let addr = format!(
+        "{}:{}",
+        base_url.host_str().unwrap_or("127.0.0.1"),
+        base_url.port_or_known_default().unwrap_or(80)
+    );
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding the carrier on {addr}"))?;
+    let inbound = format!(
+        "{}/api/v1/sms/webhooks/twilio/inbound",
+        config.server.public_url.trim_end_matches('/')
+    );
     let carrier_config = herald::carrier::CarrierConfig {
         account_sid: setting("account_sid")?,
         auth_token: setting("auth_token")?,

@@ -19,16 +19,25 @@ pub const DEFAULT_TENANT: &str = "default";
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let key = super::bearer(&parts.headers)
             .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-            .ok_or_else(|| ApiError::unauthorized("send an API key as `Authorization: Bearer <key>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("send an API key as `Authorization: Bearer <key>`")
+            })?;
         let known = state
             .config
             .server
             .api_keys
             .iter()
             .any(|k| !k.is_empty() && super::constant_time_eq(k.as_bytes(), key.as_bytes()));
-        if known { Ok(Tenant(DEFAULT_TENANT.into())) } else { Err(ApiError::unauthorized("the API key is not valid")) }
+        if known {
+            Ok(Tenant(DEFAULT_TENANT.into()))
+        } else {
+            Err(ApiError::unauthorized("the API key is not valid"))
+        }
     }
 }

@@ -19,7 +19,9 @@ use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
 use crate::phone::is_e164;
 use crate::segments;
-use crate::store::{self, Enqueued, Message, MessageFilter, MessageStatus, NewMessage, StatusEvent, StoreError};
+use crate::store::{
+    self, Enqueued, Message, MessageFilter, MessageStatus, NewMessage, StatusEvent, StoreError,
+};
 
 /// Longest body accepted, in characters (Twilio's and SNS's limit).
 pub const MAX_BODY_CHARS: usize = 1600;
@@ -77,7 +79,10 @@ pub struct EventView {
 pub fn iso(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -86,7 +91,12 @@ fn view(message: Message, history: Option<Vec<StatusEvent>>) -> MessageView {
         created_at_iso: iso(message.created_at),
         message,
         history: history.map(|h| {
-            h.into_iter().map(|event| EventView { occurred_at_iso: iso(event.occurred_at), event }).collect()
+            h.into_iter()
+                .map(|event| EventView {
+                    occurred_at_iso: iso(event.occurred_at),
+                    event,
+                })
+                .collect()
         }),
     }
 }
@@ -97,7 +107,10 @@ fn reference(name: &str, value: Option<serde_json::Value>) -> ApiResult<Option<S
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) if s.len() <= 255 => Ok(Some(s)),
         Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(ApiError::validation("invalid_field", format!("`{name}` must be a string (≤ 255 bytes) or a number"))),
+        Some(_) => Err(ApiError::validation(
+            "invalid_field",
+            format!("`{name}` must be a string (≤ 255 bytes) or a number"),
+        )),
     }
 }
 
@@ -110,14 +123,19 @@ pub async fn send(
 ) -> ApiResult<Response> {
     let Json(raw) = payload?;
     let request_hash = hex::encode(Sha256::digest(raw.to_string().as_bytes()));
-    let request: SendRequest =
-        serde_json::from_value(raw).map_err(|e| ApiError::validation("invalid_field", e.to_string()))?;
+    let request: SendRequest = serde_json::from_value(raw)
+        .map_err(|e| ApiError::validation("invalid_field", e.to_string()))?;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
-            let key = v.to_str().map_err(|_| ApiError::validation("invalid_idempotency_key", "Idempotency-Key must be ASCII"))?;
+            let key = v.to_str().map_err(|_| {
+                ApiError::validation("invalid_idempotency_key", "Idempotency-Key must be ASCII")
+            })?;
             if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(ApiError::validation("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"));
+                return Err(ApiError::validation(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 characters",
+                ));
             }
             Some(key.to_string())
         }
@@ -126,25 +144,51 @@ pub async fn send(
     if !is_e164(&request.to_number) {
         return Err(ApiError::validation(
             "invalid_phone_number",
-            format!("to_number `{}` is not an E.164 number such as +14155552671", request.to_number),
+            format!(
+                "to_number `{}` is not an E.164 number such as +14155552671",
+                request.to_number
+            ),
         ));
     }
     if let Some(from) = &request.from_number
         && (from.is_empty() || from.len() > 32)
     {
-        return Err(ApiError::validation("invalid_field", "from_number must be 1 to 32 characters"));
+        return Err(ApiError::validation(
+            "invalid_field",
+            "from_number must be 1 to 32 characters",
+        ));
     }
-    let category = request.category.clone().unwrap_or_else(|| "transactional".into());
-    if category.is_empty() || category.len() > 64 || category == crate::dispatch::COMPLIANCE_CATEGORY || category == store::ALL_CATEGORIES {
-        return Err(ApiError::validation("invalid_category", format!("category `{category}` cannot be used")));
+    let category = request
+        .category
+        .clone()
+        .unwrap_or_else(|| "transactional".into());
+    if category.is_empty()
+        || category.len() > 64
+        || category == crate::dispatch::COMPLIANCE_CATEGORY
+        || category == store::ALL_CATEGORIES
+    {
+        return Err(ApiError::validation(
+            "invalid_category",
+            format!("category `{category}` cannot be used"),
+        ));
     }
     let metadata = match request.metadata {
         None | Some(serde_json::Value::Null) => None,
-        Some(m @ serde_json::Value::Object(_)) if m.to_string().len() <= MAX_METADATA_BYTES => Some(m),
-        Some(serde_json::Value::Object(_)) => {
-            return Err(ApiError::validation("invalid_field", format!("metadata must be at most {MAX_METADATA_BYTES} bytes")));
+        Some(m @ serde_json::Value::Object(_)) if m.to_string().len() <= MAX_METADATA_BYTES => {
+            Some(m)
         }
-        Some(_) => return Err(ApiError::validation("invalid_field", "metadata must be a JSON object")),
+        Some(serde_json::Value::Object(_)) => {
+            return Err(ApiError::validation(
+                "invalid_field",
+                format!("metadata must be at most {MAX_METADATA_BYTES} bytes"),
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "invalid_field",
+                "metadata must be a JSON object",
+            ));
+        }
     };
     let customer_id = reference("customer_id", request.customer_id)?;
     let order_id = reference("order_id", request.order_id)?;
@@ -152,25 +196,45 @@ pub async fn send(
 
     let (body, template_id) = match (request.message, request.template_id) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation("ambiguous_body", "send either `message` or `template_id`, not both"));
+            return Err(ApiError::validation(
+                "ambiguous_body",
+                "send either `message` or `template_id`, not both",
+            ));
         }
-        (None, None) => return Err(ApiError::validation("missing_body", "send `message` or `template_id`")),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "missing_body",
+                "send `message` or `template_id`",
+            ));
+        }
         (Some(text), None) => (text, None),
         (None, Some(id)) => {
             let id = match id {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Number(n) => n.to_string(),
-                _ => return Err(ApiError::validation("invalid_field", "template_id must be a string")),
+                _ => {
+                    return Err(ApiError::validation(
+                        "invalid_field",
+                        "template_id must be a string",
+                    ));
+                }
             };
-            let body = super::templates::render(&state, &tenant, &id, &request.template_variables).await?;
+            let body =
+                super::templates::render(&state, &tenant, &id, &request.template_variables).await?;
             (body, Some(id))
         }
     };
     if !request.template_variables.is_empty() && template_id.is_none() {
-        return Err(ApiError::validation("invalid_field", "template_variables are only used with template_id"));
+        return Err(ApiError::validation(
+            "invalid_field",
+            "template_variables are only used with template_id",
+        ));
     }
     if body.trim().is_empty() {
-        return Err(ApiError::validation("empty_message", "the message body is empty"));
+        return Err(ApiError::validation(
+            "empty_message",
+            "the message body is empty",
+        ));
     }
     let chars = body.chars().count();
     if chars > MAX_BODY_CHARS {
@@ -179,7 +243,9 @@ pub async fn send(
             format!("the message has {chars} characters; at most {MAX_BODY_CHARS} are allowed"),
         ));
     }
-    let options = segments::Options { smart_encoding: state.config.delivery.smart_encoding };
+    let options = segments::Options {
+        smart_encoding: state.config.delivery.smart_encoding,
+    };
     let (text, count) = segments::encode_for_send(&body, options)
         .map_err(|e| ApiError::validation("empty_message", e.to_string()))?;
 
@@ -191,7 +257,10 @@ pub async fn send(
     if opted_out {
         return Err(ApiError::conflict(
             "recipient_opted_out",
-            format!("{} has opted out of {category} messages; nothing was sent", request.to_number),
+            format!(
+                "{} has opted out of {category} messages; nothing was sent",
+                request.to_number
+            ),
         ));
     }
 
@@ -207,7 +276,11 @@ pub async fn send(
         encoding: count.encoding,
         segments: count.segments,
         units: count.units,
-        provider: state.plugins.provider().map(|p| p.name().to_string()).unwrap_or_default(),
+        provider: state
+            .plugins
+            .provider()
+            .map(|p| p.name().to_string())
+            .unwrap_or_default(),
         max_attempts: state.config.delivery.max_attempts,
         customer_id,
         order_id,
@@ -219,10 +292,15 @@ pub async fn send(
         now,
     };
     match state.store.enqueue(&new).await {
-        Ok(Enqueued::Created(message)) => Ok((StatusCode::ACCEPTED, Json(view(message, None))).into_response()),
+        Ok(Enqueued::Created(message)) => {
+            Ok((StatusCode::ACCEPTED, Json(view(message, None))).into_response())
+        }
         Ok(Enqueued::Existing(message)) => {
             let mut response = (StatusCode::ACCEPTED, Json(view(message, None))).into_response();
-            response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
             Ok(response)
         }
         Err(StoreError::IdempotencyConflict { .. }) => Err(ApiError::conflict(
@@ -245,7 +323,11 @@ pub async fn get(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("message_not_found", format!("no message `{id}`")))?;
-    let history = state.store.message_events(&tenant, &id).await.map_err(ApiError::internal)?;
+    let history = state
+        .store
+        .message_events(&tenant, &id)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(view(message, Some(history))))
 }
 
@@ -277,9 +359,16 @@ fn parse_date(name: &str, value: &str, end: bool) -> ApiResult<i64> {
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(value, &format).map_err(|_| {
-        ApiError::validation("invalid_query", format!("`{name}` must be a date (2025-01-31) or an RFC 3339 time"))
+        ApiError::validation(
+            "invalid_query",
+            format!("`{name}` must be a date (2025-01-31) or an RFC 3339 time"),
+        )
     })?;
-    let date = if end { date.next_day().unwrap_or(date) } else { date };
+    let date = if end {
+        date.next_day().unwrap_or(date)
+    } else {
+        date
+    };
     Ok((date.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -299,24 +388,40 @@ pub async fn list(
     if let Some(limit) = q.limit
         && !(1..=500).contains(&limit)
     {
-        return Err(ApiError::validation("invalid_query", "limit must be between 1 and 500"));
+        return Err(ApiError::validation(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
     }
     let filter = MessageFilter {
         status,
         to_number: q.phone_number,
         customer_id: q.customer_id,
-        created_from: q.start_date.as_deref().map(|d| parse_date("start_date", d, false)).transpose()?,
-        created_to: q.end_date.as_deref().map(|d| parse_date("end_date", d, true)).transpose()?,
+        created_from: q
+            .start_date
+            .as_deref()
+            .map(|d| parse_date("start_date", d, false))
+            .transpose()?,
+        created_to: q
+            .end_date
+            .as_deref()
+            .map(|d| parse_date("end_date", d, true))
+            .transpose()?,
         limit: q.limit,
         cursor: q.cursor,
     };
     let page = match state.store.list_messages(&tenant, &filter).await {
         Ok(page) => page,
         Err(StoreError::InvalidCursor) => {
-            return Err(ApiError::validation("invalid_query", "the cursor is not valid"));
+            return Err(ApiError::validation(
+                "invalid_query",
+                "the cursor is not valid",
+            ));
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
     let items: Vec<MessageView> = page.items.into_iter().map(|m| view(m, None)).collect();
-    Ok(Json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
+    Ok(Json(
+        serde_json::json!({ "items": items, "next_cursor": page.next_cursor }),
+    ))
 }

@@ -24,8 +24,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sms/messages/{id}", get(messages::get))
         .route("/api/v1/sms/templates", post(templates::create))
         .route("/api/v1/sms/templates/{id}", get(templates::get))
-        .route("/api/v1/sms/webhooks/{provider}/status", post(webhooks::status))
-        .route("/api/v1/sms/webhooks/{provider}/inbound", post(webhooks::inbound))
+        .route(
+            "/api/v1/sms/webhooks/{provider}/status",
+            post(webhooks::status),
+        )
+        .route(
+            "/api/v1/sms/webhooks/{provider}/inbound",
+            post(webhooks::inbound),
+        )
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .fallback(error::not_found)

@@ -39,26 +39,49 @@ pub async fn create(
     payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Template>)> {
     let Json(raw) = payload?;
-    let request: CreateTemplate =
-        serde_json::from_value(raw).map_err(|e| ApiError::validation("invalid_field", e.to_string()))?;
+    let request: CreateTemplate = serde_json::from_value(raw)
+        .map_err(|e| ApiError::validation("invalid_field", e.to_string()))?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 128 {
-        return Err(ApiError::validation("invalid_field", "name must be 1 to 128 characters"));
+        return Err(ApiError::validation(
+            "invalid_field",
+            "name must be 1 to 128 characters",
+        ));
     }
     if request.template_body.trim().is_empty() {
-        return Err(ApiError::validation("empty_template", "template_body is empty"));
+        return Err(ApiError::validation(
+            "empty_template",
+            "template_body is empty",
+        ));
     }
     if request.template_body.chars().count() > super::messages::MAX_BODY_CHARS {
-        return Err(ApiError::validation("template_too_long", "template_body is longer than 1600 characters"));
+        return Err(ApiError::validation(
+            "template_too_long",
+            "template_body is longer than 1600 characters",
+        ));
     }
-    let renderer = state.plugins.renderer().map_err(|e| ApiError::unavailable("renderer_unavailable", e.to_string()))?;
+    let renderer = state
+        .plugins
+        .renderer()
+        .map_err(|e| ApiError::unavailable("renderer_unavailable", e.to_string()))?;
     let variables = match renderer.validate(&request.template_body).await {
         Ok(Ok(vars)) => vars,
         Ok(Err(e)) => {
-            let at = e.position.map(|p| format!(" at line {}, column {}", p.line, p.column)).unwrap_or_default();
-            return Err(ApiError::validation("invalid_template", format!("{}{at}", e.message)));
+            let at = e
+                .position
+                .map(|p| format!(" at line {}, column {}", p.line, p.column))
+                .unwrap_or_default();
+            return Err(ApiError::validation(
+                "invalid_template",
+                format!("{}{at}", e.message),
+            ));
         }
-        Err(failure) => return Err(ApiError::unavailable("renderer_unavailable", failure.to_string())),
+        Err(failure) => {
+            return Err(ApiError::unavailable(
+                "renderer_unavailable",
+                failure.to_string(),
+            ));
+        }
     };
     let now = store::now_millis();
     let new = NewTemplate {
@@ -74,9 +97,10 @@ pub async fn create(
     };
     match state.store.create_template(&new).await {
         Ok(t) => Ok((StatusCode::CREATED, Json(t))),
-        Err(StoreError::Conflict(_)) => {
-            Err(ApiError::conflict("template_exists", format!("a template named `{}` already exists", new.name)))
-        }
+        Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
+            "template_exists",
+            format!("a template named `{}` already exists", new.name),
+        )),
         Err(e) => Err(ApiError::internal(e)),
     }
 }
@@ -110,7 +134,10 @@ pub async fn render(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::validation("unknown_template", format!("no template `{id}`")))?;
     if !template.is_active {
-        return Err(ApiError::validation("inactive_template", format!("template `{id}` is not active")));
+        return Err(ApiError::validation(
+            "inactive_template",
+            format!("template `{id}` is not active"),
+        ));
     }
     let mut pairs = Vec::with_capacity(variables.len());
     for (name, value) in variables {
@@ -128,14 +155,22 @@ pub async fn render(
         };
         pairs.push((name.clone(), text));
     }
-    let renderer = state.plugins.renderer().map_err(|e| ApiError::unavailable("renderer_unavailable", e.to_string()))?;
+    let renderer = state
+        .plugins
+        .renderer()
+        .map_err(|e| ApiError::unavailable("renderer_unavailable", e.to_string()))?;
     match renderer.render(&template.body, &pairs).await {
         Ok(Ok(text)) => Ok(text),
         Ok(Err(RenderError::MissingVariable(name))) => Err(ApiError::validation(
             "missing_template_variable",
             format!("template `{id}` needs the variable `{name}`"),
         )),
-        Ok(Err(RenderError::InvalidTemplate(e))) => Err(ApiError::validation("invalid_template", e.message)),
-        Err(failure) => Err(ApiError::unavailable("renderer_unavailable", failure.to_string())),
+        Ok(Err(RenderError::InvalidTemplate(e))) => {
+            Err(ApiError::validation("invalid_template", e.message))
+        }
+        Err(failure) => Err(ApiError::unavailable(
+            "renderer_unavailable",
+            failure.to_string(),
+        )),
     }
 }

@@ -17,7 +17,9 @@ use crate::app::AppState;
 use crate::dispatch::COMPLIANCE_CATEGORY;
 use crate::keywords::{self, Keyword};
 use crate::plugin::PluginKind;
-use crate::plugin::model::{DeliveryState, InboundMessage, StatusUpdate, WebhookEvent, WebhookRejection, WebhookRequest};
+use crate::plugin::model::{
+    DeliveryState, InboundMessage, StatusUpdate, WebhookEvent, WebhookRejection, WebhookRequest,
+};
 use crate::store::{self, ErrorInfo, EventSource, MessageLookup, MessageStatus, NewMessage};
 
 /// An empty TwiML answer: "received, nothing to reply" (replies go through the queue).
@@ -56,27 +58,50 @@ async fn handle(
         .plugins
         .get(provider)
         .filter(|p| p.kind() == PluginKind::Provider)
-        .ok_or_else(|| ApiError::not_found("unknown_provider", format!("no provider plugin `{provider}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_provider",
+                format!("no provider plugin `{provider}`"),
+            )
+        })?;
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let request = WebhookRequest {
         method: "POST".into(),
-        url: format!("{}{path_and_query}", state.config.server.public_url.trim_end_matches('/')),
+        url: format!(
+            "{}{path_and_query}",
+            state.config.server.public_url.trim_end_matches('/')
+        ),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
     };
-    let unavailable = |e: crate::plugin::CallFailure| ApiError::unavailable("provider_unavailable", e.to_string());
+    let unavailable = |e: crate::plugin::CallFailure| {
+        ApiError::unavailable("provider_unavailable", e.to_string())
+    };
     let rejected = |r: WebhookRejection| match r {
         WebhookRejection::Malformed(m) => ApiError::bad_request("malformed_webhook", m),
         other => ApiError::forbidden("invalid_signature", other.to_string()),
     };
-    plugin.verify_webhook(&request).await.map_err(unavailable)?.map_err(|r| {
-        tracing::warn!(provider, url = %request.url, "rejected webhook: {r}");
-        rejected(r)
-    })?;
-    let events = plugin.parse_webhook(&request).await.map_err(unavailable)?.map_err(rejected)?;
+    plugin
+        .verify_webhook(&request)
+        .await
+        .map_err(unavailable)?
+        .map_err(|r| {
+            tracing::warn!(provider, url = %request.url, "rejected webhook: {r}");
+            rejected(r)
+        })?;
+    let events = plugin
+        .parse_webhook(&request)
+        .await
+        .map_err(unavailable)?
+        .map_err(rejected)?;
     let message_id = uri.query().and_then(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q)
             .ok()?
@@ -87,7 +112,9 @@ async fn handle(
     let mut replies = false;
     for event in events {
         match event {
-            WebhookEvent::Status(update) => apply_status(state, provider, message_id.as_deref(), update).await?,
+            WebhookEvent::Status(update) => {
+                apply_status(state, provider, message_id.as_deref(), update).await?
+            }
             WebhookEvent::Inbound(message) => {
                 receive(state, provider, message).await?;
                 replies = true;
@@ -114,7 +141,12 @@ fn status_of(state: DeliveryState) -> MessageStatus {
     }
 }
 
-async fn apply_status(state: &AppState, provider: &str, message_id: Option<&str>, update: StatusUpdate) -> ApiResult<()> {
+async fn apply_status(
+    state: &AppState,
+    provider: &str,
+    message_id: Option<&str>,
+    update: StatusUpdate,
+) -> ApiResult<()> {
     let lookup = match message_id {
         Some(id) => MessageLookup::Id(id.to_string()),
         None => MessageLookup::Provider {
@@ -127,9 +159,15 @@ async fn apply_status(state: &AppState, provider: &str, message_id: Option<&str>
         status: status_of(update.state),
         provider_status: Some(update.provider_status),
         provider_message_id: Some(update.provider_message_id.clone()),
-        error: update.error.map(|e| ErrorInfo { code: e.code, message: Some(e.message) }),
+        error: update.error.map(|e| ErrorInfo {
+            code: e.code,
+            message: Some(e.message),
+        }),
         segments: update.segments,
-        price: update.price.map(|p| store::Money { micros: p.micros, currency: p.currency }),
+        price: update.price.map(|p| store::Money {
+            micros: p.micros,
+            currency: p.currency,
+        }),
         source: EventSource::Webhook,
         now: store::now_millis(),
     };
@@ -158,15 +196,28 @@ async fn receive(state: &AppState, provider: &str, message: InboundMessage) -> A
         keyword,
         received_at: now,
     };
-    let fresh = state.store.record_inbound(&inbound).await.map_err(ApiError::internal)?;
-    let Some(keyword) = keyword.filter(|_| fresh) else { return Ok(()) };
+    let fresh = state
+        .store
+        .record_inbound(&inbound)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(keyword) = keyword.filter(|_| fresh) else {
+        return Ok(());
+    };
     let compliance = &state.config.compliance;
     let tenant = DEFAULT_TENANT;
     let reply = match keyword {
         Keyword::Stop => {
             let changed = state
                 .store
-                .opt_out(tenant, &message.from, store::ALL_CATEGORIES, "inbound", Some("opt-out keyword"), now)
+                .opt_out(
+                    tenant,
+                    &message.from,
+                    store::ALL_CATEGORIES,
+                    "inbound",
+                    Some("opt-out keyword"),
+                    now,
+                )
                 .await
                 .map_err(ApiError::internal)?;
             // CTIA: one confirmation per opt-out, not one per repeated STOP.
@@ -182,7 +233,9 @@ async fn receive(state: &AppState, provider: &str, message: InboundMessage) -> A
         }
         Keyword::Help => Some(compliance.help_reply.clone()),
     };
-    let Some(body) = reply.filter(|r| !r.is_empty()) else { return Ok(()) };
+    let Some(body) = reply.filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
     if !crate::phone::is_e164(&message.from) {
         return Ok(());
     }
@@ -210,6 +263,10 @@ async fn receive(state: &AppState, provider: &str, message: InboundMessage) -> A
         due_at: None,
         now,
     };
-    state.store.enqueue(&reply).await.map_err(ApiError::internal)?;
+    state
+        .store
+        .enqueue(&reply)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(())
 }

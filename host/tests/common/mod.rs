@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: plugin files, configurations, local servers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
 pub mod db;
 
 use std::collections::BTreeMap;
