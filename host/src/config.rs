@@ -300,7 +300,7 @@ impl ConfigSource {
                 .merge(
                     Env::prefixed("HERALD_")
                         .split("__")
-                        .filter(|key| !is_plugin_setting(key.as_str())),
+                        .filter(|key| is_setting(key.as_str()) && !is_plugin_setting(key.as_str())),
                 )
                 .merge(Serialized::defaults(herald_plugin_settings_env()));
         }
@@ -341,6 +341,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Only nested names are settings (`HERALD_SERVER__LISTEN`): single words such as `HERALD_LOG`
+/// belong to other parts of Herald.
+fn is_setting(key: &str) -> bool {
+    key.contains('.')
 }
 
 /// `HERALD_PLUGINS__<NAME>__CONFIG__<KEY>` lower-cased: a plugin setting, read as raw text.
