@@ -349,6 +349,40 @@ fn is_setting(key: &str) -> bool {
     key.contains('.')
 }
 
+/// What `value` shows when it is a secret.
+const REDACTED: &str = "[redacted]";
+
+impl Config {
+    /// A copy safe to print: API and admin keys, database passwords and plugin settings whose
+    /// names mark them secret (`*token*`, `*secret*`, `*password*`) are replaced.
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        copy.server.api_keys = copy
+            .server
+            .api_keys
+            .iter()
+            .map(|_| REDACTED.to_string())
+            .collect();
+        if !copy.server.admin_key.is_empty() {
+            copy.server.admin_key = REDACTED.into();
+        }
+        if let Ok(mut url) = url::Url::parse(&copy.storage.url)
+            && url.password().is_some()
+            && url.set_password(Some(REDACTED)).is_ok()
+        {
+            copy.storage.url = url.to_string();
+        }
+        for plugin in copy.plugins.values_mut() {
+            for (key, value) in plugin.config.iter_mut() {
+                if crate::plugin::looks_secret(key) {
+                    *value = REDACTED.into();
+                }
+            }
+        }
+        copy
+    }
+}
+
 /// `HERALD_PLUGINS__<NAME>__CONFIG__<KEY>` lower-cased: a plugin setting, read as raw text.
 fn is_plugin_setting(key: &str) -> bool {
     let parts: Vec<&str> = key.split('.').collect();

@@ -33,6 +33,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print the effective configuration (file plus environment) as JSON, secrets redacted.
+    Config {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Apply pending database migrations and exit.
     Migrate {
         /// Config file (TOML).
@@ -52,6 +58,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // `herald.toml` in the working directory is the config file unless one is named.
+    let default_file = |given: Option<PathBuf>| {
+        given.or_else(|| Some(PathBuf::from("herald.toml")).filter(|p| p.exists()))
+    };
     match cli.command {
         Command::Segments {
             smart_encoding,
@@ -71,10 +81,19 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&count)?);
             Ok(())
         }
+        Command::Config { config } => {
+            let loaded = ConfigSource {
+                file: default_file(config),
+                env: true,
+            }
+            .load()?;
+            println!("{}", serde_json::to_string_pretty(&loaded.redacted())?);
+            Ok(())
+        }
         Command::Migrate { config } => {
             init_tracing();
             let loaded = ConfigSource {
-                file: config,
+                file: default_file(config),
                 env: true,
             }
             .load()?;
@@ -85,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { config } => {
             init_tracing();
             let source = ConfigSource {
-                file: config,
+                file: default_file(config),
                 env: true,
             };
             let loaded = source.load()?;
@@ -98,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             init_tracing();
             let source = ConfigSource {
-                file: config,
+                file: default_file(config),
                 env: true,
             };
             let loaded = source.load()?;

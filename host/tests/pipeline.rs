@@ -284,6 +284,20 @@ async fn stop_start_and_substrings(backend: Backend) {
 
     assert_eq!(
         app.carrier
+            .send_inbound(number, OUR_NUMBER, "help")
+            .await
+            .unwrap(),
+        StatusCode::OK
+    );
+    wait_until(|| app.carrier_requests_to(number) == 3).await;
+    let help = app.carrier.requests().last().unwrap().form.clone();
+    assert!(
+        help.iter()
+            .any(|(k, v)| k == "Body" && v.contains("Reply STOP")),
+        "{help:?}"
+    );
+    assert_eq!(
+        app.carrier
             .send_inbound(number, OUR_NUMBER, "START")
             .await
             .unwrap(),

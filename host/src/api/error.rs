@@ -4,7 +4,7 @@
 //! are logged with their detail and answered with a generic message, never leaked.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -96,14 +96,22 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "expected Content-Type: application/json",
             ),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
-            }
+            JsonRejection::BytesRejection(e) => e.into(),
             other => Self::bad_request("bad_request", other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+        } else {
+            Self::bad_request("bad_request", r.body_text())
         }
     }
 }

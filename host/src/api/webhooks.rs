@@ -7,6 +7,7 @@
 //! monotonic rule; inbound messages are stored once and their keywords acted on.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -31,9 +32,9 @@ pub async fn status(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    handle(&state, &provider, &uri, &headers, body).await
+    handle(&state, &provider, &uri, &headers, body?).await
 }
 
 /// `POST /api/v1/sms/webhooks/{provider}/inbound`.
@@ -42,9 +43,9 @@ pub async fn inbound(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    handle(&state, &provider, &uri, &headers, body).await
+    handle(&state, &provider, &uri, &headers, body?).await
 }
 
 async fn handle(

@@ -425,7 +425,7 @@ impl Plugins {
 }
 
 /// Key names that are secret whatever a plugin declares.
-fn looks_secret(key: &str) -> bool {
+pub fn looks_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["token", "secret", "password"]
         .iter()
