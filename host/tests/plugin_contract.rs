@@ -132,3 +132,57 @@ async fn mustache_renders_strictly() {
     let invalid = r.validate("Hi {{name").await.unwrap().unwrap_err();
     assert!(invalid.position.is_some(), "{invalid:?}");
 }
+
+/// Compiled artifacts are cached on disk: a restart reuses them, a damaged one is recompiled.
+#[tokio::test]
+async fn artifact_cache_survives_restart() {
+    let cache = tempfile::tempdir().unwrap();
+    let mustache = common::plugin_config(common::plugin("mustache"));
+    let mut config = common::config(vec![("mustache", mustache)], "", "mustache");
+    config.runtime.cache_dir = cache.path().to_path_buf();
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+
+    drop(Plugins::start(&config).await.unwrap());
+    let first = artifacts();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].extension().is_some_and(|e| e == "cwasm"));
+    let written = std::fs::metadata(&first[0]).unwrap().modified().unwrap();
+
+    let plugins = Plugins::start(&config).await.unwrap();
+    assert_eq!(artifacts(), first, "a restart must not compile again");
+    assert_eq!(
+        std::fs::metadata(&first[0]).unwrap().modified().unwrap(),
+        written
+    );
+    assert!(
+        plugins
+            .renderer()
+            .unwrap()
+            .validate("{{a}}")
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    drop(plugins);
+
+    std::fs::write(&first[0], b"damaged").unwrap();
+    let plugins = Plugins::start(&config).await.unwrap();
+    assert!(
+        plugins
+            .renderer()
+            .unwrap()
+            .validate("{{a}}")
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        std::fs::read(&first[0]).unwrap().len() > 1000,
+        "a damaged artifact is replaced"
+    );
+}
