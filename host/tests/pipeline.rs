@@ -19,7 +19,36 @@ on_both_backends!(
     idempotent_sends,
     bad_input_is_refused,
     listing_filters_and_pages,
+    graceful_shutdown_finishes_calls_in_flight,
 );
+
+/// A graceful shutdown stops claiming but lets the call in flight finish and record its outcome.
+async fn graceful_shutdown_finishes_calls_in_flight(backend: Backend) {
+    let mut app = TestApp::start(backend).await;
+    app.carrier
+        .script(ScriptedResponse::Hang(std::time::Duration::from_millis(
+            600,
+        )));
+    let id = app
+        .send(json!({"to_number": "+14155552671", "message": "in flight"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_for(&id, "sending").await;
+    app.shutdown().await;
+    let store = herald::store::Store::connect(&app.storage, &Default::default())
+        .await
+        .unwrap();
+    let message = store.get_message("default", &id).await.unwrap().unwrap();
+    assert_eq!(
+        message.status.as_str(),
+        "sent",
+        "the call in flight must finish and be recorded"
+    );
+    assert_eq!(store.count_queue().await.unwrap(), 0);
+    store.close().await;
+}
 
 /// A send reaches the carrier as the right request and ends `delivered`, history in order.
 async fn delivered_end_to_end(backend: Backend) {

@@ -76,6 +76,8 @@ pub struct TestApp {
     pub state: AppState,
     /// An HTTP client.
     pub client: reqwest::Client,
+    /// The storage URL, to reopen the store after a shutdown.
+    pub storage: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -104,6 +106,7 @@ impl TestApp {
         .await;
         let (storage, dir) = storage_url(backend).await;
         let mut config = config(&base, carrier.base_url(), &storage);
+        let storage_url = storage.clone();
         tweak(&mut config);
         let state = AppState::start(config, ConfigSource::default())
             .await
@@ -124,6 +127,7 @@ impl TestApp {
             carrier,
             state,
             client: reqwest::Client::new(),
+            storage: storage_url,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,
@@ -132,6 +136,11 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    /// Stops the server gracefully, keeping the storage for inspection.
+    pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
