@@ -5,30 +5,37 @@
 //! everything runs in this one process on 127.0.0.1: the carrier (`herald::carrier`), Herald
 //! (`AppState::start`, its API router and its dispatcher with `delivery.workers = 32`) and the
 //! load generator (64 tasks sharing one keep-alive `reqwest` client, each posting
-//! `POST /api/v1/sms/send` until `MESSAGES` sends have been answered `202`). Three scenarios, each
-//! on a fresh database and a fresh carrier:
+//! `POST /api/v1/sms/send` until `MESSAGES` sends have been answered `202`). Each scenario gets a
+//! fresh database and a fresh carrier:
 //!
+//! 0. **store only**: `Store::enqueue` called directly by 64 tasks (no HTTP, JSON, validation or
+//!    opt-out read): the ceiling the store's write path puts on acceptance.
 //! 1. **staged, callbacks off**: Herald serves only its API (the dispatcher is not started), so
-//!    *accept* is acceptance alone: validation, opt-out check and the enqueue transaction. Then the
-//!    dispatcher starts and *dispatch* is the time until the queue is empty, i.e. every message was
-//!    claimed, sent through the Twilio plugin to the carrier and recorded `sent`. The carrier's
-//!    status callbacks are held back (an hour's delay), so dispatch is measured alone.
+//!    *accepted* is acceptance alone: validation, opt-out check and the enqueue transaction,
+//!    committed before the `202`. Then the dispatcher starts and *dispatched* is the time until
+//!    the queue is empty, i.e. every message was claimed, sent through the Twilio plugin to the
+//!    carrier and recorded `sent`. The carrier's status callbacks are held back (an hour's delay),
+//!    so dispatch is measured alone.
 //! 2. **staged, callbacks on**: the same with the carrier posting its signed `sent` and
 //!    `delivered` callbacks 50 ms after each step (two per message, each verified and parsed by
 //!    the plugin and applied to the store), concurrently with dispatch. *delivered* is the time
 //!    from the dispatcher's start until no message is queued, sending or `sent` any more.
 //! 3. **concurrent, callbacks on**: `herald::serve` (API and dispatcher together, as in
-//!    production): *accept* is measured while dispatch and callbacks compete for the same CPU and
-//!    store, and *dispatch* / *delivered* run from the first request to the empty queue / the last
-//!    callback applied.
+//!    production): *accepted* is measured while dispatch and callbacks compete for the same CPU
+//!    and store, and *dispatched* / *delivered* run from the first request to the empty queue /
+//!    the last callback applied.
 //!
-//! Every run checks its end state: all `MESSAGES` messages exist and none failed. The machine's
-//! two cores are shared by the load generator, Herald, the carrier and (for the second backend)
-//! the PostgreSQL server, so the figures are for the whole loop on one box. Every wait is bounded.
+//! Every run checks its end state: all `MESSAGES` messages exist, all `sent` (callbacks off) or
+//! all `delivered` (callbacks on). The machine's cores are shared by the load generator, Herald,
+//! the carrier and (for the second backend) the PostgreSQL server, so the figures are for the
+//! whole loop on one box. Every wait is bounded (10 minutes per phase).
 //!
-//! Settings: `HERALD_BENCH_MESSAGES` (default 20000), `HERALD_TEST_POSTGRES` (default
-//! `postgres://postgres@127.0.0.1:5432/test`; a database is created per scenario and dropped
-//! after), `HERALD_BENCH_BACKENDS` (`sqlite,postgres` by default), `RUST_LOG` (default `warn`).
+//! Settings (environment): `HERALD_BENCH_MESSAGES` (default 20000), `HERALD_BENCH_CLIENTS`
+//! (default 64), `HERALD_BENCH_WORKERS` (`delivery.workers`, default 32), `HERALD_BENCH_BACKENDS`
+//! (default `sqlite,postgres`), `HERALD_BENCH_SCENARIOS` (default
+//! `store-only,staged-quiet,staged-callbacks,concurrent`: scenarios 0 to 3),
+//! `HERALD_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`; a database is
+//! created per scenario and dropped after it), `RUST_LOG` (default `warn`).
 //! Needs `target/plugins/twilio.wasm` (`cargo xtask build-plugins`).
 //!
 //! Run with: `cargo bench -p herald --bench pipeline`
@@ -46,13 +53,16 @@ use std::time::{Duration, Instant};
 use herald::AppState;
 use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, ConfigSource, DeliveryConfig, ServerConfig, StorageConfig};
-use herald::store::{MessageFilter, MessageStatus, Store};
+use herald::segments::Encoding;
+use herald::store::{MessageFilter, MessageStatus, NewMessage, Store};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Concurrent HTTP clients (and store tasks), unless `HERALD_BENCH_CLIENTS` says otherwise.
 const CLIENTS: usize = 64;
+/// `delivery.workers`, unless `HERALD_BENCH_WORKERS` says otherwise.
 const WORKERS: usize = 32;
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "bench-auth-token-0123456789";
@@ -78,6 +88,7 @@ impl Backend {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scenario {
+    StoreOnly,
     StagedQuiet,
     StagedCallbacks,
     Concurrent,
@@ -86,6 +97,7 @@ enum Scenario {
 impl Scenario {
     fn label(self) -> &'static str {
         match self {
+            Scenario::StoreOnly => "store only, no HTTP",
             Scenario::StagedQuiet => "staged, callbacks off",
             Scenario::StagedCallbacks => "staged, callbacks on",
             Scenario::Concurrent => "concurrent, callbacks on",
@@ -93,7 +105,7 @@ impl Scenario {
     }
 
     fn callbacks(self) -> bool {
-        self != Scenario::StagedQuiet
+        matches!(self, Scenario::StagedCallbacks | Scenario::Concurrent)
     }
 }
 
@@ -158,19 +170,35 @@ fn herald_config(storage_url: &str, public_url: &str, carrier_url: &str) -> Conf
         url: storage_url.to_owned(),
     };
     config.delivery = DeliveryConfig {
-        workers: WORKERS,
+        workers: workers(),
         ..DeliveryConfig::default()
     };
     config
 }
 
-/// Posts `total` sends from `CLIENTS` concurrent tasks; returns when every one was answered 202.
+/// The dispatcher's concurrency: `HERALD_BENCH_WORKERS`, or `WORKERS`.
+fn workers() -> usize {
+    std::env::var("HERALD_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(WORKERS)
+}
+
+/// The number of concurrent clients: `HERALD_BENCH_CLIENTS`, or `CLIENTS`.
+fn clients() -> usize {
+    std::env::var("HERALD_BENCH_CLIENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CLIENTS)
+}
+
+/// Posts `total` sends from `clients()` concurrent tasks; returns when every one was answered 202.
 async fn accept(client: &reqwest::Client, base_url: &str, total: usize) -> Duration {
     let url = format!("{base_url}/api/v1/sms/send");
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
+    let mut tasks = Vec::with_capacity(clients());
+    for _ in 0..clients() {
         let client = client.clone();
         let url = url.clone();
         let next = Arc::clone(&next);
@@ -395,7 +423,78 @@ impl Herald {
     }
 }
 
+/// Scenario 0: `Store::enqueue` called directly by `clients()` tasks, as the send handler calls it
+/// (same store options as Herald's), without HTTP, JSON, validation or the opt-out read.
+async fn store_only(backend: Backend, total: usize) {
+    let db = database(backend).await;
+    let config = herald_config(&db.url, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let store = herald::app::open_store(&config)
+        .await
+        .expect("open the store");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients());
+    for _ in 0..clients() {
+        let store = store.clone();
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return;
+                }
+                let body = format!("Your Herald verification code is {i:06}.");
+                let new = NewMessage {
+                    id: herald::store::new_id("msg"),
+                    tenant_id: "default".into(),
+                    to_number: TO.into(),
+                    sender: None,
+                    units: body.len() as u32,
+                    body,
+                    template_id: None,
+                    category: "transactional".into(),
+                    encoding: Encoding::Gsm7,
+                    segments: 1,
+                    provider: "twilio".into(),
+                    max_attempts: 5,
+                    customer_id: None,
+                    order_id: None,
+                    reservation_id: None,
+                    metadata: None,
+                    idempotency_key: None,
+                    request_hash: None,
+                    due_at: None,
+                    now: herald::store::now_millis(),
+                };
+                store.enqueue(&new).await.expect("enqueue");
+            }
+        }));
+    }
+    within("enqueueing", async {
+        for task in tasks {
+            task.await.expect("an enqueue task failed");
+        }
+    })
+    .await;
+    let elapsed = start.elapsed();
+    report(
+        backend,
+        Scenario::StoreOnly,
+        "enqueued",
+        total,
+        elapsed,
+        &format!(", {} tasks", clients()),
+    );
+    assert_eq!(store.count_queue().await.unwrap(), total as u64);
+    store.close().await;
+    drop(store);
+    drop_database(&db).await;
+}
+
 async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwest::Client) {
+    if scenario == Scenario::StoreOnly {
+        return store_only(backend, total).await;
+    }
     let db = database(backend).await;
     let carrier_config = CarrierConfig {
         account_sid: SID.to_owned(),
@@ -419,7 +518,7 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
 
     let first_request = Instant::now();
     let accepted = accept(client, &herald.base_url, total).await;
-    let clients = format!(", {CLIENTS} clients");
+    let clients = format!(", {} clients", clients());
     if full {
         report(
             backend,
@@ -509,22 +608,35 @@ fn main() {
             other => panic!("unknown backend `{other}` in HERALD_BENCH_BACKENDS"),
         })
         .collect();
+    let scenarios: Vec<Scenario> = std::env::var("HERALD_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "store-only,staged-quiet,staged-callbacks,concurrent".into())
+        .split(',')
+        .map(|name| match name.trim() {
+            "store-only" => Scenario::StoreOnly,
+            "staged-quiet" => Scenario::StagedQuiet,
+            "staged-callbacks" => Scenario::StagedCallbacks,
+            "concurrent" => Scenario::Concurrent,
+            other => panic!("unknown scenario `{other}` in HERALD_BENCH_SCENARIOS"),
+        })
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(CLIENTS)
+            .pool_max_idle_per_host(clients())
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
         println!(
-            "pipeline: {total} sends per scenario, {CLIENTS} HTTP clients, {WORKERS} dispatch workers, {} cores",
+            "pipeline: {total} sends per scenario, {} HTTP clients, {} dispatch workers, {} cores",
+            clients(),
+            workers(),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         for backend in backends {
-            for scenario in [Scenario::StagedQuiet, Scenario::StagedCallbacks, Scenario::Concurrent] {
+            for &scenario in &scenarios {
                 run(backend, scenario, total, &client).await;
             }
         }

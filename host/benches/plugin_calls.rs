@@ -10,13 +10,12 @@
 //!    and 8 concurrent tasks.
 //! 3. **Twilio**: the Twilio plugin's `send` through the runtime against the local
 //!    Twilio-compatible carrier, versus the same request (same form, Basic auth, headers, JSON
-//!    parse of the answer) made natively with reqwest against the same kind of carrier. The
-//!    difference is what the plugin costs per message.
+//!    parse of the answer) made natively with reqwest. The difference is what the plugin costs per
+//!    message; a fresh Twilio instance alone and a warm Twilio send show where it goes.
 //!
 //! Every figure is the best of 5 rounds, a round's figure being its mean per call; the worst round
 //! is printed too, because a shared VM varies by 30–50 % from run to run. Twilio rounds alternate
-//! plugin and native, and each round gets a fresh carrier: the carrier looks messages up in a list,
-//! so one that served thousands of messages would slow down as the benchmark goes.
+//! plugin and native, and a fresh carrier is started every 250 messages (see `PER_CARRIER`).
 //!
 //! Needs `target/plugins/{probe,twilio}.wasm` (`cargo xtask build-plugins`).
 //!
@@ -36,7 +35,7 @@ use herald::config::{Config, PluginConfig, RoutingConfig, RuntimeConfig};
 use herald::plugin::bindings::v0_1_0;
 use herald::plugin::bindings::v0_1_0::provider::{Provider, ProviderPre};
 use herald::plugin::engine::PluginEngine;
-use herald::plugin::host::{HostState, Redactor};
+use herald::plugin::host::{HostRule, HostState, HttpGrant, Redactor};
 use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
 use herald::plugin::{LoadedPlugin, Plugins};
 use wasmtime::component::{HasSelf, Linker};
@@ -47,6 +46,9 @@ const WARM_N: usize = 20_000;
 const FRESH_N: usize = 2_000;
 const HTTP_N: usize = 2_000;
 const TASKS: usize = 8;
+/// Messages one carrier serves before the next replaces it: the carrier finds a message by scanning
+/// every message it has seen (tens of ns each), which would otherwise grow into the figures.
+const PER_CARRIER: usize = 250;
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "bench-auth-token-0123456789";
 const FROM: &str = "+15005550006";
@@ -97,10 +99,7 @@ fn throughput(label: &str, tasks: usize, rounds: &[f64], n: usize) {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn plugin_settings(name: &str) -> PluginConfig {
@@ -160,11 +159,11 @@ fn provider_pre(name: &str) -> (PluginEngine, ProviderPre<HostState>) {
 }
 
 /// A store as `LoadedPlugin::new_store` makes one: memory limiter, epoch deadline with yields.
-fn new_store(engine: &PluginEngine) -> Store<HostState> {
+fn new_store(engine: &PluginEngine, grant: Option<Arc<HttpGrant>>) -> Store<HostState> {
     let state = HostState::new(
         Arc::from("bench"),
         32 << 20,
-        None,
+        grant,
         Arc::new(Redactor::default()),
         Arc::new(AtomicBool::new(false)),
     );
@@ -173,6 +172,17 @@ fn new_store(engine: &PluginEngine) -> Store<HostState> {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     store
+}
+
+/// A fresh store and instance, one `describe`, and both dropped.
+async fn fresh_describe(
+    engine: &PluginEngine,
+    pre: &ProviderPre<HostState>,
+) -> v0_1_0::types::PluginInfo {
+    let mut store = new_store(engine, None);
+    let instance = pre.instantiate_async(&mut store).await.unwrap();
+    let api = instance.herald_plugin_provider_api();
+    api.call_describe(&mut store).await.unwrap()
 }
 
 /// Sends one message either through a provider plugin or natively, the way the Twilio plugin
@@ -254,31 +264,82 @@ async fn start_carrier() -> Carrier {
     carrier::spawn(listener, config).await
 }
 
-/// One round of Twilio sends on a fresh carrier, through the plugin or natively.
-async fn twilio_round(plugin: bool, client: &reqwest::Client, tasks: usize, n: usize) -> f64 {
-    let carrier = start_carrier().await;
-    let mut plugins = None;
-    if plugin {
-        let mut settings = plugin_settings("twilio");
-        settings.allowed_hosts = vec![carrier.base_url().trim_start_matches("http://").into()];
-        settings.http_timeout_ms = 2_000;
-        settings.config = BTreeMap::from([
-            ("account_sid".to_string(), SID.to_string()),
-            ("auth_token".to_string(), TOKEN.to_string()),
-            ("from".to_string(), FROM.to_string()),
-            ("base_url".to_string(), carrier.base_url().to_string()),
-        ]);
-        plugins = Some(Plugins::start(&config("twilio", settings)).await.unwrap());
-    }
-    let sender = Sender {
-        plugin: plugins.as_ref().map(|p| p.provider().unwrap()),
+fn twilio_config(carrier: &Carrier) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("account_sid".to_string(), SID.to_string()),
+        ("auth_token".to_string(), TOKEN.to_string()),
+        ("from".to_string(), FROM.to_string()),
+        ("base_url".to_string(), carrier.base_url().to_string()),
+    ])
+}
+
+/// Where the Twilio plugin's time goes: a fresh instance, and a warm send over HTTP against the
+/// same request made natively.
+async fn twilio_parts(client: &reqwest::Client) {
+    let (engine, pre) = provider_pre("twilio");
+    let r = rounds!(FRESH_N, fresh_describe(&engine, &pre).await);
+    latency("twilio: store + instantiate + describe + drop", &r, FRESH_N);
+    let grant = HttpGrant {
         client: client.clone(),
-        url: carrier.messages_url(),
+        rules: vec![HostRule::parse("127.0.0.1").unwrap()],
+        timeout: Duration::from_millis(2_000),
+        max_response_bytes: 1 << 20,
     };
-    run_tasks(&sender, tasks, 25).await; // connections open, code paths hot
-    let per_message = run_tasks(&sender, tasks, n / tasks).await;
-    drop(carrier);
-    per_message
+    let mut store = new_store(&engine, Some(Arc::new(grant)));
+    let instance = pre.instantiate_async(&mut store).await.unwrap();
+    let api = instance.herald_plugin_provider_api();
+    let wire = v0_1_0::outbound(&message());
+    let (mut warm, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (mut w, mut n) = (0.0, 0.0);
+        for _ in 0..HTTP_N / PER_CARRIER {
+            let carrier = start_carrier().await;
+            let settings: Vec<_> = twilio_config(&carrier).into_iter().collect();
+            let mut send = async || {
+                let outcome = api.call_send(&mut store, &settings, &wire).await;
+                assert!(matches!(outcome, Ok(Ok(_))), "{outcome:?}");
+            };
+            let _warm_up = round!(2, send().await);
+            w += round!(PER_CARRIER, send().await);
+            let (carrier, message) = (start_carrier().await, message());
+            let url = carrier.messages_url();
+            let _warm_up = round!(2, native_send(client, &url, &message).await);
+            n += round!(PER_CARRIER, native_send(client, &url, &message).await);
+        }
+        warm.push(w / (HTTP_N / PER_CARRIER) as f64);
+        native.push(n / (HTTP_N / PER_CARRIER) as f64);
+    }
+    latency("twilio: warm send over HTTP, one instance", &warm, HTTP_N);
+    latency("native reqwest send, same rounds", &native, HTTP_N);
+    let overhead = span(&warm).0 - span(&native).0;
+    println!(
+        "{:<52} {overhead:>8.2} µs/msg   (best − best)\n",
+        "warm overhead (guest work + host HTTP import)"
+    );
+}
+
+/// One round of Twilio sends, through the plugin or natively, on fresh carriers.
+async fn twilio_round(plugin: bool, client: &reqwest::Client, tasks: usize, n: usize) -> f64 {
+    let mut sum = 0.0;
+    for _ in 0..n / PER_CARRIER {
+        let carrier = start_carrier().await;
+        let mut plugins = None;
+        if plugin {
+            let mut settings = plugin_settings("twilio");
+            settings.allowed_hosts = vec![carrier.base_url().trim_start_matches("http://").into()];
+            settings.http_timeout_ms = 2_000;
+            settings.config = twilio_config(&carrier);
+            plugins = Some(Plugins::start(&config("twilio", settings)).await.unwrap());
+        }
+        let sender = Sender {
+            plugin: plugins.as_ref().map(|p| p.provider().unwrap()),
+            client: client.clone(),
+            url: carrier.messages_url(),
+        };
+        run_tasks(&sender, tasks, 2).await; // opens the connections
+        sum += run_tasks(&sender, tasks, PER_CARRIER / tasks).await;
+    }
+    sum / (n / PER_CARRIER) as f64
 }
 
 /// Alternating plugin and native rounds, so drift in the machine's speed hits both alike.
@@ -298,7 +359,7 @@ async fn main() {
 
     println!("1. warm call (one instance, reused)");
     let (engine, pre) = provider_pre("probe");
-    let mut store = new_store(&engine);
+    let mut store = new_store(&engine, None);
     let instance = pre.instantiate_async(&mut store).await.unwrap();
     let api = instance.herald_plugin_provider_api();
     let r = rounds!(WARM_N, api.call_describe(&mut store).await.unwrap());
@@ -316,19 +377,14 @@ async fn main() {
     drop(store);
 
     println!("\n2. fresh pooled instance per call (what Herald does)");
-    let r = rounds!(FRESH_N, new_store(&engine));
+    let r = rounds!(FRESH_N, new_store(&engine, None));
     latency("Store::new + drop", &r, FRESH_N);
     let r = rounds!(FRESH_N, {
-        let mut store = new_store(&engine);
+        let mut store = new_store(&engine, None);
         pre.instantiate_async(&mut store).await.unwrap();
     });
     latency("store + instantiate + drop", &r, FRESH_N);
-    let r = rounds!(FRESH_N, {
-        let mut store = new_store(&engine);
-        let instance = pre.instantiate_async(&mut store).await.unwrap();
-        let api = instance.herald_plugin_provider_api();
-        api.call_describe(&mut store).await.unwrap()
-    });
+    let r = rounds!(FRESH_N, fresh_describe(&engine, &pre).await);
     latency("store + instantiate + describe + drop", &r, FRESH_N);
     let plugins = Plugins::start(&config("probe", plugin_settings("probe")))
         .await
@@ -339,23 +395,13 @@ async fn main() {
         url: String::new(),
     };
     run_tasks(&probe, 1, FRESH_N / 10).await;
-    let mut sequential = Vec::new();
-    let mut concurrent = Vec::new();
+    let (mut one, mut many) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        sequential.push(run_tasks(&probe, 1, FRESH_N).await);
-        concurrent.push(run_tasks(&probe, TASKS, FRESH_N / TASKS).await);
+        one.push(run_tasks(&probe, 1, FRESH_N).await);
+        many.push(run_tasks(&probe, TASKS, FRESH_N / TASKS).await);
     }
-    latency(
-        "LoadedPlugin::send (probe, no HTTP), 1 task",
-        &sequential,
-        FRESH_N,
-    );
-    throughput(
-        "LoadedPlugin::send (probe, no HTTP)",
-        TASKS,
-        &concurrent,
-        FRESH_N,
-    );
+    latency("LoadedPlugin::send, probe (no HTTP), 1 task", &one, FRESH_N);
+    throughput("LoadedPlugin::send, probe (no HTTP)", TASKS, &many, FRESH_N);
     drop(plugins);
 
     println!("\n3. Twilio send against the local carrier: plugin vs native reqwest");
@@ -363,6 +409,7 @@ async fn main() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    twilio_parts(&client).await;
     let (plugin, native) = twilio_rounds(&client, 1).await;
     latency("twilio plugin send, 1 task", &plugin, HTTP_N);
     latency("native reqwest send, 1 task", &native, HTTP_N);

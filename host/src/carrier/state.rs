@@ -1,6 +1,6 @@
 //! Shared state of the fake carrier: stored messages, recorded traffic, scripted responses.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -184,13 +184,21 @@ pub struct CarrierState {
 struct Inner {
     config: CarrierConfig,
     inbound_url: Mutex<Option<String>>,
-    messages: Mutex<Vec<MessageRecord>>,
+    messages: Mutex<Messages>,
     requests: Mutex<Vec<RecordedRequest>>,
     callbacks: Mutex<Vec<RecordedCallback>>,
     scripts: Mutex<VecDeque<ScriptedResponse>>,
     opt_outs: Mutex<HashSet<(String, String)>>,
     tasks: Mutex<JoinSet<()>>,
     client: reqwest::Client,
+}
+
+/// Messages in arrival order, indexed by SID: status updates find theirs in constant time
+/// however long a load test runs.
+#[derive(Default)]
+struct Messages {
+    list: Vec<MessageRecord>,
+    by_sid: HashMap<String, usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,15 +260,13 @@ impl CarrierState {
 
     /// All messages (outbound and simulated inbound), oldest first.
     pub fn messages(&self) -> Vec<MessageRecord> {
-        lock(&self.inner.messages).clone()
+        lock(&self.inner.messages).list.clone()
     }
 
     /// The current state of one message.
     pub fn message(&self, sid: &str) -> Option<MessageRecord> {
-        lock(&self.inner.messages)
-            .iter()
-            .find(|m| m.sid == sid)
-            .cloned()
+        let messages = lock(&self.inner.messages);
+        messages.by_sid.get(sid).map(|&i| messages.list[i].clone())
     }
 
     /// True if `recipient` texted an opt-out keyword to `sender` and has not opted back in.
@@ -295,7 +301,10 @@ impl CarrierState {
     }
 
     pub(crate) fn insert_message(&self, record: MessageRecord) {
-        lock(&self.inner.messages).push(record);
+        let mut messages = lock(&self.inner.messages);
+        let index = messages.list.len();
+        messages.by_sid.insert(record.sid.clone(), index);
+        messages.list.push(record);
     }
 
     /// Applies `change` to a stored message and returns the updated copy.
@@ -305,7 +314,8 @@ impl CarrierState {
         change: impl FnOnce(&mut MessageRecord),
     ) -> Option<MessageRecord> {
         let mut messages = lock(&self.inner.messages);
-        let record = messages.iter_mut().find(|m| m.sid == sid)?;
+        let index = *messages.by_sid.get(sid)?;
+        let record = &mut messages.list[index];
         change(record);
         Some(record.clone())
     }
