@@ -585,6 +585,16 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
     };
     check(&store, total, &[expect]).await;
     drop(store);
+    if scenario.callbacks() {
+        let attempts = carrier.callbacks();
+        let failed = attempts.iter().filter(|c| !c.succeeded()).count();
+        println!(
+            "{:<8} {:<26} callbacks: {} answered 2xx, {failed} attempts failed and were retried",
+            backend.name(),
+            scenario.label(),
+            attempts.len() - failed,
+        );
+    }
 
     carrier.shutdown().await;
     herald.stop().await;

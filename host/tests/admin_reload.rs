@@ -8,24 +8,17 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use herald::config::ConfigSource;
-use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
+use herald::plugin::model::SendOutcome;
 use tower::ServiceExt;
 
-fn message() -> OutboundMessage {
-    OutboundMessage {
-        message_id: "m".into(),
-        to: "+15005550006".into(),
-        sender: None,
-        body: "hello".into(),
-        encoding: Encoding::Gsm7,
-        segments: 1,
-        status_callback: None,
-        attempt: 1,
-    }
-}
-
 async fn version(state: &herald::AppState) -> String {
-    match state.plugins.provider().unwrap().send(&message()).await {
+    match state
+        .plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("hello"))
+        .await
+    {
         SendOutcome::Accepted(a) => a.provider_message_id,
         other => panic!("{other:?}"),
     }

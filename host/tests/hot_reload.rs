@@ -9,23 +9,15 @@ use std::time::Duration;
 
 use herald::config::{Config, ConfigSource};
 use herald::plugin::Plugins;
-use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
-
-fn message(body: &str) -> OutboundMessage {
-    OutboundMessage {
-        message_id: "m".into(),
-        to: "+15005550006".into(),
-        sender: None,
-        body: body.into(),
-        encoding: Encoding::Gsm7,
-        segments: 1,
-        status_callback: None,
-        attempt: 1,
-    }
-}
+use herald::plugin::model::SendOutcome;
 
 async fn version_of(plugins: &Plugins) -> String {
-    match plugins.provider().unwrap().send(&message("hello")).await {
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("hello"))
+        .await
+    {
         SendOutcome::Accepted(a) => a.provider_message_id,
         other => panic!("call failed: {other:?}"),
     }
@@ -72,7 +64,11 @@ async fn swap_under_load_loses_nothing() {
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 if !matches!(
-                    plugins.provider().unwrap().send(&message("hello")).await,
+                    plugins
+                        .provider()
+                        .unwrap()
+                        .send(&common::outbound("hello"))
+                        .await,
                     SendOutcome::Accepted(_)
                 ) {
                     failures.fetch_add(1, Ordering::SeqCst);
@@ -121,8 +117,10 @@ async fn call_in_flight_finishes_on_the_old_version() {
         vec![base.trim_start_matches("http://").into()];
     let plugins = Plugins::start(&config).await.unwrap();
     let old = plugins.provider().unwrap();
-    let in_flight =
-        tokio::spawn(async move { old.send(&message(&format!("http:{base}/slow"))).await });
+    let in_flight = tokio::spawn(async move {
+        old.send(&common::outbound(&format!("http:{base}/slow")))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     replace(&path, &common::plugin("probe-v2"));
     assert_eq!(plugins.apply(&config).await.loaded, ["probe"]);

@@ -7,20 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::plugin::Plugins;
-use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
-
-fn message(body: &str) -> OutboundMessage {
-    OutboundMessage {
-        message_id: "msg_test".into(),
-        to: "+15005550006".into(),
-        sender: None,
-        body: body.into(),
-        encoding: Encoding::Gsm7,
-        segments: 1,
-        status_callback: None,
-        attempt: 1,
-    }
-}
+use herald::plugin::model::SendOutcome;
 
 async fn probe(cpu_ms: u64, timeout_ms: u64, allowed: Vec<String>) -> Plugins {
     let mut settings = common::plugin_config(common::plugin("probe"));
@@ -35,7 +22,12 @@ async fn probe(cpu_ms: u64, timeout_ms: u64, allowed: Vec<String>) -> Plugins {
 
 /// Asserts the plugin still answers a normal call.
 async fn still_serving(plugins: &Plugins) {
-    match plugins.provider().unwrap().send(&message("hello")).await {
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("hello"))
+        .await
+    {
         SendOutcome::Accepted(a) => {
             assert!(a.provider_message_id.starts_with("probe-1.0.0-"), "{a:?}")
         }
@@ -47,7 +39,11 @@ async fn still_serving(plugins: &Plugins) {
 #[tokio::test]
 async fn infinite_loop_hits_the_cpu_budget() {
     let plugins = probe(100, 5_000, vec![]).await;
-    let outcome = plugins.provider().unwrap().send(&message("spin")).await;
+    let outcome = plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("spin"))
+        .await;
     match outcome {
         SendOutcome::Retryable { error, .. } => {
             assert!(error.message.contains("CPU budget"), "{error:?}")
@@ -61,7 +57,12 @@ async fn infinite_loop_hits_the_cpu_budget() {
 #[tokio::test]
 async fn infinite_loop_hits_the_deadline() {
     let plugins = probe(60_000, 200, vec![]).await;
-    match plugins.provider().unwrap().send(&message("spin")).await {
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("spin"))
+        .await
+    {
         SendOutcome::Retryable { error, .. } => {
             assert!(error.message.contains("timed out"), "{error:?}")
         }
@@ -76,7 +77,13 @@ async fn spinning_call_does_not_block_others() {
     let plugins = Arc::new(probe(400, 5_000, vec![]).await);
     let spinner = {
         let plugins = plugins.clone();
-        tokio::spawn(async move { plugins.provider().unwrap().send(&message("spin")).await })
+        tokio::spawn(async move {
+            plugins
+                .provider()
+                .unwrap()
+                .send(&common::outbound("spin"))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     for _ in 0..20 {
@@ -96,7 +103,12 @@ async fn spinning_call_does_not_block_others() {
 #[tokio::test]
 async fn unbounded_allocation_hits_the_memory_limit() {
     let plugins = probe(5_000, 10_000, vec![]).await;
-    match plugins.provider().unwrap().send(&message("alloc")).await {
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("alloc"))
+        .await
+    {
         SendOutcome::Retryable { error, .. } => {
             assert!(error.message.contains("memory limit"), "{error:?}")
         }
@@ -112,7 +124,7 @@ async fn ungranted_host_is_denied() {
     match plugins
         .provider()
         .unwrap()
-        .send(&message("forbidden"))
+        .send(&common::outbound("forbidden"))
         .await
     {
         SendOutcome::Refused(error) => {
@@ -135,7 +147,7 @@ async fn granted_host_is_reachable() {
     match plugins
         .provider()
         .unwrap()
-        .send(&message(&format!("http:{base}/hello")))
+        .send(&common::outbound(&format!("http:{base}/hello")))
         .await
     {
         SendOutcome::Accepted(a) => {
@@ -150,7 +162,12 @@ async fn granted_host_is_reachable() {
 #[tokio::test]
 async fn trap_is_contained() {
     let plugins = probe(500, 5_000, vec![]).await;
-    match plugins.provider().unwrap().send(&message("trap")).await {
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("trap"))
+        .await
+    {
         SendOutcome::Retryable { error, .. } => {
             assert!(error.message.contains("trapped"), "{error:?}")
         }
@@ -175,7 +192,7 @@ async fn failure_after_a_request_is_unknown() {
     match plugins
         .provider()
         .unwrap()
-        .send(&message(&format!("http:{base}/slow")))
+        .send(&common::outbound(&format!("http:{base}/slow")))
         .await
     {
         SendOutcome::Unknown(error) => assert!(error.message.contains("timed out"), "{error:?}"),
@@ -187,7 +204,12 @@ async fn failure_after_a_request_is_unknown() {
 #[tokio::test]
 async fn no_ambient_authority() {
     let plugins = probe(500, 5_000, vec![]).await;
-    match plugins.provider().unwrap().send(&message("env")).await {
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("env"))
+        .await
+    {
         SendOutcome::Accepted(a) => {
             assert_eq!(
                 a.provider_message_id, "0",

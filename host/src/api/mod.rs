@@ -26,11 +26,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sms/templates/{id}", get(templates::get))
         .route(
             "/api/v1/sms/webhooks/{provider}/status",
-            post(webhooks::status),
+            post(webhooks::receive),
         )
         .route(
             "/api/v1/sms/webhooks/{provider}/inbound",
-            post(webhooks::inbound),
+            post(webhooks::receive),
         )
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))

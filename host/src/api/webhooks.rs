@@ -26,19 +26,9 @@ use crate::store::{self, ErrorInfo, EventSource, MessageLookup, MessageStatus, N
 /// An empty TwiML answer: "received, nothing to reply" (replies go through the queue).
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
-/// `POST /api/v1/sms/webhooks/{provider}/status`.
-pub async fn status(
-    State(state): State<AppState>,
-    Path(provider): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    handle(&state, &provider, &uri, &headers, body?).await
-}
-
-/// `POST /api/v1/sms/webhooks/{provider}/inbound`.
-pub async fn inbound(
+/// `POST /api/v1/sms/webhooks/{provider}/status` and `.../inbound`: one handler, since the
+/// provider plugin tells status reports and inbound messages apart.
+pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
@@ -117,7 +107,7 @@ async fn handle(
                 apply_status(state, provider, message_id.as_deref(), update).await?
             }
             WebhookEvent::Inbound(message) => {
-                receive(state, provider, message).await?;
+                store_inbound(state, provider, message).await?;
                 replies = true;
             }
         }
@@ -183,7 +173,7 @@ async fn apply_status(
     }
 }
 
-async fn receive(state: &AppState, provider: &str, message: InboundMessage) -> ApiResult<()> {
+async fn store_inbound(state: &AppState, provider: &str, message: InboundMessage) -> ApiResult<()> {
     let now = store::now_millis();
     let keyword = keywords::classify(&message.body);
     let inbound = store::InboundMessage {

@@ -20,18 +20,6 @@ const POOL_SENDER: &str = "+15005550006";
 /// Price per segment, in units of 0.00001 USD (US long code, 0.0083).
 const PRICE_PER_SEGMENT: u64 = 830;
 
-const OPT_OUT_KEYWORDS: &[&str] = &[
-    "STOP",
-    "STOPALL",
-    "UNSUBSCRIBE",
-    "CANCEL",
-    "END",
-    "QUIT",
-    "REVOKE",
-    "OPTOUT",
-];
-const OPT_IN_KEYWORDS: &[&str] = &["START", "YES", "UNSTOP"];
-
 /// Current time as an RFC 2822 string, Twilio's date format.
 pub(crate) fn now_rfc2822() -> String {
     OffsetDateTime::now_utc()
@@ -281,11 +269,11 @@ pub(crate) async fn send_inbound(
         to: to.to_owned(),
         uri: format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"),
     });
-    let keyword = body.trim().to_ascii_uppercase();
-    if OPT_OUT_KEYWORDS.contains(&keyword.as_str()) {
-        state.set_opted_out(from, to, true);
-    } else if OPT_IN_KEYWORDS.contains(&keyword.as_str()) {
-        state.set_opted_out(from, to, false);
+    // Twilio keeps its own opt-out list from the same keywords (later sends fail with 21610).
+    match crate::keywords::classify(body) {
+        Some(crate::keywords::Keyword::Stop) => state.set_opted_out(from, to, true),
+        Some(crate::keywords::Keyword::Start) => state.set_opted_out(from, to, false),
+        _ => {}
     }
     let fields: Vec<(&str, String)> = vec![
         ("ToCountry", country(to).to_owned()),

@@ -17,10 +17,14 @@ use super::StoreOptions;
 /// Opens the writer (one connection) and the reader pool on the database `url` names.
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(SqlitePool, SqlitePool)> {
     let file = if url.starts_with("sqlite:") {
-        // The embedded default creates its file on first start, unless the URL says otherwise.
-        SqliteConnectOptions::from_str(url)
-            .map_err(|error| StoreError::Config(error.to_string()))?
-            .create_if_missing(!url.contains("mode="))
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Config(error.to_string()))?;
+        // The embedded default creates its file on first start, unless the URL sets a mode.
+        if url.contains("mode=") {
+            options
+        } else {
+            options.create_if_missing(true)
+        }
     } else {
         SqliteConnectOptions::new()
             .filename(url)

@@ -93,3 +93,17 @@ pub async fn serve(router: axum::Router) -> String {
     });
     format!("http://{addr}")
 }
+
+/// An outbound message with `body`, as the dispatcher would hand it to a provider plugin.
+pub fn outbound(body: &str) -> herald::plugin::model::OutboundMessage {
+    herald::plugin::model::OutboundMessage {
+        message_id: "msg_test".into(),
+        to: "+15005550006".into(),
+        sender: None,
+        body: body.into(),
+        encoding: herald::plugin::model::Encoding::Gsm7,
+        segments: 1,
+        status_callback: None,
+        attempt: 1,
+    }
+}
