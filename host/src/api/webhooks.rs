@@ -80,19 +80,14 @@ async fn handle(
         WebhookRejection::Malformed(m) => ApiError::bad_request("malformed_webhook", m),
         other => ApiError::forbidden("invalid_signature", other.to_string()),
     };
-    plugin
-        .verify_webhook(&request)
+    let events = plugin
+        .receive_webhook(&request)
         .await
         .map_err(unavailable)?
         .map_err(|r| {
             tracing::warn!(provider, url = %request.url, "rejected webhook: {r}");
             rejected(r)
         })?;
-    let events = plugin
-        .parse_webhook(&request)
-        .await
-        .map_err(unavailable)?
-        .map_err(rejected)?;
     let message_id = uri.query().and_then(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q)
             .ok()?

@@ -270,6 +270,33 @@ impl LoadedPlugin {
         }
     }
 
+    /// Verifies a webhook and, when it is genuine, reads its events — both in one instance, so a
+    /// webhook costs one instantiation instead of two.
+    pub async fn receive_webhook(
+        &self,
+        request: &WebhookRequest,
+    ) -> Result<Result<Vec<WebhookEvent>, WebhookRejection>, CallFailure> {
+        let pre = self.provider_pre()?;
+        let config = self.config.clone();
+        let wire = v0_1_0::webhook_request(request);
+        let r = self
+            .run(move |store| {
+                Box::pin(async move {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    let api = i.herald_plugin_provider_api();
+                    if let Err(rejection) =
+                        api.call_verify_webhook(&mut *store, &config, &wire).await?
+                    {
+                        return Ok(Err(rejection));
+                    }
+                    api.call_parse_webhook(&mut *store, &config, &wire).await
+                })
+            })
+            .await?;
+        Ok(r.map(v0_1_0::webhook_events)
+            .map_err(v0_1_0::webhook_rejection))
+    }
+
     /// Asks the plugin whether a webhook really comes from its provider.
     pub async fn verify_webhook(
         &self,
