@@ -24,9 +24,10 @@ fn main() -> anyhow::Result<()> {
         "demo" => {
             plugins::build_plugins(&root)?;
             let mut cmd = cargo(&root);
+            // A debug build shares its artifacts with `cargo xtask test` and starts sooner on a
+            // fresh machine; the demo's load does not need release speed.
             cmd.args([
                 "run",
-                "--release",
                 "-p",
                 "herald",
                 "--",
