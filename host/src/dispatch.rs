@@ -211,23 +211,11 @@ pub async fn attempt(state: &AppState, job: ClaimedJob) {
             retry_or_fail(state, &job, &as_error(&error), retry_after_ms).await;
         }
         SendOutcome::Refused(error) | SendOutcome::InvalidRecipient(error) => {
-            record(
-                state
-                    .store
-                    .finish(lease, MessageStatus::Failed, &as_error(&error), now)
-                    .await,
-                &message.id,
-            );
+            finish(state, &job, MessageStatus::Failed, &as_error(&error)).await;
         }
         SendOutcome::Unknown(error) => {
             // The provider may have the message: resending could deliver it twice.
-            record(
-                state
-                    .store
-                    .finish(lease, MessageStatus::Unknown, &as_error(&error), now)
-                    .await,
-                &message.id,
-            );
+            finish(state, &job, MessageStatus::Unknown, &as_error(&error)).await;
         }
         SendOutcome::OptedOut(error) => {
             let reason = format!(
@@ -248,15 +236,18 @@ pub async fn attempt(state: &AppState, job: ClaimedJob) {
             {
                 tracing::error!(message_id = %message.id, error = %e, "could not record the provider's opt-out");
             }
-            record(
-                state
-                    .store
-                    .finish(lease, MessageStatus::Failed, &as_error(&error), now)
-                    .await,
-                &message.id,
-            );
+            finish(state, &job, MessageStatus::Failed, &as_error(&error)).await;
         }
     }
+}
+
+/// Ends the job's attempts with a final `status`.
+async fn finish(state: &AppState, job: &ClaimedJob, status: MessageStatus, error: &ErrorInfo) {
+    let result = state
+        .store
+        .finish(job.lease(), status, error, now_millis())
+        .await;
+    record(result, &job.message.id);
 }
 
 async fn retry_or_fail(
@@ -268,13 +259,7 @@ async fn retry_or_fail(
     let now = now_millis();
     let lease = job.lease();
     if job.attempt >= job.message.max_attempts {
-        record(
-            state
-                .store
-                .finish(lease, MessageStatus::Failed, error, now)
-                .await,
-            &job.message.id,
-        );
+        finish(state, job, MessageStatus::Failed, error).await;
         return;
     }
     let delay = backoff(&state.config.delivery, job.attempt, retry_after_ms);
