@@ -18,6 +18,7 @@ pub mod app;
 pub mod carrier;
 pub mod config;
 pub mod dispatch;
+pub mod domain;
 pub mod keywords;
 pub mod phone;
 pub mod plugin;

@@ -27,7 +27,6 @@ mod queue;
 mod records;
 mod shared;
 mod sqlite;
-mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

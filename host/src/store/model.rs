@@ -8,11 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::status::{MessageStatus, advance};
+pub use crate::domain::{ALL_CATEGORIES, MessageStatus, Money, advance};
 use crate::segments::Encoding;
-
-/// The opt-out category that blocks every other category.
-pub const ALL_CATEGORIES: &str = "all";
 
 /// Who caused a status change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,15 +43,6 @@ pub enum OptOutAction {
     OptOut,
     /// The number was opted back in.
     OptIn,
-}
-
-/// An amount of money: integer micro-units (1/1,000,000) of a currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Money {
-    /// The amount in micro-units.
-    pub micros: i64,
-    /// The ISO 4217 currency code, e.g. `USD`.
-    pub currency: String,
 }
 
 /// An error a provider or the dispatcher reported for a message.

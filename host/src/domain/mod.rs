@@ -1,0 +1,24 @@
+//! Herald's domain types: the values every layer passes around instead of bare strings.
+//!
+//! Each type is validated once, where it enters Herald (the API, the embedding API, a config
+//! file, a provider webhook), so code below that point never re-checks a phone number or a
+//! category name.
+//!
+//! - [`TenantId`]: who owns a message, a template, an opt-out.
+//! - [`PhoneNumber`]: an E.164 number that libphonenumber accepts, with its country.
+//! - [`Category`]: what a message is for, which opt-outs it obeys; `all` and `compliance` are
+//!   reserved.
+//! - [`MessageStatus`] and [`advance`]: where a message is, and the monotonic rule.
+//! - [`Money`]: integer micro-units of a currency.
+
+mod category;
+mod money;
+mod phone;
+mod status;
+mod tenant;
+
+pub use category::{ALL_CATEGORIES, Category, CategoryError};
+pub use money::Money;
+pub use phone::{PhoneNumber, PhoneNumberError};
+pub use status::{MessageStatus, advance};
+pub use tenant::{TenantId, TenantIdError};
