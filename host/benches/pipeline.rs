@@ -3,7 +3,7 @@
 //!
 //! For each backend (a SQLite file in a temporary directory, then a fresh PostgreSQL database),
 //! everything runs in this one process on 127.0.0.1: the carrier (`herald::carrier`), Herald
-//! (`AppState::start`, its API router and its dispatcher with `delivery.workers = 32`) and the
+//! (`Herald::builder`, its API router and its dispatcher with `delivery.workers = 32`) and the
 //! load generator (64 tasks sharing one keep-alive `reqwest` client, each posting
 //! `POST /api/v1/sms/send` until `MESSAGES` sends have been answered `202`). Each scenario gets a
 //! fresh database and a fresh carrier:
@@ -20,7 +20,7 @@
 //!    `delivered` callbacks 50 ms after each step (two per message, each verified and parsed by
 //!    the plugin and applied to the store), concurrently with dispatch. *delivered* is the time
 //!    from the dispatcher's start until no message is queued, sending or `sent` any more.
-//! 3. **concurrent, callbacks on**: `herald::serve` (API and dispatcher together, as in
+//! 3. **concurrent, callbacks on**: `Herald::serve` (API and dispatcher together, as in
 //!    production): *accepted* is measured while dispatch and callbacks compete for the same CPU
 //!    and store, and *dispatched* / *delivered* run from the first request to the empty queue /
 //!    the last callback applied.
@@ -50,7 +50,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use herald::AppState;
 use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, ConfigSource, DeliveryConfig, ServerConfig, StorageConfig};
 use herald::segments::Encoding;
@@ -350,9 +349,9 @@ fn report(
     );
 }
 
-/// One running API server (and, when started, a dispatcher) over one `AppState`.
+/// One running API server (and, when started, a dispatcher) over one Herald.
 struct Herald {
-    state: AppState,
+    state: herald::Herald,
     base_url: String,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -360,13 +359,16 @@ struct Herald {
 }
 
 impl Herald {
-    /// Starts Herald on an ephemeral port; `full` serves it as production does (`herald::serve`),
+    /// Starts Herald on an ephemeral port; `full` serves it as production does (`Herald::serve`),
     /// otherwise only its API router is served and the dispatcher waits for `start_dispatcher`.
     async fn start(storage_url: &str, carrier: &Carrier, full: bool) -> Herald {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let config = herald_config(storage_url, &base_url, carrier.base_url());
-        let state = AppState::start(config, ConfigSource::default())
+        let state = herald::Herald::builder()
+            .config(config)
+            .source(ConfigSource::default())
+            .build()
             .await
             .expect("start Herald");
         let (stop, mut stopped) = watch::channel(false);
@@ -375,13 +377,9 @@ impl Herald {
         };
         let server = if full {
             let state = state.clone();
-            tokio::spawn(async move {
-                herald::serve(state, listener, shutdown)
-                    .await
-                    .expect("serve")
-            })
+            tokio::spawn(async move { state.serve(listener, shutdown).await.expect("serve") })
         } else {
-            let router = herald::api::router(state.clone());
+            let router = state.router();
             tokio::spawn(async move {
                 axum::serve(listener, router)
                     .with_graceful_shutdown(shutdown)
@@ -400,8 +398,8 @@ impl Herald {
 
     fn start_dispatcher(&mut self) {
         let stopped = self.stop.subscribe();
-        self.dispatcher = Some(tokio::spawn(herald::dispatch::run(
-            self.state.clone(),
+        self.dispatcher = Some(tokio::spawn(herald::pipeline::dispatch::run(
+            self.state.pipeline().clone(),
             stopped,
         )));
     }
@@ -418,8 +416,8 @@ impl Herald {
                 task.abort();
             }
         }
-        // `herald::serve` closes the store itself; closing twice is harmless.
-        self.state.store.close().await;
+        // `Herald::serve` closes the store itself; closing twice is harmless.
+        self.state.close().await;
     }
 }
 
@@ -514,7 +512,7 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
     .await;
     let full = scenario == Scenario::Concurrent;
     let mut herald = Herald::start(&db.url, &carrier, full).await;
-    let store = herald.state.store.clone();
+    let store = herald.state.store().clone();
 
     let first_request = Instant::now();
     let accepted = accept(client, &herald.base_url, total).await;

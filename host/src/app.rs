@@ -1,4 +1,18 @@
-//! Herald as a library: start it from a configuration, serve it on a listener, stop it.
+//! Herald as a library: build it from a configuration, send through it, serve its HTTP API and
+//! run its dispatcher, then stop it.
+//!
+//! ```no_run
+//! # async fn demo(config: herald::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::{Herald, SendRequest, TenantId};
+//! let herald = Herald::builder().config(config).build().await?;
+//! let tenant = TenantId::default_tenant();
+//! let to = "+14155552671".parse()?;
+//! let sent = herald.send(&tenant, SendRequest::text(to, "Your table is ready")).await?;
+//! let api = herald.router(); // nest it in your own axum app
+//! # let _ = (sent, api);
+//! herald.run(std::future::pending::<()>()).await; // the dispatcher and the reload triggers
+//! # Ok(()) }
+//! ```
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,11 +20,15 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigSource};
+use crate::domain::TenantId;
+use crate::pipeline::read::MessageRecord;
+use crate::pipeline::{Pipeline, PipelineError, SendRequest, Submitted, dispatch};
 use crate::plugin::{PluginError, Plugins, watch};
 use crate::store::{Store, StoreError, StoreOptions};
 
-/// Errors from starting Herald.
+/// Errors from starting or serving Herald.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is invalid.
@@ -27,29 +45,53 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Shared state of a running Herald, cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The configuration it started with (plugins and routing may since have been reloaded).
-    pub config: Arc<Config>,
-    /// Where the configuration came from, for reloads.
-    pub source: ConfigSource,
-    /// The plugin runtime.
-    pub plugins: Plugins,
-    /// Durable storage and the send queue.
-    pub store: Store,
+/// A running Herald: storage, plugins and the pipeline over them. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Herald {
+    pipeline: Pipeline,
 }
 
-impl AppState {
-    /// Opens (and migrates) storage and loads the plugins of `config`.
-    pub async fn start(config: Config, source: ConfigSource) -> Result<Self, StartError> {
+/// Builds a [`Herald`]; see [`Herald::builder`].
+#[derive(Default)]
+pub struct HeraldBuilder {
+    config: Option<Config>,
+    source: ConfigSource,
+    clock: Option<SharedClock>,
+}
+
+impl HeraldBuilder {
+    /// Uses `config` (otherwise the configuration is loaded from the source).
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Where reloads (file watch, SIGHUP, the admin endpoint) read the configuration from.
+    #[must_use]
+    pub fn source(mut self, source: ConfigSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The clock every time-dependent step reads (the system clock by default).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens (and migrates) storage and loads the plugins.
+    pub async fn build(self) -> Result<Herald, StartError> {
+        let config = match self.config {
+            Some(config) => config,
+            None => self.source.load()?,
+        };
         let store = open_store(&config).await?;
         let plugins = Plugins::start(&config).await?;
-        Ok(Self {
-            config: Arc::new(config),
-            source,
-            plugins,
-            store,
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Ok(Herald {
+            pipeline: Pipeline::new(store, plugins, config, self.source, clock),
         })
     }
 }
@@ -65,41 +107,122 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     Ok(store)
 }
 
-/// Serves Herald on `listener` until `shutdown` resolves: the API, the dispatcher and the
-/// reload triggers. On shutdown it stops accepting requests and claiming messages, and lets
-/// calls in flight finish.
-pub async fn serve(
-    state: AppState,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
-    let mut background = Vec::new();
-    if state.config.runtime.watch {
-        background.push(watch::spawn_file_watch(
-            state.plugins.clone(),
-            state.source.clone(),
-            (*state.config).clone(),
-            Duration::from_millis(state.config.runtime.watch_interval_ms),
-        ));
+impl Herald {
+    /// Starts building a Herald.
+    #[must_use]
+    pub fn builder() -> HeraldBuilder {
+        HeraldBuilder::default()
     }
-    #[cfg(unix)]
-    background.push(watch::spawn_sighup(
-        state.plugins.clone(),
-        state.source.clone(),
-    )?);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(crate::dispatch::run(state.clone(), stopped));
-    let router = crate::api::router(state.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        })
-        .await;
-    let _ = dispatcher.await;
-    for task in background {
-        task.abort();
+
+    /// Sends one message for `tenant`: it is validated, rendered, counted, checked and queued
+    /// before this returns; the dispatcher ([`Herald::run`]) delivers it.
+    pub async fn send(
+        &self,
+        tenant: &TenantId,
+        request: SendRequest,
+    ) -> Result<Submitted, PipelineError> {
+        self.pipeline.send(tenant, request).await
     }
-    state.store.close().await;
-    Ok(result?)
+
+    /// The message `id` of `tenant`, with its status history.
+    pub async fn message(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<MessageRecord, PipelineError> {
+        self.pipeline.message(tenant, id).await
+    }
+
+    /// The HTTP API as an axum router, to serve or to nest in a larger application.
+    pub fn router(&self) -> axum::Router {
+        crate::api::router(self.pipeline.clone())
+    }
+
+    /// The pipeline, for the steps the methods above do not cover.
+    #[must_use]
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The durable store and queue.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        self.pipeline.store()
+    }
+
+    /// The plugin runtime.
+    #[must_use]
+    pub fn plugins(&self) -> &Plugins {
+        self.pipeline.plugins()
+    }
+
+    /// Runs the dispatcher and the reload triggers until `shutdown` resolves; then stops
+    /// claiming messages and waits for the provider calls in flight to finish and be recorded.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let config = self.pipeline.config();
+        let mut background = Vec::new();
+        if config.runtime.watch {
+            background.push(watch::spawn_file_watch(
+                self.plugins().clone(),
+                self.pipeline.source().clone(),
+                (*config).clone(),
+                Duration::from_millis(config.runtime.watch_interval_ms),
+            ));
+        }
+        #[cfg(unix)]
+        match watch::spawn_sighup(self.plugins().clone(), self.pipeline.source().clone()) {
+            Ok(task) => background.push(task),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP reloads are unavailable"),
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = tokio::spawn(dispatch::run(self.pipeline.clone(), stopped));
+        shutdown.await;
+        let _ = stop.send(true);
+        if let Err(e) = dispatcher.await {
+            tracing::error!(error = %e, "the dispatcher panicked");
+        }
+        for task in background {
+            task.abort();
+        }
+    }
+
+    /// Serves the HTTP API on `listener` and runs the dispatcher until `shutdown` resolves; on
+    /// shutdown it stops accepting requests and claiming messages, lets calls in flight finish,
+    /// and closes storage.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = {
+            let herald = self.clone();
+            let mut stopped = stopped;
+            tokio::spawn(async move {
+                herald
+                    .run(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+            })
+        };
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        // Should the server end on an error, `stop` is dropped with it and the dispatcher stops
+        // all the same.
+        if let Err(e) = running.await {
+            tracing::error!(error = %e, "the dispatcher task panicked");
+        }
+        self.store().close().await;
+        Ok(result?)
+    }
+
+    /// Closes storage; operations after this fail.
+    pub async fn close(&self) {
+        self.store().close().await;
+    }
 }

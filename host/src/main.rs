@@ -132,8 +132,12 @@ async fn serve(source: ConfigSource, loaded: herald::config::Config) -> anyhow::
         .await
         .with_context(|| format!("binding {}", loaded.server.listen))?;
     tracing::info!(listen = %loaded.server.listen, storage = %loaded.storage.url, "herald starting");
-    let state = herald::AppState::start(loaded, source).await?;
-    herald::serve(state, listener, shutdown_signal()).await?;
+    let herald = herald::Herald::builder()
+        .config(loaded)
+        .source(source)
+        .build()
+        .await?;
+    herald.serve(listener, shutdown_signal()).await?;
     tracing::info!("herald stopped");
     Ok(())
 }

@@ -11,9 +11,9 @@ use herald::config::ConfigSource;
 use herald::plugin::model::SendOutcome;
 use tower::ServiceExt;
 
-async fn version(state: &herald::AppState) -> String {
+async fn version(state: &herald::Herald) -> String {
     match state
-        .plugins
+        .plugins()
         .provider()
         .unwrap()
         .send(&common::outbound("hello"))
@@ -51,13 +51,16 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, ConfigSource) {
 #[tokio::test]
 async fn admin_endpoint_reloads() {
     let (_dir, path, source) = setup();
-    let state = herald::AppState::start(source.load().unwrap(), source)
+    let state = herald::Herald::builder()
+        .config(source.load().unwrap())
+        .source(source)
+        .build()
         .await
         .unwrap();
     assert!(version(&state).await.starts_with("probe-1.0.0-"));
     std::fs::copy(common::plugin("probe-v2"), &path).unwrap();
 
-    let router = herald::api::router(state.clone());
+    let router = state.router();
     let unauth = Request::post("/admin/plugins/reload")
         .body(Body::empty())
         .unwrap();
@@ -95,10 +98,13 @@ async fn admin_endpoint_reloads() {
 #[tokio::test]
 async fn sighup_reloads() {
     let (_dir, path, source) = setup();
-    let state = herald::AppState::start(source.load().unwrap(), source.clone())
+    let state = herald::Herald::builder()
+        .config(source.load().unwrap())
+        .source(source.clone())
+        .build()
         .await
         .unwrap();
-    let _task = herald::plugin::watch::spawn_sighup(state.plugins.clone(), source).unwrap();
+    let _task = herald::plugin::watch::spawn_sighup(state.plugins().clone(), source).unwrap();
     std::fs::copy(common::plugin("probe-v2"), &path).unwrap();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::app::{ACCOUNT_SID, API_KEY, AUTH_TOKEN};
-use herald::AppState;
 use herald::carrier::{self, CarrierConfig};
 use herald::config::ConfigSource;
 use serde_json::json;
@@ -34,13 +33,20 @@ async fn two_instances_share_one_queue() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = common::app::config(&base, carrier.base_url(), &storage);
-        let state = AppState::start(config, ConfigSource::default())
+        let state = herald::Herald::builder()
+            .config(config)
+            .source(ConfigSource::default())
+            .build()
             .await
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(herald::serve(state, listener, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(async move {
+            state
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
         stops.push((stop, server));
         bases.push(base);
     }

@@ -1,21 +1,23 @@
 //! The one error shape of the HTTP API: `{"error": {"code": "...", "message": "..."}}`.
 //!
-//! Codes are stable identifiers clients can branch on; messages are for humans. Internal errors
-//! are logged with their detail and answered with a generic message, never leaked.
+//! Codes are the stable [`ErrorCode`]s clients can branch on; messages are for humans. Each code
+//! has exactly one HTTP status ([`status_of`]). Internal errors are logged with their detail
+//! where they happen and answered with a generic message, never leaked.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::domain::ErrorCode;
+use crate::pipeline::PipelineError;
 
 /// An error answered to an API client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable machine-readable code.
-    pub code: &'static str,
+    /// Stable machine-readable code; it decides the HTTP status.
+    pub code: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
 }
@@ -24,80 +26,99 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
         }
     }
 
-    /// 422: the request is well-formed but a value is invalid.
-    pub fn validation(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    /// The HTTP status this error is answered with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        status_of(self.code)
     }
+}
 
-    /// 400: the request could not be read.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 404: no such resource.
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-
-    /// 409: conflicts with the current state.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
-    }
-
-    /// 401: missing or wrong credentials.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    /// 403: credentials or signature refused.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, message)
-    }
-
-    /// 503: a dependency (plugin, storage) is not available right now.
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-    }
-
-    /// 500: logs `detail` and answers a generic message.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred; it has been logged",
-        )
+/// The HTTP status of each error code.
+#[must_use]
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::MalformedJson | C::BadRequest | C::MalformedWebhook => StatusCode::BAD_REQUEST,
+        C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::InvalidSignature | C::AdminDisabled => StatusCode::FORBIDDEN,
+        C::NotFound | C::MessageNotFound | C::TemplateNotFound | C::UnknownProvider => {
+            StatusCode::NOT_FOUND
+        }
+        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        C::RecipientOptedOut | C::IdempotencyConflict | C::TemplateExists => StatusCode::CONFLICT,
+        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::UriTooLong => StatusCode::URI_TOO_LONG,
+        C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        C::InvalidField
+        | C::InvalidPhoneNumber
+        | C::InvalidCategory
+        | C::InvalidIdempotencyKey
+        | C::EmptyMessage
+        | C::MessageTooLong
+        | C::MissingBody
+        | C::AmbiguousBody
+        | C::UnknownTemplate
+        | C::InactiveTemplate
+        | C::MissingTemplateVariable
+        | C::InvalidTemplateVariable
+        | C::InvalidTemplate
+        | C::EmptyTemplate
+        | C::TemplateTooLong
+        | C::InvalidQuery
+        | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
+        C::RendererUnavailable | C::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"herald\""),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(error: PipelineError) -> Self {
+        Self::new(error.code, error.message)
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => Self::validation("invalid_field", e.body_text()),
-            JsonRejection::JsonSyntaxError(e) => Self::bad_request("malformed_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => Self::new(ErrorCode::InvalidField, e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => Self::new(ErrorCode::MalformedJson, e.body_text()),
             JsonRejection::MissingJsonContentType(_) => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "expected Content-Type: application/json",
             ),
             JsonRejection::BytesRejection(e) => e.into(),
-            other => Self::bad_request("bad_request", other.body_text()),
+            other => Self::new(ErrorCode::BadRequest, other.body_text()),
         }
     }
 }
@@ -105,33 +126,52 @@ impl From<JsonRejection> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
+            Self::new(ErrorCode::PayloadTooLarge, "the request body is too large")
         } else {
-            Self::bad_request("bad_request", r.body_text())
+            Self::new(ErrorCode::BadRequest, r.body_text())
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::validation("invalid_query", r.body_text())
+        Self::new(ErrorCode::InvalidQuery, r.body_text())
     }
 }
 
 /// Answers unknown routes with the same shape.
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
 /// Answers a known route called with the wrong method with the same shape.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not accept that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code has a status in the range its meaning implies.
+    #[test]
+    fn every_code_has_a_status() {
+        for code in ErrorCode::ALL {
+            let status = status_of(code);
+            let expected_server_side = matches!(
+                code,
+                ErrorCode::Internal
+                    | ErrorCode::RendererUnavailable
+                    | ErrorCode::ProviderUnavailable
+            );
+            assert_eq!(status.is_server_error(), expected_server_side, "{code}");
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code}"
+            );
+        }
+    }
 }

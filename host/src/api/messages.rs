@@ -1,60 +1,92 @@
 //! `POST /api/v1/sms/send`, `GET /api/v1/sms/messages/{id}` and `GET /api/v1/sms/messages`.
 //!
-//! A send is validated completely — recipient, body or template, length, opt-out — before
-//! anything is stored; then the message, its queue entry and its first status event are written
-//! in one transaction and the answer is `202 Accepted`.
+//! The handlers parse the typed JSON, hand it to the [`pipeline`](crate::pipeline) and shape its
+//! answer; every check lives in the pipeline.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::auth::Tenant;
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
-use crate::phone::is_e164;
-use crate::segments;
-use crate::store::{
-    self, Enqueued, Message, MessageFilter, MessageStatus, NewMessage, StatusEvent, StoreError,
-};
-
-/// Longest body accepted, in characters (Twilio's and SNS's limit).
-pub const MAX_BODY_CHARS: usize = 1600;
-/// Longest `Idempotency-Key` accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
-/// Largest `metadata` object accepted, serialized.
-const MAX_METADATA_BYTES: usize = 4096;
+use crate::domain::{ErrorCode, MessageStatus};
+use crate::pipeline::accept::{self, Content, References, SendRequest};
+use crate::pipeline::{Pipeline, read};
+use crate::store::{Message, MessageFilter, StatusEvent};
 
 /// The body of `POST /api/v1/sms/send`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SendRequest {
+pub struct SendBody {
     /// Recipient, E.164.
     pub to_number: String,
     /// The text, when not using a template.
     pub message: Option<String>,
     /// The template to render, instead of `message`.
-    pub template_id: Option<serde_json::Value>,
+    pub template_id: Option<Reference>,
     /// Values for the template's variables.
     #[serde(default)]
     pub template_variables: BTreeMap<String, serde_json::Value>,
     /// Sender number or ID, when not the provider's default.
     pub from_number: Option<String>,
-    /// Opt-out category the message belongs to (default `transactional`).
+    /// Opt-out category the message belongs to (default: the template's, else
+    /// `transactional`).
     pub category: Option<String>,
     /// Caller's customer reference.
-    pub customer_id: Option<serde_json::Value>,
+    pub customer_id: Option<Reference>,
     /// Caller's order reference.
-    pub order_id: Option<serde_json::Value>,
+    pub order_id: Option<Reference>,
     /// Caller's reservation reference.
-    pub reservation_id: Option<serde_json::Value>,
+    pub reservation_id: Option<Reference>,
     /// Free-form metadata (a JSON object).
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A reference the seed module sent as a string or as a number; kept as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Reference {
+    /// Text.
+    Text(String),
+    /// A number, kept as its decimal text.
+    Number(serde_json::Number),
+}
+
+impl From<Reference> for String {
+    fn from(reference: Reference) -> Self {
+        match reference {
+            Reference::Text(text) => text,
+            Reference::Number(number) => number.to_string(),
+        }
+    }
+}
+
+impl SendBody {
+    /// The pipeline's request for this body.
+    fn into_request(self, idempotency_key: Option<String>) -> ApiResult<SendRequest> {
+        Ok(SendRequest {
+            to: accept::recipient(&self.to_number)?,
+            content: Content::from_parts(
+                self.message,
+                self.template_id.map(String::from),
+                self.template_variables,
+            )?,
+            from: self.from_number,
+            category: self.category.as_deref().map(accept::category).transpose()?,
+            references: References {
+                customer_id: self.customer_id.map(String::from),
+                order_id: self.order_id.map(String::from),
+                reservation_id: self.reservation_id.map(String::from),
+            },
+            metadata: self.metadata,
+            idempotency_key,
+        })
+    }
 }
 
 /// A message as the API shows it.
@@ -75,7 +107,15 @@ pub struct EventView {
     occurred_at_iso: String,
 }
 
+/// A page of messages as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct MessagePage {
+    items: Vec<MessageView>,
+    next_cursor: Option<String>,
+}
+
 /// Milliseconds since the epoch as RFC 3339.
+#[must_use]
 pub fn iso(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
@@ -101,234 +141,45 @@ fn view(message: Message, history: Option<Vec<StatusEvent>>) -> MessageView {
     }
 }
 
-/// A reference field: a string or an integer, stored as text.
-fn reference(name: &str, value: Option<serde_json::Value>) -> ApiResult<Option<String>> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) if s.len() <= 255 => Ok(Some(s)),
-        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(ApiError::validation(
-            "invalid_field",
-            format!("`{name}` must be a string (≤ 255 bytes) or a number"),
-        )),
-    }
-}
-
-/// `POST /api/v1/sms/send`.
+/// `POST /api/v1/sms/send`: `202` with the queued message (or, for an idempotent replay, the
+/// message the first call created, marked `Idempotent-Replayed: true`).
 pub async fn send(
-    State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
     headers: HeaderMap,
-    payload: Result<Json<serde_json::Value>, JsonRejection>,
+    body: Result<Json<SendBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(raw) = payload?;
-    let request_hash = hex::encode(Sha256::digest(raw.to_string().as_bytes()));
-    let request: SendRequest = serde_json::from_value(raw)
-        .map_err(|e| ApiError::validation("invalid_field", e.to_string()))?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().map_err(|_| {
-                ApiError::validation("invalid_idempotency_key", "Idempotency-Key must be ASCII")
-            })?;
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(ApiError::validation(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 characters",
-                ));
-            }
-            Some(key.to_string())
-        }
-    };
-
-    if !is_e164(&request.to_number) {
-        return Err(ApiError::validation(
-            "invalid_phone_number",
-            format!(
-                "to_number `{}` is not an E.164 number such as +14155552671",
-                request.to_number
-            ),
-        ));
+    let Json(body) = body?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    "Idempotency-Key must be printable ASCII",
+                )
+            })
+        })
+        .transpose()?;
+    let request = body.into_request(idempotency_key)?;
+    let submitted = pipeline.send(&tenant, request).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(view(submitted.message, None))).into_response();
+    if submitted.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    if let Some(from) = &request.from_number
-        && (from.is_empty() || from.len() > 32)
-    {
-        return Err(ApiError::validation(
-            "invalid_field",
-            "from_number must be 1 to 32 characters",
-        ));
-    }
-    let category = request
-        .category
-        .clone()
-        .unwrap_or_else(|| "transactional".into());
-    if category.is_empty()
-        || category.len() > 64
-        || category == crate::dispatch::COMPLIANCE_CATEGORY
-        || category == store::ALL_CATEGORIES
-    {
-        return Err(ApiError::validation(
-            "invalid_category",
-            format!("category `{category}` cannot be used"),
-        ));
-    }
-    let metadata = match request.metadata {
-        None | Some(serde_json::Value::Null) => None,
-        Some(m @ serde_json::Value::Object(_)) if m.to_string().len() <= MAX_METADATA_BYTES => {
-            Some(m)
-        }
-        Some(serde_json::Value::Object(_)) => {
-            return Err(ApiError::validation(
-                "invalid_field",
-                format!("metadata must be at most {MAX_METADATA_BYTES} bytes"),
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::validation(
-                "invalid_field",
-                "metadata must be a JSON object",
-            ));
-        }
-    };
-    let customer_id = reference("customer_id", request.customer_id)?;
-    let order_id = reference("order_id", request.order_id)?;
-    let reservation_id = reference("reservation_id", request.reservation_id)?;
-
-    let (body, template_id) = match (request.message, request.template_id) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation(
-                "ambiguous_body",
-                "send either `message` or `template_id`, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::validation(
-                "missing_body",
-                "send `message` or `template_id`",
-            ));
-        }
-        (Some(text), None) => (text, None),
-        (None, Some(id)) => {
-            let id = match id {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => {
-                    return Err(ApiError::validation(
-                        "invalid_field",
-                        "template_id must be a string",
-                    ));
-                }
-            };
-            let body =
-                super::templates::render(&state, &tenant, &id, &request.template_variables).await?;
-            (body, Some(id))
-        }
-    };
-    if !request.template_variables.is_empty() && template_id.is_none() {
-        return Err(ApiError::validation(
-            "invalid_field",
-            "template_variables are only used with template_id",
-        ));
-    }
-    if body.trim().is_empty() {
-        return Err(ApiError::validation(
-            "empty_message",
-            "the message body is empty",
-        ));
-    }
-    let chars = body.chars().count();
-    if chars > MAX_BODY_CHARS {
-        return Err(ApiError::validation(
-            "message_too_long",
-            format!("the message has {chars} characters; at most {MAX_BODY_CHARS} are allowed"),
-        ));
-    }
-    let options = segments::Options {
-        smart_encoding: state.config.delivery.smart_encoding,
-    };
-    let (text, count) = segments::encode_for_send(&body, options)
-        .map_err(|e| ApiError::validation("empty_message", e.to_string()))?;
-
-    let opted_out = state
-        .store
-        .is_opted_out(&tenant, &request.to_number, &category)
-        .await
-        .map_err(ApiError::internal)?;
-    if opted_out {
-        return Err(ApiError::conflict(
-            "recipient_opted_out",
-            format!(
-                "{} has opted out of {category} messages; nothing was sent",
-                request.to_number
-            ),
-        ));
-    }
-
-    let now = store::now_millis();
-    let new = NewMessage {
-        id: store::new_id("msg"),
-        tenant_id: tenant.clone(),
-        to_number: request.to_number,
-        sender: request.from_number,
-        body: text.into_owned(),
-        template_id,
-        category,
-        encoding: count.encoding,
-        segments: count.segments,
-        units: count.units,
-        provider: state
-            .plugins
-            .provider()
-            .map(|p| p.name().to_string())
-            .unwrap_or_default(),
-        max_attempts: state.config.delivery.max_attempts,
-        customer_id,
-        order_id,
-        reservation_id,
-        metadata,
-        request_hash: idempotency_key.as_ref().map(|_| request_hash),
-        idempotency_key,
-        due_at: None,
-        now,
-    };
-    match state.store.enqueue(&new).await {
-        Ok(Enqueued::Created(message)) => {
-            Ok((StatusCode::ACCEPTED, Json(view(message, None))).into_response())
-        }
-        Ok(Enqueued::Existing(message)) => {
-            let mut response = (StatusCode::ACCEPTED, Json(view(message, None))).into_response();
-            response.headers_mut().insert(
-                "idempotent-replayed",
-                axum::http::HeaderValue::from_static("true"),
-            );
-            Ok(response)
-        }
-        Err(StoreError::IdempotencyConflict { .. }) => Err(ApiError::conflict(
-            "idempotency_conflict",
-            "this Idempotency-Key was already used with a different request body",
-        )),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    Ok(response)
 }
 
 /// `GET /api/v1/sms/messages/{id}`: the message with its status history.
 pub async fn get(
-    State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageView>> {
-    let message = state
-        .store
-        .get_message(&tenant, &id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("message_not_found", format!("no message `{id}`")))?;
-    let history = state
-        .store
-        .message_events(&tenant, &id)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(view(message, Some(history))))
+    let record = pipeline.message(&tenant, &id).await?;
+    Ok(Json(view(record.message, Some(record.history))))
 }
 
 /// Query of `GET /api/v1/sms/messages`.
@@ -359,8 +210,8 @@ fn parse_date(name: &str, value: &str, end: bool) -> ApiResult<i64> {
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(value, &format).map_err(|_| {
-        ApiError::validation(
-            "invalid_query",
+        ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("`{name}` must be a date (2025-01-31) or an RFC 3339 time"),
         )
     })?;
@@ -374,22 +225,25 @@ fn parse_date(name: &str, value: &str, end: bool) -> ApiResult<i64> {
 
 /// `GET /api/v1/sms/messages`: newest first, filtered, keyset-paginated.
 pub async fn list(
-    State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<MessagePage>> {
     let Query(q) = query?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(MessageStatus::parse(s).ok_or_else(|| {
-            ApiError::validation("invalid_query", format!("unknown status `{s}`"))
-        })?),
-    };
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            MessageStatus::parse(s).ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidQuery, format!("unknown status `{s}`"))
+            })
+        })
+        .transpose()?;
     if let Some(limit) = q.limit
         && !(1..=500).contains(&limit)
     {
-        return Err(ApiError::validation(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             "limit must be between 1 and 500",
         ));
     }
@@ -410,18 +264,9 @@ pub async fn list(
         limit: q.limit,
         cursor: q.cursor,
     };
-    let page = match state.store.list_messages(&tenant, &filter).await {
-        Ok(page) => page,
-        Err(StoreError::InvalidCursor) => {
-            return Err(ApiError::validation(
-                "invalid_query",
-                "the cursor is not valid",
-            ));
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    let items: Vec<MessageView> = page.items.into_iter().map(|m| view(m, None)).collect();
-    Ok(Json(
-        serde_json::json!({ "items": items, "next_cursor": page.next_cursor }),
-    ))
+    let page = read::messages(&pipeline, &tenant, &filter).await?;
+    Ok(Json(MessagePage {
+        items: page.items.into_iter().map(|m| view(m, None)).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -1,4 +1,6 @@
-//! The HTTP API (axum): routes, authentication helpers and the error shape.
+//! The HTTP API (axum): routes, authentication and the one error shape. Handlers only
+//! authenticate the tenant, parse typed JSON, call the [`pipeline`](crate::pipeline) and map the
+//! result to a response.
 
 pub mod admin;
 pub mod auth;
@@ -8,15 +10,24 @@ pub mod templates;
 pub mod webhooks;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::domain::ErrorCode;
+use crate::pipeline::Pipeline;
 pub use error::{ApiError, ApiResult};
 
+/// The longest request target (path and query) accepted, in bytes.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names and values) a request may carry.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// The whole HTTP surface of Herald.
-pub fn router(state: AppState) -> Router {
-    let max_body = state.config.server.max_body_bytes;
+pub fn router(pipeline: Pipeline) -> Router {
+    let max_body = pipeline.config().server.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/sms/send", post(messages::send))
@@ -37,20 +48,51 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .layer(middleware::from_fn(request_limits))
+        .with_state(pipeline)
+}
+
+/// Refuses an overlong URL (414) or oversized headers (431) in the API's error shape, before
+/// any handler runs.
+async fn request_limits(request: Request, next: Next) -> Response {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return ApiError::new(
+            ErrorCode::UriTooLong,
+            format!("the URL is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            ErrorCode::HeadersTooLarge,
+            format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The token of an `Authorization: Bearer` header.
+/// The token of an `Authorization: Bearer` header (the scheme is case-insensitive).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;
-    value.strip_prefix("Bearer ").map(str::trim)
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Compares secrets without leaking where they differ through timing.

@@ -127,14 +127,20 @@ mod tests {
         );
         assert_eq!(Category::transactional().as_str(), "transactional");
         for bad in ["", "two words", "ü", &"x".repeat(65)] {
-            assert!(matches!(Category::parse(bad), Err(CategoryError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(Category::parse(bad), Err(CategoryError::Invalid(_))),
+                "{bad:?}"
+            );
         }
     }
 
     /// A message may not claim a reserved category.
     #[test]
     fn messages_cannot_use_reserved_categories() {
-        assert!(matches!(Category::for_message("all"), Err(CategoryError::Reserved(_))));
+        assert!(matches!(
+            Category::for_message("all"),
+            Err(CategoryError::Reserved(_))
+        ));
         assert!(matches!(
             Category::for_message("Compliance"),
             Err(CategoryError::Reserved(_))

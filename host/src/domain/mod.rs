@@ -10,14 +10,17 @@
 //!   reserved.
 //! - [`MessageStatus`] and [`advance`]: where a message is, and the monotonic rule.
 //! - [`Money`]: integer micro-units of a currency.
+//! - [`ErrorCode`]: the stable codes of every error Herald answers with.
 
 mod category;
+mod error_code;
 mod money;
 mod phone;
 mod status;
 mod tenant;
 
 pub use category::{ALL_CATEGORIES, Category, CategoryError};
+pub use error_code::ErrorCode;
 pub use money::Money;
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use status::{MessageStatus, advance};

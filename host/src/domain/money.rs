@@ -51,7 +51,10 @@ mod tests {
     fn displays_exact_micros() {
         assert_eq!(Money::new(8_300, "USD").to_string(), "0.008300 USD");
         assert_eq!(Money::new(-1_500_000, "EUR").to_string(), "-1.500000 EUR");
-        assert_eq!(Money::new(i64::MIN, "USD").to_string(), "-9223372036854.775808 USD");
+        assert_eq!(
+            Money::new(i64::MIN, "USD").to_string(),
+            "-9223372036854.775808 USD"
+        );
     }
 
     /// Only three capital letters make a currency code.

@@ -28,7 +28,11 @@ impl TenantId {
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid { Ok(Self(id)) } else { Err(TenantIdError) }
+        if valid {
+            Ok(Self(id))
+        } else {
+            Err(TenantIdError)
+        }
     }
 
     /// The default tenant.
@@ -77,7 +81,10 @@ mod tests {
     /// Plain ids parse; empty, overlong and punctuated ones do not.
     #[test]
     fn parses_ids() {
-        assert_eq!(TenantId::new("acme-1").map(|t| t.to_string()), Ok("acme-1".into()));
+        assert_eq!(
+            TenantId::new("acme-1").map(|t| t.to_string()),
+            Ok("acme-1".into())
+        );
         assert_eq!(TenantId::default_tenant().as_str(), "default");
         for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
             assert_eq!(TenantId::new(bad), Err(TenantIdError), "{bad:?}");

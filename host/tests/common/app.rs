@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald::AppState;
+use herald::Herald;
 use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, ConfigSource, DeliveryConfig, ServerConfig, StorageConfig};
 use reqwest::StatusCode;
@@ -72,8 +72,8 @@ pub struct TestApp {
     pub base: String,
     /// The local carrier.
     pub carrier: Carrier,
-    /// Herald's state (store, plugins, config).
-    pub state: AppState,
+    /// The running Herald (store, plugins, pipeline).
+    pub herald: Herald,
     /// An HTTP client.
     pub client: reqwest::Client,
     /// The storage URL, to reopen the store after a shutdown.
@@ -108,24 +108,28 @@ impl TestApp {
         let mut config = config(&base, carrier.base_url(), &storage);
         let storage_url = storage.clone();
         tweak(&mut config);
-        let state = AppState::start(config, ConfigSource::default())
+        let herald = Herald::builder()
+            .config(config)
+            .source(ConfigSource::default())
+            .build()
             .await
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn({
-            let state = state.clone();
+            let herald = herald.clone();
             async move {
-                herald::serve(state, listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+                herald
+                    .serve(listener, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
             }
         });
         Self {
             base,
             carrier,
-            state,
+            herald,
             client: reqwest::Client::new(),
             storage: storage_url,
             stop: Some(stop),

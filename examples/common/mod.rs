@@ -1,0 +1,62 @@
+//! What the examples share: a local Twilio-compatible carrier and a configuration for a Herald
+//! that sends through it, stores in a temporary SQLite file and uses the bundled plugins (build
+//! them first with `cargo xtask build-plugins`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use herald::carrier::{self, Carrier, CarrierConfig};
+use herald::config::{Config, PluginConfig, ServerConfig, StorageConfig};
+
+/// Starts a carrier standing in for Twilio on a free local port.
+pub async fn carrier() -> anyhow::Result<Carrier> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(carrier::spawn(listener, CarrierConfig::default()).await)
+}
+
+/// A configuration for a Herald reachable at `public_url`, sending through `carrier`, storing
+/// in `dir`.
+pub fn config(public_url: &str, carrier: &Carrier, dir: &std::path::Path) -> Config {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut config = Config {
+        server: ServerConfig {
+            public_url: public_url.to_owned(),
+            ..Default::default()
+        },
+        storage: StorageConfig {
+            url: format!("sqlite://{}", dir.join("herald.db").display()),
+        },
+        ..Default::default()
+    };
+    config.runtime.watch = false;
+    config.runtime.plugin_dir = root.join("target/plugins");
+    config.runtime.cache_dir = root.join("target/herald-cache");
+    let carrier_host = carrier.base_url().trim_start_matches("http://").to_owned();
+    config.plugins.insert(
+        "twilio".into(),
+        PluginConfig {
+            allowed_hosts: vec![carrier_host],
+            config: BTreeMap::from([
+                ("account_sid".into(), carrier.config().account_sid.clone()),
+                ("auth_token".into(), carrier.config().auth_token.clone()),
+                ("from".into(), "+15005550006".into()),
+                ("base_url".into(), carrier.base_url().to_owned()),
+            ]),
+            ..Default::default()
+        },
+    );
+    config
+        .plugins
+        .insert("mustache".into(), PluginConfig::default());
+    config.routing.provider = "twilio".into();
+    config.routing.renderer = "mustache".into();
+    config
+}
+
+/// A fresh temporary directory for one run.
+pub fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("herald-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

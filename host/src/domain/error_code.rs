@@ -1,0 +1,215 @@
+//! The one list of error codes Herald answers with: stable identifiers a client can branch on.
+//!
+//! Every error the API returns, whatever layer it comes from, carries one of these codes; the
+//! HTTP layer maps each to its status (an exhaustive `match`, so a new code cannot go without
+//! one). The README lists them all.
+
+use serde::Serialize;
+
+/// A stable, machine-readable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // 400: the request could not be read.
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// The request is malformed in some other way.
+    BadRequest,
+    /// A provider webhook's payload could not be parsed.
+    MalformedWebhook,
+
+    // 401 and 403: who is asking.
+    /// No API key, or one Herald does not know.
+    Unauthorized,
+    /// A provider webhook's signature did not verify.
+    InvalidSignature,
+    /// Admin routes are disabled: no admin key is configured.
+    AdminDisabled,
+
+    // 404: no such thing.
+    /// No such route.
+    NotFound,
+    /// No such message for this tenant.
+    MessageNotFound,
+    /// No such template for this tenant.
+    TemplateNotFound,
+    /// No provider plugin of that name handles webhooks.
+    UnknownProvider,
+
+    /// 405: the route exists but not with that method.
+    MethodNotAllowed,
+
+    // 409: conflicts with what is stored.
+    /// The recipient opted out of the message's category.
+    RecipientOptedOut,
+    /// The `Idempotency-Key` was used before with a different request.
+    IdempotencyConflict,
+    /// The tenant already has a template of that name.
+    TemplateExists,
+
+    // 413, 414, 415, 431: limits and formats.
+    /// The body is larger than `server.max_body_bytes`.
+    PayloadTooLarge,
+    /// The URL is too long.
+    UriTooLong,
+    /// The body is not JSON (`Content-Type` is wrong).
+    UnsupportedMediaType,
+    /// The request's headers are too large.
+    HeadersTooLarge,
+
+    // 422: well-formed, but a value is not acceptable.
+    /// A field has a wrong type or value.
+    InvalidField,
+    /// The recipient is not a valid E.164 phone number.
+    InvalidPhoneNumber,
+    /// The category is malformed or reserved.
+    InvalidCategory,
+    /// The `Idempotency-Key` header is malformed.
+    InvalidIdempotencyKey,
+    /// The message body is empty (or only whitespace).
+    EmptyMessage,
+    /// The message body is longer than 1,600 characters.
+    MessageTooLong,
+    /// Neither `message` nor `template_id` was given.
+    MissingBody,
+    /// Both `message` and `template_id` were given.
+    AmbiguousBody,
+    /// `template_id` names no template of this tenant.
+    UnknownTemplate,
+    /// The template is deactivated.
+    InactiveTemplate,
+    /// The template needs a variable the request did not give.
+    MissingTemplateVariable,
+    /// A template variable is not a string, number, boolean or null.
+    InvalidTemplateVariable,
+    /// The renderer refused the template.
+    InvalidTemplate,
+    /// `template_body` is empty.
+    EmptyTemplate,
+    /// `template_body` is longer than 1,600 characters.
+    TemplateTooLong,
+    /// A query parameter is invalid.
+    InvalidQuery,
+    /// A reloaded configuration is invalid; the old one keeps serving.
+    InvalidConfiguration,
+
+    // 503: a dependency is not available right now.
+    /// No renderer plugin is loaded, or it failed.
+    RendererUnavailable,
+    /// No provider plugin is loaded, or it failed.
+    ProviderUnavailable,
+
+    /// 500: a fault inside Herald; the detail is logged, never answered.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in the order above.
+    pub const ALL: [Self; 38] = [
+        Self::MalformedJson,
+        Self::BadRequest,
+        Self::MalformedWebhook,
+        Self::Unauthorized,
+        Self::InvalidSignature,
+        Self::AdminDisabled,
+        Self::NotFound,
+        Self::MessageNotFound,
+        Self::TemplateNotFound,
+        Self::UnknownProvider,
+        Self::MethodNotAllowed,
+        Self::RecipientOptedOut,
+        Self::IdempotencyConflict,
+        Self::TemplateExists,
+        Self::PayloadTooLarge,
+        Self::UriTooLong,
+        Self::UnsupportedMediaType,
+        Self::HeadersTooLarge,
+        Self::InvalidField,
+        Self::InvalidPhoneNumber,
+        Self::InvalidCategory,
+        Self::InvalidIdempotencyKey,
+        Self::EmptyMessage,
+        Self::MessageTooLong,
+        Self::MissingBody,
+        Self::AmbiguousBody,
+        Self::UnknownTemplate,
+        Self::InactiveTemplate,
+        Self::MissingTemplateVariable,
+        Self::InvalidTemplateVariable,
+        Self::InvalidTemplate,
+        Self::EmptyTemplate,
+        Self::TemplateTooLong,
+        Self::InvalidQuery,
+        Self::InvalidConfiguration,
+        Self::RendererUnavailable,
+        Self::ProviderUnavailable,
+        Self::Internal,
+    ];
+
+    /// The code's snake_case name, as answered.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::BadRequest => "bad_request",
+            Self::MalformedWebhook => "malformed_webhook",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidSignature => "invalid_signature",
+            Self::AdminDisabled => "admin_disabled",
+            Self::NotFound => "not_found",
+            Self::MessageNotFound => "message_not_found",
+            Self::TemplateNotFound => "template_not_found",
+            Self::UnknownProvider => "unknown_provider",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RecipientOptedOut => "recipient_opted_out",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::TemplateExists => "template_exists",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::InvalidField => "invalid_field",
+            Self::InvalidPhoneNumber => "invalid_phone_number",
+            Self::InvalidCategory => "invalid_category",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::EmptyMessage => "empty_message",
+            Self::MessageTooLong => "message_too_long",
+            Self::MissingBody => "missing_body",
+            Self::AmbiguousBody => "ambiguous_body",
+            Self::UnknownTemplate => "unknown_template",
+            Self::InactiveTemplate => "inactive_template",
+            Self::MissingTemplateVariable => "missing_template_variable",
+            Self::InvalidTemplateVariable => "invalid_template_variable",
+            Self::InvalidTemplate => "invalid_template",
+            Self::EmptyTemplate => "empty_template",
+            Self::TemplateTooLong => "template_too_long",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidConfiguration => "invalid_configuration",
+            Self::RendererUnavailable => "renderer_unavailable",
+            Self::ProviderUnavailable => "provider_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name a code answers with is the name serde gives it, and names are unique.
+    #[test]
+    fn names_match_serde_and_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            let serde = serde_json::to_value(code).unwrap();
+            assert_eq!(serde, serde_json::Value::String(code.as_str().into()));
+            assert!(seen.insert(code.as_str()), "{code} twice");
+        }
+    }
+}

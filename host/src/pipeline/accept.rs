@@ -1,0 +1,327 @@
+//! Step 1, accept: check a send request field by field and turn it into a [`Draft`], the
+//! validated input of the steps that follow. Nothing is stored here.
+//!
+//! Requests come typed ([`SendRequest`]): the recipient is already a [`PhoneNumber`] and the
+//! category a [`Category`]. The parsers that callers holding plain text need ([`recipient`],
+//! [`category`], [`Content::from_parts`]) live here too, so every entry point refuses the same
+//! input with the same [`ErrorCode`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::{ErrorCode, PipelineError, Result};
+use crate::domain::{Category, CategoryError, PhoneNumber, TenantId};
+use crate::store::Message;
+
+/// The longest sender accepted (an E.164 number, a short code or an alphanumeric sender id).
+const MAX_SENDER: usize = 32;
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The largest `metadata` object accepted, serialized.
+const MAX_METADATA_BYTES: usize = 4096;
+/// The longest caller reference (`customer_id`, `order_id`, `reservation_id`) accepted.
+const MAX_REFERENCE: usize = 255;
+
+/// What a caller asks Herald to send: the API's JSON body, or an embedder's call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SendRequest {
+    /// The recipient.
+    pub to: PhoneNumber,
+    /// The text, or the template to render.
+    pub content: Content,
+    /// The sender number or id, when not the provider's default.
+    pub from: Option<String>,
+    /// The category; `None` takes the template's, then `transactional`.
+    pub category: Option<Category>,
+    /// The caller's references.
+    pub references: References,
+    /// Free-form metadata, stored with the message.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Makes a retried call return the first call's message instead of sending twice.
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+impl SendRequest {
+    /// A request to send `text` to `to`, with nothing else set.
+    #[must_use]
+    pub fn text(to: PhoneNumber, text: impl Into<String>) -> Self {
+        Self::new(to, Content::Text(text.into()))
+    }
+
+    /// A request to render the template `template` (its id) with `variables` and send it to `to`.
+    #[must_use]
+    pub fn template(
+        to: PhoneNumber,
+        template: impl Into<String>,
+        variables: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> Self {
+        Self::new(
+            to,
+            Content::Template {
+                template: template.into(),
+                variables: variables.into_iter().collect(),
+            },
+        )
+    }
+
+    fn new(to: PhoneNumber, content: Content) -> Self {
+        Self {
+            to,
+            content,
+            from: None,
+            category: None,
+            references: References::default(),
+            metadata: None,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// The body of a message: literal text, or a template with its variables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    /// Literal text.
+    Text(String),
+    /// A stored template, rendered by the tenant's renderer.
+    Template {
+        /// The template's id.
+        template: String,
+        /// Values for its variables: strings, numbers, booleans or null.
+        variables: BTreeMap<String, serde_json::Value>,
+    },
+}
+
+impl Content {
+    /// The content of a request that names `message` or `template` (not both, not neither);
+    /// `variables` only go with a template.
+    pub fn from_parts(
+        message: Option<String>,
+        template: Option<String>,
+        variables: BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self> {
+        match (message, template) {
+            (Some(_), Some(_)) => Err(PipelineError::new(
+                ErrorCode::AmbiguousBody,
+                "send either `message` or `template_id`, not both",
+            )),
+            (None, None) => Err(PipelineError::new(
+                ErrorCode::MissingBody,
+                "send `message` or `template_id`",
+            )),
+            (Some(_), None) if !variables.is_empty() => Err(PipelineError::new(
+                ErrorCode::InvalidField,
+                "template_variables are only used with template_id",
+            )),
+            (Some(text), None) => Ok(Self::Text(text)),
+            (None, Some(template)) => Ok(Self::Template {
+                template,
+                variables,
+            }),
+        }
+    }
+}
+
+/// The caller's own references, stored with the message for lookups and reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct References {
+    /// The caller's customer.
+    pub customer_id: Option<String>,
+    /// The caller's order.
+    pub order_id: Option<String>,
+    /// The caller's reservation.
+    pub reservation_id: Option<String>,
+}
+
+/// A request that passed every check of this step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// The tenant sending it.
+    pub tenant: TenantId,
+    /// The request, checked.
+    pub request: SendRequest,
+    /// The idempotency key with the hash of the request it came with.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An idempotency key and the hash of the request that used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The caller's key.
+    pub key: String,
+    /// SHA-256 of the request (without the key), to tell a retry from a different request.
+    pub request_hash: String,
+}
+
+/// What a send produced: the message, and whether an earlier call under the same idempotency
+/// key had already created it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The message, as stored.
+    pub message: Message,
+    /// `true` when this is an idempotent replay: nothing new was stored or sent.
+    pub replayed: bool,
+}
+
+/// Parses a recipient number.
+pub fn recipient(number: &str) -> Result<PhoneNumber> {
+    PhoneNumber::parse(number)
+        .map_err(|e| PipelineError::new(ErrorCode::InvalidPhoneNumber, format!("to_number {e}")))
+}
+
+/// Parses the category a caller chose for a message.
+pub fn category(name: &str) -> Result<Category> {
+    Category::for_message(name).map_err(|e| match e {
+        CategoryError::Invalid(_) | CategoryError::Reserved(_) => {
+            PipelineError::new(ErrorCode::InvalidCategory, e.to_string())
+        }
+    })
+}
+
+/// Checks `request` for `tenant`: sender, references, metadata and idempotency key.
+pub fn accept(tenant: &TenantId, request: SendRequest) -> Result<Draft> {
+    if let Some(from) = &request.from
+        && (from.is_empty() || from.chars().count() > MAX_SENDER)
+    {
+        return Err(invalid(format!(
+            "from_number must be 1 to {MAX_SENDER} characters"
+        )));
+    }
+    for (name, value) in [
+        ("customer_id", &request.references.customer_id),
+        ("order_id", &request.references.order_id),
+        ("reservation_id", &request.references.reservation_id),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_REFERENCE) {
+            return Err(invalid(format!(
+                "`{name}` must be at most {MAX_REFERENCE} bytes"
+            )));
+        }
+    }
+    if let Some(metadata) = &request.metadata {
+        let size = serde_json::to_vec(metadata).map_or(usize::MAX, |bytes| bytes.len());
+        if size > MAX_METADATA_BYTES {
+            return Err(invalid(format!(
+                "metadata must be at most {MAX_METADATA_BYTES} bytes"
+            )));
+        }
+    }
+    let idempotency = match &request.idempotency_key {
+        None => None,
+        Some(key) => {
+            let printable = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !printable {
+                return Err(PipelineError::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    format!(
+                        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+                    ),
+                ));
+            }
+            Some(Idempotency {
+                key: key.clone(),
+                request_hash: request_hash(&request),
+            })
+        }
+    };
+    Ok(Draft {
+        tenant: tenant.clone(),
+        request,
+        idempotency,
+    })
+}
+
+/// The SHA-256 of the request's canonical JSON (keys sorted, idempotency key left out), so the
+/// same request hashes the same however its JSON was laid out.
+fn request_hash(request: &SendRequest) -> String {
+    let canonical = serde_json::to_value(request)
+        .and_then(|value| serde_json::to_vec(&value))
+        .unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
+fn invalid(message: String) -> PipelineError {
+    PipelineError::new(ErrorCode::InvalidField, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> SendRequest {
+        SendRequest::text(recipient("+14155552671").unwrap(), "hello")
+    }
+
+    /// The same request hashes the same; a different body hashes differently.
+    #[test]
+    fn request_hash_is_canonical() {
+        let mut a = request();
+        a.idempotency_key = Some("k1".into());
+        let mut b = request();
+        b.idempotency_key = Some("k2".into());
+        assert_eq!(request_hash(&a), request_hash(&b));
+        let c = SendRequest::text(recipient("+14155552671").unwrap(), "other");
+        assert_ne!(request_hash(&a), request_hash(&c));
+    }
+
+    /// Message and template are exclusive, one is required, variables need a template.
+    #[test]
+    fn content_from_parts() {
+        let none = BTreeMap::new();
+        let code = |r: Result<Content>| r.unwrap_err().code;
+        assert_eq!(
+            code(Content::from_parts(
+                Some("a".into()),
+                Some("t".into()),
+                none.clone()
+            )),
+            ErrorCode::AmbiguousBody
+        );
+        assert_eq!(
+            code(Content::from_parts(None, None, none.clone())),
+            ErrorCode::MissingBody
+        );
+        let vars = BTreeMap::from([("x".to_string(), serde_json::json!(1))]);
+        assert_eq!(
+            code(Content::from_parts(Some("a".into()), None, vars)),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            Content::from_parts(Some("a".into()), None, none),
+            Ok(Content::Text("a".into()))
+        );
+    }
+
+    /// Oversized fields and malformed keys are refused with their codes.
+    #[test]
+    fn accept_checks_fields() {
+        let tenant = TenantId::default_tenant();
+        let mut long_from = request();
+        long_from.from = Some("x".repeat(33));
+        assert_eq!(
+            accept(&tenant, long_from).unwrap_err().code,
+            ErrorCode::InvalidField
+        );
+        let mut bad_key = request();
+        bad_key.idempotency_key = Some("line\nbreak".into());
+        assert_eq!(
+            accept(&tenant, bad_key).unwrap_err().code,
+            ErrorCode::InvalidIdempotencyKey
+        );
+        let mut keyed = request();
+        keyed.idempotency_key = Some("abc".into());
+        let draft = accept(&tenant, keyed).unwrap();
+        assert_eq!(draft.idempotency.unwrap().key, "abc");
+        assert_eq!(
+            recipient("+12").unwrap_err().code,
+            ErrorCode::InvalidPhoneNumber
+        );
+        assert_eq!(
+            category("all").unwrap_err().code,
+            ErrorCode::InvalidCategory
+        );
+    }
+}

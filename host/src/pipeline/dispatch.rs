@@ -1,0 +1,315 @@
+//! Step 6, dispatch: workers claim due queue entries under a lease, re-check opt-out, call the
+//! provider plugin and record what [`classify`](super::classify) decides.
+//!
+//! Each claim holds a lease; every outcome is fenced by it, so an attempt whose lease expired
+//! (a stalled or killed process) can never overwrite the attempt that reclaimed the entry. A
+//! process killed mid-dispatch loses nothing: its leases expire and another worker (or the same
+//! process after a restart) takes the entries again. Such a resend is the one case where a
+//! provider may see a message twice; the host message id travels with every attempt so
+//! providers that deduplicate can.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::Pipeline;
+use super::classify::{self, Attempt, Next};
+use crate::domain::{ALL_CATEGORIES, MessageStatus};
+use crate::plugin::model::{self as plugin_model, OutboundMessage};
+use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome};
+
+/// How long an idle worker waits before looking at the queue again without a wake-up.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long after a storage error an attempt is tried again.
+const STORE_RETRY_MS: i64 = 5_000;
+
+/// Runs the dispatch loop until `shutdown` becomes true, then waits for calls in flight.
+pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
+    let workers = pipeline.config().delivery.workers.max(1);
+    let permits = Arc::new(Semaphore::new(workers));
+    let worker_id = format!("{}-{}", hostname(), std::process::id());
+    let mut in_flight = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        while let Some(done) = in_flight.try_join_next() {
+            report_panic(done);
+        }
+        let free = permits.available_permits() as u32;
+        if free == 0 {
+            // Wait for a slot, but stay responsive to shutdown.
+            tokio::select! {
+                done = in_flight.join_next() => { if let Some(done) = done { report_panic(done) } }
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let jobs = match claim(&pipeline, &worker_id, free).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming from the queue failed; retrying shortly");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            let wait = match pipeline.store().next_due_at().await {
+                Ok(Some(due)) => Duration::from_millis(
+                    (due - pipeline.now()).clamp(1, IDLE_POLL.as_millis() as i64) as u64,
+                ),
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = pipeline.store().wait_for_work(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for job in jobs {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let pipeline = pipeline.clone();
+            in_flight.spawn(async move {
+                attempt(&pipeline, job).await;
+                drop(permit);
+            });
+        }
+    }
+    // Graceful shutdown: no new claims; calls in flight finish and record their outcome.
+    while let Some(done) = in_flight.join_next().await {
+        report_panic(done);
+    }
+}
+
+/// Claims up to `limit` due entries for `worker`, each under a lease of `delivery.lease_ms`.
+pub async fn claim(
+    pipeline: &Pipeline,
+    worker: &str,
+    limit: u32,
+) -> store::Result<Vec<ClaimedJob>> {
+    let lease = Duration::from_millis(pipeline.config().delivery.lease_ms);
+    pipeline
+        .store()
+        .claim(worker, pipeline.now(), lease, limit)
+        .await
+}
+
+/// Claims every due entry and makes its attempt, one after another; returns how many it made.
+/// The dispatcher's loop without the loop: for embedders that drive the queue themselves, and
+/// for tests that move a manual clock.
+pub async fn run_once(pipeline: &Pipeline, worker: &str) -> store::Result<usize> {
+    let jobs = claim(pipeline, worker, 64).await?;
+    let made = jobs.len();
+    for job in jobs {
+        attempt(pipeline, job).await;
+    }
+    Ok(made)
+}
+
+fn report_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a delivery attempt panicked; its lease will expire and it will be retried");
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".into())
+}
+
+/// Makes one delivery attempt for a claimed job and records its outcome.
+pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
+    let message = &job.message;
+    if job.interrupted {
+        tracing::warn!(message_id = %message.id, attempt = job.attempt, "previous attempt was interrupted; sending again");
+    }
+    let compliance = message.category == crate::domain::Category::Compliance.as_str();
+    if !compliance {
+        match pipeline
+            .store()
+            .is_opted_out(&message.tenant_id, &message.to_number, &message.category)
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                let error = herald_error(
+                    "recipient_opted_out",
+                    "the recipient opted out after the message was accepted",
+                );
+                finish(pipeline, &job, MessageStatus::Failed, &error).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(message_id = %message.id, error = %e, "opt-out check failed; retrying later");
+                let error = herald_error("store_unavailable", &e.to_string());
+                let now = pipeline.now();
+                let result = pipeline
+                    .store()
+                    .reschedule(job.lease(), now + STORE_RETRY_MS, &error, now)
+                    .await;
+                record(result, &message.id);
+                return;
+            }
+        }
+    }
+    // Keyword confirmations answer through the provider the keyword came in on.
+    let routed = if compliance {
+        pipeline.plugins().get(&message.provider).ok_or_else(|| {
+            crate::plugin::PluginError::NotAvailable(format!(
+                "no provider plugin `{}` is loaded",
+                message.provider
+            ))
+        })
+    } else {
+        pipeline.plugins().provider()
+    };
+    let provider = match routed {
+        Ok(p) => p,
+        Err(e) => {
+            let error = herald_error("provider_unavailable", &e.to_string());
+            let next =
+                classify::retry(error, None, attempt_at(pipeline, &job), &delivery(pipeline));
+            apply(pipeline, &job, next).await;
+            return;
+        }
+    };
+    let outbound = OutboundMessage {
+        message_id: message.id.clone(),
+        to: message.to_number.clone(),
+        sender: message.sender.clone().map(plugin_model::Sender::From),
+        body: message.body.clone(),
+        encoding: match message.encoding {
+            crate::segments::Encoding::Gsm7 => plugin_model::Encoding::Gsm7,
+            crate::segments::Encoding::Ucs2 => plugin_model::Encoding::Ucs2,
+        },
+        segments: message.segments,
+        status_callback: Some(status_callback_url(
+            &pipeline.config().server.public_url,
+            provider.name(),
+            &message.id,
+        )),
+        attempt: job.attempt,
+    };
+    let outcome = provider.send(&outbound).await;
+    let next = classify::classify(
+        outcome,
+        provider.name(),
+        attempt_at(pipeline, &job),
+        &delivery(pipeline),
+    );
+    apply(pipeline, &job, next).await;
+}
+
+fn delivery(pipeline: &Pipeline) -> crate::config::DeliveryConfig {
+    pipeline.config().delivery.clone()
+}
+
+fn attempt_at(pipeline: &Pipeline, job: &ClaimedJob) -> Attempt {
+    Attempt {
+        number: job.attempt,
+        max: job.message.max_attempts,
+        now: pipeline.now(),
+        jitter: rand::rng().random_range(0.5..=1.0),
+    }
+}
+
+/// Records what `classify` decided.
+async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
+    let store = pipeline.store();
+    let lease = job.lease();
+    let now = pipeline.now();
+    match next {
+        Next::Sent(accepted) => {
+            record(
+                store.complete_accepted(lease, &accepted, now).await,
+                &job.message.id,
+            );
+        }
+        Next::RetryAt { due_at, error } => {
+            record(
+                store.reschedule(lease, due_at, &error, now).await,
+                &job.message.id,
+            );
+        }
+        // One provider per route today: nothing to fail over to.
+        Next::FailOver(error) => finish(pipeline, job, MessageStatus::Failed, &error).await,
+        Next::Stop {
+            status,
+            error,
+            opted_out,
+        } => {
+            if opted_out {
+                let reason = format!(
+                    "provider reported opt-out ({})",
+                    error.code.as_deref().unwrap_or("no code")
+                );
+                let message = &job.message;
+                if let Err(e) = store
+                    .opt_out(
+                        &message.tenant_id,
+                        &message.to_number,
+                        ALL_CATEGORIES,
+                        "provider",
+                        Some(&reason),
+                        now,
+                    )
+                    .await
+                {
+                    tracing::error!(message_id = %message.id, error = %e, "could not record the provider's opt-out");
+                }
+            }
+            finish(pipeline, job, status, &error).await;
+        }
+    }
+}
+
+/// Ends the job's attempts with a final `status`.
+async fn finish(pipeline: &Pipeline, job: &ClaimedJob, status: MessageStatus, error: &ErrorInfo) {
+    let result = pipeline
+        .store()
+        .finish(job.lease(), status, error, pipeline.now())
+        .await;
+    record(result, &job.message.id);
+}
+
+/// An error Herald itself reports for an attempt.
+fn herald_error(code: &str, message: &str) -> ErrorInfo {
+    ErrorInfo {
+        code: Some(code.to_owned()),
+        message: Some(message.to_owned()),
+    }
+}
+
+fn record(result: store::Result<LeaseOutcome>, message_id: &str) {
+    match result {
+        Ok(LeaseOutcome::Applied) => {}
+        Ok(LeaseOutcome::Lost) => {
+            tracing::warn!(%message_id, "lease lost before the outcome was recorded; another attempt owns it")
+        }
+        Err(e) => {
+            tracing::error!(%message_id, error = %e, "could not record the attempt's outcome; the lease will expire and it will be retried")
+        }
+    }
+}
+
+/// The status-callback URL for a message: the provider's webhook, with the message id so the
+/// callback finds its message even before the provider's id is recorded.
+#[must_use]
+pub fn status_callback_url(public_url: &str, provider: &str, message_id: &str) -> String {
+    format!(
+        "{}/api/v1/sms/webhooks/{provider}/status?message_id={message_id}",
+        public_url.trim_end_matches('/')
+    )
+}

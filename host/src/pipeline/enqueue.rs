@@ -1,0 +1,106 @@
+//! Step 5, enqueue: the message row, its queue entry and its first status event are written in
+//! one transaction; the caller's answer (`202 Accepted`) comes only after it commits, so an
+//! accepted message survives a crash.
+
+use super::Pipeline;
+use super::accept::{Draft, References, Submitted};
+use super::count::Counted;
+use super::error::{ErrorCode, PipelineError, Result};
+use super::render::Rendered;
+use crate::domain::{Category, PhoneNumber, TenantId};
+use crate::store::{Enqueued, NewMessage, StoreError, new_id};
+
+/// Everything a new message row needs, from a send or from Herald itself (keyword replies).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The owning tenant.
+    pub tenant: TenantId,
+    /// The recipient.
+    pub to: PhoneNumber,
+    /// The sender, when not the provider's default.
+    pub from: Option<String>,
+    /// The body, counted.
+    pub body: Counted,
+    /// The template it was rendered from.
+    pub template_id: Option<String>,
+    /// Its category.
+    pub category: Category,
+    /// The provider the first attempt goes to.
+    pub provider: String,
+    /// The caller's references.
+    pub references: References,
+    /// Free-form caller metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// The idempotency key and request hash.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// Builds the outgoing message of a draft that passed every step before this one, routed to
+/// the tenant's provider.
+pub fn outgoing(
+    pipeline: &Pipeline,
+    draft: Draft,
+    rendered: Rendered,
+    body: Counted,
+) -> Result<Outgoing> {
+    let provider = pipeline
+        .plugins()
+        .provider()
+        .map_err(|e| PipelineError::new(ErrorCode::ProviderUnavailable, e.to_string()))?;
+    let request = draft.request;
+    Ok(Outgoing {
+        tenant: draft.tenant,
+        to: request.to,
+        from: request.from,
+        body,
+        template_id: rendered.template_id,
+        category: rendered.category,
+        provider: provider.name().to_owned(),
+        references: request.references,
+        metadata: request.metadata.map(serde_json::Value::Object),
+        idempotency: draft.idempotency.map(|i| (i.key, i.request_hash)),
+    })
+}
+
+/// Stores and queues `outgoing` in one transaction. A reused idempotency key returns the
+/// message it created the first time, or a conflict when the request differs.
+pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitted> {
+    let (idempotency_key, request_hash) = outgoing.idempotency.unzip();
+    let new = NewMessage {
+        id: new_id("msg"),
+        tenant_id: outgoing.tenant.to_string(),
+        to_number: outgoing.to.to_string(),
+        sender: outgoing.from,
+        body: outgoing.body.text,
+        template_id: outgoing.template_id,
+        category: outgoing.category.to_string(),
+        encoding: outgoing.body.count.encoding,
+        segments: outgoing.body.count.segments,
+        units: outgoing.body.count.units,
+        provider: outgoing.provider,
+        max_attempts: pipeline.config().delivery.max_attempts,
+        customer_id: outgoing.references.customer_id,
+        order_id: outgoing.references.order_id,
+        reservation_id: outgoing.references.reservation_id,
+        metadata: outgoing.metadata,
+        idempotency_key,
+        request_hash,
+        due_at: None,
+        now: pipeline.now(),
+    };
+    match pipeline.store().enqueue(&new).await {
+        Ok(Enqueued::Created(message)) => Ok(Submitted {
+            message,
+            replayed: false,
+        }),
+        Ok(Enqueued::Existing(message)) => Ok(Submitted {
+            message,
+            replayed: true,
+        }),
+        Err(StoreError::IdempotencyConflict { .. }) => Err(PipelineError::new(
+            ErrorCode::IdempotencyConflict,
+            "this Idempotency-Key was already used with a different request body",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

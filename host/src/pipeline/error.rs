@@ -1,0 +1,45 @@
+//! The pipeline's one error type: a stable [`ErrorCode`] and a message for people.
+//!
+//! Errors caused by the caller (bad input, an unknown template, an opted-out recipient) carry a
+//! code that says so; a fault inside Herald is [`ErrorCode::Internal`], whose detail is logged
+//! where it happens and never shown to the caller.
+
+pub use crate::domain::ErrorCode;
+
+/// Why the pipeline refused or could not finish a step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct PipelineError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// Result alias for pipeline steps.
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+impl PipelineError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A fault inside Herald: logs `detail` and returns an error that does not reveal it.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            ErrorCode::Internal,
+            "an internal error occurred; it has been logged",
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for PipelineError {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::internal(error)
+    }
+}

@@ -1,0 +1,136 @@
+//! The path of one message, from a caller's request to the provider's last word, with no HTTP
+//! types in sight. The API, the embedding API and provider webhooks all call these steps; none
+//! of them re-implements one.
+//!
+//! The steps, in the order a message takes them:
+//! 1. [`accept`]: validate the request and honour its idempotency key → a [`accept::Draft`];
+//! 2. [`render`]: a template is rendered by the tenant's renderer plugin;
+//! 3. [`count`]: the host computes encoding and segments exactly;
+//! 4. [`check`]: opt-out (budgets, quiet hours and rate limits hook in here);
+//! 5. [`enqueue`]: message, queue entry and first event in one transaction;
+//! 6. [`dispatch`]: workers claim due entries under a lease and call the provider;
+//! 7. [`classify`]: a pure function from the provider's outcome to what happens next;
+//! 8. [`track`]: verified status callbacks move the message by the monotonic rule;
+//! 9. [`inbound`]: inbound messages are stored; STOP / START / HELP act on the opt-out list and
+//!    queue the confirmation.
+//!
+//! Beside the steps: [`read`] (messages and templates as callers see them) and [`error`] (the
+//! one error type, with its stable codes).
+
+pub mod accept;
+pub mod check;
+pub mod classify;
+pub mod count;
+pub mod dispatch;
+pub mod enqueue;
+pub mod inbound;
+pub mod render;
+pub mod track;
+
+pub mod error;
+pub mod read;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, ConfigSource};
+use crate::domain::TenantId;
+use crate::plugin::{Plugins, ReloadReport};
+use crate::store::Store;
+pub use accept::{Content, References, SendRequest, Submitted};
+pub use error::{ErrorCode, PipelineError, Result};
+
+/// Everything the steps need: storage, plugins, the live configuration and the clock. Cheap to
+/// clone; clones share everything.
+#[derive(Clone)]
+pub struct Pipeline {
+    store: Store,
+    plugins: Plugins,
+    config: Arc<ArcSwap<Config>>,
+    source: ConfigSource,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over opened storage and started plugins.
+    pub fn new(
+        store: Store,
+        plugins: Plugins,
+        config: Config,
+        source: ConfigSource,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            store,
+            plugins,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            source,
+            clock,
+        }
+    }
+
+    /// The durable store and queue.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The plugin runtime.
+    #[must_use]
+    pub fn plugins(&self) -> &Plugins {
+        &self.plugins
+    }
+
+    /// The configuration in force now (a reload may replace it between two calls).
+    #[must_use]
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Where the configuration came from.
+    #[must_use]
+    pub fn source(&self) -> &ConfigSource {
+        &self.source
+    }
+
+    /// The current time, in UTC milliseconds.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    /// Sends one message for `tenant`: accept, render, count, check and enqueue. Returns once
+    /// the message is stored and queued; the dispatcher takes it from there.
+    pub async fn send(&self, tenant: &TenantId, request: SendRequest) -> Result<Submitted> {
+        let draft = accept::accept(tenant, request)?;
+        let rendered = render::render(self, &draft).await?;
+        let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
+        check::check(self, tenant, &draft.request.to, &rendered.category).await?;
+        let outgoing = enqueue::outgoing(self, draft, rendered, counted)?;
+        enqueue::enqueue(self, outgoing).await
+    }
+
+    /// The message `id` of `tenant`, with its status history.
+    pub async fn message(&self, tenant: &TenantId, id: &str) -> Result<read::MessageRecord> {
+        read::message(self, tenant, id).await
+    }
+
+    /// Re-reads the configuration and reloads the plugins whose file or settings changed. A
+    /// configuration that does not load is refused whole and the running one keeps serving.
+    pub async fn reload(&self) -> std::result::Result<ReloadReport, crate::config::ConfigError> {
+        let config = self.source.load()?;
+        let report = self.plugins.apply(&config).await;
+        self.config.store(Arc::new(config));
+        Ok(report)
+    }
+}

@@ -1,0 +1,176 @@
+//! Step 8, track: a provider's webhook is verified and parsed by the provider plugin, then
+//! each status report moves its message by the monotonic rule (late, duplicate and
+//! out-of-order reports never move a message backwards) and each inbound message goes on to
+//! [`inbound`](super::inbound).
+//!
+//! The plugin verifies the signature against the public URL the operator configured
+//! (`server.public_url` plus the path and query as received), so verification works behind a
+//! proxy. A forged or unsigned request changes nothing.
+
+use super::Pipeline;
+use super::error::{ErrorCode, PipelineError, Result};
+use crate::domain::{MessageStatus, Money, TenantId};
+use crate::plugin::PluginKind;
+use crate::plugin::model::{
+    DeliveryState, StatusUpdate, WebhookEvent, WebhookRejection, WebhookRequest,
+};
+use crate::store::{self, ErrorInfo, EventSource, MessageLookup};
+
+/// A webhook as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The path and query it was received on, e.g. `/api/v1/sms/webhooks/twilio/status?…`.
+    pub path_and_query: String,
+    /// Its headers.
+    pub headers: Vec<(String, String)>,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
+/// What a webhook contained, so the caller can answer the provider in kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// Status reports applied (or acknowledged: a report for an unknown message is dropped).
+    pub statuses: usize,
+    /// Inbound messages received.
+    pub inbound: usize,
+}
+
+/// Verifies and parses `webhook` with provider `provider`, then applies what it reports.
+pub async fn receive_webhook(
+    pipeline: &Pipeline,
+    provider: &str,
+    webhook: Webhook,
+) -> Result<Receipt> {
+    let plugin = pipeline
+        .plugins()
+        .get(provider)
+        .filter(|p| p.kind() == PluginKind::Provider)
+        .ok_or_else(|| {
+            PipelineError::new(
+                ErrorCode::UnknownProvider,
+                format!("no provider plugin `{provider}`"),
+            )
+        })?;
+    let request = WebhookRequest {
+        method: "POST".into(),
+        url: format!(
+            "{}{}",
+            pipeline.config().server.public_url.trim_end_matches('/'),
+            webhook.path_and_query
+        ),
+        headers: webhook.headers,
+        body: webhook.body,
+    };
+    let events = plugin
+        .receive_webhook(&request)
+        .await
+        .map_err(|e| PipelineError::new(ErrorCode::ProviderUnavailable, e.to_string()))?
+        .map_err(|rejection| {
+            tracing::warn!(provider, url = %request.url, "rejected webhook: {rejection}");
+            match rejection {
+                WebhookRejection::Malformed(m) => {
+                    PipelineError::new(ErrorCode::MalformedWebhook, m)
+                }
+                other => PipelineError::new(ErrorCode::InvalidSignature, other.to_string()),
+            }
+        })?;
+    let message_id = message_id_of(&webhook.path_and_query);
+    let tenant = TenantId::default_tenant();
+    let mut receipt = Receipt::default();
+    for event in events {
+        match event {
+            WebhookEvent::Status(update) => {
+                apply_status(pipeline, &tenant, provider, message_id.as_deref(), update).await?;
+                receipt.statuses += 1;
+            }
+            WebhookEvent::Inbound(message) => {
+                super::inbound::receive(pipeline, &tenant, provider, message).await?;
+                receipt.inbound += 1;
+            }
+        }
+    }
+    Ok(receipt)
+}
+
+/// The `message_id` query parameter that Herald puts in its status-callback URLs.
+fn message_id_of(path_and_query: &str) -> Option<String> {
+    let (_, query) = path_and_query.split_once('?')?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "message_id")
+        .map(|(_, v)| v)
+}
+
+/// The host status a provider's delivery state means.
+#[must_use]
+pub fn status_of(state: DeliveryState) -> MessageStatus {
+    match state {
+        DeliveryState::Queued => MessageStatus::Queued,
+        DeliveryState::Sending => MessageStatus::Sending,
+        DeliveryState::Sent => MessageStatus::Sent,
+        DeliveryState::Delivered => MessageStatus::Delivered,
+        DeliveryState::Undelivered => MessageStatus::Undelivered,
+        DeliveryState::Failed => MessageStatus::Failed,
+        DeliveryState::Canceled => MessageStatus::Canceled,
+        DeliveryState::Read => MessageStatus::Read,
+    }
+}
+
+/// Applies one status report through the monotonic rule.
+pub async fn apply_status(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    provider: &str,
+    message_id: Option<&str>,
+    update: StatusUpdate,
+) -> Result<()> {
+    let lookup = match message_id {
+        Some(id) => MessageLookup::Id(id.to_owned()),
+        None => MessageLookup::Provider {
+            provider: provider.to_owned(),
+            provider_message_id: update.provider_message_id.clone(),
+        },
+    };
+    let change = store::StatusUpdate {
+        lookup,
+        status: status_of(update.state),
+        provider_status: Some(update.provider_status),
+        provider_message_id: Some(update.provider_message_id.clone()),
+        error: update.error.map(|e| ErrorInfo {
+            code: e.code,
+            message: Some(e.message),
+        }),
+        segments: update.segments,
+        price: update.price.map(|p| Money::new(p.micros, p.currency)),
+        source: EventSource::Webhook,
+        now: pipeline.now(),
+    };
+    if pipeline
+        .store()
+        .apply_status(tenant.as_str(), &change)
+        .await?
+        .is_none()
+    {
+        // Not ours (or already erased): acknowledge, so the provider does not retry forever.
+        tracing::warn!(provider, provider_message_id = %update.provider_message_id, "status report for an unknown message");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message id comes from the query string, percent-decoded; other parameters are ignored.
+    #[test]
+    fn message_id_from_query() {
+        assert_eq!(
+            message_id_of("/x/status?a=1&message_id=msg_%41b"),
+            Some("msg_Ab".into())
+        );
+        assert_eq!(message_id_of("/x/status"), None);
+        assert_eq!(message_id_of("/x/status?other=1"), None);
+    }
+}
