@@ -28,6 +28,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
+pub use crate::config::looks_secret;
 use crate::config::{Config, PluginConfig, RoutingConfig};
 use bindings::v0_1_0;
 use engine::PluginEngine;
@@ -422,14 +423,6 @@ impl Plugins {
             })
             .collect()
     }
-}
-
-/// Key names that are secret whatever a plugin declares.
-pub fn looks_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["token", "secret", "password"]
-        .iter()
-        .any(|w| key.contains(w))
 }
 
 /// A digest of everything in a plugin's settings except its file, to detect config-only changes.
