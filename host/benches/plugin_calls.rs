@@ -32,13 +32,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, PluginConfig, RoutingConfig, RuntimeConfig};
-use herald::plugin::bindings::v0_1_0;
-use herald::plugin::bindings::v0_1_0::provider::{Provider, ProviderPre};
+use herald::plugin::bindings::v0_2_0::provider::ProviderPre;
+use herald::plugin::bindings::{self, v0_2_0};
 use herald::plugin::engine::PluginEngine;
 use herald::plugin::host::{HostRule, HostState, HttpGrant, Redactor};
 use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
 use herald::plugin::{LoadedPlugin, Plugins};
-use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, UpdateDeadline};
 
 const ROUNDS: usize = 5;
@@ -151,9 +150,7 @@ fn provider_pre(name: &str) -> (PluginEngine, ProviderPre<HostState>) {
     let engine = PluginEngine::new(32, 64 << 20, root().join("target/herald-cache")).unwrap();
     let wasm = std::fs::read(plugin_settings(name).path.unwrap()).unwrap();
     let (component, _hash) = engine.component(&wasm).unwrap();
-    let mut linker = Linker::new(engine.engine());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    let linker = bindings::provider_linker(engine.engine()).unwrap();
     let pre = ProviderPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
     (engine, pre)
 }
@@ -178,7 +175,7 @@ fn new_store(engine: &PluginEngine, grant: Option<Arc<HttpGrant>>) -> Store<Host
 async fn fresh_describe(
     engine: &PluginEngine,
     pre: &ProviderPre<HostState>,
-) -> v0_1_0::types::PluginInfo {
+) -> v0_2_0::types::PluginInfo {
     let mut store = new_store(engine, None);
     let instance = pre.instantiate_async(&mut store).await.unwrap();
     let api = instance.herald_plugin_provider_api();
@@ -288,7 +285,7 @@ async fn twilio_parts(client: &reqwest::Client) {
     let mut store = new_store(&engine, Some(Arc::new(grant)));
     let instance = pre.instantiate_async(&mut store).await.unwrap();
     let api = instance.herald_plugin_provider_api();
-    let wire = v0_1_0::outbound(&message());
+    let wire = v0_2_0::outbound(&message());
     let (mut warm, mut native) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let (mut w, mut n) = (0.0, 0.0);
@@ -365,7 +362,7 @@ async fn main() {
     let r = rounds!(WARM_N, api.call_describe(&mut store).await.unwrap());
     latency("warm call (describe, probe)", &r, WARM_N);
     let settings: Vec<(String, String)> = Vec::new();
-    let wire = v0_1_0::outbound(&message());
+    let wire = v0_2_0::outbound(&message());
     let r = rounds!(
         WARM_N,
         api.call_send(&mut store, &settings, &wire)

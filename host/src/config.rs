@@ -352,6 +352,16 @@ fn is_setting(key: &str) -> bool {
 /// What `value` shows when it is a secret.
 const REDACTED: &str = "[redacted]";
 
+/// Setting names that are secret whatever a plugin declares (`*token*`, `*secret*`,
+/// `*password*`, in any case). Lives here, not in `plugin`, so `config` depends on nothing else
+/// in Herald; the plugin runtime uses it too.
+pub fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["token", "secret", "password"]
+        .iter()
+        .any(|w| key.contains(w))
+}
+
 impl Config {
     /// A copy safe to print: API and admin keys, database passwords and plugin settings whose
     /// names mark them secret (`*token*`, `*secret*`, `*password*`) are replaced.
@@ -374,7 +384,7 @@ impl Config {
         }
         for plugin in copy.plugins.values_mut() {
             for (key, value) in plugin.config.iter_mut() {
-                if crate::plugin::looks_secret(key) {
+                if looks_secret(key) {
                     *value = REDACTED.into();
                 }
             }

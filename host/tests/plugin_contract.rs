@@ -1,8 +1,10 @@
-//! The WIT contract: bundled plugins load and describe themselves; unknown contracts are refused.
+//! The WIT contract: bundled plugins load and describe themselves; components of every supported
+//! contract version keep working; unknown versions are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use herald::plugin::model::SendOutcome;
 use herald::plugin::{PluginKind, Plugins};
 
 /// Both bundled plugins load, report their role, and describe their settings.
@@ -38,8 +40,81 @@ async fn bundled_plugins_load_and_describe() {
     let renderer = plugins.renderer().unwrap();
     assert_eq!(renderer.kind(), PluginKind::Renderer);
     assert_eq!(renderer.info().name, "mustache");
-    let listed: Vec<String> = plugins.list().into_iter().map(|p| p.name).collect();
-    assert_eq!(listed, ["mustache", "twilio"]);
+    let listed: Vec<(String, String)> = plugins
+        .list()
+        .into_iter()
+        .map(|p| (p.name, p.contract))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("mustache".to_string(), "0.2.0".to_string()),
+            ("twilio".to_string(), "0.2.0".to_string())
+        ]
+    );
+}
+
+/// A provider built against the frozen 0.1.0 contract still loads, describes itself and sends,
+/// through the host's HTTP import too.
+#[tokio::test]
+async fn contract_0_1_0_component_still_works() {
+    let base = common::serve(
+        axum::Router::new().route("/hello", axum::routing::get(|| async { "hi there" })),
+    )
+    .await;
+    let mut settings = common::plugin_config(common::plugin("contract-0.1.0"));
+    settings.allowed_hosts = vec![base.trim_start_matches("http://").to_string()];
+    let config = common::config(vec![("old", settings)], "old", "");
+    let plugins = Plugins::start(&config).await.unwrap();
+
+    let provider = plugins.provider().unwrap();
+    assert_eq!(provider.kind(), PluginKind::Provider);
+    assert_eq!(provider.contract(), "0.1.0");
+    assert_eq!(provider.info().name, "contract-0.1.0");
+    assert_eq!(provider.info().version, "1.0.0");
+    match provider.send(&common::outbound("hello")).await {
+        SendOutcome::Accepted(a) => {
+            assert_eq!(a.provider_message_id, "contract-0.1.0-msg_test");
+            assert_eq!(a.provider_status, "queued");
+        }
+        other => panic!("expected accepted, got {other:?}"),
+    }
+    match provider
+        .send(&common::outbound(&format!("http:{base}/hello")))
+        .await
+    {
+        SendOutcome::Accepted(a) => {
+            assert_eq!(a.provider_message_id, "hi there");
+            assert_eq!(a.provider_status, "200");
+        }
+        other => panic!("expected accepted, got {other:?}"),
+    }
+}
+
+/// A 0.1.0 component sees a refused connection as 0.1.0's `transport`, the shape it was built for.
+#[tokio::test]
+async fn contract_0_1_0_sees_the_old_http_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut settings = common::plugin_config(common::plugin("contract-0.1.0"));
+    settings.allowed_hosts = vec![addr.to_string()];
+    let config = common::config(vec![("old", settings)], "old", "");
+    let plugins = Plugins::start(&config).await.unwrap();
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound(&format!("http:http://{addr}/")))
+        .await
+    {
+        SendOutcome::Unknown(error) => {
+            assert!(
+                error.message.starts_with("HttpError::Transport("),
+                "{error:?}"
+            )
+        }
+        other => panic!("a 0.1.0 plugin maps transport to unknown, got {other:?}"),
+    }
 }
 
 /// A component built against `herald:plugin@0.9.0` is refused with an error naming the version.
@@ -52,11 +127,8 @@ async fn unknown_contract_is_refused() {
         .err()
         .expect("must be refused")
         .to_string();
-    assert!(err.contains("0.9.0"), "{err}");
-    assert!(
-        err.contains("supported: 0.1.0") || err.contains("supports herald:plugin@0.1.0"),
-        "{err}"
-    );
+    assert!(err.contains("herald:plugin@0.9.0"), "{err}");
+    assert!(err.contains("supported: 0.1.0, 0.2.0"), "{err}");
 }
 
 /// A file that is not a component at all is refused with a clear error.

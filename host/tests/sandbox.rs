@@ -20,6 +20,15 @@ async fn probe(cpu_ms: u64, timeout_ms: u64, allowed: Vec<String>) -> Plugins {
         .unwrap()
 }
 
+/// A base URL on 127.0.0.1 where nothing listens (a port the OS handed out and took back), and
+/// the grant for it.
+async fn nothing_listens() -> (String, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    (format!("http://{addr}"), addr.to_string())
+}
+
 /// Asserts the plugin still answers a normal call.
 async fn still_serving(plugins: &Plugins) {
     match plugins
@@ -196,6 +205,69 @@ async fn failure_after_a_request_is_unknown() {
         .await
     {
         SendOutcome::Unknown(error) => assert!(error.message.contains("timed out"), "{error:?}"),
+        other => panic!("expected unknown, got {other:?}"),
+    }
+}
+
+/// A request refused at connect reaches the plugin as `not-sent`, which the probe maps to
+/// retryable.
+#[tokio::test]
+async fn refused_connection_is_not_sent() {
+    let (base, grant) = nothing_listens().await;
+    let plugins = probe(500, 5_000, vec![grant]).await;
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound(&format!("http:{base}/")))
+        .await
+    {
+        SendOutcome::Retryable { error, .. } => {
+            assert!(
+                error.message.contains("NotSentReason::Unreachable("),
+                "{error:?}"
+            )
+        }
+        other => panic!("expected retryable, got {other:?}"),
+    }
+}
+
+/// A plugin that traps after a request refused at connect is retryable: that request cannot have
+/// reached the server, so it does not make the failure unknown.
+#[tokio::test]
+async fn trap_after_a_refused_connection_is_retryable() {
+    let (base, grant) = nothing_listens().await;
+    let plugins = probe(500, 5_000, vec![grant]).await;
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound(&format!("http-then-trap:{base}/")))
+        .await
+    {
+        SendOutcome::Retryable { error, .. } => {
+            assert!(error.message.contains("trapped"), "{error:?}");
+            assert!(error.message.contains("Unreachable"), "{error:?}");
+        }
+        other => panic!("expected retryable, got {other:?}"),
+    }
+    still_serving(&plugins).await;
+}
+
+/// A plugin that traps after a request that reached the server is unknown.
+#[tokio::test]
+async fn trap_after_a_sent_request_is_unknown() {
+    let base = common::serve(
+        axum::Router::new().route("/hello", axum::routing::get(|| async { "hi there" })),
+    )
+    .await;
+    let grant = base.trim_start_matches("http://").to_string();
+    let plugins = probe(500, 5_000, vec![grant]).await;
+    match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound(&format!("http-then-trap:{base}/hello")))
+        .await
+    {
+        SendOutcome::Unknown(error) => assert!(error.message.contains("trapped"), "{error:?}"),
         other => panic!("expected unknown, got {other:?}"),
     }
 }

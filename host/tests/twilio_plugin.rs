@@ -262,6 +262,35 @@ async fn timeout_after_sending_is_unknown() {
     assert!(matches!(outcome, SendOutcome::Unknown(_)), "{outcome:?}");
 }
 
+/// Twilio at an address where nothing listens: the connection is refused, so nothing was sent
+/// and the send is retryable, not unknown.
+#[tokio::test]
+async fn refused_connection_is_retryable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let settings = common::twilio_settings(&base, SID, TOKEN);
+    let plugins = Plugins::start(&common::config(vec![("twilio", settings)], "twilio", ""))
+        .await
+        .unwrap();
+    let outcome = plugins
+        .provider()
+        .unwrap()
+        .send(&message("+14155552671", "hi"))
+        .await;
+    match outcome {
+        SendOutcome::Retryable {
+            error,
+            retry_after_ms,
+        } => {
+            assert!(error.message.contains("nothing was sent"), "{error:?}");
+            assert!(!error.message.contains(TOKEN), "{error:?}");
+            assert_eq!(retry_after_ms, None);
+        }
+        other => panic!("a refused connection must be retryable, got {other:?}"),
+    }
+}
+
 fn form_request(url: &str, params: &[(&str, &str)], signature: Option<String>) -> WebhookRequest {
     let body = serde_urlencoded::to_string(params).unwrap().into_bytes();
     let mut headers = vec![(

@@ -31,6 +31,7 @@ const BUILDS: &[Build] = &[
             ("herald_twilio", "twilio"),
             ("herald_mustache", "mustache"),
             ("herald_probe", "probe"),
+            ("herald_contract_0_1_0", "contract-0.1.0"),
             ("herald_future_contract", "future-contract"),
         ],
     },
@@ -51,6 +52,7 @@ const REPORT_ORDER: &[&str] = &[
     "probe",
     "probe-v2",
     "probe-broken",
+    "contract-0.1.0",
     "future-contract",
 ];
 
@@ -62,7 +64,11 @@ enum Install {
 }
 
 /// Builds every plugin in release mode for `wasm32-wasip2` and installs the components as
-/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,future-contract}.wasm`.
+/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract}.wasm`.
+///
+/// All but two are built against the current contract, `wit/v0.2.0`: `contract-0.1.0` stays on the
+/// frozen `wit/v0.1.0` (the host must keep serving it) and `future-contract` names 0.9.0 (the host
+/// must refuse it).
 ///
 /// `root` is the repository root. A component file is only rewritten when its bytes changed, so
 /// file watchers (hot reload) and mtimes only see real changes. Prints one line per plugin and

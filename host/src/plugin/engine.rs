@@ -16,7 +16,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::PluginError;
-use super::bindings::{self, v0_1_0};
+use super::bindings::{self, Contract};
 use super::model::PluginKind;
 
 /// How often the engine's epoch advances; CPU budgets are counted in these ticks.
@@ -151,24 +151,32 @@ impl PluginEngine {
 
     /// Reads which role `component` serves, refusing contracts this host does not know.
     pub fn inspect(&self, component: &Component) -> Result<PluginKind, PluginError> {
+        self.identify(component).map(|(kind, _)| kind)
+    }
+
+    /// Reads which role `component` serves and which contract version it was built against,
+    /// refusing versions this host does not know.
+    pub fn identify(&self, component: &Component) -> Result<(PluginKind, Contract), PluginError> {
         let ty = component.component_type();
         let prefix = format!("{}/", bindings::PACKAGE);
+        let supported = bindings::SUPPORTED_VERSIONS.join(", ");
         for (name, _) in ty.imports(&self.engine) {
             if let Some(version) = herald_version(name, &prefix)
                 && !bindings::SUPPORTED_VERSIONS.contains(&version)
             {
                 return Err(PluginError::UnsupportedContract(format!(
-                    "imports `{name}`: herald:plugin@{version} is not supported by this host (supported: {})",
-                    bindings::SUPPORTED_VERSIONS.join(", ")
+                    "imports `{name}`: herald:plugin@{version} is not supported by this host (supported: {supported})"
                 )));
             }
         }
         let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
-        if exports.contains(&v0_1_0::PROVIDER_EXPORT) {
-            return Ok(PluginKind::Provider);
-        }
-        if exports.contains(&v0_1_0::RENDERER_EXPORT) {
-            return Ok(PluginKind::Renderer);
+        for contract in Contract::ALL {
+            if exports.contains(&contract.provider_export()) {
+                return Ok((PluginKind::Provider, contract));
+            }
+            if exports.contains(&contract.renderer_export()) {
+                return Ok((PluginKind::Renderer, contract));
+            }
         }
         let herald: Vec<&str> = exports
             .iter()
@@ -177,15 +185,14 @@ impl PluginEngine {
             .collect();
         Err(PluginError::UnsupportedContract(if herald.is_empty() {
             format!(
-                "exports neither {} nor {}",
-                v0_1_0::PROVIDER_EXPORT,
-                v0_1_0::RENDERER_EXPORT
+                "exports no {}/provider-api or {}/renderer-api (supported versions: {supported})",
+                bindings::PACKAGE,
+                bindings::PACKAGE
             )
         } else {
             format!(
-                "exports {} but this host supports herald:plugin@{} only",
+                "exports {}, a herald:plugin version this host does not support (supported: {supported})",
                 herald.join(", "),
-                bindings::SUPPORTED_VERSIONS.join(", ")
             )
         }))
     }

@@ -1,10 +1,13 @@
-//! What a plugin instance can reach: the per-call store state and the host imports.
+//! What a plugin instance can reach: the per-call store state and what the host imports do.
 //!
 //! A plugin gets an empty WASI context (no environment, no preopened files, no sockets, stdin
 //! closed, stderr captured for diagnostics) and exactly two capabilities of Herald's own: logging
 //! and, for providers, outbound HTTP that the host performs with reqwest — only to hosts the
 //! operator granted, with redirects off (a redirect could leave the allow-list), a timeout and a
 //! response-size cap.
+//!
+//! Both are implemented here once, in the host's own terms ([`super::model`]); each bindings
+//! module adapts them to its contract version's import traits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +18,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0::{http, log, types};
+use super::model::{HttpError, HttpRequest, HttpResponse, LogLevel, MaybeSent, NotSent};
 
 /// Bytes of guest stderr kept for diagnostics (a panic message fits).
 const STDERR_CAPACITY: usize = 4096;
@@ -97,6 +100,7 @@ pub struct HostState {
     pub limits: StoreLimits,
     plugin: Arc<str>,
     grant: Option<Arc<HttpGrant>>,
+    /// Set once an outbound request of this call may have reached its server.
     made_request: Arc<AtomicBool>,
     redactor: Arc<Redactor>,
     stderr: MemoryOutputPipe,
@@ -104,6 +108,8 @@ pub struct HostState {
 
 impl HostState {
     /// State for one call of `plugin`, with `memory_bytes` of linear memory at most.
+    /// `made_request` is set when an outbound request of the call may have reached its server
+    /// (requests refused before sending, or that never connected, leave it alone).
     pub fn new(
         plugin: Arc<str>,
         memory_bytes: usize,
@@ -143,34 +149,43 @@ impl HostState {
         self.redactor.redact(String::from_utf8_lossy(&bytes).trim())
     }
 
-    async fn perform(
+    /// Performs a plugin's outbound request, if its grant allows it.
+    ///
+    /// Errors say whether the request can have reached the server. Everything refused before the
+    /// client has the request (no grant, bad URL or method) and every failure to connect (DNS,
+    /// connection refused, TLS handshake) is `not-sent`; anything after that may have been sent.
+    /// A timeout counts as `maybe-sent` even if it struck while connecting: the host cannot tell.
+    pub(crate) async fn http_send(
         &mut self,
-        request: types::HttpRequest,
-    ) -> Result<types::HttpResponse, types::HttpError> {
-        use types::HttpError;
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HttpError> {
         let Some(grant) = self.grant.clone() else {
-            return Err(HttpError::Denied(
+            return Err(HttpError::NotSent(NotSent::Denied(
                 "this plugin has no network access".into(),
-            ));
+            )));
         };
-        let url = url::Url::parse(&request.url)
-            .map_err(|e| HttpError::InvalidRequest(format!("invalid URL: {e}")))?;
+        let url = url::Url::parse(&request.url).map_err(|e| {
+            HttpError::NotSent(NotSent::InvalidRequest(format!("invalid URL: {e}")))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(HttpError::InvalidRequest(format!(
+            return Err(HttpError::NotSent(NotSent::InvalidRequest(format!(
                 "scheme `{}` is not allowed",
                 url.scheme()
-            )));
+            ))));
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let port = url.port_or_known_default().unwrap_or(0);
         if !grant.rules.iter().any(|r| r.allows(&host, port)) {
             tracing::warn!(plugin = %self.plugin, %host, port, "denied outbound request to a host not granted to this plugin");
-            return Err(HttpError::Denied(format!(
+            return Err(HttpError::NotSent(NotSent::Denied(format!(
                 "{host}:{port} is not in this plugin's allowed_hosts"
-            )));
+            ))));
         }
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            HttpError::InvalidRequest(format!("invalid method `{}`", request.method))
+            HttpError::NotSent(NotSent::InvalidRequest(format!(
+                "invalid method `{}`",
+                request.method
+            )))
         })?;
         let mut builder = grant
             .client
@@ -182,17 +197,20 @@ impl HostState {
         }
         let built = builder
             .build()
-            .map_err(|e| HttpError::InvalidRequest(self.redactor.redact(&e.to_string())))?;
-        // From here on the request may reach the server: a failure of this call is no longer
-        // safe to retry blindly.
-        self.made_request.store(true, Ordering::SeqCst);
-        let mut response = grant.client.execute(built).await.map_err(|e| {
-            if e.is_timeout() {
-                HttpError::Timeout
-            } else {
-                HttpError::Transport(self.redactor.redact(&e.to_string()))
+            .map_err(|e| HttpError::NotSent(NotSent::InvalidRequest(self.describe(&e))))?;
+        // From here on the request may reach the server, so a failure of this call is no longer
+        // safe to retry blindly. Counted before awaiting, so a call cancelled mid-request (its
+        // deadline) counts it too; uncounted when the client says it never connected. Calls into
+        // one instance are sequential, so restoring the previous value cannot hide another request.
+        let earlier = self.made_request.swap(true, Ordering::SeqCst);
+        let mut response = match grant.client.execute(built).await {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => {
+                self.made_request.store(earlier, Ordering::SeqCst);
+                return Err(HttpError::NotSent(NotSent::Unreachable(self.describe(&e))));
             }
-        })?;
+            Err(e) => return Err(self.maybe_sent(&e)),
+        };
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -209,45 +227,47 @@ impl HostState {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > grant.max_response_bytes {
-                        return Err(HttpError::ResponseTooLarge);
+                        return Err(HttpError::MaybeSent(MaybeSent::ResponseTooLarge));
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(HttpError::Timeout),
-                Err(e) => return Err(HttpError::Transport(self.redactor.redact(&e.to_string()))),
+                Err(e) => return Err(self.maybe_sent(&e)),
             }
         }
-        Ok(types::HttpResponse {
+        Ok(HttpResponse {
             status,
             headers,
             body,
         })
     }
-}
 
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+    /// A failure once the request was on its way.
+    fn maybe_sent(&self, error: &reqwest::Error) -> HttpError {
+        HttpError::MaybeSent(if error.is_timeout() {
+            MaybeSent::Timeout
+        } else {
+            MaybeSent::Transport(self.describe(error))
+        })
+    }
+
+    /// A client error with its causes (`… : tcp connect error: Connection refused`), redacted:
+    /// the top-level text alone rarely says what failed.
+    fn describe(&self, error: &reqwest::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text = format!("{text}: {cause_text}");
+            }
+            source = cause.source();
         }
+        self.redactor.redact(&text)
     }
-}
 
-impl types::Host for HostState {}
-
-impl http::Host for HostState {
-    async fn send(
-        &mut self,
-        request: types::HttpRequest,
-    ) -> Result<types::HttpResponse, types::HttpError> {
-        self.perform(request).await
-    }
-}
-
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
+    /// Writes one plugin log line into the host's log, redacted and length-capped.
+    pub(crate) fn log(&mut self, level: LogLevel, message: String) {
         let mut message = self.redactor.redact(&message);
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
@@ -258,11 +278,20 @@ impl log::Host for HostState {
         }
         let plugin = &*self.plugin;
         match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
         }
     }
 }

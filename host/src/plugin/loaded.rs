@@ -15,16 +15,16 @@ use std::time::Duration;
 use serde::Serialize;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::v0_1_0::{self, provider::ProviderPre, renderer::RendererPre};
+use super::bindings::{ProviderPre, RendererPre};
 use super::engine::EPOCH_TICK;
 use super::host::{HostState, HttpGrant, Redactor};
 use super::model::*;
 
-/// The instantiation handle of one component, by role.
+/// The instantiation handle of one component, by role (each knows its contract version).
 #[derive(Clone)]
 pub(crate) enum Pre {
-    Provider(ProviderPre<HostState>),
-    Renderer(RendererPre<HostState>),
+    Provider(ProviderPre),
+    Renderer(RendererPre),
 }
 
 /// Why a call into a plugin produced no result.
@@ -37,7 +37,8 @@ pub struct CallFailure {
     pub kind: FailureKind,
     /// Details (redacted).
     pub message: String,
-    /// Whether the plugin had an outbound HTTP request performed during the call.
+    /// Whether an outbound HTTP request the plugin made during the call may have reached its
+    /// server; requests refused before sending, or that never connected, do not count.
     pub made_request: bool,
 }
 
@@ -122,6 +123,14 @@ impl LoadedPlugin {
         &self.hash
     }
 
+    /// The contract version its component was built against, e.g. `0.2.0`.
+    pub fn contract(&self) -> &'static str {
+        match &self.pre {
+            Pre::Provider(pre) => pre.contract().version(),
+            Pre::Renderer(pre) => pre.contract().version(),
+        }
+    }
+
     fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
         let made_request = Arc::new(AtomicBool::new(false));
         let state = HostState::new(
@@ -188,14 +197,14 @@ impl LoadedPlugin {
         }
     }
 
-    fn provider_pre(&self) -> Result<ProviderPre<HostState>, CallFailure> {
+    fn provider_pre(&self) -> Result<ProviderPre, CallFailure> {
         match &self.pre {
             Pre::Provider(pre) => Ok(pre.clone()),
             Pre::Renderer(_) => Err(self.wrong_kind(PluginKind::Provider)),
         }
     }
 
-    fn renderer_pre(&self) -> Result<RendererPre<HostState>, CallFailure> {
+    fn renderer_pre(&self) -> Result<RendererPre, CallFailure> {
         match &self.pre {
             Pre::Renderer(pre) => Ok(pre.clone()),
             Pre::Provider(_) => Err(self.wrong_kind(PluginKind::Renderer)),
@@ -207,28 +216,17 @@ impl LoadedPlugin {
         let pre = self.pre.clone();
         self.run(move |store| {
             Box::pin(async move {
-                let info = match pre {
-                    Pre::Provider(pre) => {
-                        let i = pre.instantiate_async(&mut *store).await?;
-                        i.herald_plugin_provider_api()
-                            .call_describe(&mut *store)
-                            .await?
-                    }
-                    Pre::Renderer(pre) => {
-                        let i = pre.instantiate_async(&mut *store).await?;
-                        i.herald_plugin_renderer_api()
-                            .call_describe(&mut *store)
-                            .await?
-                    }
-                };
-                Ok(PluginInfo::from(info))
+                match pre {
+                    Pre::Provider(pre) => pre.describe(store).await,
+                    Pre::Renderer(pre) => pre.describe(store).await,
+                }
             })
         })
         .await
     }
 
-    /// Sends one message. A failure of the plugin itself is classified here: retryable when it
-    /// made no outbound request during the call, unknown when it did (the provider may have it).
+    /// Sends one message. A failure of the plugin itself is classified here: retryable when no
+    /// outbound request of the call can have reached the provider, unknown when one may have.
     pub async fn send(&self, message: &OutboundMessage) -> SendOutcome {
         let pre = match self.provider_pre() {
             Ok(pre) => pre,
@@ -240,19 +238,12 @@ impl LoadedPlugin {
             }
         };
         let config = self.config.clone();
-        let wire = v0_1_0::outbound(message);
+        let message = message.clone();
         let result = self
-            .run(move |store| {
-                Box::pin(async move {
-                    let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_provider_api()
-                        .call_send(&mut *store, &config, &wire)
-                        .await
-                })
-            })
+            .run(move |store| Box::pin(async move { pre.send(store, &config, &message).await }))
             .await;
         match result {
-            Ok(r) => v0_1_0::send_outcome(r),
+            Ok(outcome) => outcome,
             Err(f) => {
                 let error = ProviderError {
                     code: None,
@@ -278,23 +269,11 @@ impl LoadedPlugin {
     ) -> Result<Result<Vec<WebhookEvent>, WebhookRejection>, CallFailure> {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
-        let wire = v0_1_0::webhook_request(request);
-        let r = self
-            .run(move |store| {
-                Box::pin(async move {
-                    let i = pre.instantiate_async(&mut *store).await?;
-                    let api = i.herald_plugin_provider_api();
-                    if let Err(rejection) =
-                        api.call_verify_webhook(&mut *store, &config, &wire).await?
-                    {
-                        return Ok(Err(rejection));
-                    }
-                    api.call_parse_webhook(&mut *store, &config, &wire).await
-                })
-            })
-            .await?;
-        Ok(r.map(v0_1_0::webhook_events)
-            .map_err(v0_1_0::webhook_rejection))
+        let request = request.clone();
+        self.run(move |store| {
+            Box::pin(async move { pre.receive_webhook(store, &config, &request).await })
+        })
+        .await
     }
 
     /// Asks the plugin whether a webhook really comes from its provider.
@@ -304,18 +283,11 @@ impl LoadedPlugin {
     ) -> Result<Result<(), WebhookRejection>, CallFailure> {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
-        let wire = v0_1_0::webhook_request(request);
-        let r = self
-            .run(move |store| {
-                Box::pin(async move {
-                    let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_provider_api()
-                        .call_verify_webhook(&mut *store, &config, &wire)
-                        .await
-                })
-            })
-            .await?;
-        Ok(r.map_err(v0_1_0::webhook_rejection))
+        let request = request.clone();
+        self.run(move |store| {
+            Box::pin(async move { pre.verify_webhook(store, &config, &request).await })
+        })
+        .await
     }
 
     /// Reads the events out of a verified webhook.
@@ -325,19 +297,11 @@ impl LoadedPlugin {
     ) -> Result<Result<Vec<WebhookEvent>, WebhookRejection>, CallFailure> {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
-        let wire = v0_1_0::webhook_request(request);
-        let r = self
-            .run(move |store| {
-                Box::pin(async move {
-                    let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_provider_api()
-                        .call_parse_webhook(&mut *store, &config, &wire)
-                        .await
-                })
-            })
-            .await?;
-        Ok(r.map(v0_1_0::webhook_events)
-            .map_err(v0_1_0::webhook_rejection))
+        let request = request.clone();
+        self.run(move |store| {
+            Box::pin(async move { pre.parse_webhook(store, &config, &request).await })
+        })
+        .await
     }
 
     /// Validates a template, returning the variables it uses.
@@ -347,17 +311,8 @@ impl LoadedPlugin {
     ) -> Result<Result<Vec<String>, TemplateError>, CallFailure> {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
-        let r = self
-            .run(move |store| {
-                Box::pin(async move {
-                    let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_renderer_api()
-                        .call_validate(&mut *store, &template)
-                        .await
-                })
-            })
-            .await?;
-        Ok(v0_1_0::validate_result(r))
+        self.run(move |store| Box::pin(async move { pre.validate(store, &template).await }))
+            .await
     }
 
     /// Renders a template with the given variables.
@@ -369,17 +324,10 @@ impl LoadedPlugin {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
         let variables = variables.to_vec();
-        let r = self
-            .run(move |store| {
-                Box::pin(async move {
-                    let i = pre.instantiate_async(&mut *store).await?;
-                    i.herald_plugin_renderer_api()
-                        .call_render(&mut *store, &template, &variables)
-                        .await
-                })
-            })
-            .await?;
-        Ok(v0_1_0::render_result(r))
+        self.run(move |store| {
+            Box::pin(async move { pre.render(store, &template, &variables).await })
+        })
+        .await
     }
 }
 

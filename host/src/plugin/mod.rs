@@ -26,10 +26,11 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
+pub use crate::config::looks_secret;
 use crate::config::{Config, PluginConfig, RoutingConfig};
-use bindings::v0_1_0;
+use bindings::{ProviderPre, RendererPre};
 use engine::PluginEngine;
 use host::{HostRule, HostState, HttpGrant, Redactor};
 pub use loaded::{CallFailure, FailureKind, LoadedPlugin};
@@ -94,6 +95,8 @@ pub struct PluginSummary {
     pub version: String,
     /// SHA-256 of the component.
     pub sha256: String,
+    /// The contract version the component was built against, e.g. `0.2.0`.
+    pub contract: String,
 }
 
 type Slot = Arc<ArcSwap<LoadedPlugin>>;
@@ -124,14 +127,8 @@ impl Plugins {
             rt.cache_dir.clone(),
         )?;
         let link = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
-        let mut provider_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut provider_linker).map_err(link)?;
-        v0_1_0::provider::Provider::add_to_linker::<_, HasSelf<_>>(&mut provider_linker, |s| s)
-            .map_err(link)?;
-        let mut renderer_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut renderer_linker).map_err(link)?;
-        v0_1_0::renderer::Renderer::add_to_linker::<_, HasSelf<_>>(&mut renderer_linker, |s| s)
-            .map_err(link)?;
+        let provider_linker = bindings::provider_linker(engine.engine()).map_err(link)?;
+        let renderer_linker = bindings::renderer_linker(engine.engine()).map_err(link)?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
@@ -183,7 +180,7 @@ impl Plugins {
             match self.load(name, settings, &path, current.as_deref()).await {
                 Ok(None) => report.unchanged.push(name.clone()),
                 Ok(Some(plugin)) => {
-                    tracing::info!(plugin = %name, version = %plugin.info.version, sha256 = %&plugin.hash[..12], "plugin loaded");
+                    tracing::info!(plugin = %name, version = %plugin.info.version, contract = plugin.contract(), sha256 = %&plugin.hash[..12], "plugin loaded");
                     self.install(name, plugin);
                     report.loaded.push(name.clone());
                 }
@@ -281,26 +278,16 @@ impl Plugins {
         {
             return Ok(None);
         }
-        let kind = self.inner.engine.inspect(&component)?;
+        let (kind, contract) = self.inner.engine.identify(&component)?;
         let link = |e: wasmtime::Error| PluginError::Link(format!("{e:#}"));
         let pre = match kind {
             PluginKind::Provider => Pre::Provider(
-                v0_1_0::provider::ProviderPre::new(
-                    self.inner
-                        .provider_linker
-                        .instantiate_pre(&component)
-                        .map_err(link)?,
-                )
-                .map_err(link)?,
+                ProviderPre::new(contract, &self.inner.provider_linker, &component)
+                    .map_err(link)?,
             ),
             PluginKind::Renderer => Pre::Renderer(
-                v0_1_0::renderer::RendererPre::new(
-                    self.inner
-                        .renderer_linker
-                        .instantiate_pre(&component)
-                        .map_err(link)?,
-                )
-                .map_err(link)?,
+                RendererPre::new(contract, &self.inner.renderer_linker, &component)
+                    .map_err(link)?,
             ),
         };
         let grant = match kind {
@@ -418,18 +405,11 @@ impl Plugins {
                     kind: p.kind,
                     version: format!("{} {}", p.info.name, p.info.version),
                     sha256: p.hash.clone(),
+                    contract: p.contract().to_string(),
                 }
             })
             .collect()
     }
-}
-
-/// Key names that are secret whatever a plugin declares.
-pub fn looks_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["token", "secret", "password"]
-        .iter()
-        .any(|w| key.contains(w))
 }
 
 /// A digest of everything in a plugin's settings except its file, to detect config-only changes.

@@ -254,3 +254,82 @@ pub enum RenderError {
     #[error("invalid template: {0}")]
     InvalidTemplate(TemplateError),
 }
+
+/// An HTTP request a provider plugin asks the host to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Upper-case method.
+    pub method: String,
+    /// Absolute URL, query included.
+    pub url: String,
+    /// Headers, in the plugin's order.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+/// The response to an [`HttpRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// Raw body, within the host's size cap.
+    pub body: Vec<u8>,
+}
+
+/// Why the host's outbound HTTP produced no response, split by whether the server can have seen
+/// the request: that decides whether a retry or a failover is safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// Nothing left the host.
+    #[error("not sent: {0}")]
+    NotSent(NotSent),
+    /// The request may have reached the server.
+    #[error("may have been sent: {0}")]
+    MaybeSent(MaybeSent),
+}
+
+/// Why the host sent nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSent {
+    /// The request's host is not granted to the plugin.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The URL, method or a header could not be used.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No connection: DNS failure, connection refused, TLS handshake failure.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// What went wrong with a request that may have reached the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaybeSent {
+    /// No complete response within the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The connection failed once the request was on its way.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The response body exceeded the host's cap.
+    #[error("response too large")]
+    ResponseTooLarge,
+}
+
+/// How important a plugin's log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected the plugin recovered from.
+    Warn,
+    /// Something failed.
+    Error,
+}

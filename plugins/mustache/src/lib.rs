@@ -1,4 +1,4 @@
-//! Herald's template renderer: a WebAssembly component (world `renderer` of `herald:plugin@0.1.0`)
+//! Herald's template renderer: a WebAssembly component (world `renderer` of `herald:plugin@0.2.0`)
 //! that fills `{{name}}` placeholders strictly (a missing variable is an error, never blank text).
 //!
 //! This file owns the component's exports; the template language lives in [`template`].
@@ -8,7 +8,7 @@ mod template;
 /// Bindings generated from the WIT contract.
 mod bindings {
     #![allow(missing_docs)]
-    wit_bindgen::generate!({ world: "renderer", path: "../../wit/v0.1.0" });
+    wit_bindgen::generate!({ world: "renderer", path: "../../wit/v0.2.0" });
 }
 
 use bindings::exports::herald::plugin::renderer_api::{

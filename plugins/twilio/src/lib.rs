@@ -1,4 +1,4 @@
-//! Herald's Twilio provider: a WebAssembly component (world `provider` of `herald:plugin@0.1.0`)
+//! Herald's Twilio provider: a WebAssembly component (world `provider` of `herald:plugin@0.2.0`)
 //! that sends SMS through Twilio's Messages API and reads Twilio's signed webhooks.
 //!
 //! This file owns the component's exports and the calls to the host's imports; everything it
@@ -17,7 +17,7 @@ mod bindings {
     #![allow(missing_docs)]
     wit_bindgen::generate!({
         world: "provider",
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         // Lets the unit tests compare results directly.
         additional_derives: [PartialEq],
     });

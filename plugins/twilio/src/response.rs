@@ -2,15 +2,18 @@
 //!
 //! The cases are chosen by what the host may safely do next: anything that might have created a
 //! message at Twilio is `unknown` (never resend blindly), everything that certainly did not is
-//! `refused`, `retryable`, `opted-out` or `invalid-recipient`. The mapping table is in
-//! [`classify`].
+//! `refused`, `retryable`, `opted-out` or `invalid-recipient`. The mapping table for Twilio's
+//! answers is in [`classify`]; a request that failed is `retryable` when the host says it was not
+//! sent and `unknown` when it may have been.
 
 use serde_json::Value;
 
 use crate::bindings::exports::herald::plugin::provider_api::{
     Accepted, ProviderError, RetryableError, SendError,
 };
-use crate::bindings::herald::plugin::types::{HttpError, HttpResponse};
+use crate::bindings::herald::plugin::types::{
+    HttpError, HttpResponse, MaybeSentReason, NotSentReason,
+};
 use crate::fields;
 
 /// What a Twilio error means for the host.
@@ -55,28 +58,42 @@ pub fn map_outcome(outcome: Result<HttpResponse, HttpError>) -> Result<Accepted,
     }
 }
 
-/// Maps a failed HTTP exchange: only errors where nothing left the host are safe to fail over.
+/// Maps a failed HTTP exchange by whether the request can have reached Twilio.
+///
+/// Not sent (host policy, invalid request, no connection): no message can exist at Twilio, so a
+/// later attempt is safe and may succeed, once the network is back or the operator fixed the
+/// grant. Maybe sent: a message may exist, so it is unknown and must never be resent blindly.
 fn map_http_error(error: HttpError) -> SendError {
     let plugin_error = |message: String| ProviderError {
         code: None,
         message,
     };
     match error {
-        HttpError::Denied(text) => SendError::Refused(plugin_error(format!(
-            "the host refused the request to Twilio: {text}"
-        ))),
-        HttpError::InvalidRequest(text) => SendError::Refused(plugin_error(format!(
-            "the host could not make the request to Twilio: {text}"
-        ))),
-        HttpError::Timeout => SendError::Unknown(plugin_error(
-            "no answer from Twilio before the deadline; the message may have been sent".into(),
-        )),
-        HttpError::Transport(text) => SendError::Unknown(plugin_error(format!(
-            "connection to Twilio failed ({text}); the message may have been sent"
-        ))),
-        HttpError::ResponseTooLarge => SendError::Unknown(plugin_error(
-            "Twilio's answer exceeded the host's size limit; the message may have been sent".into(),
-        )),
+        HttpError::NotSent(reason) => SendError::Retryable(RetryableError {
+            error: plugin_error(match reason {
+                NotSentReason::Denied(text) => {
+                    format!("the host refused the request to Twilio: {text}")
+                }
+                NotSentReason::InvalidRequest(text) => {
+                    format!("the host could not make the request to Twilio: {text}")
+                }
+                NotSentReason::Unreachable(text) => {
+                    format!("could not connect to Twilio ({text}); nothing was sent")
+                }
+            }),
+            retry_after_ms: None,
+        }),
+        HttpError::MaybeSent(reason) => SendError::Unknown(plugin_error(match reason {
+            MaybeSentReason::Timeout => {
+                "no answer from Twilio before the deadline; the message may have been sent".into()
+            }
+            MaybeSentReason::Transport(text) => {
+                format!("connection to Twilio failed ({text}); the message may have been sent")
+            }
+            MaybeSentReason::ResponseTooLarge => "Twilio's answer exceeded the host's size \
+                                                  limit; the message may have been sent"
+                .into(),
+        })),
     }
 }
 

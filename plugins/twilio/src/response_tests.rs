@@ -167,31 +167,64 @@ fn string_codes_are_accepted() {
     }
 }
 
+/// A request the host did not send is retryable, whatever stopped it; one that may have been
+/// sent is unknown.
 #[test]
-fn http_errors() {
+fn http_errors_map_by_whether_anything_was_sent() {
     let cases = [
-        (HttpError::Timeout, "unknown"),
-        (HttpError::Transport("reset".into()), "unknown"),
-        (HttpError::ResponseTooLarge, "unknown"),
         (
-            HttpError::Denied("api.twilio.com not granted".into()),
-            "refused",
+            HttpError::NotSent(NotSentReason::Unreachable(
+                "tcp connect error: Connection refused".into(),
+            )),
+            "retryable",
         ),
-        (HttpError::InvalidRequest("bad url".into()), "refused"),
+        (
+            HttpError::NotSent(NotSentReason::Denied("api.twilio.com not granted".into())),
+            "retryable",
+        ),
+        (
+            HttpError::NotSent(NotSentReason::InvalidRequest("bad url".into())),
+            "retryable",
+        ),
+        (HttpError::MaybeSent(MaybeSentReason::Timeout), "unknown"),
+        (
+            HttpError::MaybeSent(MaybeSentReason::Transport("reset".into())),
+            "unknown",
+        ),
+        (
+            HttpError::MaybeSent(MaybeSentReason::ResponseTooLarge),
+            "unknown",
+        ),
     ];
     for (error, expected) in cases {
-        let kind = match error_of(Err(error)) {
+        let kind = match error_of(Err(error.clone())) {
+            SendError::Retryable(r) => {
+                assert_eq!(r.error.code, None);
+                assert_eq!(r.retry_after_ms, None);
+                assert!(!r.error.message.contains("may have been sent"), "{r:?}");
+                "retryable"
+            }
             SendError::Unknown(e) => {
                 assert_eq!(e.code, None);
+                assert!(e.message.contains("may have been sent"), "{e:?}");
                 "unknown"
             }
-            SendError::Refused(e) => {
-                assert!(!e.message.is_empty());
-                "refused"
-            }
-            other => panic!("{other:?}"),
+            other => panic!("{error:?}: {other:?}"),
         };
-        assert_eq!(kind, expected);
+        assert_eq!(kind, expected, "{error:?}");
+    }
+}
+
+/// A refused connection says so, with the host's text, and that nothing was sent.
+#[test]
+fn unreachable_twilio_is_retryable_and_says_why() {
+    let error = HttpError::NotSent(NotSentReason::Unreachable("dns error".into()));
+    match error_of(Err(error)) {
+        SendError::Retryable(r) => {
+            assert!(r.error.message.contains("dns error"), "{r:?}");
+            assert!(r.error.message.contains("nothing was sent"), "{r:?}");
+        }
+        other => panic!("{other:?}"),
     }
 }
 

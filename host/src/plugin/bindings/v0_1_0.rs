@@ -1,5 +1,13 @@
-//! Bindings for `herald:plugin@0.1.0` (`wit/v0.1.0`) and conversions into host types.
+//! Bindings for `herald:plugin@0.1.0` (`wit/v0.1.0`, frozen): the host imports, the calls into
+//! the exports, and conversions into host types.
+//!
+//! 0.1.0's `http-error` does not say whether a failed request was sent; the host's finer errors
+//! are folded back into its cases (a request that never connected becomes `transport`).
 
+use wasmtime::Store;
+
+use super::Pairs;
+use crate::plugin::host::HostState;
 use crate::plugin::model;
 
 /// The `provider` world: imports `http` and `log`, exports `provider-api`.
@@ -36,6 +44,167 @@ use renderer::exports::herald::plugin::renderer_api as r;
 pub const PROVIDER_EXPORT: &str = "herald:plugin/provider-api@0.1.0";
 /// The export name a renderer of this version has.
 pub const RENDERER_EXPORT: &str = "herald:plugin/renderer-api@0.1.0";
+
+impl types::Host for HostState {}
+
+impl http::Host for HostState {
+    async fn send(
+        &mut self,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, types::HttpError> {
+        let request = model::HttpRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+        };
+        match self.http_send(request).await {
+            Ok(r) => Ok(types::HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(e) => Err(http_error(e)),
+        }
+    }
+}
+
+/// Folds the host's error into 0.1.0's cases, which keep no record of whether anything was sent.
+fn http_error(e: model::HttpError) -> types::HttpError {
+    use model::{HttpError, MaybeSent, NotSent};
+    match e {
+        HttpError::NotSent(NotSent::Denied(text)) => types::HttpError::Denied(text),
+        HttpError::NotSent(NotSent::InvalidRequest(text)) => types::HttpError::InvalidRequest(text),
+        HttpError::NotSent(NotSent::Unreachable(text))
+        | HttpError::MaybeSent(MaybeSent::Transport(text)) => types::HttpError::Transport(text),
+        HttpError::MaybeSent(MaybeSent::Timeout) => types::HttpError::Timeout,
+        HttpError::MaybeSent(MaybeSent::ResponseTooLarge) => types::HttpError::ResponseTooLarge,
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => model::LogLevel::Trace,
+            log::Level::Debug => model::LogLevel::Debug,
+            log::Level::Info => model::LogLevel::Info,
+            log::Level::Warn => model::LogLevel::Warn,
+            log::Level::Error => model::LogLevel::Error,
+        };
+        HostState::log(self, level, message);
+    }
+}
+
+/// Instantiates a provider and calls `describe`.
+pub async fn describe_provider(
+    pre: &provider::ProviderPre<HostState>,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<model::PluginInfo> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let info = i.herald_plugin_provider_api().call_describe(store).await?;
+    Ok(info.into())
+}
+
+/// Instantiates a renderer and calls `describe`.
+pub async fn describe_renderer(
+    pre: &renderer::RendererPre<HostState>,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<model::PluginInfo> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let info = i.herald_plugin_renderer_api().call_describe(store).await?;
+    Ok(info.into())
+}
+
+/// Instantiates a provider and calls `send`.
+pub async fn send(
+    pre: &provider::ProviderPre<HostState>,
+    store: &mut Store<HostState>,
+    config: &Pairs,
+    message: &model::OutboundMessage,
+) -> wasmtime::Result<model::SendOutcome> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let r = i
+        .herald_plugin_provider_api()
+        .call_send(store, config, &outbound(message))
+        .await?;
+    Ok(send_outcome(r))
+}
+
+/// Instantiates a provider once and calls `verify-webhook`, then `parse-webhook` if it passed.
+pub async fn receive_webhook(
+    pre: &provider::ProviderPre<HostState>,
+    store: &mut Store<HostState>,
+    config: &Pairs,
+    request: &model::WebhookRequest,
+) -> wasmtime::Result<Result<Vec<model::WebhookEvent>, model::WebhookRejection>> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let api = i.herald_plugin_provider_api();
+    let wire = webhook_request(request);
+    if let Err(rejection) = api.call_verify_webhook(&mut *store, config, &wire).await? {
+        return Ok(Err(webhook_rejection(rejection)));
+    }
+    let r = api.call_parse_webhook(store, config, &wire).await?;
+    Ok(r.map(webhook_events).map_err(webhook_rejection))
+}
+
+/// Instantiates a provider and calls `verify-webhook`.
+pub async fn verify_webhook(
+    pre: &provider::ProviderPre<HostState>,
+    store: &mut Store<HostState>,
+    config: &Pairs,
+    request: &model::WebhookRequest,
+) -> wasmtime::Result<Result<(), model::WebhookRejection>> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let r = i
+        .herald_plugin_provider_api()
+        .call_verify_webhook(store, config, &webhook_request(request))
+        .await?;
+    Ok(r.map_err(webhook_rejection))
+}
+
+/// Instantiates a provider and calls `parse-webhook`.
+pub async fn parse_webhook(
+    pre: &provider::ProviderPre<HostState>,
+    store: &mut Store<HostState>,
+    config: &Pairs,
+    request: &model::WebhookRequest,
+) -> wasmtime::Result<Result<Vec<model::WebhookEvent>, model::WebhookRejection>> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let r = i
+        .herald_plugin_provider_api()
+        .call_parse_webhook(store, config, &webhook_request(request))
+        .await?;
+    Ok(r.map(webhook_events).map_err(webhook_rejection))
+}
+
+/// Instantiates a renderer and calls `validate`.
+pub async fn validate(
+    pre: &renderer::RendererPre<HostState>,
+    store: &mut Store<HostState>,
+    template: &str,
+) -> wasmtime::Result<Result<Vec<String>, model::TemplateError>> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let r = i
+        .herald_plugin_renderer_api()
+        .call_validate(store, template)
+        .await?;
+    Ok(validate_result(r))
+}
+
+/// Instantiates a renderer and calls `render`.
+pub async fn render(
+    pre: &renderer::RendererPre<HostState>,
+    store: &mut Store<HostState>,
+    template: &str,
+    variables: &Pairs,
+) -> wasmtime::Result<Result<String, model::RenderError>> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let r = i
+        .herald_plugin_renderer_api()
+        .call_render(store, template, variables)
+        .await?;
+    Ok(render_result(r))
+}
 
 impl From<types::PluginInfo> for model::PluginInfo {
     fn from(i: types::PluginInfo) -> Self {
@@ -195,4 +364,45 @@ pub fn render_result(r: Result<String, r::RenderError>) -> Result<String, model:
             model::RenderError::InvalidTemplate(template_error(t))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{HttpError, MaybeSent, NotSent};
+
+    /// 0.1.0 plugins see the errors they always saw: a request that never connected is
+    /// `transport`, like one that failed after it was sent.
+    #[test]
+    fn http_errors_fold_into_the_0_1_0_shape() {
+        let cases = [
+            (
+                HttpError::NotSent(NotSent::Denied("d".into())),
+                types::HttpError::Denied("d".into()),
+            ),
+            (
+                HttpError::NotSent(NotSent::InvalidRequest("i".into())),
+                types::HttpError::InvalidRequest("i".into()),
+            ),
+            (
+                HttpError::NotSent(NotSent::Unreachable("refused".into())),
+                types::HttpError::Transport("refused".into()),
+            ),
+            (
+                HttpError::MaybeSent(MaybeSent::Transport("reset".into())),
+                types::HttpError::Transport("reset".into()),
+            ),
+            (
+                HttpError::MaybeSent(MaybeSent::Timeout),
+                types::HttpError::Timeout,
+            ),
+            (
+                HttpError::MaybeSent(MaybeSent::ResponseTooLarge),
+                types::HttpError::ResponseTooLarge,
+            ),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(format!("{:?}", http_error(host)), format!("{expected:?}"));
+        }
+    }
 }

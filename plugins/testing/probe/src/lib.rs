@@ -8,22 +8,28 @@
 //! | `trap` | panics, which traps |
 //! | `forbidden` | asks the host for `http://forbidden.invalid/`; refused with the host's text if denied |
 //! | `http:<url>`, `sleep-http:<url>` | GETs `<url>` through the host; accepted with id = body text, status = HTTP status |
+//! | `http-then-trap:<url>` | GETs `<url>` through the host, then panics whatever the outcome |
 //! | `env` | accepted with id = number of env vars, status = `fs-ok`/`fs-denied` for reading `/etc/passwd` |
 //! | anything else | accepted with id `probe-<version>-<message-id>`, status `queued` |
 //!
-//! Cargo features: `v2` reports version 2.0.0 instead of 1.0.0; `broken` makes `describe` trap.
+//! A failed request is refused when the host denied it or found it invalid, retryable when it
+//! never connected, unknown when it may have been sent; the error text is the host's error.
+//!
+//! Built against `herald:plugin@0.2.0`. Cargo features: `v2` reports version 2.0.0 instead of
+//! 1.0.0; `broken` makes `describe` trap.
 
 /// Bindings generated from the WIT contract.
 mod bindings {
     #![allow(missing_docs)]
-    wit_bindgen::generate!({ world: "provider", path: "../../../wit/v0.1.0" });
+    wit_bindgen::generate!({ world: "provider", path: "../../../wit/v0.2.0" });
 }
 
 use bindings::exports::herald::plugin::provider_api::{
-    Accepted, Guest, OutboundMessage, ProviderError, SendError, WebhookError, WebhookEvent,
+    Accepted, Guest, OutboundMessage, ProviderError, RetryableError, SendError, WebhookError,
+    WebhookEvent,
 };
 use bindings::herald::plugin::http;
-use bindings::herald::plugin::types::{HttpError, HttpRequest, PluginInfo};
+use bindings::herald::plugin::types::{HttpError, HttpRequest, NotSentReason, PluginInfo};
 
 /// The version `describe` reports; the `v2` build lets hot-reload tests tell builds apart.
 const VERSION: &str = if cfg!(feature = "v2") {
@@ -69,6 +75,10 @@ impl Guest for Probe {
                 },
             )),
             _ => {
+                if let Some(url) = body.strip_prefix("http-then-trap:") {
+                    let outcome = http::send(&get_request(url));
+                    panic!("probe: trap requested after a request that ended in {outcome:?}");
+                }
                 if let Some(url) = body
                     .strip_prefix("http:")
                     .or_else(|| body.strip_prefix("sleep-http:"))
@@ -129,7 +139,9 @@ fn alloc() -> ! {
 /// Calls a host the operator never grants, to check the host denies it.
 fn forbidden() -> Result<Accepted, SendError> {
     match http::send(&get_request("http://forbidden.invalid/")) {
-        Err(HttpError::Denied(text)) => Err(SendError::Refused(plugin_error(text))),
+        Err(HttpError::NotSent(NotSentReason::Denied(text))) => {
+            Err(SendError::Refused(plugin_error(text)))
+        }
         Err(other) => Err(http_failure(other)),
         Ok(response) => Err(SendError::Unknown(plugin_error(format!(
             "forbidden.invalid answered HTTP {}: the host should have denied it",
@@ -158,17 +170,19 @@ fn get_request(url: &str) -> HttpRequest {
     }
 }
 
-/// Nothing was sent for `denied`/`invalid-request`, so those are refused; the rest may have
-/// reached the server, so they are unknown. The message is the error as the host gave it.
+/// Refused when the host would not send it (retrying cannot help), retryable when it never
+/// connected, unknown when it may have reached the server. The message is the host's error.
 fn http_failure(error: HttpError) -> SendError {
     let text = format!("{error:?}");
     match error {
-        HttpError::Denied(_) | HttpError::InvalidRequest(_) => {
+        HttpError::NotSent(NotSentReason::Denied(_) | NotSentReason::InvalidRequest(_)) => {
             SendError::Refused(plugin_error(text))
         }
-        HttpError::Timeout | HttpError::Transport(_) | HttpError::ResponseTooLarge => {
-            SendError::Unknown(plugin_error(text))
-        }
+        HttpError::NotSent(NotSentReason::Unreachable(_)) => SendError::Retryable(RetryableError {
+            error: plugin_error(text),
+            retry_after_ms: None,
+        }),
+        HttpError::MaybeSent(_) => SendError::Unknown(plugin_error(text)),
     }
 }
 
