@@ -60,3 +60,51 @@ pub fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// Runs `herald`'s dispatcher until message `id` reaches a final status (or 10 s pass), then
+/// prints its history.
+pub async fn deliver(
+    herald: &herald::Herald,
+    tenant: &herald::TenantId,
+    id: &str,
+) -> anyhow::Result<()> {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn({
+        let herald = herald.clone();
+        async move {
+            herald
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        }
+    });
+    for _ in 0..100 {
+        let record = herald.message(tenant, id).await?;
+        if record.message.status.is_final() {
+            let history: Vec<&str> = record.history.iter().map(|e| e.status.as_str()).collect();
+            println!("{id}: {}", history.join(" → "));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    dispatcher.await?;
+    Ok(())
+}
+
+/// Builds a Herald whose HTTP API (where status callbacks arrive) is served on a free port.
+pub async fn herald_with_api(
+    carrier: &Carrier,
+    dir: &std::path::Path,
+) -> anyhow::Result<herald::Herald> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let herald = herald::Herald::builder()
+        .config(config(&base, carrier, dir))
+        .build()
+        .await?;
+    let router = herald.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(herald)
+}

@@ -67,6 +67,9 @@ async fn retries_follow_the_clock() {
     let last = herald.message(&tenant, &id).await.unwrap();
     assert_eq!(status(last.clone()), (MessageStatus::Failed, 3));
     let times: Vec<i64> = last.history.iter().map(|e| e.occurred_at).collect();
-    assert!(times.iter().all(|t| *t >= 1_000_000 && *t <= 1_003_000), "{times:?}");
+    assert!(
+        times.iter().all(|t| *t >= 1_000_000 && *t <= 1_003_000),
+        "{times:?}"
+    );
     herald.close().await;
 }
