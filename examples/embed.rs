@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald::carrier::{self, CarrierConfig};
 use herald::config::{Config, ConfigSource, PluginConfig, ServerConfig, StorageConfig};
+use herald_testkit::carrier::{self, CarrierConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

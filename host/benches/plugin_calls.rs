@@ -30,7 +30,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, PluginConfig, RoutingConfig, RuntimeConfig};
 use herald::plugin::bindings::v0_1_0;
 use herald::plugin::bindings::v0_1_0::provider::{Provider, ProviderPre};
@@ -38,6 +37,7 @@ use herald::plugin::engine::PluginEngine;
 use herald::plugin::host::{HostRule, HostState, HttpGrant, Redactor};
 use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
 use herald::plugin::{LoadedPlugin, Plugins};
+use herald_testkit::carrier::{self, Carrier, CarrierConfig};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, UpdateDeadline};
 

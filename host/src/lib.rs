@@ -3,7 +3,6 @@
 //!
 //! Layout:
 //! - [`app`]: start and serve Herald as a library.
-//! - [`carrier`]: a local server speaking Twilio's Messages API, for tests and the demo.
 //! - [`api`]: the HTTP API and its one error shape.
 //! - [`config`]: typed configuration (file, then environment).
 //! - [`dispatch`]: the workers that deliver queued messages through the provider plugin.
@@ -15,7 +14,6 @@
 
 pub mod api;
 pub mod app;
-pub mod carrier;
 pub mod config;
 pub mod dispatch;
 pub mod keywords;
