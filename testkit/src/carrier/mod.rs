@@ -129,6 +129,8 @@ pub async fn spawn(listener: TcpListener, config: CarrierConfig) -> Carrier {
             "http://127.0.0.1:0".to_owned()
         }
     };
+    // libphonenumber's metadata loads on first use; pay for it here, not inside a client's timeout.
+    let _ = tokio::task::spawn_blocking(validate::warm_up).await;
     let state = CarrierState::new(config);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();

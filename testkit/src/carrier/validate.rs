@@ -46,6 +46,11 @@ pub(crate) fn e164(number: &str) -> Option<String> {
         .then(|| parsed.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// Loads the phone-number metadata, which otherwise happens on the first request.
+pub(crate) fn warm_up() {
+    let _ = e164("+15005550006");
+}
+
 fn first<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, v)| k == name && !v.is_empty())
