@@ -202,6 +202,10 @@ async fn endpoint_refuses_bad_requests() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
+    let body = json!({"from": "+14155552671", "to": "oops", "body": "STOP"}).to_string();
+    let (_, error) = post_endpoint(&carrier, "application/json", body).await;
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("`to` (\"oops\")"), "{error}");
     let (status, error) = post_endpoint(&carrier, "application/json", "{not json".into()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert!(rx.hits.lock().unwrap().is_empty());

@@ -180,16 +180,17 @@ pub(super) async fn simulate(
             return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message);
         }
     };
-    let (Some(from), Some(to)) = (e164(&request.from), e164(&request.to)) else {
-        let message = format!(
-            "`from` ({}) and `to` ({}) must be valid phone numbers in international form",
-            request.from, request.to
-        );
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_phone_number",
-            message,
-        );
+    let number = |field: &str, value: &str| {
+        e164(value).ok_or_else(|| {
+            let message = format!(
+                "`{field}` ({value:?}) is not a valid phone number in international form, e.g. +14155552671"
+            );
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_phone_number", message)
+        })
+    };
+    let (from, to) = match (number("from", &request.from), number("to", &request.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(response), _) | (_, Err(response)) => return response,
     };
     if request.body.chars().count() > MAX_BODY_CHARS {
         let message = format!("`body` is longer than {MAX_BODY_CHARS} characters");
