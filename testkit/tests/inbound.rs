@@ -10,7 +10,6 @@ use common::{
 };
 use herald_testkit::carrier::{
     self, Carrier, CarrierConfig, CarrierError, INBOUND_PATH, InboundRequest, request_inbound,
-    verify_twilio_signature,
 };
 use serde_json::{Value, json};
 
@@ -49,12 +48,7 @@ async fn inbound_is_signed_and_stop_opts_out() {
     assert_eq!(status, StatusCode::OK);
     let hit = rx.hits.lock().unwrap()[0].clone();
     assert_eq!(hit.url, inbound);
-    assert!(verify_twilio_signature(
-        TOKEN,
-        &inbound,
-        &hit.form,
-        &hit.signature
-    ));
+    assert!(hit.signed_with(TOKEN));
     let sid = hit.field("MessageSid").unwrap();
     assert!(sid.starts_with("SM") && sid.len() == 34);
     assert_eq!(hit.field("SmsSid"), Some(sid));
@@ -117,18 +111,8 @@ async fn endpoint_posts_a_signed_webhook() {
     assert_eq!(hits.len(), 1);
     let hit = &hits[0];
     assert_eq!(hit.url, inbound);
-    assert!(verify_twilio_signature(
-        TOKEN,
-        &inbound,
-        &hit.form,
-        &hit.signature
-    ));
-    assert!(!verify_twilio_signature(
-        "other-token",
-        &inbound,
-        &hit.form,
-        &hit.signature
-    ));
+    assert!(hit.signed_with(TOKEN));
+    assert!(!hit.signed_with("other-token"));
     assert_eq!(hit.field("MessageSid"), Some(receipt.message_sid.as_str()));
     assert_eq!(hit.field("AccountSid"), Some(SID));
     assert_eq!(hit.field("From"), Some("+14155552671"));
@@ -162,12 +146,7 @@ async fn endpoint_takes_a_form_and_reports_the_answer() {
     let hit = rx.hits.lock().unwrap()[0].clone();
     assert_eq!(hit.field("From"), Some("+14155552671"));
     assert_eq!(hit.field("Body"), Some("HELP"));
-    assert!(verify_twilio_signature(
-        TOKEN,
-        &hit.url,
-        &hit.form,
-        &hit.signature
-    ));
+    assert!(hit.signed_with(TOKEN));
 }
 
 /// Bad requests are refused with one JSON error shape and post nothing.

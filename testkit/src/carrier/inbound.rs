@@ -182,15 +182,18 @@ pub(super) async fn simulate(
     };
     let number = |field: &str, value: &str| {
         e164(value).ok_or_else(|| {
-            let message = format!(
-                "`{field}` ({value:?}) is not a valid phone number in international form, e.g. +14155552671"
-            );
-            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_phone_number", message)
+            format!("`{field}` ({value:?}) is not a valid phone number in international form, e.g. +14155552671")
         })
     };
     let (from, to) = match (number("from", &request.from), number("to", &request.to)) {
         (Ok(from), Ok(to)) => (from, to),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(message), _) | (_, Err(message)) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_phone_number",
+                message,
+            );
+        }
     };
     if request.body.chars().count() > MAX_BODY_CHARS {
         let message = format!("`body` is longer than {MAX_BODY_CHARS} characters");

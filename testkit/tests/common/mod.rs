@@ -93,6 +93,11 @@ pub struct Hit {
 }
 
 impl Hit {
+    /// True when the `X-Twilio-Signature` matches this URL and form under `token`.
+    pub fn signed_with(&self, token: &str) -> bool {
+        carrier::verify_twilio_signature(token, &self.url, &self.form, &self.signature)
+    }
+
     /// The first form field called `name`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form
