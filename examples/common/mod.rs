@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, PluginConfig, ServerConfig, StorageConfig};
+use herald_testkit::carrier::{self, Carrier, CarrierConfig};
 
 /// Starts a carrier standing in for Twilio on a free local port.
 pub async fn carrier() -> anyhow::Result<Carrier> {

@@ -2,7 +2,7 @@
 //! through the Twilio WebAssembly plugin to the local Twilio-compatible carrier.
 //!
 //! For each backend (a SQLite file in a temporary directory, then a fresh PostgreSQL database),
-//! everything runs in this one process on 127.0.0.1: the carrier (`herald::carrier`), Herald
+//! everything runs in this one process on 127.0.0.1: the carrier (`herald_testkit::carrier`), Herald
 //! (`Herald::builder`, its API router and its dispatcher with `delivery.workers = 32`) and the
 //! load generator (64 tasks sharing one keep-alive `reqwest` client, each posting
 //! `POST /api/v1/sms/send` until `MESSAGES` sends have been answered `202`). Each scenario gets a
@@ -50,10 +50,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, ConfigSource, DeliveryConfig, ServerConfig, StorageConfig};
 use herald::segments::Encoding;
 use herald::store::{MessageFilter, MessageStatus, NewMessage, Store};
+use herald_testkit::carrier::{self, Carrier, CarrierConfig};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -30,7 +30,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, PluginConfig, RoutingConfig, RuntimeConfig};
 use herald::plugin::bindings::v0_2_0::provider::ProviderPre;
 use herald::plugin::bindings::{self, v0_2_0};
@@ -38,6 +37,7 @@ use herald::plugin::engine::PluginEngine;
 use herald::plugin::host::{HostRule, HostState, HttpGrant, Redactor};
 use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
 use herald::plugin::{LoadedPlugin, Plugins};
+use herald_testkit::carrier::{self, Carrier, CarrierConfig};
 use wasmtime::{Store, UpdateDeadline};
 
 const ROUNDS: usize = 5;

@@ -39,7 +39,6 @@
 
 pub mod api;
 pub mod app;
-pub mod carrier;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -1,4 +1,8 @@
-//! The `herald` command: serve, count segments, run migrations.
+//! The `herald` command: serve, count segments, run migrations, and (with the `demo` feature)
+//! run the demo.
+
+#[cfg(feature = "demo")]
+mod demo;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -28,11 +32,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Start a local Twilio-compatible carrier and Herald pointed at it: the demo, no account needed.
-    Demo {
-        /// Config file (TOML); its `plugins.twilio.config` names the carrier's URL and credentials.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    /// `herald demo inbound` then texts Herald through that carrier.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
     /// Print the effective configuration (file plus environment) as JSON, secrets redacted.
     Config {
         /// Config file (TOML).
@@ -101,19 +103,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(backend = store.backend_name(), "migrations applied");
             Ok(())
         }
-        Command::Demo { config } => {
-            init_tracing();
-            let source = ConfigSource {
-                file: default_file(config),
-                env: true,
-            };
-            let loaded = source.load()?;
-            let carrier = start_carrier(&loaded).await?;
-            tracing::info!(carrier = %carrier.base_url(), "local Twilio-compatible carrier listening");
-            serve(source, loaded).await?;
-            carrier.shutdown().await;
-            Ok(())
-        }
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => {
             init_tracing();
             let source = ConfigSource {
@@ -140,45 +131,6 @@ async fn serve(source: ConfigSource, loaded: herald::config::Config) -> anyhow::
     herald.serve(listener, shutdown_signal()).await?;
     tracing::info!("herald stopped");
     Ok(())
-}
-
-/// Starts the carrier where the Twilio plugin's `base_url` points, with its credentials, posting
-/// inbound messages to Herald's inbound webhook.
-async fn start_carrier(
-    config: &herald::config::Config,
-) -> anyhow::Result<herald::carrier::Carrier> {
-    let twilio = config
-        .plugins
-        .get("twilio")
-        .context("the demo needs a [plugins.twilio] section")?;
-    let setting = |key: &str| {
-        twilio
-            .config
-            .get(key)
-            .cloned()
-            .with_context(|| format!("plugins.twilio.config.{key} is not set"))
-    };
-    let base_url =
-        url::Url::parse(&setting("base_url")?).context("plugins.twilio.config.base_url")?;
-    let addr = format!(
-        "{}:{}",
-        base_url.host_str().unwrap_or("127.0.0.1"),
-        base_url.port_or_known_default().unwrap_or(80)
-    );
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding the carrier on {addr}"))?;
-    let inbound = format!(
-        "{}/api/v1/sms/webhooks/twilio/inbound",
-        config.server.public_url.trim_end_matches('/')
-    );
-    let carrier_config = herald::carrier::CarrierConfig {
-        account_sid: setting("account_sid")?,
-        auth_token: setting("auth_token")?,
-        callback_delay: std::time::Duration::from_millis(500),
-        inbound_url: Some(inbound),
-    };
-    Ok(herald::carrier::spawn(listener, carrier_config).await)
 }
 
 fn init_tracing() {

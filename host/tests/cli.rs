@@ -1,4 +1,5 @@
-//! The `herald` command line: segment counting and configuration from file and environment.
+//! The `herald` command line: segment counting, configuration from file and environment, and
+//! `herald demo inbound`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -115,6 +116,134 @@ fn unknown_setting_is_refused() {
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("listn"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A webhook receiver for the demo tests: every request's signature header and form, in order.
+#[cfg(feature = "demo")]
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
+/// Serves a receiver that records each request and answers 200; returns its inbound URL.
+#[cfg(feature = "demo")]
+async fn inbound_receiver(received: Received) -> String {
+    use axum::extract::State;
+    let app =
+        axum::Router::new()
+            .route(
+                "/inbound",
+                axum::routing::post(
+                    |State(received): State<Received>,
+                     headers: axum::http::HeaderMap,
+                     body: String| async move {
+                        let signature = headers
+                            .get("x-twilio-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let form = serde_urlencoded::from_str(&body).unwrap();
+                        received.lock().unwrap().push((signature, form));
+                    },
+                ),
+            )
+            .with_state(received);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/inbound", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Runs `herald` with `args` off the async runtime (the carrier and receiver live on it).
+#[cfg(feature = "demo")]
+async fn run_herald(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || herald().args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `herald demo inbound` has the running demo's carrier text Herald: the receiver gets a signed
+/// inbound webhook to the config's Twilio number (or `--to`), and the command prints the receipt;
+/// with no carrier there it fails and says so.
+#[cfg(feature = "demo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_inbound_texts_through_the_carrier() {
+    use herald_testkit::carrier::{self, CarrierConfig, verify_twilio_signature};
+    let received = Received::default();
+    let inbound = inbound_receiver(received.clone()).await;
+    let config = CarrierConfig {
+        inbound_url: Some(inbound.clone()),
+        ..CarrierConfig::default()
+    };
+    let token = config.auth_token.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let carrier = carrier::spawn(listener, config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    let toml = format!(
+        "[plugins.twilio.config]\nbase_url = \"{}\"\nfrom = \"+15005550006\"\n",
+        carrier.base_url()
+    );
+    std::fs::write(&file, toml).unwrap();
+
+    let args = ["demo", "--config", file.to_str().unwrap(), "inbound"];
+    let args = [&args[..], &["--from", "+14155552671", "--body", "STOP"]].concat();
+    let receipt = json_of(&run_herald(args.iter().map(|s| s.to_string()).collect()).await);
+    assert_eq!(receipt["webhook_status"], 200);
+    assert_eq!(receipt["to"], "+15005550006");
+    assert_eq!(receipt["webhook_url"], inbound.as_str());
+
+    let args = [
+        "demo",
+        "inbound",
+        "--carrier-url",
+        carrier.base_url(),
+        "--to",
+        "+14155550100",
+        "--from",
+        "+14155552671",
+        "--body",
+        "HELP",
+    ];
+    let receipt = json_of(&run_herald(args.iter().map(|s| s.to_string()).collect()).await);
+    assert_eq!(receipt["to"], "+14155550100");
+
+    let hits = received.lock().unwrap().clone();
+    assert_eq!(hits.len(), 2);
+    for ((signature, form), (to, body)) in hits
+        .iter()
+        .zip([("+15005550006", "STOP"), ("+14155550100", "HELP")])
+    {
+        assert!(verify_twilio_signature(&token, &inbound, form, signature));
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            (field("From"), field("To"), field("Body")),
+            (Some("+14155552671"), Some(to), Some(body))
+        );
+    }
+
+    let closed = carrier.base_url().to_owned();
+    carrier.shutdown().await;
+    let args = [
+        "demo",
+        "inbound",
+        "--carrier-url",
+        &closed,
+        "--to",
+        "+15005550006",
+        "--from",
+        "+14155552671",
+        "--body",
+        "STOP",
+    ];
+    let output = run_herald(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("herald demo` running"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::app::{ACCOUNT_SID, API_KEY, AUTH_TOKEN, Backend};
-use herald::carrier::{self, CarrierConfig, ScriptedResponse};
+use herald_testkit::carrier::{self, CarrierConfig, ScriptedResponse};
 use serde_json::{Value, json};
 
 on_both_backends!(killed_mid_dispatch_loses_nothing);

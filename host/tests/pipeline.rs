@@ -5,7 +5,7 @@
 mod common;
 
 use common::app::{ACCOUNT_SID, AUTH_TOKEN, Backend, OUR_NUMBER, TestApp};
-use herald::carrier::{ScriptedResponse, twilio_signature};
+use herald_testkit::carrier::{ScriptedResponse, twilio_signature};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::app::{ACCOUNT_SID, API_KEY, AUTH_TOKEN};
-use herald::carrier::{self, CarrierConfig};
 use herald::config::ConfigSource;
+use herald_testkit::carrier::{self, CarrierConfig};
 use serde_json::json;
 
 const MESSAGES: usize = 60;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use herald::carrier::{self, Carrier, CarrierConfig, ScriptedResponse};
 use herald::plugin::model::*;
 use herald::plugin::{LoadedPlugin, Plugins};
+use herald_testkit::carrier::{self, Carrier, CarrierConfig, ScriptedResponse};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "test-auth-token-0123456789";
@@ -105,7 +105,7 @@ async fn send_speaks_the_messages_api() {
 /// Every field the plugin sends exists in Twilio's OpenAPI description, with a valid value.
 fn assert_valid_against_openapi(form: &[(String, String)]) {
     let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/twilio-create-message.json")).unwrap();
+        serde_json::from_str(herald_testkit::fixtures::TWILIO_CREATE_MESSAGE).unwrap();
     let properties = fixture["request"]["properties"].as_object().unwrap();
     for required in fixture["request"]["required"].as_array().unwrap() {
         assert!(

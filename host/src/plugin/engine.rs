@@ -149,11 +149,6 @@ impl PluginEngine {
         }
     }
 
-    /// Reads which role `component` serves, refusing contracts this host does not know.
-    pub fn inspect(&self, component: &Component) -> Result<PluginKind, PluginError> {
-        self.identify(component).map(|(kind, _)| kind)
-    }
-
     /// Reads which role `component` serves and which contract version it was built against,
     /// refusing versions this host does not know.
     pub fn identify(&self, component: &Component) -> Result<(PluginKind, Contract), PluginError> {

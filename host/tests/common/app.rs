@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use herald::Herald;
-use herald::carrier::{self, Carrier, CarrierConfig};
 use herald::config::{Config, ConfigSource, DeliveryConfig, ServerConfig, StorageConfig};
+use herald_testkit::carrier::{self, Carrier, CarrierConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 

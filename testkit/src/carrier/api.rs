@@ -1,4 +1,5 @@
-//! The Twilio-compatible HTTP surface: create, fetch and list Messages.
+//! The carrier's HTTP surface: Twilio's create, fetch and list Messages, plus the test kit's own
+//! `POST /testkit/inbound`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -8,18 +9,21 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
+use subtle::ConstantTimeEq as _;
 
+use super::billing::rough_segments;
 use super::callbacks::{self, now_rfc2822};
-use super::signature::constant_time_eq;
+use super::inbound::{self, INBOUND_PATH};
 use super::state::{CarrierState, MessageRecord, RecordedRequest, ScriptedResponse, new_sid};
-use super::validate::{SendRequest, default_message, segments, validate};
+use super::validate::{SendRequest, default_message, validate};
 
-/// Builds the carrier's router: `POST`/`GET /2010-04-01/Accounts/{AccountSid}/Messages.json` and
-/// `GET /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}.json`. Anything else is a Twilio 404.
+/// Builds the carrier's router: `POST`/`GET /2010-04-01/Accounts/{AccountSid}/Messages.json`,
+/// `GET /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}.json` and
+/// `POST /testkit/inbound` (simulate a handset texting in). Anything else is a Twilio 404.
 pub fn router(state: CarrierState) -> Router {
     Router::new()
         .route(
@@ -30,6 +34,7 @@ pub fn router(state: CarrierState) -> Router {
             "/2010-04-01/Accounts/{account_sid}/Messages/{message_file}",
             get(fetch_message),
         )
+        .route(INBOUND_PATH, post(inbound::simulate))
         .fallback(not_found)
         .with_state(state)
 }
@@ -105,7 +110,7 @@ fn authorized(state: &CarrierState, headers: &HeaderMap, path_sid: &str) -> bool
     };
     let user_ok = user == config.account_sid || (user.starts_with("SK") && user.len() == 34);
     user_ok
-        && constant_time_eq(password.as_bytes(), config.auth_token.as_bytes())
+        && bool::from(password.as_bytes().ct_eq(config.auth_token.as_bytes()))
         && path_sid == config.account_sid
 }
 
@@ -195,7 +200,7 @@ fn new_message(state: &CarrierState, request: &SendRequest) -> MessageRecord {
         num_segments: if pooled {
             "0".to_owned()
         } else {
-            segments(&request.body).to_string()
+            rough_segments(&request.body).to_string()
         },
         price: None,
         price_unit: "USD".to_owned(),

@@ -1,140 +1,16 @@
-//! Tests of `herald::carrier`, the local fake of Twilio's Messages API.
+//! Tests of `herald_testkit::carrier`'s Twilio Messages API: creation, validation, scripted
+//! answers and signed status callbacks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::routing::post;
+use axum::http::StatusCode;
 use base64::Engine as _;
-use herald::carrier::{
-    self, Carrier, CarrierConfig, ScriptedResponse, twilio_signature, verify_twilio_signature,
-};
+use common::{FROM, SID, TOKEN, assert_twilio_error, config, receiver, send, send_as, start};
+use herald_testkit::carrier::{self, ScriptedResponse, twilio_signature, verify_twilio_signature};
 use serde_json::Value;
-use tokio::net::TcpListener;
-
-const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "test-auth-token";
-const FROM: &str = "+15005550006";
-
-fn config() -> CarrierConfig {
-    CarrierConfig {
-        account_sid: SID.to_owned(),
-        auth_token: TOKEN.to_owned(),
-        callback_delay: Duration::from_millis(20),
-        inbound_url: None,
-    }
-}
-
-async fn start() -> Carrier {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    carrier::spawn(listener, config()).await
-}
-
-/// Posts a create-message form with the given credentials; returns status, headers and JSON body.
-async fn send_as(
-    carrier: &Carrier,
-    user: &str,
-    pass: &str,
-    fields: &[(&str, &str)],
-) -> (StatusCode, HeaderMap, Value) {
-    let body = serde_urlencoded::to_string(fields).unwrap();
-    let response = reqwest::Client::new()
-        .post(carrier.messages_url())
-        .basic_auth(user, Some(pass))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let json = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    (status, headers, json)
-}
-
-async fn send(carrier: &Carrier, fields: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
-    send_as(carrier, SID, TOKEN, fields).await
-}
-
-fn assert_twilio_error(status: StatusCode, json: &Value, http: u16, code: u64) {
-    assert_eq!(status.as_u16(), http, "{json}");
-    assert_eq!(json["code"], code, "{json}");
-    assert_eq!(json["status"], http);
-    assert_eq!(
-        json["more_info"],
-        format!("https://www.twilio.com/docs/errors/{code}")
-    );
-    assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
-}
-
-/// One webhook request as seen by a test receiver.
-#[derive(Clone, Debug)]
-struct Hit {
-    url: String,
-    signature: String,
-    form: Vec<(String, String)>,
-}
-
-impl Hit {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.form
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    base: String,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    failures_left: Arc<Mutex<u32>>,
-}
-
-async fn receive(
-    State(rx): State<Receiver>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let signature = headers
-        .get("x-twilio-signature")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let form = serde_urlencoded::from_bytes(&body).unwrap();
-    let url = format!("{}{}", rx.base, uri);
-    rx.hits.lock().unwrap().push(Hit {
-        url,
-        signature,
-        form,
-    });
-    let mut failures = rx.failures_left.lock().unwrap();
-    if *failures > 0 {
-        *failures -= 1;
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    StatusCode::OK
-}
-
-/// Starts a webhook receiver that fails its first `failures` requests with HTTP 500.
-async fn receiver(failures: u32) -> Receiver {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rx = Receiver {
-        base: format!("http://{}", listener.local_addr().unwrap()),
-        failures_left: Arc::new(Mutex::new(failures)),
-        ..Receiver::default()
-    };
-    let app = Router::new()
-        .route("/status", post(receive))
-        .route("/sms/inbound", post(receive))
-        .with_state(rx.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    rx
-}
 
 /// A valid send gets HTTP 201 and Twilio's Message JSON, with string counts and an SM sid.
 #[tokio::test]
@@ -147,7 +23,7 @@ async fn create_returns_message_json() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{json}");
     let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/twilio-create-message.json")).unwrap();
+        serde_json::from_str(herald_testkit::fixtures::TWILIO_CREATE_MESSAGE).unwrap();
     let mut expected: Vec<&str> = fixture["response_201_properties"]
         .as_array()
         .unwrap()
@@ -538,74 +414,6 @@ async fn messaging_service_send() {
             .all(|h| h.field("MessagingServiceSid") == Some(ms) && h.field("From") == Some(FROM))
     );
 }
-
-/// Inbound messages are posted with Twilio's fields and a valid signature; STOP blocks later sends.
-#[tokio::test]
-async fn inbound_is_signed_and_stop_opts_out() {
-    let rx = receiver(0).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let inbound = format!("{}/sms/inbound", rx.base);
-    let carrier = carrier::spawn(
-        listener,
-        CarrierConfig {
-            inbound_url: Some(inbound.clone()),
-            ..config()
-        },
-    )
-    .await;
-    let status = carrier
-        .send_inbound("+14155552671", FROM, "STOP")
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::OK);
-    let hit = rx.hits.lock().unwrap()[0].clone();
-    assert_eq!(hit.url, inbound);
-    assert!(verify_twilio_signature(
-        TOKEN,
-        &inbound,
-        &hit.form,
-        &hit.signature
-    ));
-    let sid = hit.field("MessageSid").unwrap();
-    assert!(sid.starts_with("SM") && sid.len() == 34);
-    assert_eq!(hit.field("SmsSid"), Some(sid));
-    assert_eq!(hit.field("SmsMessageSid"), Some(sid));
-    for (name, value) in [
-        ("AccountSid", SID),
-        ("From", "+14155552671"),
-        ("To", FROM),
-        ("Body", "STOP"),
-        ("NumMedia", "0"),
-        ("NumSegments", "1"),
-        ("SmsStatus", "received"),
-        ("ApiVersion", "2010-04-01"),
-        ("FromCity", ""),
-        ("ToZip", ""),
-    ] {
-        assert_eq!(hit.field(name), Some(value), "{name}");
-    }
-
-    let fields = [("To", "+14155552671"), ("From", FROM), ("Body", "Hi")];
-    let (s, _, j) = send(&carrier, &fields).await;
-    assert_twilio_error(s, &j, 400, 21610);
-    carrier
-        .send_inbound("+14155552671", FROM, " start ")
-        .await
-        .unwrap();
-    let (s, _, _) = send(&carrier, &fields).await;
-    assert_eq!(s, StatusCode::CREATED);
-}
-
-/// Without an inbound URL, `send_inbound` fails instead of posting.
-#[tokio::test]
-async fn inbound_needs_url() {
-    let carrier = start().await;
-    assert!(matches!(
-        carrier.send_inbound("+14155552671", FROM, "hi").await,
-        Err(carrier::CarrierError::NoInboundUrl)
-    ));
-}
-
 /// The router also works in-process through tower's `oneshot`.
 #[tokio::test]
 async fn router_oneshot() {

@@ -1,4 +1,4 @@
-//! Background message lifecycle with signed status callbacks, and simulated inbound webhooks.
+//! The background lifecycle of an outbound message, with signed status callbacks.
 
 use std::time::{Duration, Instant};
 
@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
 use super::CarrierError;
+use super::billing::{format_price, rough_segments};
 use super::signature::twilio_signature;
 use super::state::{CarrierState, MessageRecord, RecordedCallback, new_sid};
-use super::validate::segments;
 
 /// Attempts per status callback (the first try plus retries).
 const CALLBACK_ATTEMPTS: u32 = 3;
@@ -17,8 +17,6 @@ const CALLBACK_ATTEMPTS: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Sender a Messaging Service "picks" when a message names no `From` (Twilio's test sender).
 const POOL_SENDER: &str = "+15005550006";
-/// Price per segment, in units of 0.00001 USD (US long code, 0.0083).
-const PRICE_PER_SEGMENT: u64 = 830;
 
 /// Current time as an RFC 2822 string, Twilio's date format.
 pub(crate) fn now_rfc2822() -> String {
@@ -78,11 +76,11 @@ impl Step {
                 if record.from.is_none() {
                     record.from = Some(POOL_SENDER.to_owned());
                 }
-                record.num_segments = segments(&record.body).to_string();
+                record.num_segments = rough_segments(&record.body).to_string();
             }
             Step::Sent => record.date_sent = Some(now),
             Step::Delivered => {
-                let segs = record.num_segments.parse::<u64>().unwrap_or(1);
+                let segs = record.num_segments.parse::<usize>().unwrap_or(1);
                 record.price = Some(format_price(segs));
             }
             Step::Undelivered(code) | Step::Failed(code) => {
@@ -99,12 +97,6 @@ fn error_text(code: u32) -> &'static str {
         30007 => "Message filtered",
         _ => "Unknown error",
     }
-}
-
-/// `-0.00830` per segment.
-fn format_price(segments: u64) -> String {
-    let total = PRICE_PER_SEGMENT * segments;
-    format!("-{}.{:05}", total / 100_000, total % 100_000)
 }
 
 /// The statuses a message will go through after creation, chosen from its recipient.
@@ -180,7 +172,7 @@ fn callback_params(
 }
 
 /// Posts `params` to `url` as a signed Twilio webhook; returns the response status.
-async fn post_signed(
+pub(super) async fn post_signed(
     state: &CarrierState,
     url: &str,
     params: &[(String, String)],
@@ -230,89 +222,9 @@ async fn post_callback(state: &CarrierState, url: &str, params: Vec<(String, Str
     tracing::warn!(%url, attempts = CALLBACK_ATTEMPTS, "dropping undeliverable status callback");
 }
 
-/// Country of a number for the geo fields: only NANP is recognised, the rest stay empty.
-fn country(number: &str) -> &'static str {
-    if number.starts_with("+1") { "US" } else { "" }
-}
-
-/// Posts a signed inbound-message webhook for `from` texting `body` to `to` (see sms-protocols.md §2.4).
-pub(crate) async fn send_inbound(
-    state: &CarrierState,
-    from: &str,
-    to: &str,
-    body: &str,
-) -> Result<StatusCode, CarrierError> {
-    let url = state.inbound_url().ok_or(CarrierError::NoInboundUrl)?;
-    let sid = new_sid("SM");
-    let account_sid = state.config().account_sid.clone();
-    let num_segments = segments(body).to_string();
-    let now = now_rfc2822();
-    state.insert_message(MessageRecord {
-        account_sid: account_sid.clone(),
-        api_version: "2010-04-01".to_owned(),
-        body: body.to_owned(),
-        date_created: now.clone(),
-        date_sent: Some(now.clone()),
-        date_updated: now,
-        direction: "inbound".to_owned(),
-        error_code: None,
-        error_message: None,
-        from: Some(from.to_owned()),
-        messaging_service_sid: None,
-        num_media: "0".to_owned(),
-        num_segments: num_segments.clone(),
-        price: None,
-        price_unit: "USD".to_owned(),
-        sid: sid.clone(),
-        status: "received".to_owned(),
-        subresource_uris: Default::default(),
-        to: to.to_owned(),
-        uri: format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"),
-    });
-    // Twilio keeps its own opt-out list from the same keywords (later sends fail with 21610).
-    match crate::keywords::classify(body) {
-        Some(crate::keywords::Keyword::Stop) => state.set_opted_out(from, to, true),
-        Some(crate::keywords::Keyword::Start) => state.set_opted_out(from, to, false),
-        _ => {}
-    }
-    let fields: Vec<(&str, String)> = vec![
-        ("ToCountry", country(to).to_owned()),
-        ("ToState", String::new()),
-        ("SmsMessageSid", sid.clone()),
-        ("NumMedia", "0".to_owned()),
-        ("ToCity", String::new()),
-        ("FromZip", String::new()),
-        ("SmsSid", sid.clone()),
-        ("FromState", String::new()),
-        ("SmsStatus", "received".to_owned()),
-        ("FromCity", String::new()),
-        ("Body", body.to_owned()),
-        ("FromCountry", country(from).to_owned()),
-        ("To", to.to_owned()),
-        ("ToZip", String::new()),
-        ("NumSegments", num_segments),
-        ("MessageSid", sid),
-        ("AccountSid", account_sid),
-        ("From", from.to_owned()),
-        ("ApiVersion", "2010-04-01".to_owned()),
-    ];
-    let params: Vec<(String, String)> =
-        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let signature = twilio_signature(&state.config().auth_token, &url, &params);
-    post_signed(state, &url, &params, &signature).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Prices are negative, five decimals, per segment.
-    #[test]
-    fn price_format() {
-        assert_eq!(format_price(1), "-0.00830");
-        assert_eq!(format_price(3), "-0.02490");
-        assert_eq!(format_price(200), "-1.66000");
-    }
 
     /// `RawDlrDoneDate` is ten digits.
     #[test]

@@ -1,4 +1,8 @@
-//! Request validation in Twilio's order, Twilio's error texts, E.164 and segment counting.
+//! Request validation in Twilio's order, and Twilio's error texts.
+//!
+//! Phone numbers are checked the way Twilio checks them, with libphonenumber's metadata (the
+//! `phonenumber` crate): a number must parse in international form and be a valid number for its
+//! country; the carrier then uses its E.164 form, as Twilio's responses and webhooks do.
 
 use super::state::CarrierState;
 
@@ -35,44 +39,16 @@ pub(crate) fn default_message(code: u32) -> String {
     text.to_owned()
 }
 
-/// `^\+[1-9]\d{1,14}$`
-pub(crate) fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+/// The E.164 form of `number` when it is a valid phone number written in international form.
+pub(crate) fn e164(number: &str) -> Option<String> {
+    let parsed = phonenumber::parse(None, number).ok()?;
+    phonenumber::is_valid(&parsed)
+        .then(|| parsed.format().mode(phonenumber::Mode::E164).to_string())
 }
 
-/// Segment count: GSM-7 (160 / 153 septets, extension characters cost 2) when every character is
-/// in the GSM alphabet, otherwise UCS-2 (70 / 67 UTF-16 units). Approximate: no split rules.
-pub(crate) fn segments(body: &str) -> usize {
-    const GSM: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-                       ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    const GSM_EXT: &str = "\u{c}^{}\\[~]|€";
-    let mut septets = 0usize;
-    let mut gsm = true;
-    for c in body.chars() {
-        if GSM.contains(c) {
-            septets += 1;
-        } else if GSM_EXT.contains(c) {
-            septets += 2;
-        } else {
-            gsm = false;
-            break;
-        }
-    }
-    let (units, single, multi) = if gsm {
-        (septets, 160, 153)
-    } else {
-        (body.encode_utf16().count(), 70, 67)
-    };
-    match units {
-        0 => 1,
-        n if n <= single => 1,
-        n => n.div_ceil(multi),
-    }
+/// Loads the phone-number metadata, which otherwise happens on the first request.
+pub(crate) fn warm_up() {
+    let _ = e164("+15005550006");
 }
 
 fn first<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -99,12 +75,12 @@ pub(crate) fn validate(
     let Some(to) = first(form, "To") else {
         return Err((21604, default_message(21604)));
     };
-    if !is_e164(to) {
+    let Some(to) = e164(to) else {
         return Err((
             21211,
             format!("The 'To' number {to} is not a valid phone number."),
         ));
-    }
+    };
     let from = first(form, "From");
     let messaging_service_sid = first(form, "MessagingServiceSid");
     if from.is_none() && messaging_service_sid.is_none() {
@@ -134,7 +110,7 @@ pub(crate) fn validate(
         }
     }
     let sender = from.unwrap_or("your Messaging Service");
-    match to {
+    match to.as_str() {
         "+15005550001" => {
             return Err((
                 21211,
@@ -152,12 +128,12 @@ pub(crate) fn validate(
         _ => {}
     }
     if let Some(from) = from
-        && state.is_opted_out(to, from)
+        && state.is_opted_out(&to, from)
     {
         return Err((21610, default_message(21610)));
     }
     Ok(SendRequest {
-        to: to.to_owned(),
+        to,
         from: from.map(str::to_owned),
         messaging_service_sid: messaging_service_sid.map(str::to_owned),
         body: body.to_owned(),
@@ -170,28 +146,21 @@ pub(crate) fn validate(
 mod tests {
     use super::*;
 
-    /// E.164 needs a plus, a non-zero first digit and 2 to 15 digits.
+    /// Valid numbers in international form come back in E.164; anything else is refused.
     #[test]
-    fn e164() {
-        assert!(is_e164("+14155552671"));
-        assert!(is_e164("+12"));
-        assert!(!is_e164("14155552671"));
-        assert!(!is_e164("+04155552671"));
-        assert!(!is_e164("+1415555267100000"));
-        assert!(!is_e164("+1 415 555 2671"));
-    }
-
-    /// GSM-7 bodies use 160/153 septets, others 70/67 UTF-16 units.
-    #[test]
-    fn segment_counts() {
-        assert_eq!(segments("hi"), 1);
-        assert_eq!(segments(&"a".repeat(160)), 1);
-        assert_eq!(segments(&"a".repeat(161)), 2);
-        assert_eq!(segments(&"a".repeat(307)), 3);
-        assert_eq!(segments(&"€".repeat(80)), 1);
-        assert_eq!(segments(&"€".repeat(81)), 2);
-        assert_eq!(segments(&"ç".repeat(70)), 1);
-        assert_eq!(segments(&"ç".repeat(71)), 2);
-        assert_eq!(segments("😀"), 1);
+    fn phone_numbers() {
+        assert_eq!(e164("+14155552671").as_deref(), Some("+14155552671"));
+        assert_eq!(e164("+1 415 555 2671").as_deref(), Some("+14155552671"));
+        assert_eq!(e164("+15005550006").as_deref(), Some("+15005550006"));
+        for bad in [
+            "14155552671",
+            "+04155552671",
+            "+1415555267100000",
+            "+12",
+            "",
+            "+1555123456",
+        ] {
+            assert_eq!(e164(bad), None, "{bad}");
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! and `GET …/Messages/{MessageSid}.json` with Twilio's authentication, validation, error bodies and
 //! magic test numbers. Accepted messages move through `sent` → `delivered` (or a failure) in the
 //! background, and each step is posted to the message's `StatusCallback`, signed with
-//! `X-Twilio-Signature`. [`Carrier::send_inbound`] simulates a handset texting in.
+//! `X-Twilio-Signature`. [`Carrier::send_inbound`] simulates a handset texting in, and so does
+//! `POST /testkit/inbound` from outside the process (see [`request_inbound`]).
 //!
 //! Recipient numbers with special behaviour:
 //!
@@ -19,9 +20,14 @@
 //!
 //! A recipient that texted an opt-out keyword (STOP, UNSUBSCRIBE, …) through
 //! [`Carrier::send_inbound`] gets 21610 for sends from that number until it texts START.
+//!
+//! Segment counts and prices are Twilio-shaped but rough (see `billing.rs`): Herald's own count
+//! is the exact one.
 
 mod api;
+mod billing;
 mod callbacks;
+mod inbound;
 mod signature;
 mod state;
 mod validate;
@@ -34,6 +40,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use api::router;
+pub use inbound::{INBOUND_PATH, InboundReceipt, InboundRequest, request_inbound};
 pub use signature::{twilio_signature, verify_twilio_signature};
 pub use state::{CarrierState, MessageRecord, RecordedCallback, RecordedRequest, ScriptedResponse};
 
@@ -75,7 +82,7 @@ impl Default for CarrierConfig {
     }
 }
 
-/// Errors from [`Carrier::send_inbound`].
+/// Errors from simulating an inbound message ([`Carrier::send_inbound`], [`request_inbound`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CarrierError {
     /// No inbound URL is configured.
@@ -87,6 +94,22 @@ pub enum CarrierError {
     /// The webhook request failed before a response arrived.
     #[error("inbound webhook request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// The carrier's `POST /testkit/inbound` could not be reached.
+    #[error("could not reach the carrier at {url} (is `herald demo` running?): {source}")]
+    Unreachable {
+        /// The endpoint's URL.
+        url: String,
+        /// Why the request failed.
+        source: reqwest::Error,
+    },
+    /// The carrier refused a simulated inbound message.
+    #[error("the carrier refused the inbound message (HTTP {status}): {message}")]
+    Refused {
+        /// The carrier's HTTP status.
+        status: u16,
+        /// The carrier's explanation.
+        message: String,
+    },
 }
 
 /// Handle to a running fake carrier. Dropping it stops the server.
@@ -106,6 +129,8 @@ pub async fn spawn(listener: TcpListener, config: CarrierConfig) -> Carrier {
             "http://127.0.0.1:0".to_owned()
         }
     };
+    // libphonenumber's metadata loads on first use; pay for it here, not inside a client's timeout.
+    let _ = tokio::task::spawn_blocking(validate::warm_up).await;
     let state = CarrierState::new(config);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -230,7 +255,8 @@ impl Carrier {
         to: &str,
         body: &str,
     ) -> Result<StatusCode, CarrierError> {
-        callbacks::send_inbound(&self.state, from, to, body).await
+        let posted = inbound::post_inbound(&self.state, from, to, body).await?;
+        Ok(posted.status)
     }
 
     /// Stops the server (waiting briefly for requests in flight) and cancels pending callbacks.

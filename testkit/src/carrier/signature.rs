@@ -1,4 +1,4 @@
-//! Twilio request signing (`X-Twilio-Signature`), as described in sms-protocols.md §2.5.
+//! Twilio request signing (`X-Twilio-Signature`), as described in `reference/sms-protocols.md` §2.5.
 //!
 //! The string to sign is the full URL exactly as requested (query string untouched), followed by
 //! every form parameter as `name` + `value`, sorted by name and then by value (byte order). The
@@ -12,24 +12,10 @@ use sha1::Sha1;
 /// Computes the `X-Twilio-Signature` value Twilio would send for a form-encoded POST of `params`
 /// to `url`, signed with `auth_token`.
 pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.0.as_bytes()
-            .cmp(b.0.as_bytes())
-            .then(a.1.as_bytes().cmp(b.1.as_bytes()))
-    });
-    let mut payload = String::with_capacity(url.len() + 64);
-    payload.push_str(url);
-    for (name, value) in sorted {
-        payload.push_str(name);
-        payload.push_str(value);
+    match signed_mac(auth_token, url, params) {
+        Some(mac) => STANDARD.encode(mac.finalize().into_bytes()),
+        None => String::new(),
     }
-    // HMAC accepts keys of any length, so this cannot fail; fall back to an empty string anyway.
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(payload.as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// Checks `signature` against the one expected for `url` and `params`, in constant time.
@@ -39,16 +25,28 @@ pub fn verify_twilio_signature(
     params: &[(String, String)],
     signature: &str,
 ) -> bool {
-    let expected = twilio_signature(auth_token, url, params);
-    constant_time_eq(expected.as_bytes(), signature.as_bytes())
+    let Ok(given) = STANDARD.decode(signature) else {
+        return false;
+    };
+    signed_mac(auth_token, url, params).is_some_and(|mac| mac.verify_slice(&given).is_ok())
 }
 
-/// Compares two byte strings without stopping at the first difference.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The HMAC-SHA1 state after the string to sign for `url` and `params`.
+fn signed_mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Option<Hmac<Sha1>> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.0.as_bytes()
+            .cmp(b.0.as_bytes())
+            .then(a.1.as_bytes().cmp(b.1.as_bytes()))
+    });
+    // HMAC accepts keys of any length, so this never fails in practice.
+    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).ok()?;
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    Some(mac)
 }
 
 #[cfg(test)]
