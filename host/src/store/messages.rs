@@ -40,6 +40,7 @@ where
             _ => None,
         };
         let metadata: Option<String> = row.try_get("metadata")?;
+        let provider_segments: Option<i32> = row.try_get("provider_segments")?;
         Ok(Message {
             id: row.try_get("id")?,
             tenant_id: row.try_get("tenant_id")?,
@@ -50,6 +51,9 @@ where
             category: row.try_get("category")?,
             encoding: encoding(row.try_get("encoding")?)?,
             segments: count(row.try_get("segments")?, "segments")?,
+            provider_segments: provider_segments
+                .map(|value| count(value, "provider_segments"))
+                .transpose()?,
             units: count(row.try_get("units")?, "units")?,
             status: status(row.try_get("status")?)?,
             provider: row.try_get("provider")?,
@@ -174,14 +178,15 @@ where
         }
         sqlx::query(
             "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
-                 segments = COALESCE($4, segments), price_micros = COALESCE($5, price_micros),
+                 provider_segments = COALESCE($4, provider_segments),
+                 price_micros = COALESCE($5, price_micros),
                  price_currency = COALESCE($6, price_currency)
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant)
         .bind(id)
         .bind(facts.provider_message_id)
-        .bind(facts.segments.map(db_int))
+        .bind(facts.provider_segments.map(db_int))
         .bind(facts.price.map(|price| price.micros))
         .bind(facts.price.map(|price| price.currency.as_str()))
         .execute(&mut *conn)
@@ -283,7 +288,7 @@ where
         };
         let facts = Facts {
             provider_message_id: update.provider_message_id.as_deref(),
-            segments: update.segments,
+            provider_segments: update.segments,
             price: update.price.as_ref(),
         };
         Self::record_facts(&mut tx, tenant, &current.id, &facts).await?;

@@ -227,8 +227,8 @@ impl Store {
     }
 
     /// Records that the provider accepted the attempt: removes the queue entry, stores the
-    /// provider's id, segments and price, and moves the message to `sent` unless a callback
-    /// already moved it further. Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
+    /// provider's id, its segment count (as [`Message::provider_segments`]) and price, and moves
+    /// the message to `sent` unless a callback already moved it further. Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
     pub async fn complete_accepted(
         &self,
         lease: LeaseRef<'_>,
@@ -279,8 +279,9 @@ impl Store {
     }
 
     /// Applies a status report atomically with the monotonic rule ([`advance`]): an event is
-    /// recorded only when the status moves; reported segments, price and a missing provider
-    /// message id are stored either way. `None` when no message matches.
+    /// recorded only when the status moves; a reported segment count (as
+    /// [`Message::provider_segments`]), price and a missing provider message id are stored either
+    /// way. `None` when no message matches.
     pub async fn apply_status(
         &self,
         tenant: &str,

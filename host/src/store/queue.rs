@@ -127,7 +127,7 @@ where
         .await?;
         let facts = Facts {
             provider_message_id: None,
-            segments: accepted.segments,
+            provider_segments: accepted.segments,
             price: accepted.price.as_ref(),
         };
         Self::record_facts(&mut tx, lease.tenant_id, lease.message_id, &facts).await?;

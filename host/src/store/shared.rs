@@ -40,13 +40,16 @@ impl<'a> Change<'a> {
 /// What a provider reported about a message that is stored whatever its status.
 pub(super) struct Facts<'a> {
     pub(super) provider_message_id: Option<&'a str>,
-    pub(super) segments: Option<u32>,
+    /// Stored as `provider_segments`: Herald's own `segments` count is never replaced.
+    pub(super) provider_segments: Option<u32>,
     pub(super) price: Option<&'a Money>,
 }
 
 impl Facts<'_> {
     pub(super) fn is_empty(&self) -> bool {
-        self.provider_message_id.is_none() && self.segments.is_none() && self.price.is_none()
+        self.provider_message_id.is_none()
+            && self.provider_segments.is_none()
+            && self.price.is_none()
     }
 }
 
