@@ -24,6 +24,7 @@ on_each_backend!(
     finish_ends_the_attempts,
     callback_for_an_interrupted_attempt_prevents_a_resend,
     status_reports_only_move_forward,
+    provider_segment_counts_never_replace_heralds,
     opt_outs_are_category_aware_and_audited,
     inbound_retries_are_stored_once,
     template_names_are_unique_per_tenant,
@@ -131,6 +132,7 @@ async fn enqueue_stores_message_entry_and_event(store: Store) {
     assert_eq!(stored.status, MessageStatus::Queued);
     assert_eq!(stored.encoding, Encoding::Gsm7);
     assert_eq!(stored.attempts, 0);
+    assert_eq!((stored.segments, stored.provider_segments), (1, None));
     assert_eq!(stored.metadata, new.metadata);
     assert_eq!((stored.created_at, stored.updated_at), (T0, T0));
 
@@ -322,7 +324,7 @@ async fn callback_for_an_interrupted_attempt_prevents_a_resend(store: Store) {
 }
 
 /// Late, duplicate and out-of-order status reports never move a message backwards, yet the price
-/// they report is stored.
+/// and segment count they report are stored.
 async fn status_reports_only_move_forward(store: Store) {
     let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
     let job = claim(&store, T0, 1).await.remove(0);
@@ -378,7 +380,8 @@ async fn status_reports_only_move_forward(store: Store) {
         duplicate.message.price.as_ref().map(|price| price.micros),
         Some(7_900)
     );
-    assert_eq!(duplicate.message.segments, 2);
+    assert_eq!(duplicate.message.provider_segments, Some(2));
+    assert_eq!(duplicate.message.segments, 1, "Herald's own count stays");
 
     let read = store
         .apply_status("default", &report("SM1", MessageStatus::Read, T0 + 6))
@@ -390,6 +393,49 @@ async fn status_reports_only_move_forward(store: Store) {
     assert_eq!(
         statuses(&store, "default", &id).await,
         [Queued, Sending, Delivered, Read]
+    );
+}
+
+/// The segment counts a provider reports, on acceptance and in a later callback, are kept as
+/// `provider_segments`, while `segments` stays the count Herald made at acceptance.
+async fn provider_segment_counts_never_replace_heralds(store: Store) {
+    let id = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let job = claim(&store, T0, 1).await.remove(0);
+    let answer = Accepted {
+        segments: Some(3),
+        ..accepted("SM1")
+    };
+    let outcome = store
+        .complete_accepted(job.lease(), &answer, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+    let stored = get(&store, &id).await;
+    assert_eq!((stored.segments, stored.provider_segments), (1, Some(3)));
+
+    let callback = StatusUpdate {
+        segments: Some(4),
+        ..report("SM1", MessageStatus::Delivered, T0 + 2)
+    };
+    let applied = store
+        .apply_status("default", &callback)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(applied.changed);
+    let after = (applied.message.segments, applied.message.provider_segments);
+    assert_eq!(after, (1, Some(4)));
+    assert_eq!(get(&store, &id).await, applied.message);
+
+    let silent = store
+        .apply_status("default", &report("SM1", MessageStatus::Delivered, T0 + 3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        silent.message.provider_segments,
+        Some(4),
+        "a report without a count keeps the last one"
     );
 }
 

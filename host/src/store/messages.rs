@@ -1,370 +1,403 @@
 //! Messages and their status history: enqueue with idempotency, the monotonic status rule applied
-//! to provider reports, reads and keyset-paginated listing. Expanded per backend by
-//! [`backend_queries`](super::shared::backend_queries).
+//! to provider reports, reads and keyset-paginated listing; plus the row helpers the queue shares
+//! (reading a message under its row lock, recording a status change).
 
-/// Expands the message queries; invoked by [`backend_queries`](super::shared::backend_queries).
-macro_rules! message_queries {
-    (begin = $begin:literal, lock = $lock:literal $(, notify = $notify:literal)?) => {
-        fn message_from_row(row: &DbRow) -> Result<Message> {
-            let price = match (row.try_get("price_micros")?, row.try_get("price_currency")?) {
-                (Some(micros), Some(currency)) => Some(Money { micros, currency }),
-                _ => None,
-            };
-            let metadata: Option<String> = row.try_get("metadata")?;
-            Ok(Message {
-                id: row.try_get("id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                to_number: row.try_get("to_number")?,
-                sender: row.try_get("sender")?,
-                body: row.try_get("body")?,
-                template_id: row.try_get("template_id")?,
-                category: row.try_get("category")?,
-                encoding: encoding(row.try_get("encoding")?)?,
-                segments: count(row.try_get("segments")?, "segments")?,
-                units: count(row.try_get("units")?, "units")?,
-                status: status(row.try_get("status")?)?,
-                provider: row.try_get("provider")?,
-                provider_message_id: row.try_get("provider_message_id")?,
-                attempts: count(row.try_get("attempts")?, "attempts")?,
-                max_attempts: count(row.try_get("max_attempts")?, "max_attempts")?,
-                customer_id: row.try_get("customer_id")?,
-                order_id: row.try_get("order_id")?,
-                reservation_id: row.try_get("reservation_id")?,
-                metadata: metadata.map(|text| json(&text, "metadata")).transpose()?,
-                idempotency_key: row.try_get("idempotency_key")?,
-                request_hash: row.try_get("request_hash")?,
-                price,
-                error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
-        fn event_from_row(row: &DbRow) -> Result<StatusEvent> {
-            Ok(StatusEvent {
-                id: row.try_get("id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                message_id: row.try_get("message_id")?,
-                status: status(row.try_get("status")?)?,
-                provider_status: row.try_get("provider_status")?,
-                error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
-                source: word(row.try_get("source")?)?,
-                occurred_at: row.try_get("occurred_at")?,
-            })
-        }
+use super::dialect::{Dialect, Queries, Value};
+use super::error::{Result, StoreError};
+use super::ids::{decode_cursor, encode_cursor};
+use super::model::{
+    ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
+    Money, NewMessage, Page, StatusEvent, StatusUpdate, advance,
+};
+use super::shared::{
+    Change, DEFAULT_PAGE, Facts, MAX_PAGE, count, db_int, encoding, error_info, json, name_of,
+    status, word,
+};
 
-        /// Records a status change in the message's history.
-        async fn insert_event(
-            conn: &mut Conn,
-            tenant: &str,
-            id: &str,
-            change: &Change<'_>,
-        ) -> Result<()> {
-            sqlx::query(
-                "INSERT INTO status_events (tenant_id, message_id, status, provider_status,
-                     error_code, error_message, source, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
+/// One message by id; [`Dialect::LOCK_ROWS`] is appended when it is read to be written.
+const SELECT_MESSAGE: &str = "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2";
+
+/// One message by its provider's id, locked like [`SELECT_MESSAGE`].
+const SELECT_BY_PROVIDER_ID: &str = "SELECT * FROM messages
+     WHERE tenant_id = $1 AND provider = $2 AND provider_message_id = $3";
+
+impl<DB: Dialect> Queries<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Value<'a, DB> + ColumnIndex<DB::Row>,
+    for<'a> Option<&'a str>: Value<'a, DB>,
+    String: for<'a> Decode<'a, DB> + Type<DB>,
+    i32: for<'a> Value<'a, DB>,
+    i64: for<'a> Value<'a, DB>,
+    Option<i32>: for<'a> Value<'a, DB>,
+    Option<i64>: for<'a> Value<'a, DB>,
+{
+    pub(super) fn message_from_row(row: &DB::Row) -> Result<Message> {
+        let price = match (row.try_get("price_micros")?, row.try_get("price_currency")?) {
+            (Some(micros), Some(currency)) => Some(Money { micros, currency }),
+            _ => None,
+        };
+        let metadata: Option<String> = row.try_get("metadata")?;
+        let provider_segments: Option<i32> = row.try_get("provider_segments")?;
+        Ok(Message {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            to_number: row.try_get("to_number")?,
+            sender: row.try_get("sender")?,
+            body: row.try_get("body")?,
+            template_id: row.try_get("template_id")?,
+            category: row.try_get("category")?,
+            encoding: encoding(row.try_get("encoding")?)?,
+            segments: count(row.try_get("segments")?, "segments")?,
+            provider_segments: provider_segments
+                .map(|value| count(value, "provider_segments"))
+                .transpose()?,
+            units: count(row.try_get("units")?, "units")?,
+            status: status(row.try_get("status")?)?,
+            provider: row.try_get("provider")?,
+            provider_message_id: row.try_get("provider_message_id")?,
+            attempts: count(row.try_get("attempts")?, "attempts")?,
+            max_attempts: count(row.try_get("max_attempts")?, "max_attempts")?,
+            customer_id: row.try_get("customer_id")?,
+            order_id: row.try_get("order_id")?,
+            reservation_id: row.try_get("reservation_id")?,
+            metadata: metadata.map(|text| json(&text, "metadata")).transpose()?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            request_hash: row.try_get("request_hash")?,
+            price,
+            error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    fn event_from_row(row: &DB::Row) -> Result<StatusEvent> {
+        Ok(StatusEvent {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            message_id: row.try_get("message_id")?,
+            status: status(row.try_get("status")?)?,
+            provider_status: row.try_get("provider_status")?,
+            error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
+            source: word(row.try_get("source")?)?,
+            occurred_at: row.try_get("occurred_at")?,
+        })
+    }
+
+    /// Records a status change in the message's history.
+    pub(super) async fn insert_event(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        id: &str,
+        change: &Change<'_>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO status_events (tenant_id, message_id, status, provider_status,
+                 error_code, error_message, source, occurred_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(change.status.as_str())
+        .bind(change.provider_status)
+        .bind(change.error.and_then(|error| error.code.as_deref()))
+        .bind(change.error.and_then(|error| error.message.as_deref()))
+        .bind(name_of(&change.source).as_str())
+        .bind(change.now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the status and error columns, and records the change as an event.
+    pub(super) async fn transition(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        id: &str,
+        change: &Change<'_>,
+    ) -> Result<Message> {
+        let row = sqlx::query(
+            "UPDATE messages
+             SET status = $3, error_code = $4, error_message = $5, updated_at = $6
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING *",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(change.status.as_str())
+        .bind(change.error.and_then(|error| error.code.as_deref()))
+        .bind(change.error.and_then(|error| error.message.as_deref()))
+        .bind(change.now)
+        .fetch_one(&mut *conn)
+        .await?;
+        Self::insert_event(conn, tenant, id, change).await?;
+        Self::message_from_row(&row)
+    }
+
+    /// Reads a message for a read-decide-write, locking its row where the backend needs it.
+    pub(super) async fn lock_message(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Message>> {
+        let row = sqlx::query(locking::<DB>(SELECT_MESSAGE))
             .bind(tenant)
             .bind(id)
-            .bind(change.status.as_str())
-            .bind(change.provider_status)
-            .bind(change.error.and_then(|error| error.code.as_deref()))
-            .bind(change.error.and_then(|error| error.message.as_deref()))
-            .bind(name_of(&change.source))
-            .bind(change.now)
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-            Ok(())
-        }
+        row.as_ref().map(Self::message_from_row).transpose()
+    }
 
-        /// Sets the status and error columns, and records the change as an event.
-        async fn transition(
-            conn: &mut Conn,
-            tenant: &str,
-            id: &str,
-            change: &Change<'_>,
-        ) -> Result<Message> {
-            let row = sqlx::query(
-                "UPDATE messages
-                 SET status = $3, error_code = $4, error_message = $5, updated_at = $6
-                 WHERE tenant_id = $1 AND id = $2
-                 RETURNING *",
-            )
+    /// Looks a message up by its provider id, locked like [`Self::lock_message`].
+    async fn lock_by_provider_id(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        provider: &str,
+        provider_id: &str,
+    ) -> Result<Option<Message>> {
+        let row = sqlx::query(locking::<DB>(SELECT_BY_PROVIDER_ID))
             .bind(tenant)
-            .bind(id)
-            .bind(change.status.as_str())
-            .bind(change.error.and_then(|error| error.code.as_deref()))
-            .bind(change.error.and_then(|error| error.message.as_deref()))
-            .bind(change.now)
-            .fetch_one(&mut *conn)
+            .bind(provider)
+            .bind(provider_id)
+            .fetch_optional(&mut *conn)
             .await?;
-            insert_event(conn, tenant, id, change).await?;
-            message_from_row(&row)
-        }
+        row.as_ref().map(Self::message_from_row).transpose()
+    }
 
-        /// Reads a message for a read-decide-write, locking its row where the backend needs it.
-        async fn lock_message(conn: &mut Conn, tenant: &str, id: &str) -> Result<Option<Message>> {
-            let sql = concat!(
-                "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2",
-                $lock
-            );
-            let row = sqlx::query(sql)
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            row.as_ref().map(message_from_row).transpose()
+    /// Stores what a provider reported about a message, whatever its status.
+    pub(super) async fn record_facts(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        id: &str,
+        facts: &Facts<'_>,
+    ) -> Result<()> {
+        if facts.is_empty() {
+            return Ok(());
         }
+        sqlx::query(
+            "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
+                 provider_segments = COALESCE($4, provider_segments),
+                 price_micros = COALESCE($5, price_micros),
+                 price_currency = COALESCE($6, price_currency)
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(facts.provider_message_id)
+        .bind(facts.provider_segments.map(db_int))
+        .bind(facts.price.map(|price| price.micros))
+        .bind(facts.price.map(|price| price.currency.as_str()))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 
-        /// Looks a message up by its provider id, locked like [`lock_message`].
-        async fn lock_by_provider_id(
-            conn: &mut Conn,
-            tenant: &str,
-            provider: &str,
-            provider_id: &str,
-        ) -> Result<Option<Message>> {
-            let sql = concat!(
-                "SELECT * FROM messages
-                 WHERE tenant_id = $1 AND provider = $2 AND provider_message_id = $3",
-                $lock
-            );
-            let row = sqlx::query(sql)
-                .bind(tenant)
-                .bind(provider)
-                .bind(provider_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            row.as_ref().map(message_from_row).transpose()
-        }
-
-        /// Stores what a provider reported about a message, whatever its status.
-        async fn record_facts(
-            conn: &mut Conn,
-            tenant: &str,
-            id: &str,
-            facts: &Facts<'_>,
-        ) -> Result<()> {
-            if facts.is_empty() {
-                return Ok(());
-            }
-            sqlx::query(
-                "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
-                     segments = COALESCE($4, segments), price_micros = COALESCE($5, price_micros),
-                     price_currency = COALESCE($6, price_currency)
-                 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(facts.provider_message_id)
-            .bind(facts.segments.map(db_int))
-            .bind(facts.price.map(|price| price.micros))
-            .bind(facts.price.map(|price| price.currency.as_str()))
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        /// Stores and queues a new message in one transaction, or returns the message that its
-        /// idempotency key already names.
-        pub(super) async fn enqueue(pool: &Pool, new: &NewMessage) -> Result<Enqueued> {
-            let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
-            let mut tx = pool.begin_with($begin).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
-                     encoding, segments, units, status, provider, attempts, max_attempts,
-                     customer_id, order_id, reservation_id, metadata, idempotency_key,
-                     request_hash, created_at, updated_at, category)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, 0, $11, $12, $13, $14,
-                     $15, $16, $17, $18, $18, $19)
-                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-                 RETURNING *",
-            )
-            .bind(new.id.as_str())
-            .bind(new.tenant_id.as_str())
-            .bind(new.to_number.as_str())
-            .bind(new.sender.as_deref())
-            .bind(new.body.as_str())
-            .bind(new.template_id.as_deref())
-            .bind(new.encoding.as_str())
-            .bind(db_int(new.segments))
-            .bind(db_int(new.units))
-            .bind(new.provider.as_str())
-            .bind(db_int(new.max_attempts))
-            .bind(new.customer_id.as_deref())
-            .bind(new.order_id.as_deref())
-            .bind(new.reservation_id.as_deref())
-            .bind(metadata)
-            .bind(new.idempotency_key.as_deref())
-            .bind(new.request_hash.as_deref())
-            .bind(new.now)
-            .bind(new.category.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = inserted else {
-                // Only the idempotency key can conflict silently: the key is set.
-                let key = new.idempotency_key.clone().unwrap_or_default();
-                let row = sqlx::query(
-                    "SELECT * FROM messages WHERE tenant_id = $1 AND idempotency_key = $2",
-                )
-                .bind(new.tenant_id.as_str())
-                .bind(key.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing = message_from_row(&row)?;
-                return if existing.request_hash == new.request_hash {
-                    Ok(Enqueued::Existing(existing))
-                } else {
-                    Err(StoreError::IdempotencyConflict { key })
-                };
-            };
-            sqlx::query(
-                "INSERT INTO queue_entries (message_id, tenant_id, due_at) VALUES ($1, $2, $3)",
-            )
-            .bind(new.id.as_str())
-            .bind(new.tenant_id.as_str())
-            .bind(new.due_at.unwrap_or(new.now))
-            .execute(&mut *tx)
-            .await?;
-            let change = Change {
-                status: MessageStatus::Queued,
-                provider_status: None,
-                error: None,
-                source: EventSource::Api,
-                now: new.now,
-            };
-            insert_event(&mut tx, &new.tenant_id, &new.id, &change).await?;
-            $(sqlx::query($notify).execute(&mut *tx).await?;)?
-            tx.commit().await?;
-            Ok(Enqueued::Created(message_from_row(&row)?))
-        }
-
-        /// Applies a status report with the monotonic rule, under the message's row lock.
-        pub(super) async fn apply_status(
-            pool: &Pool,
-            tenant: &str,
-            update: &StatusUpdate,
-        ) -> Result<Option<ApplyResult>> {
-            let mut tx = pool.begin_with($begin).await?;
-            let current = match &update.lookup {
-                MessageLookup::Id(id) => lock_message(&mut tx, tenant, id).await?,
-                MessageLookup::Provider {
-                    provider,
-                    provider_message_id,
-                } => lock_by_provider_id(&mut tx, tenant, provider, provider_message_id).await?,
-            };
-            let Some(current) = current else {
-                return Ok(None);
-            };
-            let facts = Facts {
-                provider_message_id: update.provider_message_id.as_deref(),
-                segments: update.segments,
-                price: update.price.as_ref(),
-            };
-            record_facts(&mut tx, tenant, &current.id, &facts).await?;
-            let changed = advance(current.status, update.status);
-            let message = if changed {
-                let change = Change {
-                    status: update.status,
-                    provider_status: update.provider_status.as_deref(),
-                    error: update.error.as_ref(),
-                    source: update.source,
-                    now: update.now,
-                };
-                transition(&mut tx, tenant, &current.id, &change).await?
-            } else if facts.is_empty() {
-                current.clone()
+    /// Stores and queues a new message in one transaction, or returns the message that its
+    /// idempotency key already names.
+    pub(super) async fn enqueue(pool: &Pool<DB>, new: &NewMessage) -> Result<Enqueued> {
+        let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
+                 encoding, segments, units, status, provider, attempts, max_attempts,
+                 customer_id, order_id, reservation_id, metadata, idempotency_key,
+                 request_hash, created_at, updated_at, category)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, 0, $11, $12, $13, $14,
+                 $15, $16, $17, $18, $18, $19)
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+             RETURNING *",
+        )
+        .bind(new.id.as_str())
+        .bind(new.tenant_id.as_str())
+        .bind(new.to_number.as_str())
+        .bind(new.sender.as_deref())
+        .bind(new.body.as_str())
+        .bind(new.template_id.as_deref())
+        .bind(new.encoding.as_str())
+        .bind(db_int(new.segments))
+        .bind(db_int(new.units))
+        .bind(new.provider.as_str())
+        .bind(db_int(new.max_attempts))
+        .bind(new.customer_id.as_deref())
+        .bind(new.order_id.as_deref())
+        .bind(new.reservation_id.as_deref())
+        .bind(metadata.as_deref())
+        .bind(new.idempotency_key.as_deref())
+        .bind(new.request_hash.as_deref())
+        .bind(new.now)
+        .bind(new.category.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            // Only the idempotency key can conflict silently: the key is set.
+            let key = new.idempotency_key.clone().unwrap_or_default();
+            let row =
+                sqlx::query("SELECT * FROM messages WHERE tenant_id = $1 AND idempotency_key = $2")
+                    .bind(new.tenant_id.as_str())
+                    .bind(key.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let existing = Self::message_from_row(&row)?;
+            return if existing.request_hash == new.request_hash {
+                Ok(Enqueued::Existing(existing))
             } else {
-                lock_message(&mut tx, tenant, &current.id)
-                    .await?
-                    .unwrap_or_else(|| current.clone())
+                Err(StoreError::IdempotencyConflict { key })
             };
-            tx.commit().await?;
-            Ok(Some(ApplyResult {
-                message,
-                previous: current.status,
-                changed,
-            }))
+        };
+        sqlx::query(
+            "INSERT INTO queue_entries (message_id, tenant_id, due_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.tenant_id.as_str())
+        .bind(new.due_at.unwrap_or(new.now))
+        .execute(&mut *tx)
+        .await?;
+        let change = Change {
+            status: MessageStatus::Queued,
+            provider_status: None,
+            error: None,
+            source: EventSource::Api,
+            now: new.now,
+        };
+        Self::insert_event(&mut tx, &new.tenant_id, &new.id, &change).await?;
+        if let Some(notify) = DB::NOTIFY {
+            sqlx::query(notify).execute(&mut *tx).await?;
         }
+        tx.commit().await?;
+        Ok(Enqueued::Created(Self::message_from_row(&row)?))
+    }
 
-        /// Reads one message.
-        pub(super) async fn get_message(
-            pool: &Pool,
-            tenant: &str,
-            id: &str,
-        ) -> Result<Option<Message>> {
-            let row = sqlx::query("SELECT * FROM messages WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(message_from_row).transpose()
-        }
+    /// Applies a status report with the monotonic rule, under the message's row lock.
+    pub(super) async fn apply_status(
+        pool: &Pool<DB>,
+        tenant: &str,
+        update: &StatusUpdate,
+    ) -> Result<Option<ApplyResult>> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let current = match &update.lookup {
+            MessageLookup::Id(id) => Self::lock_message(&mut tx, tenant, id).await?,
+            MessageLookup::Provider {
+                provider,
+                provider_message_id,
+            } => Self::lock_by_provider_id(&mut tx, tenant, provider, provider_message_id).await?,
+        };
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let facts = Facts {
+            provider_message_id: update.provider_message_id.as_deref(),
+            provider_segments: update.segments,
+            price: update.price.as_ref(),
+        };
+        Self::record_facts(&mut tx, tenant, &current.id, &facts).await?;
+        let changed = advance(current.status, update.status);
+        let message = if changed {
+            let change = Change {
+                status: update.status,
+                provider_status: update.provider_status.as_deref(),
+                error: update.error.as_ref(),
+                source: update.source,
+                now: update.now,
+            };
+            Self::transition(&mut tx, tenant, &current.id, &change).await?
+        } else if facts.is_empty() {
+            current.clone()
+        } else {
+            Self::lock_message(&mut tx, tenant, &current.id)
+                .await?
+                .unwrap_or_else(|| current.clone())
+        };
+        tx.commit().await?;
+        Ok(Some(ApplyResult {
+            message,
+            previous: current.status,
+            changed,
+        }))
+    }
 
-        /// Reads a message's status history, oldest first.
-        pub(super) async fn message_events(
-            pool: &Pool,
-            tenant: &str,
-            id: &str,
-        ) -> Result<Vec<StatusEvent>> {
-            let rows = sqlx::query(
-                "SELECT * FROM status_events WHERE tenant_id = $1 AND message_id = $2
-                 ORDER BY occurred_at, id",
-            )
+    /// Reads one message.
+    pub(super) async fn get_message(
+        pool: &Pool<DB>,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Message>> {
+        let row = sqlx::query(SELECT_MESSAGE)
             .bind(tenant)
             .bind(id)
-            .fetch_all(pool)
+            .fetch_optional(pool)
             .await?;
-            rows.iter().map(event_from_row).collect()
-        }
+        row.as_ref().map(Self::message_from_row).transpose()
+    }
 
-        /// Lists messages newest first, one keyset page at a time.
-        pub(super) async fn list_messages(
-            pool: &Pool,
-            tenant: &str,
-            filter: &MessageFilter,
-        ) -> Result<Page<Message>> {
-            let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
-            let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-            let rows = sqlx::query(
-                "SELECT * FROM messages
-                 WHERE tenant_id = $1
-                   AND ($2 IS NULL OR status = $2)
-                   AND ($3 IS NULL OR to_number = $3)
-                   AND ($4 IS NULL OR customer_id = $4)
-                   AND ($5 IS NULL OR created_at >= $5)
-                   AND ($6 IS NULL OR created_at < $6)
-                   AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8))
-                 ORDER BY created_at DESC, id DESC
-                 LIMIT $9",
-            )
-            .bind(tenant)
-            .bind(filter.status.map(MessageStatus::as_str))
-            .bind(filter.to_number.as_deref())
-            .bind(filter.customer_id.as_deref())
-            .bind(filter.created_from)
-            .bind(filter.created_to)
-            .bind(after.as_ref().map(|(created_at, _)| *created_at))
-            .bind(after.as_ref().map(|(_, id)| id.as_str()))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(pool)
-            .await?;
-            let mut items = rows
-                .iter()
-                .map(message_from_row)
-                .collect::<Result<Vec<_>>>()?;
-            let more = items.len() > limit as usize;
-            items.truncate(limit as usize);
-            let next_cursor = more
-                .then(|| {
-                    items
-                        .last()
-                        .map(|last| encode_cursor(last.created_at, &last.id))
-                })
-                .flatten();
-            Ok(Page { items, next_cursor })
-        }
-    };
+    /// Reads a message's status history, oldest first.
+    pub(super) async fn message_events(
+        pool: &Pool<DB>,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Vec<StatusEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM status_events WHERE tenant_id = $1 AND message_id = $2
+             ORDER BY occurred_at, id",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    /// Lists messages newest first, one keyset page at a time.
+    pub(super) async fn list_messages(
+        pool: &Pool<DB>,
+        tenant: &str,
+        filter: &MessageFilter,
+    ) -> Result<Page<Message>> {
+        let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
+        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let rows = sqlx::query(
+            "SELECT * FROM messages
+             WHERE tenant_id = $1
+               AND ($2 IS NULL OR status = $2)
+               AND ($3 IS NULL OR to_number = $3)
+               AND ($4 IS NULL OR customer_id = $4)
+               AND ($5 IS NULL OR created_at >= $5)
+               AND ($6 IS NULL OR created_at < $6)
+               AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $9",
+        )
+        .bind(tenant)
+        .bind(filter.status.map(MessageStatus::as_str))
+        .bind(filter.to_number.as_deref())
+        .bind(filter.customer_id.as_deref())
+        .bind(filter.created_from)
+        .bind(filter.created_to)
+        .bind(after.as_ref().map(|(created_at, _)| *created_at))
+        .bind(after.as_ref().map(|(_, id)| id.as_str()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(Self::message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| {
+                items
+                    .last()
+                    .map(|last| encode_cursor(last.created_at, &last.id))
+            })
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
 }
 
-pub(super) use message_queries;
+/// Appends the backend's row lock to a `SELECT`. Both parts are constants of this crate, never
+/// input, which is what makes the assembled text safe to run.
+fn locking<DB: Dialect>(select: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(format!("{select}{}", DB::LOCK_ROWS))
+}

@@ -3,10 +3,16 @@
 //!
 //! Layout:
 //! - [`model`]: the domain types the store reads and writes, and the monotonic status rule.
-//! - `shared`, with `messages`, `queue` and `records`: the SQL both backends share, written once
-//!   and expanded per backend by a macro.
-//! - `sqlite`, `postgres`: connecting, migrating, and what genuinely differs (the claim statement,
-//!   cross-process wake-ups).
+//! - `dialect`: the `Dialect` trait (the SQL fragments that differ between the backends) and
+//!   `Queries<DB>`, the handle every shared query is an associated function of.
+//! - `messages`, `queue`, `records`: the shared queries, written once as plain generic code over
+//!   the backend's sqlx database type; `shared`: the plain helpers they use.
+//! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
+//!   transaction begins, row locks, the claim statement, cross-process wake-ups).
+//! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
+//!
+//! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
+//! backend's pool, so go-to-definition leads straight to the SQL.
 //!
 //! Every tenant-owned row carries its tenant id and every query is scoped by it. Times are UTC
 //! milliseconds since the epoch; money is integer micro-units plus a currency code. Migrations
@@ -18,6 +24,7 @@
 //! died loses nothing); each outcome of an attempt is fenced by the lease token, so a worker whose
 //! lease was taken over cannot overwrite the new holder's work.
 
+mod dialect;
 mod error;
 mod ids;
 mod messages;
@@ -35,6 +42,7 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
 pub use model::*;
@@ -101,17 +109,6 @@ enum Backend {
     Postgres(PgPool),
 }
 
-/// Runs a shared query on the current backend; `$role` names the SQLite pool it needs, `reader`
-/// or `writer` (PostgreSQL has one pool for both).
-macro_rules! dispatch {
-    ($self:ident, $role:ident, $query:ident($($arg:expr),* $(,)?)) => {
-        match &$self.inner.backend {
-            Backend::Sqlite { $role: pool, .. } => sqlite::$query(pool, $($arg),*).await,
-            Backend::Postgres(pool) => postgres::$query(pool, $($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     /// Connects to `postgres://…` (or `postgresql://…`), or to SQLite given
     /// `sqlite://path?mode=rwc`, `sqlite:path` or a plain file path (created if missing).
@@ -170,12 +167,18 @@ impl Store {
 
     /// Creates a tenant; an existing id is a [`StoreError::Conflict`].
     pub async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
-        dispatch!(self, writer, create_tenant(tenant))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::create_tenant(writer, tenant).await,
+            Backend::Postgres(pool) => Queries::create_tenant(pool, tenant).await,
+        }
     }
 
     /// Reads a tenant.
     pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        dispatch!(self, reader, get_tenant(id))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::get_tenant(reader, id).await,
+            Backend::Postgres(pool) => Queries::get_tenant(pool, id).await,
+        }
     }
 
     /// Stores a message with status `queued`, its queue entry and its first event in one
@@ -184,7 +187,10 @@ impl Store {
     /// A reused idempotency key returns [`Enqueued::Existing`] when the request hash matches and
     /// [`StoreError::IdempotencyConflict`] when it does not; either way nothing new is stored.
     pub async fn enqueue(&self, new: &NewMessage) -> Result<Enqueued> {
-        let enqueued = dispatch!(self, writer, enqueue(new))?;
+        let enqueued = match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::enqueue(writer, new).await,
+            Backend::Postgres(pool) => Queries::enqueue(pool, new).await,
+        }?;
         if matches!(enqueued, Enqueued::Created(_)) {
             self.inner.wake.notify_one();
         }
@@ -203,7 +209,12 @@ impl Store {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedJob>> {
-        dispatch!(self, writer, claim(worker, now, lease, limit))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::claim(writer, worker, now, lease, limit).await
+            }
+            Backend::Postgres(pool) => Queries::claim(pool, worker, now, lease, limit).await,
+        }
     }
 
     /// Waits until a message is enqueued (in this process, or on PostgreSQL in any process) or
@@ -216,15 +227,20 @@ impl Store {
     }
 
     /// Records that the provider accepted the attempt: removes the queue entry, stores the
-    /// provider's id, segments and price, and moves the message to `sent` unless a callback
-    /// already moved it further. Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
+    /// provider's id, its segment count (as [`Message::provider_segments`]) and price, and moves
+    /// the message to `sent` unless a callback already moved it further. Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
     pub async fn complete_accepted(
         &self,
         lease: LeaseRef<'_>,
         accepted: &Accepted,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        dispatch!(self, writer, complete_accepted(lease, accepted, now))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::complete_accepted(writer, lease, accepted, now).await
+            }
+            Backend::Postgres(pool) => Queries::complete_accepted(pool, lease, accepted, now).await,
+        }
     }
 
     /// Returns the message to `queued`, due again at `due_at`, recording the attempt's error.
@@ -236,7 +252,12 @@ impl Store {
         error: &ErrorInfo,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        dispatch!(self, writer, reschedule(lease, due_at, error, now))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::reschedule(writer, lease, due_at, error, now).await
+            }
+            Backend::Postgres(pool) => Queries::reschedule(pool, lease, due_at, error, now).await,
+        }
     }
 
     /// Removes the queue entry and moves the message to `status` (normally `failed` or
@@ -249,28 +270,43 @@ impl Store {
         error: &ErrorInfo,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        dispatch!(self, writer, finish(lease, status, error, now))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::finish(writer, lease, status, error, now).await
+            }
+            Backend::Postgres(pool) => Queries::finish(pool, lease, status, error, now).await,
+        }
     }
 
     /// Applies a status report atomically with the monotonic rule ([`advance`]): an event is
-    /// recorded only when the status moves; reported segments, price and a missing provider
-    /// message id are stored either way. `None` when no message matches.
+    /// recorded only when the status moves; a reported segment count (as
+    /// [`Message::provider_segments`]), price and a missing provider message id are stored either
+    /// way. `None` when no message matches.
     pub async fn apply_status(
         &self,
         tenant: &str,
         update: &StatusUpdate,
     ) -> Result<Option<ApplyResult>> {
-        dispatch!(self, writer, apply_status(tenant, update))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::apply_status(writer, tenant, update).await,
+            Backend::Postgres(pool) => Queries::apply_status(pool, tenant, update).await,
+        }
     }
 
     /// Reads one message.
     pub async fn get_message(&self, tenant: &str, id: &str) -> Result<Option<Message>> {
-        dispatch!(self, reader, get_message(tenant, id))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::get_message(reader, tenant, id).await,
+            Backend::Postgres(pool) => Queries::get_message(pool, tenant, id).await,
+        }
     }
 
     /// Reads a message's status events, oldest first.
     pub async fn message_events(&self, tenant: &str, id: &str) -> Result<Vec<StatusEvent>> {
-        dispatch!(self, reader, message_events(tenant, id))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::message_events(reader, tenant, id).await,
+            Backend::Postgres(pool) => Queries::message_events(pool, tenant, id).await,
+        }
     }
 
     /// Lists a tenant's messages newest first, one page at a time (keyset pagination on
@@ -280,22 +316,34 @@ impl Store {
         tenant: &str,
         filter: &MessageFilter,
     ) -> Result<Page<Message>> {
-        dispatch!(self, reader, list_messages(tenant, filter))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::list_messages(reader, tenant, filter).await,
+            Backend::Postgres(pool) => Queries::list_messages(pool, tenant, filter).await,
+        }
     }
 
     /// Counts queue entries (leased or not) across all tenants.
     pub async fn count_queue(&self) -> Result<u64> {
-        dispatch!(self, reader, count_queue())
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::count_queue(reader).await,
+            Backend::Postgres(pool) => Queries::count_queue(pool).await,
+        }
     }
 
     /// Returns the earliest time a queue entry becomes claimable, if there is any entry.
     pub async fn next_due_at(&self) -> Result<Option<i64>> {
-        dispatch!(self, reader, next_due_at())
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::next_due_at(reader).await,
+            Backend::Postgres(pool) => Queries::next_due_at(pool).await,
+        }
     }
 
     /// Stores an inbound message; `false` when the provider already delivered this one.
     pub async fn record_inbound(&self, inbound: &InboundMessage) -> Result<bool> {
-        dispatch!(self, writer, record_inbound(inbound))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::record_inbound(writer, inbound).await,
+            Backend::Postgres(pool) => Queries::record_inbound(pool, inbound).await,
+        }
     }
 
     /// Opts `phone` out of `category` ([`ALL_CATEGORIES`] for everything), with an audit event;
@@ -314,7 +362,10 @@ impl Store {
             reason: reason.map(str::to_owned),
             ..event
         };
-        dispatch!(self, writer, opt_out(&event))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::opt_out(writer, &event).await,
+            Backend::Postgres(pool) => Queries::opt_out(pool, &event).await,
+        }
     }
 
     /// Opts `phone` back into `category` ([`ALL_CATEGORIES`] lifts every opt-out), with an audit
@@ -328,33 +379,53 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let event = opt_out_event(tenant, phone, category, OptOutAction::OptIn, source, now);
-        dispatch!(self, writer, opt_in(&event))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::opt_in(writer, &event).await,
+            Backend::Postgres(pool) => Queries::opt_in(pool, &event).await,
+        }
     }
 
     /// Returns whether `phone` may not be sent `category` messages: opted out of that category or
     /// of [`ALL_CATEGORIES`].
     pub async fn is_opted_out(&self, tenant: &str, phone: &str, category: &str) -> Result<bool> {
-        dispatch!(self, reader, is_opted_out(tenant, phone, category))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::is_opted_out(reader, tenant, phone, category).await
+            }
+            Backend::Postgres(pool) => Queries::is_opted_out(pool, tenant, phone, category).await,
+        }
     }
 
     /// Reads the audit trail of a number's opt-outs and opt-ins, oldest first.
     pub async fn opt_out_events(&self, tenant: &str, phone: &str) -> Result<Vec<OptOutEvent>> {
-        dispatch!(self, reader, opt_out_events(tenant, phone))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::opt_out_events(reader, tenant, phone).await,
+            Backend::Postgres(pool) => Queries::opt_out_events(pool, tenant, phone).await,
+        }
     }
 
     /// Creates a template; a name the tenant already uses is a [`StoreError::Conflict`].
     pub async fn create_template(&self, new: &NewTemplate) -> Result<Template> {
-        dispatch!(self, writer, create_template(new))
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::create_template(writer, new).await,
+            Backend::Postgres(pool) => Queries::create_template(pool, new).await,
+        }
     }
 
     /// Reads one template.
     pub async fn get_template(&self, tenant: &str, id: &str) -> Result<Option<Template>> {
-        dispatch!(self, reader, get_template(tenant, id))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::get_template(reader, tenant, id).await,
+            Backend::Postgres(pool) => Queries::get_template(pool, tenant, id).await,
+        }
     }
 
     /// Lists a tenant's templates by name.
     pub async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>> {
-        dispatch!(self, reader, list_templates(tenant))
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::list_templates(reader, tenant).await,
+            Backend::Postgres(pool) => Queries::list_templates(pool, tenant).await,
+        }
     }
 }
 

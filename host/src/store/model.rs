@@ -119,8 +119,13 @@ pub struct Message {
     pub category: String,
     /// The encoding.
     pub encoding: Encoding,
-    /// Segments, as counted at acceptance or as the provider later reported.
+    /// Segments, as Herald counted them at acceptance (the encoding decides them exactly); a
+    /// provider's count never replaces it.
     pub segments: u32,
+    /// Segments as the provider last reported them (when it accepted the message or in a status
+    /// report), kept beside [`segments`](Self::segments) to reconcile billing; `None` until a
+    /// provider reports a count.
+    pub provider_segments: Option<u32>,
     /// Billable units.
     pub units: u32,
     /// The current status.
@@ -252,7 +257,7 @@ pub struct Accepted {
     pub provider_message_id: String,
     /// The provider's own status word.
     pub provider_status: Option<String>,
-    /// Segments, if the provider counted them.
+    /// Segments, if the provider counted them; stored as [`Message::provider_segments`].
     pub segments: Option<u32>,
     /// The price, if the provider reported it.
     pub price: Option<Money>,
@@ -285,7 +290,7 @@ pub struct StatusUpdate {
     pub provider_message_id: Option<String>,
     /// The reported error.
     pub error: Option<ErrorInfo>,
-    /// Segments, if reported; always stored.
+    /// Segments, if reported; always stored, as [`Message::provider_segments`].
     pub segments: Option<u32>,
     /// Price, if reported; always stored.
     pub price: Option<Money>,

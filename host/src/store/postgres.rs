@@ -3,20 +3,22 @@
 //! every enqueue sends `NOTIFY herald_queue` (delivered at commit) so that idle dispatchers in
 //! every process wake up.
 //!
-//! The shared queries are expanded here by `shared::backend_queries`, which also brings the model,
-//! error and row imports into scope.
+//! Its [`Dialect`]: message rows read to be written are locked `FOR UPDATE`, so a status report
+//! and a dispatcher outcome for one message take turns.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::StoreOptions;
+use super::dialect::Dialect;
+use super::error::Result;
 
-/// The channel enqueues notify and dispatchers listen on (also named in the `notify` SQL below).
+/// The channel enqueues notify and dispatchers listen on (also named in [`Dialect::NOTIFY`]).
 const CHANNEL: &str = "herald_queue";
 
 /// Opens the connection pool.
@@ -56,12 +58,11 @@ pub(super) async fn listen(url: &str, wake: Arc<Notify>) -> Result<JoinHandle<()
     }))
 }
 
-super::shared::backend_queries! {
-    db = Postgres,
-    begin = "BEGIN",
-    lock = " FOR UPDATE",
+impl Dialect for Postgres {
+    const BEGIN: &'static str = "BEGIN";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
     // MATERIALIZED keeps the locked selection a single evaluation, whatever the planner prefers.
-    claim = "
+    const CLAIM: &'static str = "
         WITH picked AS MATERIALIZED (
             SELECT message_id FROM queue_entries
             WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
@@ -73,6 +74,6 @@ super::shared::backend_queries! {
         SET lease_owner = $1, lease_until = $2, due_at = $2
         FROM picked
         WHERE q.message_id = picked.message_id
-        RETURNING q.message_id, q.tenant_id",
-    notify = "SELECT pg_notify('herald_queue', '')",
+        RETURNING q.message_id, q.tenant_id";
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('herald_queue', '')");
 }

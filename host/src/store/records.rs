@@ -1,240 +1,254 @@
 //! Tenant-owned records besides messages: tenants, inbound messages (stored once per provider id),
-//! the opt-out list with its audit trail, and templates. Expanded per backend by
-//! [`backend_queries`](super::shared::backend_queries).
+//! the opt-out list with its audit trail, and templates.
 
-/// Expands the record queries; invoked by [`backend_queries`](super::shared::backend_queries).
-macro_rules! record_queries {
-    (begin = $begin:literal) => {
-        fn template_from_row(row: &DbRow) -> Result<Template> {
-            Ok(Template {
-                id: row.try_get("id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                name: row.try_get("name")?,
-                category: row.try_get("category")?,
-                description: row.try_get("description")?,
-                body: row.try_get("body")?,
-                variables: json(row.try_get("variables")?, "variables")?,
-                is_active: row.try_get("is_active")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
+use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
-        fn opt_out_event_from_row(row: &DbRow) -> Result<OptOutEvent> {
-            Ok(OptOutEvent {
-                id: row.try_get("id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                phone_number: row.try_get("phone_number")?,
-                category: row.try_get("category")?,
-                action: word(row.try_get("action")?)?,
-                source: row.try_get("source")?,
-                reason: row.try_get("reason")?,
-                occurred_at: row.try_get("occurred_at")?,
-            })
-        }
+use super::dialect::{Dialect, Queries, Value};
+use super::error::{Result, StoreError};
+use super::model::{InboundMessage, NewTemplate, OptOutEvent, Template, Tenant};
+use super::shared::{json, name_of, word};
 
-        /// Creates a tenant.
-        pub(super) async fn create_tenant(pool: &Pool, tenant: &Tenant) -> Result<()> {
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(tenant.id.as_str())
-                .bind(tenant.name.as_str())
-                .bind(tenant.created_at)
-                .execute(pool)
-                .await?;
-            Ok(())
-        }
+impl<DB: Dialect> Queries<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Value<'a, DB> + ColumnIndex<DB::Row>,
+    for<'a> Option<&'a str>: Value<'a, DB>,
+    String: for<'a> Decode<'a, DB> + Type<DB>,
+    i64: for<'a> Value<'a, DB>,
+    bool: for<'a> Value<'a, DB>,
+{
+    fn template_from_row(row: &DB::Row) -> Result<Template> {
+        Ok(Template {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            name: row.try_get("name")?,
+            category: row.try_get("category")?,
+            description: row.try_get("description")?,
+            body: row.try_get("body")?,
+            variables: json(row.try_get("variables")?, "variables")?,
+            is_active: row.try_get("is_active")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 
-        /// Reads a tenant.
-        pub(super) async fn get_tenant(pool: &Pool, id: &str) -> Result<Option<Tenant>> {
-            let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-            let tenant = |row: DbRow| -> Result<Tenant> {
-                Ok(Tenant {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            };
-            row.map(tenant).transpose()
-        }
+    fn opt_out_event_from_row(row: &DB::Row) -> Result<OptOutEvent> {
+        Ok(OptOutEvent {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            phone_number: row.try_get("phone_number")?,
+            category: row.try_get("category")?,
+            action: word(row.try_get("action")?)?,
+            source: row.try_get("source")?,
+            reason: row.try_get("reason")?,
+            occurred_at: row.try_get("occurred_at")?,
+        })
+    }
 
-        /// Stores an inbound message unless the provider already delivered it.
-        pub(super) async fn record_inbound(pool: &Pool, inbound: &InboundMessage) -> Result<bool> {
-            let done = sqlx::query(
-                "INSERT INTO inbound_messages (id, tenant_id, provider, provider_message_id,
-                     from_number, to_number, body, keyword, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (tenant_id, provider, provider_message_id) DO NOTHING",
-            )
-            .bind(inbound.id.as_str())
-            .bind(inbound.tenant_id.as_str())
-            .bind(inbound.provider.as_str())
-            .bind(inbound.provider_message_id.as_str())
-            .bind(inbound.from_number.as_str())
-            .bind(inbound.to_number.as_str())
-            .bind(inbound.body.as_str())
-            .bind(inbound.keyword.as_ref().map(name_of))
-            .bind(inbound.received_at)
+    /// Creates a tenant.
+    pub(super) async fn create_tenant(pool: &Pool<DB>, tenant: &Tenant) -> Result<()> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant.id.as_str())
+            .bind(tenant.name.as_str())
+            .bind(tenant.created_at)
             .execute(pool)
             .await?;
-            Ok(done.rows_affected() > 0)
-        }
+        Ok(())
+    }
 
-        async fn insert_opt_out_event(conn: &mut Conn, event: &OptOutEvent) -> Result<()> {
-            sqlx::query(
-                "INSERT INTO opt_out_events (tenant_id, phone_number, category, action, source,
-                     reason, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(event.tenant_id.as_str())
-            .bind(event.phone_number.as_str())
-            .bind(event.category.as_str())
-            .bind(name_of(&event.action))
-            .bind(event.source.as_str())
-            .bind(event.reason.as_deref())
-            .bind(event.occurred_at)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        /// Adds an opt-out (and its audit event) unless it exists; returns whether it was added.
-        pub(super) async fn opt_out(pool: &Pool, event: &OptOutEvent) -> Result<bool> {
-            let mut tx = pool.begin_with($begin).await?;
-            let done = sqlx::query(
-                "INSERT INTO opt_outs (tenant_id, phone_number, category, source, reason,
-                     created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (tenant_id, phone_number, category) DO NOTHING",
-            )
-            .bind(event.tenant_id.as_str())
-            .bind(event.phone_number.as_str())
-            .bind(event.category.as_str())
-            .bind(event.source.as_str())
-            .bind(event.reason.as_deref())
-            .bind(event.occurred_at)
-            .execute(&mut *tx)
-            .await?;
-            let added = done.rows_affected() > 0;
-            if added {
-                insert_opt_out_event(&mut tx, event).await?;
-            }
-            tx.commit().await?;
-            Ok(added)
-        }
-
-        /// Removes opt-outs (every category when the event's is `all`) and audits it.
-        pub(super) async fn opt_in(pool: &Pool, event: &OptOutEvent) -> Result<bool> {
-            let mut tx = pool.begin_with($begin).await?;
-            let done = sqlx::query(
-                "DELETE FROM opt_outs
-                 WHERE tenant_id = $1 AND phone_number = $2 AND (category = $3 OR $3 = 'all')",
-            )
-            .bind(event.tenant_id.as_str())
-            .bind(event.phone_number.as_str())
-            .bind(event.category.as_str())
-            .execute(&mut *tx)
-            .await?;
-            let removed = done.rows_affected() > 0;
-            if removed {
-                insert_opt_out_event(&mut tx, event).await?;
-            }
-            tx.commit().await?;
-            Ok(removed)
-        }
-
-        /// Returns whether the number is opted out of the category or of `all`.
-        pub(super) async fn is_opted_out(
-            pool: &Pool,
-            tenant: &str,
-            phone: &str,
-            category: &str,
-        ) -> Result<bool> {
-            let row = sqlx::query(
-                "SELECT 1 FROM opt_outs
-                 WHERE tenant_id = $1 AND phone_number = $2 AND category IN ($3, 'all')
-                 LIMIT 1",
-            )
-            .bind(tenant)
-            .bind(phone)
-            .bind(category)
+    /// Reads a tenant.
+    pub(super) async fn get_tenant(pool: &Pool<DB>, id: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id)
             .fetch_optional(pool)
             .await?;
-            Ok(row.is_some())
-        }
+        let tenant = |row: DB::Row| -> Result<Tenant> {
+            Ok(Tenant {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+            })
+        };
+        row.map(tenant).transpose()
+    }
 
-        /// Reads a number's opt-out audit trail, oldest first.
-        pub(super) async fn opt_out_events(
-            pool: &Pool,
-            tenant: &str,
-            phone: &str,
-        ) -> Result<Vec<OptOutEvent>> {
-            let rows = sqlx::query(
-                "SELECT * FROM opt_out_events WHERE tenant_id = $1 AND phone_number = $2
-                 ORDER BY occurred_at, id",
-            )
+    /// Stores an inbound message unless the provider already delivered it; returns whether it
+    /// was stored.
+    pub(super) async fn record_inbound(pool: &Pool<DB>, inbound: &InboundMessage) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_messages (id, tenant_id, provider, provider_message_id,
+                 from_number, to_number, body, keyword, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (tenant_id, provider, provider_message_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(inbound.id.as_str())
+        .bind(inbound.tenant_id.as_str())
+        .bind(inbound.provider.as_str())
+        .bind(inbound.provider_message_id.as_str())
+        .bind(inbound.from_number.as_str())
+        .bind(inbound.to_number.as_str())
+        .bind(inbound.body.as_str())
+        .bind(inbound.keyword.as_ref().map(name_of).as_deref())
+        .bind(inbound.received_at)
+        .fetch_optional(pool)
+        .await?;
+        Ok(inserted.is_some())
+    }
+
+    async fn insert_opt_out_event(conn: &mut DB::Connection, event: &OptOutEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO opt_out_events (tenant_id, phone_number, category, action, source,
+                 reason, occurred_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(event.tenant_id.as_str())
+        .bind(event.phone_number.as_str())
+        .bind(event.category.as_str())
+        .bind(name_of(&event.action).as_str())
+        .bind(event.source.as_str())
+        .bind(event.reason.as_deref())
+        .bind(event.occurred_at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds an opt-out (and its audit event) unless it exists; returns whether it was added.
+    pub(super) async fn opt_out(pool: &Pool<DB>, event: &OptOutEvent) -> Result<bool> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO opt_outs (tenant_id, phone_number, category, source, reason,
+                 created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, phone_number, category) DO NOTHING
+             RETURNING category",
+        )
+        .bind(event.tenant_id.as_str())
+        .bind(event.phone_number.as_str())
+        .bind(event.category.as_str())
+        .bind(event.source.as_str())
+        .bind(event.reason.as_deref())
+        .bind(event.occurred_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let added = inserted.is_some();
+        if added {
+            Self::insert_opt_out_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Removes opt-outs (every category when the event's is `all`) and audits it; returns whether
+    /// any was removed.
+    pub(super) async fn opt_in(pool: &Pool<DB>, event: &OptOutEvent) -> Result<bool> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM opt_outs
+             WHERE tenant_id = $1 AND phone_number = $2 AND (category = $3 OR $3 = 'all')
+             RETURNING category",
+        )
+        .bind(event.tenant_id.as_str())
+        .bind(event.phone_number.as_str())
+        .bind(event.category.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let removed = !deleted.is_empty();
+        if removed {
+            Self::insert_opt_out_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Returns whether the number is opted out of the category or of `all`.
+    pub(super) async fn is_opted_out(
+        pool: &Pool<DB>,
+        tenant: &str,
+        phone: &str,
+        category: &str,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM opt_outs
+             WHERE tenant_id = $1 AND phone_number = $2 AND category IN ($3, 'all')
+             LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(phone)
+        .bind(category)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Reads a number's opt-out audit trail, oldest first.
+    pub(super) async fn opt_out_events(
+        pool: &Pool<DB>,
+        tenant: &str,
+        phone: &str,
+    ) -> Result<Vec<OptOutEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM opt_out_events WHERE tenant_id = $1 AND phone_number = $2
+             ORDER BY occurred_at, id",
+        )
+        .bind(tenant)
+        .bind(phone)
+        .fetch_all(pool)
+        .await?;
+        rows.iter().map(Self::opt_out_event_from_row).collect()
+    }
+
+    /// Creates a template; a name the tenant already uses is a conflict.
+    pub(super) async fn create_template(pool: &Pool<DB>, new: &NewTemplate) -> Result<Template> {
+        let variables = serde_json::Value::from(new.variables.clone()).to_string();
+        let row = sqlx::query(
+            "INSERT INTO templates (id, tenant_id, name, category, description, body, variables,
+                 is_active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             RETURNING *",
+        )
+        .bind(new.id.as_str())
+        .bind(new.tenant_id.as_str())
+        .bind(new.name.as_str())
+        .bind(new.category.as_deref())
+        .bind(new.description.as_deref())
+        .bind(new.body.as_str())
+        .bind(variables.as_str())
+        .bind(new.is_active)
+        .bind(new.now)
+        .fetch_one(pool)
+        .await
+        .map_err(|error| match StoreError::from(error) {
+            StoreError::Conflict(_) => {
+                let name = &new.name;
+                StoreError::Conflict(format!("a template named {name:?} already exists"))
+            }
+            other => other,
+        })?;
+        Self::template_from_row(&row)
+    }
+
+    /// Reads one template.
+    pub(super) async fn get_template(
+        pool: &Pool<DB>,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Template>> {
+        let row = sqlx::query("SELECT * FROM templates WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
-            .bind(phone)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(Self::template_from_row).transpose()
+    }
+
+    /// Lists a tenant's templates by name.
+    pub(super) async fn list_templates(pool: &Pool<DB>, tenant: &str) -> Result<Vec<Template>> {
+        let rows = sqlx::query("SELECT * FROM templates WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(opt_out_event_from_row).collect()
-        }
-
-        /// Creates a template; a name the tenant already uses is a conflict.
-        pub(super) async fn create_template(pool: &Pool, new: &NewTemplate) -> Result<Template> {
-            let variables = serde_json::Value::from(new.variables.clone()).to_string();
-            let row = sqlx::query(
-                "INSERT INTO templates (id, tenant_id, name, category, description, body, variables,
-                     is_active, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-                 RETURNING *",
-            )
-            .bind(new.id.as_str())
-            .bind(new.tenant_id.as_str())
-            .bind(new.name.as_str())
-            .bind(new.category.as_deref())
-            .bind(new.description.as_deref())
-            .bind(new.body.as_str())
-            .bind(variables)
-            .bind(new.is_active)
-            .bind(new.now)
-            .fetch_one(pool)
-            .await
-            .map_err(|error| match StoreError::from(error) {
-                StoreError::Conflict(_) => {
-                    let name = &new.name;
-                    StoreError::Conflict(format!("a template named {name:?} already exists"))
-                }
-                other => other,
-            })?;
-            template_from_row(&row)
-        }
-
-        /// Reads one template.
-        pub(super) async fn get_template(
-            pool: &Pool,
-            tenant: &str,
-            id: &str,
-        ) -> Result<Option<Template>> {
-            let row = sqlx::query("SELECT * FROM templates WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(template_from_row).transpose()
-        }
-
-        /// Lists a tenant's templates by name.
-        pub(super) async fn list_templates(pool: &Pool, tenant: &str) -> Result<Vec<Template>> {
-            let rows = sqlx::query("SELECT * FROM templates WHERE tenant_id = $1 ORDER BY name")
-                .bind(tenant)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(template_from_row).collect()
-        }
-    };
+        rows.iter().map(Self::template_from_row).collect()
+    }
 }
-
-pub(super) use record_queries;

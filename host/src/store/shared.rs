@@ -1,18 +1,6 @@
-//! What the backends share: plain helpers for reading and writing rows, and the macro that
-//! expands the shared queries ([`messages`](super::messages), [`queue`](super::queue),
-//! [`records`](super::records)) over one backend's `sqlx` database type.
-//!
-//! SQLite and PostgreSQL both take `$1` placeholders, `RETURNING` and `ON CONFLICT ... DO
-//! NOTHING`, so the SQL is written once; only these differ and are passed in by the backend:
-//! - `begin`: how a write transaction starts (`BEGIN IMMEDIATE` takes SQLite's write lock up
-//!   front instead of failing to upgrade a read lock later);
-//! - `lock`: the suffix that locks a message row for a read-decide-write (PostgreSQL's `FOR
-//!   UPDATE`; SQLite needs none, its single writer connection already serialises writers);
-//! - `claim`: the statement that leases due queue entries;
-//! - `notify`: an optional statement run in the enqueue transaction to wake other processes.
-//!
-//! Macros rather than functions generic over `sqlx::Database`: the generic form needs a long list
-//! of encode/decode bounds on every function, while each expansion here is concrete code.
+//! Plain helpers the shared queries use: the page sizes, the status change and provider facts
+//! they write, and the conversions between stored columns and model values (counts, statuses,
+//! encodings, snake_case names, JSON).
 
 use super::error::{Result, StoreError};
 use super::model::{ErrorInfo, EventSource, MessageStatus, Money};
@@ -52,13 +40,16 @@ impl<'a> Change<'a> {
 /// What a provider reported about a message that is stored whatever its status.
 pub(super) struct Facts<'a> {
     pub(super) provider_message_id: Option<&'a str>,
-    pub(super) segments: Option<u32>,
+    /// Stored as `provider_segments`: Herald's own `segments` count is never replaced.
+    pub(super) provider_segments: Option<u32>,
     pub(super) price: Option<&'a Money>,
 }
 
 impl Facts<'_> {
     pub(super) fn is_empty(&self) -> bool {
-        self.provider_message_id.is_none() && self.segments.is_none() && self.price.is_none()
+        self.provider_message_id.is_none()
+            && self.provider_segments.is_none()
+            && self.price.is_none()
     }
 }
 
@@ -108,31 +99,3 @@ pub(super) fn error_info(code: Option<String>, message: Option<String>) -> Optio
 pub(super) fn json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{column}: {error}")))
 }
-
-/// Expands every shared query over one backend; see the module documentation.
-macro_rules! backend_queries {
-    (
-        db = $Db:ident,
-        begin = $begin:literal,
-        lock = $lock:literal,
-        claim = $claim:literal $(,)?
-        $(notify = $notify:literal $(,)?)?
-    ) => {
-        use sqlx::Row as _;
-
-        use super::error::{Result, StoreError};
-        use super::ids::{decode_cursor, encode_cursor, lease_token};
-        use super::model::*;
-        use super::shared::*;
-
-        type Pool = sqlx::Pool<sqlx::$Db>;
-        type Conn = <sqlx::$Db as sqlx::Database>::Connection;
-        type DbRow = <sqlx::$Db as sqlx::Database>::Row;
-
-        super::messages::message_queries!(begin = $begin, lock = $lock $(, notify = $notify)?);
-        super::queue::queue_queries!(begin = $begin, lock = $lock, claim = $claim);
-        super::records::record_queries!(begin = $begin);
-    };
-}
-
-pub(super) use backend_queries;

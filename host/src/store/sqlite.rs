@@ -2,17 +2,20 @@
 //! writers queue in the pool instead of spinning on `SQLITE_BUSY`, and read through a small pool
 //! that WAL lets run alongside the writer.
 //!
-//! The shared queries are expanded here by `shared::backend_queries`, which also brings the model,
-//! error and row imports into scope. Only the claim differs from PostgreSQL: SQLite has no row
-//! locks, and needs none, since the one writer connection runs one claim at a time.
+//! Its [`Dialect`]: a write transaction takes the write lock at `BEGIN IMMEDIATE`; there are no row
+//! locks, and none are needed, since the one writer connection runs one transaction at a time;
+//! and there is no other process to wake.
 
 use std::str::FromStr;
 
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::StoreOptions;
+use super::dialect::Dialect;
+use super::error::{Result, StoreError};
 
 /// Opens the writer (one connection) and the reader pool on the database `url` names.
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(SqlitePool, SqlitePool)> {
@@ -56,11 +59,10 @@ pub(super) async fn migrate(writer: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
-super::shared::backend_queries! {
-    db = Sqlite,
-    begin = "BEGIN IMMEDIATE",
-    lock = "",
-    claim = "
+impl Dialect for Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const LOCK_ROWS: &'static str = "";
+    const CLAIM: &'static str = "
         UPDATE queue_entries
         SET lease_owner = $1, lease_until = $2, due_at = $2
         WHERE message_id IN (
@@ -69,5 +71,6 @@ super::shared::backend_queries! {
             ORDER BY due_at
             LIMIT $4
         )
-        RETURNING message_id, tenant_id",
+        RETURNING message_id, tenant_id";
+    const NOTIFY: Option<&'static str> = None;
 }
