@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     // A customer who texted STOP earlier is on the opt-out list.
     herald
         .store()
-        .opt_out(tenant.as_str(), "+14155550123", "all", "inbound", None, 0)
+        .opt_out(&tenant, "+14155550123", &Category::All, "inbound", None, 0)
         .await?;
     let orders = [
         (456, "ORD-123", 123, "+14155552671"),

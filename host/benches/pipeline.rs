@@ -270,7 +270,7 @@ async fn delivered(store: &Store) {
     within("waiting for status callbacks", async {
         loop {
             let page = store
-                .list_messages("default", &sent)
+                .list_messages(&herald::TenantId::default_tenant(), &sent)
                 .await
                 .expect("list sent messages");
             if page.items.is_empty() {
@@ -291,7 +291,7 @@ async fn statuses(store: &Store) -> BTreeMap<&'static str, usize> {
     };
     loop {
         let page = store
-            .list_messages("default", &filter)
+            .list_messages(&herald::TenantId::default_tenant(), &filter)
             .await
             .expect("list messages");
         for message in &page.items {
@@ -444,13 +444,13 @@ async fn store_only(backend: Backend, total: usize) {
                 let body = format!("Your Herald verification code is {i:06}.");
                 let new = NewMessage {
                     id: herald::store::new_id("msg"),
-                    tenant_id: "default".into(),
+                    tenant_id: herald::TenantId::default_tenant(),
                     to_number: TO.into(),
                     sender: None,
                     units: body.len() as u32,
                     body,
                     template_id: None,
-                    category: "transactional".into(),
+                    category: herald::Category::transactional(),
                     encoding: Encoding::Gsm7,
                     segments: 1,
                     provider: "twilio".into(),

@@ -287,9 +287,9 @@ async fn template_category_applies() {
     herald
         .store()
         .opt_out(
-            tenant.as_str(),
+            &tenant,
             "+14155552671",
-            "marketing",
+            &herald::Category::parse("marketing").unwrap(),
             "test",
             None,
             0,

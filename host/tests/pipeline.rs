@@ -40,7 +40,11 @@ async fn graceful_shutdown_finishes_calls_in_flight(backend: Backend) {
     let store = herald::store::Store::connect(&app.storage, &Default::default())
         .await
         .unwrap();
-    let message = store.get_message("default", &id).await.unwrap().unwrap();
+    let message = store
+        .get_message(&herald::TenantId::default_tenant(), &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         message.status.as_str(),
         "sent",

@@ -13,6 +13,7 @@ use herald::store::{
     MessageFilter, MessageLookup, MessageStatus, Money, NewMessage, NewTemplate, OptOutAction,
     StatusUpdate, Store, StoreError, Tenant, new_id,
 };
+use herald::{Category, TenantId};
 
 on_each_backend!(
     enqueue_stores_message_entry_and_event,
@@ -37,15 +38,20 @@ on_each_backend!(
 const T0: i64 = 1_700_000_000_000;
 const LEASE: Duration = Duration::from_secs(30);
 
+/// A tenant id from a literal.
+fn tid(id: &str) -> TenantId {
+    TenantId::new(id).unwrap()
+}
+
 fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
     NewMessage {
         id: new_id("msg"),
-        tenant_id: tenant.to_owned(),
+        tenant_id: tid(tenant),
         to_number: to.to_owned(),
         sender: Some("Herald".to_owned()),
         body: "Your code is 123456".to_owned(),
         template_id: None,
-        category: "transactional".into(),
+        category: Category::transactional(),
         encoding: Encoding::Gsm7,
         segments: 1,
         units: 1,
@@ -113,11 +119,15 @@ async fn claim(store: &Store, now: i64, limit: u32) -> Vec<ClaimedJob> {
 
 /// Reads a message of the default tenant that must exist.
 async fn get(store: &Store, id: &str) -> Message {
-    store.get_message("default", id).await.unwrap().unwrap()
+    store
+        .get_message(&tid("default"), id)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn statuses(store: &Store, tenant: &str, id: &str) -> Vec<MessageStatus> {
-    let events = store.message_events(tenant, id).await.unwrap();
+    let events = store.message_events(&tid(tenant), id).await.unwrap();
     events.into_iter().map(|event| event.status).collect()
 }
 
@@ -136,7 +146,10 @@ async fn enqueue_stores_message_entry_and_event(store: Store) {
     assert_eq!(stored.metadata, new.metadata);
     assert_eq!((stored.created_at, stored.updated_at), (T0, T0));
 
-    let events = store.message_events("default", &new.id).await.unwrap();
+    let events = store
+        .message_events(&tid("default"), &new.id)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].status, MessageStatus::Queued);
     assert_eq!(events[0].source, EventSource::Api);
@@ -171,7 +184,7 @@ async fn idempotency_key_returns_existing_or_conflicts(store: Store) {
     assert!(matches!(refused, Err(StoreError::IdempotencyConflict { key }) if key == "key-1"));
 
     let page = store
-        .list_messages("default", &MessageFilter::default())
+        .list_messages(&tid("default"), &MessageFilter::default())
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
@@ -298,7 +311,7 @@ async fn finish_ends_the_attempts(store: Store) {
     assert_eq!(stored.status, MessageStatus::Failed);
     assert_eq!(stored.error, Some(error("21211")));
     assert_eq!(store.count_queue().await.unwrap(), 0);
-    let events = store.message_events("default", &id).await.unwrap();
+    let events = store.message_events(&tid("default"), &id).await.unwrap();
     let last = events.last().unwrap();
     assert_eq!(
         (last.status, last.source),
@@ -316,7 +329,10 @@ async fn callback_for_an_interrupted_attempt_prevents_a_resend(store: Store) {
         provider_message_id: Some("SM1".to_owned()),
         ..report("SM1", MessageStatus::Delivered, T0 + 5_000)
     };
-    store.apply_status("default", &delivered).await.unwrap();
+    store
+        .apply_status(&tid("default"), &delivered)
+        .await
+        .unwrap();
 
     assert!(claim(&store, T0 + 31_000, 1).await.is_empty());
     assert_eq!(store.count_queue().await.unwrap(), 0);
@@ -331,7 +347,10 @@ async fn status_reports_only_move_forward(store: Store) {
 
     // The delivery callback outruns the dispatcher's own record of the acceptance.
     let delivered = store
-        .apply_status("default", &report("SM1", MessageStatus::Delivered, T0 + 2))
+        .apply_status(
+            &tid("default"),
+            &report("SM1", MessageStatus::Delivered, T0 + 2),
+        )
         .await
         .unwrap();
     assert!(delivered.is_none(), "the provider id is not known yet");
@@ -341,7 +360,7 @@ async fn status_reports_only_move_forward(store: Store) {
         ..report("SM1", MessageStatus::Delivered, T0 + 2)
     };
     let applied = store
-        .apply_status("default", &by_id)
+        .apply_status(&tid("default"), &by_id)
         .await
         .unwrap()
         .unwrap();
@@ -355,7 +374,7 @@ async fn status_reports_only_move_forward(store: Store) {
         .unwrap();
     assert_eq!(outcome, LeaseOutcome::Applied);
     let late_sent = store
-        .apply_status("default", &report("SM1", MessageStatus::Sent, T0 + 4))
+        .apply_status(&tid("default"), &report("SM1", MessageStatus::Sent, T0 + 4))
         .await
         .unwrap()
         .unwrap();
@@ -371,7 +390,7 @@ async fn status_reports_only_move_forward(store: Store) {
         ..report("SM1", MessageStatus::Delivered, T0 + 5)
     };
     let duplicate = store
-        .apply_status("default", &priced)
+        .apply_status(&tid("default"), &priced)
         .await
         .unwrap()
         .unwrap();
@@ -384,7 +403,7 @@ async fn status_reports_only_move_forward(store: Store) {
     assert_eq!(duplicate.message.segments, 1, "Herald's own count stays");
 
     let read = store
-        .apply_status("default", &report("SM1", MessageStatus::Read, T0 + 6))
+        .apply_status(&tid("default"), &report("SM1", MessageStatus::Read, T0 + 6))
         .await
         .unwrap()
         .unwrap();
@@ -418,7 +437,7 @@ async fn provider_segment_counts_never_replace_heralds(store: Store) {
         ..report("SM1", MessageStatus::Delivered, T0 + 2)
     };
     let applied = store
-        .apply_status("default", &callback)
+        .apply_status(&tid("default"), &callback)
         .await
         .unwrap()
         .unwrap();
@@ -428,7 +447,10 @@ async fn provider_segment_counts_never_replace_heralds(store: Store) {
     assert_eq!(get(&store, &id).await, applied.message);
 
     let silent = store
-        .apply_status("default", &report("SM1", MessageStatus::Delivered, T0 + 3))
+        .apply_status(
+            &tid("default"),
+            &report("SM1", MessageStatus::Delivered, T0 + 3),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -455,13 +477,17 @@ async fn opt_outs_are_category_aware_and_audited(store: Store) {
     assert!(blocked(&store, phone, "alerts").await);
     assert!(!blocked(&store, other, "alerts").await);
 
-    let lifted = store.opt_in("default", phone, "all", "inbound", T0 + 3);
-    assert!(lifted.await.unwrap());
+    let lifted = store
+        .opt_in(&tid("default"), phone, &Category::All, "inbound", T0 + 3)
+        .await;
+    assert!(lifted.unwrap());
     assert!(!blocked(&store, phone, "marketing").await);
-    let again = store.opt_in("default", phone, "all", "inbound", T0 + 4);
-    assert!(!again.await.unwrap(), "nothing left to lift");
+    let again = store
+        .opt_in(&tid("default"), phone, &Category::All, "inbound", T0 + 4)
+        .await;
+    assert!(!again.unwrap(), "nothing left to lift");
 
-    let audit = store.opt_out_events("default", phone).await.unwrap();
+    let audit = store.opt_out_events(&tid("default"), phone).await.unwrap();
     let trail: Vec<(&str, OptOutAction)> = audit
         .iter()
         .map(|event| (event.category.as_str(), event.action))
@@ -479,13 +505,16 @@ async fn opt_outs_are_category_aware_and_audited(store: Store) {
 }
 
 async fn opt_out(store: &Store, phone: &str, category: &str, now: i64) -> bool {
-    let added = store.opt_out("default", phone, category, "api", Some("asked"), now);
-    added.await.unwrap()
+    let category = Category::parse(category).unwrap();
+    let added = store
+        .opt_out(&tid("default"), phone, &category, "api", Some("asked"), now)
+        .await;
+    added.unwrap()
 }
 
 async fn blocked(store: &Store, phone: &str, category: &str) -> bool {
     store
-        .is_opted_out("default", phone, category)
+        .is_opted_out(&tid("default"), phone, &Category::parse(category).unwrap())
         .await
         .unwrap()
 }
@@ -494,7 +523,7 @@ async fn blocked(store: &Store, phone: &str, category: &str) -> bool {
 async fn inbound_retries_are_stored_once(store: Store) {
     let inbound = InboundMessage {
         id: new_id("inb"),
-        tenant_id: "default".to_owned(),
+        tenant_id: tid("default"),
         provider: "twilio".to_owned(),
         provider_message_id: "SM-in-1".to_owned(),
         from_number: "+14155550100".to_owned(),
@@ -523,9 +552,9 @@ async fn template_names_are_unique_per_tenant(store: Store) {
     add_tenant(&store, "acme").await;
     let template = |tenant: &str| NewTemplate {
         id: new_id("tpl"),
-        tenant_id: tenant.to_owned(),
+        tenant_id: tid(tenant),
         name: "welcome".to_owned(),
-        category: Some("onboarding".to_owned()),
+        category: Some(Category::parse("onboarding").unwrap()),
         description: None,
         body: "Hello {{name}}".to_owned(),
         variables: vec!["name".to_owned()],
@@ -534,7 +563,10 @@ async fn template_names_are_unique_per_tenant(store: Store) {
     };
     let created = store.create_template(&template("default")).await.unwrap();
     assert_eq!(created.variables, ["name"]);
-    let read = store.get_template("default", &created.id).await.unwrap();
+    let read = store
+        .get_template(&tid("default"), &created.id)
+        .await
+        .unwrap();
     assert_eq!(read.as_ref(), Some(&created));
 
     let duplicate = store.create_template(&template("default")).await;
@@ -543,7 +575,10 @@ async fn template_names_are_unique_per_tenant(store: Store) {
         "{duplicate:?}"
     );
     store.create_template(&template("acme")).await.unwrap();
-    assert_eq!(store.list_templates("default").await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_templates(&tid("default")).await.unwrap().len(),
+        1
+    );
 }
 
 /// Listing filters by status, recipient, customer and creation time, and pages newest first
@@ -564,7 +599,7 @@ async fn list_messages_filters_and_paginates(store: Store) {
 
     let list = |filter: MessageFilter| {
         let store = store.clone();
-        async move { store.list_messages("default", &filter).await.unwrap() }
+        async move { store.list_messages(&tid("default"), &filter).await.unwrap() }
     };
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -614,7 +649,7 @@ async fn list_messages_filters_and_paginates(store: Store) {
         cursor: Some("not-a-cursor".to_owned()),
         ..MessageFilter::default()
     };
-    let refused = store.list_messages("default", &bad).await;
+    let refused = store.list_messages(&tid("default"), &bad).await;
     assert!(matches!(refused, Err(StoreError::InvalidCursor)));
 }
 
@@ -630,12 +665,23 @@ async fn tenants_cannot_see_each_other(store: Store) {
         .unwrap();
     assert_eq!(outcome, LeaseOutcome::Applied);
 
-    assert_eq!(store.get_message("acme", &id).await.unwrap(), None);
-    assert!(store.message_events("acme", &id).await.unwrap().is_empty());
-    let page = store.list_messages("acme", &MessageFilter::default()).await;
+    assert_eq!(store.get_message(&tid("acme"), &id).await.unwrap(), None);
+    assert!(
+        store
+            .message_events(&tid("acme"), &id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let page = store
+        .list_messages(&tid("acme"), &MessageFilter::default())
+        .await;
     assert!(page.unwrap().items.is_empty());
     let delivered = report("SM1", MessageStatus::Delivered, T0 + 2);
-    assert_eq!(store.apply_status("acme", &delivered).await.unwrap(), None);
+    assert_eq!(
+        store.apply_status(&tid("acme"), &delivered).await.unwrap(),
+        None
+    );
     let stored = get(&store, &id).await;
     assert_eq!(stored.status, MessageStatus::Sent);
 

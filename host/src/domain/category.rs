@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The stored name of [`Category::All`].
-pub const ALL_CATEGORIES: &str = "all";
+const ALL_CATEGORIES: &str = "all";
 /// The stored name of [`Category::Compliance`].
 const COMPLIANCE: &str = "compliance";
 /// The category of a message whose request and template name none.

@@ -19,7 +19,7 @@ mod phone;
 mod status;
 mod tenant;
 
-pub use category::{ALL_CATEGORIES, Category, CategoryError};
+pub use category::{Category, CategoryError};
 pub use error_code::ErrorCode;
 pub use money::Money;
 pub use phone::{PhoneNumber, PhoneNumberError};

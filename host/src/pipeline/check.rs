@@ -18,7 +18,7 @@ pub async fn check(
     }
     let opted_out = pipeline
         .store()
-        .is_opted_out(tenant.as_str(), to.as_str(), category.as_str())
+        .is_opted_out(tenant, to.as_str(), category)
         .await?;
     if opted_out {
         return Err(PipelineError::new(

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::Pipeline;
 use super::classify::{self, Attempt, Next};
-use crate::domain::{ALL_CATEGORIES, MessageStatus};
+use crate::domain::{Category, MessageStatus};
 use crate::plugin::model::{self as plugin_model, OutboundMessage};
 use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome};
 
@@ -135,7 +135,7 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
     if job.interrupted {
         tracing::warn!(message_id = %message.id, attempt = job.attempt, "previous attempt was interrupted; sending again");
     }
-    let compliance = message.category == crate::domain::Category::Compliance.as_str();
+    let compliance = message.category.ignores_opt_out();
     if !compliance {
         match pipeline
             .store()
@@ -260,7 +260,7 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
                     .opt_out(
                         &message.tenant_id,
                         &message.to_number,
-                        ALL_CATEGORIES,
+                        &Category::All,
                         "provider",
                         Some(&reason),
                         now,

@@ -68,12 +68,12 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
     let (idempotency_key, request_hash) = outgoing.idempotency.unzip();
     let new = NewMessage {
         id: new_id("msg"),
-        tenant_id: outgoing.tenant.to_string(),
+        tenant_id: outgoing.tenant,
         to_number: outgoing.to.to_string(),
         sender: outgoing.from,
         body: outgoing.body.text,
         template_id: outgoing.template_id,
-        category: outgoing.category.to_string(),
+        category: outgoing.category,
         encoding: outgoing.body.count.encoding,
         segments: outgoing.body.count.segments,
         units: outgoing.body.count.units,

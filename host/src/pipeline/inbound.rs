@@ -15,7 +15,7 @@ use super::accept::References;
 use super::count;
 use super::enqueue::{self, Outgoing};
 use super::error::Result;
-use crate::domain::{ALL_CATEGORIES, Category, PhoneNumber, TenantId};
+use crate::domain::{Category, PhoneNumber, TenantId};
 use crate::keywords::{self, Keyword};
 use crate::plugin::model::InboundMessage;
 use crate::store::{self, new_id};
@@ -31,7 +31,7 @@ pub async fn receive(
     let keyword = keywords::classify(&message.body);
     let inbound = store::InboundMessage {
         id: new_id("inb"),
-        tenant_id: tenant.to_string(),
+        tenant_id: tenant.clone(),
         provider: provider.to_owned(),
         provider_message_id: message.provider_message_id,
         from_number: message.from.clone(),
@@ -50,9 +50,9 @@ pub async fn receive(
         Keyword::Stop => {
             let changed = store
                 .opt_out(
-                    tenant.as_str(),
+                    tenant,
                     &message.from,
-                    ALL_CATEGORIES,
+                    &Category::All,
                     "inbound",
                     Some("opt-out keyword"),
                     now,
@@ -62,13 +62,7 @@ pub async fn receive(
         }
         Keyword::Start => {
             store
-                .opt_in(
-                    tenant.as_str(),
-                    &message.from,
-                    ALL_CATEGORIES,
-                    "inbound",
-                    now,
-                )
+                .opt_in(tenant, &message.from, &Category::All, "inbound", now)
                 .await?;
             Some(compliance.start_reply)
         }

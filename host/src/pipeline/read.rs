@@ -19,10 +19,10 @@ pub struct MessageRecord {
 pub async fn message(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<MessageRecord> {
     let store = pipeline.store();
     let message = store
-        .get_message(tenant.as_str(), id)
+        .get_message(tenant, id)
         .await?
         .ok_or_else(|| not_found(ErrorCode::MessageNotFound, "message", id))?;
-    let history = store.message_events(tenant.as_str(), id).await?;
+    let history = store.message_events(tenant, id).await?;
     Ok(MessageRecord { message, history })
 }
 
@@ -32,11 +32,7 @@ pub async fn messages(
     tenant: &TenantId,
     filter: &MessageFilter,
 ) -> Result<Page<Message>> {
-    match pipeline
-        .store()
-        .list_messages(tenant.as_str(), filter)
-        .await
-    {
+    match pipeline.store().list_messages(tenant, filter).await {
         Ok(page) => Ok(page),
         Err(StoreError::InvalidCursor) => Err(PipelineError::new(
             ErrorCode::InvalidQuery,
@@ -50,7 +46,7 @@ pub async fn messages(
 pub async fn template(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Template> {
     pipeline
         .store()
-        .get_template(tenant.as_str(), id)
+        .get_template(tenant, id)
         .await?
         .ok_or_else(|| not_found(ErrorCode::TemplateNotFound, "template", id))
 }

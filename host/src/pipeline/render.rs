@@ -43,7 +43,7 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
     };
     let stored = pipeline
         .store()
-        .get_template(draft.tenant.as_str(), template)
+        .get_template(&draft.tenant, template)
         .await?
         .ok_or_else(|| {
             PipelineError::new(
@@ -95,12 +95,8 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
             ));
         }
     };
-    // A stored category that no longer parses (written before categories were checked) falls
-    // back to the default rather than blocking every send from the template.
-    let template_category = stored
-        .category
-        .as_deref()
-        .and_then(|name| Category::for_message(name).ok());
+    // Templates are created with message categories only; a reserved one would be ignored.
+    let template_category = stored.category.filter(|c| matches!(c, Category::Named(_)));
     Ok(Rendered {
         body,
         template_id: Some(stored.id),
@@ -175,9 +171,9 @@ pub async fn create_template(
     };
     let new = NewTemplate {
         id: new_id("tpl"),
-        tenant_id: tenant.to_string(),
+        tenant_id: tenant.clone(),
         name: name.to_owned(),
-        category: draft.category.map(String::from),
+        category: draft.category,
         description: draft.description,
         body: draft.body,
         variables,

@@ -149,7 +149,7 @@ pub async fn apply_status(
     };
     if pipeline
         .store()
-        .apply_status(tenant.as_str(), &change)
+        .apply_status(tenant, &change)
         .await?
         .is_none()
     {

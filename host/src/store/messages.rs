@@ -12,8 +12,8 @@ use super::model::{
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance,
 };
 use super::shared::{
-    Change, DEFAULT_PAGE, Facts, MAX_PAGE, count, db_int, encoding, error_info, json, name_of,
-    status, word,
+    Change, DEFAULT_PAGE, Facts, MAX_PAGE, category, count, db_int, encoding, error_info, json,
+    name_of, status, tenant, word,
 };
 
 /// One message by id; [`Dialect::LOCK_ROWS`] is appended when it is read to be written.
@@ -43,12 +43,12 @@ where
         let provider_segments: Option<i32> = row.try_get("provider_segments")?;
         Ok(Message {
             id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
+            tenant_id: tenant(row.try_get("tenant_id")?)?,
             to_number: row.try_get("to_number")?,
             sender: row.try_get("sender")?,
             body: row.try_get("body")?,
             template_id: row.try_get("template_id")?,
-            category: row.try_get("category")?,
+            category: category(row.try_get("category")?)?,
             encoding: encoding(row.try_get("encoding")?)?,
             segments: count(row.try_get("segments")?, "segments")?,
             provider_segments: provider_segments
@@ -76,7 +76,7 @@ where
     fn event_from_row(row: &DB::Row) -> Result<StatusEvent> {
         Ok(StatusEvent {
             id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
+            tenant_id: tenant(row.try_get("tenant_id")?)?,
             message_id: row.try_get("message_id")?,
             status: status(row.try_get("status")?)?,
             provider_status: row.try_get("provider_status")?,
@@ -261,7 +261,7 @@ where
             source: EventSource::Api,
             now: new.now,
         };
-        Self::insert_event(&mut tx, &new.tenant_id, &new.id, &change).await?;
+        Self::insert_event(&mut tx, new.tenant_id.as_str(), &new.id, &change).await?;
         if let Some(notify) = DB::NOTIFY {
             sqlx::query(notify).execute(&mut *tx).await?;
         }

@@ -284,28 +284,34 @@ impl Store {
     /// way. `None` when no message matches.
     pub async fn apply_status(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         update: &StatusUpdate,
     ) -> Result<Option<ApplyResult>> {
         match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => Queries::apply_status(writer, tenant, update).await,
-            Backend::Postgres(pool) => Queries::apply_status(pool, tenant, update).await,
+            Backend::Sqlite { writer, .. } => {
+                Queries::apply_status(writer, tenant.as_str(), update).await
+            }
+            Backend::Postgres(pool) => Queries::apply_status(pool, tenant.as_str(), update).await,
         }
     }
 
     /// Reads one message.
-    pub async fn get_message(&self, tenant: &str, id: &str) -> Result<Option<Message>> {
+    pub async fn get_message(&self, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::get_message(reader, tenant, id).await,
-            Backend::Postgres(pool) => Queries::get_message(pool, tenant, id).await,
+            Backend::Sqlite { reader, .. } => {
+                Queries::get_message(reader, tenant.as_str(), id).await
+            }
+            Backend::Postgres(pool) => Queries::get_message(pool, tenant.as_str(), id).await,
         }
     }
 
     /// Reads a message's status events, oldest first.
-    pub async fn message_events(&self, tenant: &str, id: &str) -> Result<Vec<StatusEvent>> {
+    pub async fn message_events(&self, tenant: &TenantId, id: &str) -> Result<Vec<StatusEvent>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::message_events(reader, tenant, id).await,
-            Backend::Postgres(pool) => Queries::message_events(pool, tenant, id).await,
+            Backend::Sqlite { reader, .. } => {
+                Queries::message_events(reader, tenant.as_str(), id).await
+            }
+            Backend::Postgres(pool) => Queries::message_events(pool, tenant.as_str(), id).await,
         }
     }
 
@@ -313,12 +319,14 @@ impl Store {
     /// `(created_at, id)`, so pages stay stable while messages arrive).
     pub async fn list_messages(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         filter: &MessageFilter,
     ) -> Result<Page<Message>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::list_messages(reader, tenant, filter).await,
-            Backend::Postgres(pool) => Queries::list_messages(pool, tenant, filter).await,
+            Backend::Sqlite { reader, .. } => {
+                Queries::list_messages(reader, tenant.as_str(), filter).await
+            }
+            Backend::Postgres(pool) => Queries::list_messages(pool, tenant.as_str(), filter).await,
         }
     }
 
@@ -346,13 +354,13 @@ impl Store {
         }
     }
 
-    /// Opts `phone` out of `category` ([`ALL_CATEGORIES`] for everything), with an audit event;
+    /// Opts `phone` out of `category` ([`Category::All`] for everything), with an audit event;
     /// `false` when it already was.
     pub async fn opt_out(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         phone: &str,
-        category: &str,
+        category: &Category,
         source: &str,
         reason: Option<&str>,
         now: i64,
@@ -368,13 +376,13 @@ impl Store {
         }
     }
 
-    /// Opts `phone` back into `category` ([`ALL_CATEGORIES`] lifts every opt-out), with an audit
+    /// Opts `phone` back into `category` ([`Category::All`] lifts every opt-out), with an audit
     /// event; `false` when there was nothing to lift.
     pub async fn opt_in(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         phone: &str,
-        category: &str,
+        category: &Category,
         source: &str,
         now: i64,
     ) -> Result<bool> {
@@ -386,21 +394,30 @@ impl Store {
     }
 
     /// Returns whether `phone` may not be sent `category` messages: opted out of that category or
-    /// of [`ALL_CATEGORIES`].
-    pub async fn is_opted_out(&self, tenant: &str, phone: &str, category: &str) -> Result<bool> {
+    /// of [`Category::All`].
+    pub async fn is_opted_out(
+        &self,
+        tenant: &TenantId,
+        phone: &str,
+        category: &Category,
+    ) -> Result<bool> {
         match &self.inner.backend {
             Backend::Sqlite { reader, .. } => {
-                Queries::is_opted_out(reader, tenant, phone, category).await
+                Queries::is_opted_out(reader, tenant.as_str(), phone, category.as_str()).await
             }
-            Backend::Postgres(pool) => Queries::is_opted_out(pool, tenant, phone, category).await,
+            Backend::Postgres(pool) => {
+                Queries::is_opted_out(pool, tenant.as_str(), phone, category.as_str()).await
+            }
         }
     }
 
     /// Reads the audit trail of a number's opt-outs and opt-ins, oldest first.
-    pub async fn opt_out_events(&self, tenant: &str, phone: &str) -> Result<Vec<OptOutEvent>> {
+    pub async fn opt_out_events(&self, tenant: &TenantId, phone: &str) -> Result<Vec<OptOutEvent>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::opt_out_events(reader, tenant, phone).await,
-            Backend::Postgres(pool) => Queries::opt_out_events(pool, tenant, phone).await,
+            Backend::Sqlite { reader, .. } => {
+                Queries::opt_out_events(reader, tenant.as_str(), phone).await
+            }
+            Backend::Postgres(pool) => Queries::opt_out_events(pool, tenant.as_str(), phone).await,
         }
     }
 
@@ -413,27 +430,31 @@ impl Store {
     }
 
     /// Reads one template.
-    pub async fn get_template(&self, tenant: &str, id: &str) -> Result<Option<Template>> {
+    pub async fn get_template(&self, tenant: &TenantId, id: &str) -> Result<Option<Template>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::get_template(reader, tenant, id).await,
-            Backend::Postgres(pool) => Queries::get_template(pool, tenant, id).await,
+            Backend::Sqlite { reader, .. } => {
+                Queries::get_template(reader, tenant.as_str(), id).await
+            }
+            Backend::Postgres(pool) => Queries::get_template(pool, tenant.as_str(), id).await,
         }
     }
 
     /// Lists a tenant's templates by name.
-    pub async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>> {
+    pub async fn list_templates(&self, tenant: &TenantId) -> Result<Vec<Template>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::list_templates(reader, tenant).await,
-            Backend::Postgres(pool) => Queries::list_templates(pool, tenant).await,
+            Backend::Sqlite { reader, .. } => {
+                Queries::list_templates(reader, tenant.as_str()).await
+            }
+            Backend::Postgres(pool) => Queries::list_templates(pool, tenant.as_str()).await,
         }
     }
 }
 
 /// Builds the audit event of an opt-out change (its id is assigned by the database).
 fn opt_out_event(
-    tenant: &str,
+    tenant: &TenantId,
     phone: &str,
-    category: &str,
+    category: &Category,
     action: OptOutAction,
     source: &str,
     now: i64,

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::domain::{ALL_CATEGORIES, MessageStatus, Money, advance};
+pub use crate::domain::{Category, MessageStatus, Money, TenantId, advance};
 use crate::segments::Encoding;
 
 /// Who caused a status change.
@@ -60,7 +60,7 @@ pub struct NewMessage {
     /// The message id (`msg_…`), minted by the caller.
     pub id: String,
     /// The owning tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The recipient, E.164.
     pub to_number: String,
     /// The sender id or number, when not the provider's default.
@@ -71,7 +71,7 @@ pub struct NewMessage {
     pub template_id: Option<String>,
     /// The opt-out category (`transactional` by default; `compliance` for keyword replies, which
     /// are sent even to an opted-out number).
-    pub category: String,
+    pub category: Category,
     /// The encoding the body will be sent in.
     pub encoding: Encoding,
     /// The number of segments the body takes.
@@ -106,7 +106,7 @@ pub struct Message {
     /// The message id.
     pub id: String,
     /// The owning tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The recipient, E.164.
     pub to_number: String,
     /// The sender id or number.
@@ -116,7 +116,7 @@ pub struct Message {
     /// The template the body was rendered from.
     pub template_id: Option<String>,
     /// The opt-out category.
-    pub category: String,
+    pub category: Category,
     /// The encoding.
     pub encoding: Encoding,
     /// Segments, as Herald counted them at acceptance (the encoding decides them exactly); a
@@ -186,7 +186,7 @@ pub struct StatusEvent {
     /// The event's sequence number.
     pub id: i64,
     /// The owning tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The message.
     pub message_id: String,
     /// The status the message moved to.
@@ -231,7 +231,7 @@ impl ClaimedJob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseRef<'a> {
     /// The owning tenant.
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     /// The message.
     pub message_id: &'a str,
     /// The lease token from [`ClaimedJob::lease_owner`].
@@ -317,7 +317,7 @@ pub struct InboundMessage {
     /// The id (`inb_…`), minted by the caller.
     pub id: String,
     /// The receiving tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The provider that delivered it.
     pub provider: String,
     /// The provider's id for it (its retries repeat it).
@@ -340,11 +340,11 @@ pub struct OptOutEvent {
     /// The event's sequence number.
     pub id: i64,
     /// The owning tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The phone number, E.164.
     pub phone_number: String,
     /// The category (`all` for every category).
-    pub category: String,
+    pub category: Category,
     /// Whether the number was opted out or back in.
     pub action: OptOutAction,
     /// What caused it (`api`, `inbound`, ...).
@@ -361,11 +361,11 @@ pub struct NewTemplate {
     /// The id (`tpl_…`), minted by the caller.
     pub id: String,
     /// The owning tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The name, unique per tenant.
     pub name: String,
     /// The opt-out category messages from it belong to.
-    pub category: Option<String>,
+    pub category: Option<Category>,
     /// A description for people.
     pub description: Option<String>,
     /// The template source.
@@ -384,11 +384,11 @@ pub struct Template {
     /// The id.
     pub id: String,
     /// The owning tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The name, unique per tenant.
     pub name: String,
     /// The opt-out category.
-    pub category: Option<String>,
+    pub category: Option<Category>,
     /// A description for people.
     pub description: Option<String>,
     /// The template source.

@@ -92,7 +92,7 @@ where
              RETURNING message_id",
         )
         .bind(lease.message_id)
-        .bind(lease.tenant_id)
+        .bind(lease.tenant_id.as_str())
         .bind(lease.owner)
         .fetch_optional(&mut *conn)
         .await?;
@@ -110,7 +110,8 @@ where
         if !Self::delete_leased(&mut tx, lease).await? {
             return Ok(LeaseOutcome::Lost);
         }
-        let current = Self::lock_message(&mut tx, lease.tenant_id, lease.message_id).await?;
+        let current =
+            Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
         let Some(current) = current else {
             return Ok(LeaseOutcome::Lost);
         };
@@ -118,7 +119,7 @@ where
             "UPDATE messages SET provider = $3, provider_message_id = $4, updated_at = $5
              WHERE tenant_id = $1 AND id = $2",
         )
-        .bind(lease.tenant_id)
+        .bind(lease.tenant_id.as_str())
         .bind(lease.message_id)
         .bind(accepted.provider.as_str())
         .bind(accepted.provider_message_id.as_str())
@@ -130,7 +131,7 @@ where
             provider_segments: accepted.segments,
             price: accepted.price.as_ref(),
         };
-        Self::record_facts(&mut tx, lease.tenant_id, lease.message_id, &facts).await?;
+        Self::record_facts(&mut tx, lease.tenant_id.as_str(), lease.message_id, &facts).await?;
         if advance(current.status, MessageStatus::Sent) {
             let change = Change {
                 status: MessageStatus::Sent,
@@ -139,7 +140,7 @@ where
                 source: EventSource::Dispatcher,
                 now,
             };
-            Self::transition(&mut tx, lease.tenant_id, lease.message_id, &change).await?;
+            Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
         tx.commit().await?;
         Ok(LeaseOutcome::Applied)
@@ -160,7 +161,7 @@ where
              RETURNING message_id",
         )
         .bind(lease.message_id)
-        .bind(lease.tenant_id)
+        .bind(lease.tenant_id.as_str())
         .bind(lease.owner)
         .bind(due_at)
         .fetch_optional(&mut *tx)
@@ -168,11 +169,12 @@ where
         if released.is_none() {
             return Ok(LeaseOutcome::Lost);
         }
-        let current = Self::lock_message(&mut tx, lease.tenant_id, lease.message_id).await?;
+        let current =
+            Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
         if current.is_some_and(|message| message.status == MessageStatus::Sending) {
             // The one backward move: an attempt the provider did not take returns to the queue.
             let change = Change::dispatcher(MessageStatus::Queued, Some(error), now);
-            Self::transition(&mut tx, lease.tenant_id, lease.message_id, &change).await?;
+            Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
         tx.commit().await?;
         Ok(LeaseOutcome::Applied)
@@ -190,10 +192,11 @@ where
         if !Self::delete_leased(&mut tx, lease).await? {
             return Ok(LeaseOutcome::Lost);
         }
-        let current = Self::lock_message(&mut tx, lease.tenant_id, lease.message_id).await?;
+        let current =
+            Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
         if current.is_some_and(|message| advance(message.status, new_status)) {
             let change = Change::dispatcher(new_status, Some(error), now);
-            Self::transition(&mut tx, lease.tenant_id, lease.message_id, &change).await?;
+            Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
         tx.commit().await?;
         Ok(LeaseOutcome::Applied)

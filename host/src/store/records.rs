@@ -5,8 +5,8 @@ use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
-use super::model::{InboundMessage, NewTemplate, OptOutEvent, Template, Tenant};
-use super::shared::{json, name_of, word};
+use super::model::{Category, InboundMessage, NewTemplate, OptOutEvent, Template, Tenant};
+use super::shared::{category, json, name_of, tenant, word};
 
 impl<DB: Dialect> Queries<DB>
 where
@@ -20,9 +20,12 @@ where
     fn template_from_row(row: &DB::Row) -> Result<Template> {
         Ok(Template {
             id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
+            tenant_id: tenant(row.try_get("tenant_id")?)?,
             name: row.try_get("name")?,
-            category: row.try_get("category")?,
+            category: row
+                .try_get::<Option<String>, _>("category")?
+                .map(category)
+                .transpose()?,
             description: row.try_get("description")?,
             body: row.try_get("body")?,
             variables: json(row.try_get("variables")?, "variables")?,
@@ -35,9 +38,9 @@ where
     fn opt_out_event_from_row(row: &DB::Row) -> Result<OptOutEvent> {
         Ok(OptOutEvent {
             id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
+            tenant_id: tenant(row.try_get("tenant_id")?)?,
             phone_number: row.try_get("phone_number")?,
-            category: row.try_get("category")?,
+            category: category(row.try_get("category")?)?,
             action: word(row.try_get("action")?)?,
             source: row.try_get("source")?,
             reason: row.try_get("reason")?,
@@ -211,7 +214,7 @@ where
         .bind(new.id.as_str())
         .bind(new.tenant_id.as_str())
         .bind(new.name.as_str())
-        .bind(new.category.as_deref())
+        .bind(new.category.as_ref().map(Category::as_str))
         .bind(new.description.as_deref())
         .bind(new.body.as_str())
         .bind(variables.as_str())

@@ -99,3 +99,14 @@ pub(super) fn error_info(code: Option<String>, message: Option<String>) -> Optio
 pub(super) fn json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{column}: {error}")))
 }
+
+/// Parses a stored tenant id.
+pub(super) fn tenant(id: String) -> Result<crate::domain::TenantId> {
+    crate::domain::TenantId::new(id).map_err(|_| StoreError::Corrupt("tenant_id".into()))
+}
+
+/// Parses a stored category name.
+pub(super) fn category(name: String) -> Result<crate::domain::Category> {
+    crate::domain::Category::parse(&name)
+        .map_err(|_| StoreError::Corrupt(format!("category {name:?}")))
+}
