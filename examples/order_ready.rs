@@ -6,7 +6,6 @@
 
 mod common;
 
-use herald::pipeline::render::{self, TemplateDraft};
 use herald::{Category, ErrorCode, Herald, SendRequest, TenantId};
 use serde_json::json;
 
@@ -45,17 +44,11 @@ async fn main() -> anyhow::Result<()> {
     let dir = common::temp_dir("order")?;
     let herald = common::herald_with_api(&carrier, &dir).await?;
     let tenant = TenantId::default_tenant();
-    let template = render::create_template(
-        herald.pipeline(),
-        &tenant,
-        TemplateDraft {
-            name: "order_ready".into(),
-            category: Some(Category::parse("order")?),
-            description: Some("Sent when an order is ready for pickup".into()),
-            body: "Hi {{customer_name}}, order {{order_number}} is ready at {{restaurant_name}}."
-                .into(),
-            is_active: true,
-        },
+    let template = common::template(
+        &herald,
+        "order_ready",
+        "order",
+        "Hi {{customer_name}}, order {{order_number}} is ready at {{restaurant_name}}.",
     )
     .await?;
 

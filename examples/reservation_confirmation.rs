@@ -6,8 +6,7 @@
 
 mod common;
 
-use herald::pipeline::render::{self, TemplateDraft};
-use herald::{Category, Herald, PhoneNumber, SendRequest, TenantId};
+use herald::{Herald, PhoneNumber, SendRequest, TenantId};
 use serde_json::json;
 
 /// What the reservation module knows about a booking.
@@ -61,18 +60,12 @@ async fn main() -> anyhow::Result<()> {
     let herald = common::herald_with_api(&carrier, &dir).await?;
     let tenant = TenantId::default_tenant();
 
-    let template = render::create_template(
-        herald.pipeline(),
-        &tenant,
-        TemplateDraft {
-            name: "reservation_confirmation".into(),
-            category: Some(Category::parse("reservation")?),
-            description: Some("Sent when a reservation is booked".into()),
-            body: "Hi {{customer_name}}, your table for {{party_size}} at {{restaurant_name}} is \
-                   booked for {{date}} at {{time}}. Code: {{confirmation_code}}"
-                .into(),
-            is_active: true,
-        },
+    let template = common::template(
+        &herald,
+        "reservation_confirmation",
+        "reservation",
+        "Hi {{customer_name}}, your table for {{party_size}} at {{restaurant_name}} is \
+                   booked for {{date}} at {{time}}. Code: {{confirmation_code}}",
     )
     .await?;
 
