@@ -504,6 +504,7 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
             Duration::from_secs(3600)
         },
         inbound_url: None,
+        accounts: Vec::new(),
     };
     let carrier = carrier::spawn(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),

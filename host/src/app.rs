@@ -25,8 +25,9 @@ use crate::config::{Config, ConfigSource};
 use crate::domain::TenantId;
 use crate::pipeline::read::MessageRecord;
 use crate::pipeline::{Pipeline, PipelineError, SendRequest, Submitted, dispatch};
-use crate::plugin::{PluginError, Plugins, watch};
+use crate::plugin::{PluginError, Plugins};
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::watch;
 
 /// Errors from starting or serving Herald.
 #[derive(Debug, thiserror::Error)]
@@ -163,14 +164,12 @@ impl Herald {
         let mut background = Vec::new();
         if config.runtime.watch {
             background.push(watch::spawn_file_watch(
-                self.plugins().clone(),
-                self.pipeline.source().clone(),
-                (*config).clone(),
+                self.pipeline.clone(),
                 Duration::from_millis(config.runtime.watch_interval_ms),
             ));
         }
         #[cfg(unix)]
-        match watch::spawn_sighup(self.plugins().clone(), self.pipeline.source().clone()) {
+        match watch::spawn_sighup(self.pipeline.clone()) {
             Ok(task) => background.push(task),
             Err(e) => tracing::warn!(error = %e, "SIGHUP reloads are unavailable"),
         }

@@ -304,7 +304,10 @@ impl ConfigSource {
                 )
                 .merge(Serialized::defaults(herald_plugin_settings_env()));
         }
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if let Some(file) = &self.file {
+            config.resolve_paths(&figment, file);
+        }
         config.check()?;
         Ok(config)
     }
@@ -315,9 +318,90 @@ impl ConfigSource {
     }
 }
 
+/// Whether the value at `key` was set by the config file (not a default or the environment).
+fn from_file(figment: &Figment, key: &str) -> bool {
+    figment
+        .find_metadata(key)
+        .and_then(|m| m.source.as_ref())
+        .is_some_and(|source| matches!(source, figment::Source::File(_)))
+}
+
+/// `path` resolved against `dir` when it is relative.
+fn resolved(dir: &Path, path: &Path) -> PathBuf {
+    if path.is_relative() {
+        dir.join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
 impl Config {
+    /// Resolves the relative paths that `file` set against the file's folder, so a config file
+    /// means the same wherever Herald is started from.
+    fn resolve_paths(&mut self, figment: &Figment, file: &Path) {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        if from_file(figment, "runtime.cache_dir") {
+            self.runtime.cache_dir = resolved(dir, &self.runtime.cache_dir);
+        }
+        if from_file(figment, "runtime.plugin_dir") {
+            self.runtime.plugin_dir = resolved(dir, &self.runtime.plugin_dir);
+        }
+        for (name, plugin) in &mut self.plugins {
+            if let Some(path) = &plugin.path
+                && from_file(figment, &format!("plugins.{name}.path"))
+            {
+                plugin.path = Some(resolved(dir, path));
+            }
+        }
+        if from_file(figment, "storage.url") {
+            self.storage.url = sqlite_resolved(dir, &self.storage.url);
+        }
+    }
+
+    /// The settings that differ between `self` (running) and `new` and that only a restart
+    /// applies: the listener, storage, the plugin engine and the dispatcher's size.
+    #[must_use]
+    pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name, differs: bool| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        check("server.listen", self.server.listen != new.server.listen);
+        check(
+            "server.max_body_bytes",
+            self.server.max_body_bytes != new.server.max_body_bytes,
+        );
+        check("storage.url", self.storage.url != new.storage.url);
+        check(
+            "runtime.cache_dir",
+            self.runtime.cache_dir != new.runtime.cache_dir,
+        );
+        check(
+            "runtime.max_instances",
+            self.runtime.max_instances != new.runtime.max_instances,
+        );
+        check(
+            "runtime.max_memory_mb",
+            self.runtime.max_memory_mb != new.runtime.max_memory_mb,
+        );
+        check("runtime.watch", self.runtime.watch != new.runtime.watch);
+        check(
+            "runtime.watch_interval_ms",
+            self.runtime.watch_interval_ms != new.runtime.watch_interval_ms,
+        );
+        check(
+            "delivery.workers",
+            self.delivery.workers != new.delivery.workers,
+        );
+        changed
+    }
+
     /// Checks what serde cannot: values that must agree with each other.
     pub fn check(&self) -> Result<()> {
+        check_public_url(&self.server.public_url)?;
+        check_storage_url(&self.storage.url)?;
         for (name, plugin) in &self.plugins {
             if plugin.memory_mb > self.runtime.max_memory_mb {
                 return Err(ConfigError::Inconsistent(format!(
@@ -340,6 +424,75 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// A SQLite URL or path that names a relative file, resolved against `dir`; other URLs as
+/// they are.
+fn sqlite_resolved(dir: &Path, url: &str) -> String {
+    let (prefix, rest) = if let Some(rest) = url.strip_prefix("sqlite://") {
+        ("sqlite://", rest)
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        ("sqlite:", rest)
+    } else if url.contains("://") {
+        return url.to_owned();
+    } else {
+        ("", url)
+    };
+    let (file, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(f, q)| (f, Some(q)));
+    if file.is_empty()
+        || file.starts_with(':')
+        || file.starts_with("file:")
+        || Path::new(file).is_absolute()
+    {
+        return url.to_owned();
+    }
+    let joined = dir.join(file).display().to_string();
+    match query {
+        Some(query) => format!("{prefix}{joined}?{query}"),
+        None => format!("{prefix}{joined}"),
+    }
+}
+
+/// `server.public_url` must be an absolute http(s) URL without query or fragment, with a host
+/// that has no `_` (providers sign the URL they call; one they cannot call signs nothing).
+fn check_public_url(public_url: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(ConfigError::Inconsistent(format!(
+            "server.public_url = {public_url:?} {why}"
+        )))
+    };
+    let Ok(url) = url::Url::parse(public_url) else {
+        return bad("is not an absolute URL such as https://sms.example.com");
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return bad("must use http or https");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return bad("must have no query or fragment");
+    }
+    match url.host_str() {
+        None | Some("") => bad("has no host"),
+        Some(host) if host.contains('_') => bad("has a `_` in its host name"),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `storage.url` must name a backend Herald has: `sqlite:` (or a plain file path), `postgres://`
+/// or `postgresql://`.
+fn check_storage_url(url: &str) -> Result<()> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme).or_else(|| {
+        url.split_once(':')
+            .map(|(scheme, _)| scheme)
+            .filter(|s| s.len() > 1 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+'))
+    });
+    match scheme {
+        None | Some("sqlite" | "postgres" | "postgresql") => Ok(()),
+        Some(other) => Err(ConfigError::Inconsistent(format!(
+            "storage.url: unsupported storage URL scheme `{other}` (use sqlite://PATH or postgres://…)"
+        ))),
     }
 }
 

@@ -127,6 +127,7 @@ async fn start_carrier(config: &Config) -> anyhow::Result<Carrier> {
         auth_token: setting("auth_token")?,
         callback_delay: std::time::Duration::from_millis(500),
         inbound_url: Some(inbound),
+        accounts: Vec::new(),
     };
     Ok(carrier::spawn(listener, carrier_config).await)
 }

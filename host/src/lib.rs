@@ -34,6 +34,7 @@
 //! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
 //! - [`segments`]: GSM-7 / UCS-2 encoding and segment counting.
 //! - [`keywords`]: STOP / START / HELP in inbound messages.
+//! - [`watch`]: the reload triggers (file changes, SIGHUP).
 //! - [`config`]: typed configuration (file, then environment).
 //! - [`domain`]: the value types every layer shares; [`clock`]: time as a dependency.
 
@@ -47,6 +48,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod segments;
 pub mod store;
+pub mod watch;
 
 pub use app::{Herald, HeraldBuilder, StartError};
 pub use domain::{Category, ErrorCode, MessageStatus, Money, PhoneNumber, TenantId};

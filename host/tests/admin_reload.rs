@@ -104,7 +104,7 @@ async fn sighup_reloads() {
         .build()
         .await
         .unwrap();
-    let _task = herald::plugin::watch::spawn_sighup(state.plugins().clone(), source).unwrap();
+    let _task = herald::watch::spawn_sighup(state.pipeline().clone()).unwrap();
     std::fs::copy(common::plugin("probe-v2"), &path).unwrap();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])

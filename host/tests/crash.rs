@@ -58,6 +58,7 @@ async fn killed_mid_dispatch_loses_nothing(backend: Backend) {
             auth_token: AUTH_TOKEN.into(),
             callback_delay: Duration::from_millis(2_500),
             inbound_url: None,
+            accounts: Vec::new(),
         },
     )
     .await;

@@ -189,7 +189,7 @@ async fn file_watch_reloads() {
     let (dir, path, _) = setup();
     let cache = common::root().join("target/herald-cache");
     let toml = format!(
-        "[runtime]\ncache_dir = {cache:?}\nmax_instances = 16\nwatch_interval_ms = 50\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {path:?}\n"
+        "[storage]\nurl = \"sqlite::memory:\"\n[runtime]\ncache_dir = {cache:?}\nmax_instances = 16\nwatch_interval_ms = 50\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {path:?}\n"
     );
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, &toml).unwrap();
@@ -197,14 +197,14 @@ async fn file_watch_reloads() {
         file: Some(file.clone()),
         env: false,
     };
-    let config = source.load().unwrap();
-    let plugins = Plugins::start(&config).await.unwrap();
-    let watcher = herald::plugin::watch::spawn_file_watch(
-        plugins.clone(),
-        source,
-        config,
-        Duration::from_millis(50),
-    );
+    let herald = herald::Herald::builder()
+        .source(source)
+        .build()
+        .await
+        .unwrap();
+    let plugins = herald.plugins().clone();
+    let watcher =
+        herald::watch::spawn_file_watch(herald.pipeline().clone(), Duration::from_millis(50));
 
     replace(&path, &common::plugin("probe-v2"));
     wait_for(&plugins, "probe-2.0.0-").await;

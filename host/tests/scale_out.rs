@@ -23,6 +23,7 @@ async fn two_instances_share_one_queue() {
             auth_token: AUTH_TOKEN.into(),
             callback_delay: Duration::from_millis(20),
             inbound_url: None,
+            accounts: Vec::new(),
         },
     )
     .await;

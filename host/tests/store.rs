@@ -739,13 +739,14 @@ async fn postgres_enqueue_wakes_other_processes() {
 
 async fn add_tenant(store: &Store, id: &str) {
     store.create_tenant(&tenant(id)).await.unwrap();
-    assert_eq!(store.get_tenant(id).await.unwrap(), Some(tenant(id)));
+    assert_eq!(store.get_tenant(&tid(id)).await.unwrap(), Some(tenant(id)));
 }
 
 fn tenant(id: &str) -> Tenant {
     Tenant {
-        id: id.to_owned(),
+        id: tid(id),
         name: format!("Tenant {id}"),
+        status: herald::domain::TenantStatus::Active,
         created_at: T0,
     }
 }

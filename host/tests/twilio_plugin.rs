@@ -24,6 +24,7 @@ async fn setup() -> (Carrier, Plugins) {
             auth_token: TOKEN.into(),
             callback_delay: Duration::from_millis(10),
             inbound_url: None,
+            accounts: Vec::new(),
         },
     )
     .await;

@@ -1,13 +1,20 @@
-//! Operator endpoints under `/admin`, authenticated by the admin key.
+//! Operator endpoints under `/admin`, authenticated by the admin key: plugins and their reload,
+//! tenants, their API keys and their settings.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ApiResult};
-use crate::domain::ErrorCode;
+use crate::domain::{ErrorCode, TenantStatus};
 use crate::pipeline::Pipeline;
-use crate::plugin::{PluginSummary, ReloadReport};
+use crate::pipeline::ReloadOutcome;
+use crate::pipeline::tenants::{self, IssuedKey, TenantSettings};
+use crate::plugin::PluginSummary;
+use crate::store::{ApiKey, Tenant};
 
 /// Checks `Authorization: Bearer <admin_key>`; admin routes are off when no key is configured.
 fn authorize(pipeline: &Pipeline, headers: &HeaderMap) -> ApiResult<()> {
@@ -20,7 +27,7 @@ fn authorize(pipeline: &Pipeline, headers: &HeaderMap) -> ApiResult<()> {
         ));
     }
     match super::bearer(headers) {
-        Some(key) if super::constant_time_eq(key.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(key) if bool::from(key.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
         Some(_) => Err(ApiError::new(
             ErrorCode::Unauthorized,
             "the admin key is not valid",
@@ -45,11 +52,122 @@ pub async fn list(
 pub async fn reload(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-) -> ApiResult<Json<ReloadReport>> {
+) -> ApiResult<Json<ReloadOutcome>> {
     authorize(&pipeline, &headers)?;
     let report = pipeline
         .reload()
         .await
         .map_err(|e| ApiError::new(ErrorCode::InvalidConfiguration, e.to_string()))?;
     Ok(Json(report))
+}
+
+/// The body of `POST /admin/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// A display name.
+    pub name: String,
+}
+
+/// The body of `PATCH /admin/tenants/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// `active` or `suspended`.
+    pub status: TenantStatus,
+}
+
+/// `POST /admin/tenants`: `201` with the new tenant.
+pub async fn create_tenant(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    body: Result<Json<CreateTenant>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    authorize(&pipeline, &headers)?;
+    let Json(body) = body?;
+    let tenant = tenants::create_tenant(&pipeline, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+/// `GET /admin/tenants`: every tenant.
+pub async fn list_tenants(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Tenant>>> {
+    authorize(&pipeline, &headers)?;
+    Ok(Json(tenants::list_tenants(&pipeline).await?))
+}
+
+/// `PATCH /admin/tenants/{id}`: suspend or reactivate a tenant.
+pub async fn update_tenant(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateTenant>, JsonRejection>,
+) -> ApiResult<Json<Tenant>> {
+    authorize(&pipeline, &headers)?;
+    let id = tenants::tenant_id(&id)?;
+    let Json(body) = body?;
+    Ok(Json(
+        tenants::set_status(&pipeline, &id, body.status).await?,
+    ))
+}
+
+/// `POST /admin/tenants/{id}/api-keys`: `201` with the new key, shown this once.
+pub async fn create_api_key(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<IssuedKey>)> {
+    authorize(&pipeline, &headers)?;
+    let id = tenants::tenant_id(&id)?;
+    let key = tenants::create_api_key(&pipeline, &id).await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+/// `GET /admin/tenants/{id}/api-keys`: key ids and prefixes, never keys.
+pub async fn list_api_keys(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ApiKey>>> {
+    authorize(&pipeline, &headers)?;
+    let id = tenants::tenant_id(&id)?;
+    Ok(Json(tenants::api_keys(&pipeline, &id).await?))
+}
+
+/// `DELETE /admin/tenants/{id}/api-keys/{key_id}`: revokes the key at once (`204`).
+pub async fn revoke_api_key(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    Path((id, key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    authorize(&pipeline, &headers)?;
+    let id = tenants::tenant_id(&id)?;
+    tenants::revoke_api_key(&pipeline, &id, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /admin/tenants/{id}/settings`: the tenant's settings, secrets redacted.
+pub async fn get_settings(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantSettings>> {
+    authorize(&pipeline, &headers)?;
+    let id = tenants::tenant_id(&id)?;
+    Ok(Json(tenants::redacted_settings(&pipeline, &id).await?))
+}
+
+/// `PUT /admin/tenants/{id}/settings`: replaces the tenant's settings; answers them redacted.
+pub async fn put_settings(
+    State(pipeline): State<Pipeline>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<TenantSettings>, JsonRejection>,
+) -> ApiResult<Json<TenantSettings>> {
+    authorize(&pipeline, &headers)?;
+    let id = tenants::tenant_id(&id)?;
+    let Json(settings) = body?;
+    Ok(Json(tenants::put_settings(&pipeline, &id, settings).await?))
 }

@@ -1,14 +1,16 @@
 //! API-key authentication: every `/api/v1/sms` route except provider webhooks needs a key.
 //!
-//! Keys come from `server.api_keys` and all belong to the default tenant for now; the key may be
-//! sent as `Authorization: Bearer <key>` (the scheme in any case) or `X-API-Key: <key>`.
+//! A key is one a tenant was issued through the admin API, or one of the operator's bootstrap
+//! keys (`server.api_keys`, the default tenant's); it may be sent as `Authorization: Bearer
+//! <key>` (the scheme in any case) or `X-API-Key: <key>`. Keys are looked up on every request,
+//! so a revoked key, or a bootstrap key removed by a configuration reload, stops working at once.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
 use crate::domain::{ErrorCode, TenantId};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, tenants};
 
 /// The tenant a request acts for, established from its API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,19 +31,12 @@ impl FromRequestParts<Pipeline> for Tenant {
                     "send an API key as `Authorization: Bearer <key>`",
                 )
             })?;
-        let known = pipeline
-            .config()
-            .server
-            .api_keys
-            .iter()
-            .any(|k| !k.is_empty() && super::constant_time_eq(k.as_bytes(), key.as_bytes()));
-        if known {
-            Ok(Tenant(TenantId::default_tenant()))
-        } else {
-            Err(ApiError::new(
+        match tenants::authenticate(pipeline, key).await? {
+            Some(tenant) => Ok(Tenant(tenant.id)),
+            None => Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "the API key is not valid",
-            ))
+            )),
         }
     }
 }

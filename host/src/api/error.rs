@@ -48,12 +48,17 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         C::MalformedJson | C::BadRequest | C::MalformedWebhook => StatusCode::BAD_REQUEST,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
-        C::InvalidSignature | C::AdminDisabled => StatusCode::FORBIDDEN,
-        C::NotFound | C::MessageNotFound | C::TemplateNotFound | C::UnknownProvider => {
-            StatusCode::NOT_FOUND
-        }
+        C::InvalidSignature | C::AdminDisabled | C::TenantSuspended => StatusCode::FORBIDDEN,
+        C::NotFound
+        | C::MessageNotFound
+        | C::TemplateNotFound
+        | C::UnknownProvider
+        | C::TenantNotFound
+        | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        C::RecipientOptedOut | C::IdempotencyConflict | C::TemplateExists => StatusCode::CONFLICT,
+        C::RecipientOptedOut | C::IdempotencyConflict | C::TemplateExists | C::NumberTaken => {
+            StatusCode::CONFLICT
+        }
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -14,7 +14,7 @@ use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post, put};
 
 use crate::domain::ErrorCode;
 use crate::pipeline::Pipeline;
@@ -45,6 +45,23 @@ pub fn router(pipeline: Pipeline) -> Router {
         )
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
+        .route(
+            "/admin/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
+        .route("/admin/tenants/{id}", patch(admin::update_tenant))
+        .route(
+            "/admin/tenants/{id}/api-keys",
+            post(admin::create_api_key).get(admin::list_api_keys),
+        )
+        .route(
+            "/admin/tenants/{id}/api-keys/{key_id}",
+            delete(admin::revoke_api_key),
+        )
+        .route(
+            "/admin/tenants/{id}/settings",
+            put(admin::put_settings).get(admin::get_settings),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -93,12 +110,4 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Compares secrets without leaking where they differ through timing.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

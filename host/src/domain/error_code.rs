@@ -25,6 +25,8 @@ pub enum ErrorCode {
     InvalidSignature,
     /// Admin routes are disabled: no admin key is configured.
     AdminDisabled,
+    /// The tenant is suspended: it may not send.
+    TenantSuspended,
 
     // 404: no such thing.
     /// No such route.
@@ -35,6 +37,10 @@ pub enum ErrorCode {
     TemplateNotFound,
     /// No provider plugin of that name handles webhooks.
     UnknownProvider,
+    /// No such tenant.
+    TenantNotFound,
+    /// No such API key for this tenant.
+    ApiKeyNotFound,
 
     /// 405: the route exists but not with that method.
     MethodNotAllowed,
@@ -46,6 +52,8 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// The tenant already has a template of that name.
     TemplateExists,
+    /// A phone number in a tenant's settings belongs to another tenant.
+    NumberTaken,
 
     // 413, 414, 415, 431: limits and formats.
     /// The body is larger than `server.max_body_bytes`.
@@ -105,21 +113,25 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 38] = [
+    pub const ALL: [Self; 42] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
         Self::Unauthorized,
         Self::InvalidSignature,
         Self::AdminDisabled,
+        Self::TenantSuspended,
         Self::NotFound,
         Self::MessageNotFound,
         Self::TemplateNotFound,
         Self::UnknownProvider,
+        Self::TenantNotFound,
+        Self::ApiKeyNotFound,
         Self::MethodNotAllowed,
         Self::RecipientOptedOut,
         Self::IdempotencyConflict,
         Self::TemplateExists,
+        Self::NumberTaken,
         Self::PayloadTooLarge,
         Self::UriTooLong,
         Self::UnsupportedMediaType,
@@ -156,14 +168,18 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::InvalidSignature => "invalid_signature",
             Self::AdminDisabled => "admin_disabled",
+            Self::TenantSuspended => "tenant_suspended",
             Self::NotFound => "not_found",
             Self::MessageNotFound => "message_not_found",
             Self::TemplateNotFound => "template_not_found",
             Self::UnknownProvider => "unknown_provider",
+            Self::TenantNotFound => "tenant_not_found",
+            Self::ApiKeyNotFound => "api_key_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RecipientOptedOut => "recipient_opted_out",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::TemplateExists => "template_exists",
+            Self::NumberTaken => "number_taken",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UriTooLong => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",

@@ -24,4 +24,4 @@ pub use error_code::ErrorCode;
 pub use money::Money;
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use status::{MessageStatus, advance};
-pub use tenant::{TenantId, TenantIdError};
+pub use tenant::{TenantId, TenantIdError, TenantStatus};

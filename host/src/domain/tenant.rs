@@ -48,6 +48,35 @@ impl TenantId {
     }
 }
 
+/// Whether a tenant may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Sends are accepted and queued messages are dispatched.
+    Active,
+    /// Sends are refused (`tenant_suspended`) and queued messages are held, not sent.
+    Suspended,
+}
+
+impl TenantStatus {
+    /// The status's name, as stored and shown.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    /// Parses a status name.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Active, Self::Suspended]
+            .into_iter()
+            .find(|status| status.as_str() == name)
+    }
+}
+
 impl std::str::FromStr for TenantId {
     type Err = TenantIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -17,6 +17,8 @@ use tokio::task::JoinSet;
 
 use super::Pipeline;
 use super::classify::{self, Attempt, Next};
+use super::error::{ErrorCode, PipelineError};
+use super::tenants;
 use crate::domain::{Category, MessageStatus};
 use crate::plugin::model::{self as plugin_model, OutboundMessage};
 use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome};
@@ -166,14 +168,18 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
     }
     // Keyword confirmations answer through the provider the keyword came in on.
     let routed = if compliance {
-        pipeline.plugins().get(&message.provider).ok_or_else(|| {
-            crate::plugin::PluginError::NotAvailable(format!(
-                "no provider plugin `{}` is loaded",
-                message.provider
-            ))
-        })
+        tenants::provider_named(pipeline, &message.tenant_id, &message.provider)
+            .await
+            .and_then(|p| {
+                p.ok_or_else(|| {
+                    PipelineError::new(
+                        ErrorCode::ProviderUnavailable,
+                        format!("no provider plugin `{}` is loaded", message.provider),
+                    )
+                })
+            })
     } else {
-        pipeline.plugins().provider()
+        tenants::provider(pipeline, &message.tenant_id).await
     };
     let provider = match routed {
         Ok(p) => p,

@@ -37,16 +37,13 @@ pub struct Outgoing {
 
 /// Builds the outgoing message of a draft that passed every step before this one, routed to
 /// the tenant's provider.
-pub fn outgoing(
+pub async fn outgoing(
     pipeline: &Pipeline,
     draft: Draft,
     rendered: Rendered,
     body: Counted,
 ) -> Result<Outgoing> {
-    let provider = pipeline
-        .plugins()
-        .provider()
-        .map_err(|e| PipelineError::new(ErrorCode::ProviderUnavailable, e.to_string()))?;
+    let provider = super::tenants::provider(pipeline, &draft.tenant).await?;
     let request = draft.request;
     Ok(Outgoing {
         tenant: draft.tenant,

@@ -14,8 +14,9 @@
 //! 9. [`inbound`]: inbound messages are stored; STOP / START / HELP act on the opt-out list and
 //!    queue the confirmation.
 //!
-//! Beside the steps: [`read`] (messages and templates as callers see them) and [`error`] (the
-//! one error type, with its stable codes).
+//! Beside the steps: [`read`] (messages and templates as callers see them), [`tenants`] (who
+//! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
+//! its stable codes).
 
 pub mod accept;
 pub mod check;
@@ -29,6 +30,7 @@ pub mod track;
 
 pub mod error;
 pub mod read;
+pub mod tenants;
 
 use std::sync::Arc;
 
@@ -112,11 +114,12 @@ impl Pipeline {
     /// Sends one message for `tenant`: accept, render, count, check and enqueue. Returns once
     /// the message is stored and queued; the dispatcher takes it from there.
     pub async fn send(&self, tenant: &TenantId, request: SendRequest) -> Result<Submitted> {
+        tenants::ensure_active(self, tenant).await?;
         let draft = accept::accept(tenant, request)?;
         let rendered = render::render(self, &draft).await?;
         let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
         check::check(self, tenant, &draft.request.to, &rendered.category).await?;
-        let outgoing = enqueue::outgoing(self, draft, rendered, counted)?;
+        let outgoing = enqueue::outgoing(self, draft, rendered, counted).await?;
         enqueue::enqueue(self, outgoing).await
     }
 
@@ -125,12 +128,29 @@ impl Pipeline {
         read::message(self, tenant, id).await
     }
 
-    /// Re-reads the configuration and reloads the plugins whose file or settings changed. A
-    /// configuration that does not load is refused whole and the running one keeps serving.
-    pub async fn reload(&self) -> std::result::Result<ReloadReport, crate::config::ConfigError> {
+    /// Re-reads the whole configuration and swaps it in: API keys, delivery settings, routing,
+    /// plugin settings and compliance replies take effect for the next request or attempt, and
+    /// plugins whose file or settings changed are reloaded. A configuration that does not load or
+    /// validate is refused whole and the running one keeps serving. Settings that only a restart
+    /// applies (the listen address, the storage URL, …) are named in the outcome.
+    pub async fn reload(&self) -> std::result::Result<ReloadOutcome, crate::config::ConfigError> {
         let config = self.source.load()?;
-        let report = self.plugins.apply(&config).await;
+        let restart_required = self.config().restart_required(&config);
+        let plugins = self.plugins.apply(&config).await;
         self.config.store(Arc::new(config));
-        Ok(report)
+        Ok(ReloadOutcome {
+            plugins,
+            restart_required,
+        })
     }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// What happened to each plugin.
+    #[serde(flatten)]
+    pub plugins: ReloadReport,
+    /// Changed settings that take effect only after a restart (e.g. `server.listen`).
+    pub restart_required: Vec<&'static str>,
 }

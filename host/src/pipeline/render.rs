@@ -73,10 +73,7 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
         };
         pairs.push((name.clone(), text));
     }
-    let renderer = pipeline
-        .plugins()
-        .renderer()
-        .map_err(|e| PipelineError::new(ErrorCode::RendererUnavailable, e.to_string()))?;
+    let renderer = super::tenants::renderer(pipeline, &draft.tenant).await?;
     let body = match renderer.render(&stored.body, &pairs).await {
         Ok(Ok(text)) => text,
         Ok(Err(RenderError::MissingVariable(name))) => {
@@ -146,10 +143,7 @@ pub async fn create_template(
             format!("template_body is longer than {MAX_TEMPLATE_CHARS} characters"),
         ));
     }
-    let renderer = pipeline
-        .plugins()
-        .renderer()
-        .map_err(|e| PipelineError::new(ErrorCode::RendererUnavailable, e.to_string()))?;
+    let renderer = super::tenants::renderer(pipeline, tenant).await?;
     let variables = match renderer.validate(&draft.body).await {
         Ok(Ok(variables)) => variables,
         Ok(Err(e)) => {

@@ -9,11 +9,12 @@
 
 use super::Pipeline;
 use super::error::{ErrorCode, PipelineError, Result};
+use super::tenants;
 use crate::domain::{MessageStatus, Money, TenantId};
-use crate::plugin::PluginKind;
 use crate::plugin::model::{
     DeliveryState, StatusUpdate, WebhookEvent, WebhookRejection, WebhookRequest,
 };
+use crate::plugin::{LoadedPlugin, PluginKind};
 use crate::store::{self, ErrorInfo, EventSource, MessageLookup};
 
 /// A webhook as it arrived.
@@ -36,13 +37,20 @@ pub struct Receipt {
     pub inbound: usize,
 }
 
-/// Verifies and parses `webhook` with provider `provider`, then applies what it reports.
+/// Verifies and parses `webhook` with provider `provider`, then applies what it reports for
+/// the tenant it belongs to.
+///
+/// Whose credentials signed it decides which tenant it belongs to, so the tenant is found first:
+/// a status callback names its message (Herald put the id in the callback URL), and so its
+/// tenant; an inbound message names the number it was sent to, which a tenant owns. The webhook
+/// is then verified with that tenant's settings. An inbound message to a number no tenant owns
+/// is verified with the operator's settings, acknowledged and logged, but not stored.
 pub async fn receive_webhook(
     pipeline: &Pipeline,
     provider: &str,
     webhook: Webhook,
 ) -> Result<Receipt> {
-    let plugin = pipeline
+    let base = pipeline
         .plugins()
         .get(provider)
         .filter(|p| p.kind() == PluginKind::Provider)
@@ -62,12 +70,21 @@ pub async fn receive_webhook(
         headers: webhook.headers,
         body: webhook.body,
     };
+    let message_id = message_id_of(&webhook.path_and_query);
+    let owner = match &message_id {
+        Some(id) => pipeline.store().message_tenant(id).await?,
+        None => inbound_owner(pipeline, &base, provider, &request).await?,
+    };
+    let tenant = owner.clone().unwrap_or_else(TenantId::default_tenant);
+    let plugin = tenants::provider_named(pipeline, &tenant, provider)
+        .await?
+        .unwrap_or(base);
     let events = plugin
         .receive_webhook(&request)
         .await
         .map_err(|e| PipelineError::new(ErrorCode::ProviderUnavailable, e.to_string()))?
         .map_err(|rejection| {
-            tracing::warn!(provider, url = %request.url, "rejected webhook: {rejection}");
+            tracing::warn!(provider, tenant = %tenant, url = %request.url, "rejected webhook: {rejection}");
             match rejection {
                 WebhookRejection::Malformed(m) => {
                     PipelineError::new(ErrorCode::MalformedWebhook, m)
@@ -75,8 +92,6 @@ pub async fn receive_webhook(
                 other => PipelineError::new(ErrorCode::InvalidSignature, other.to_string()),
             }
         })?;
-    let message_id = message_id_of(&webhook.path_and_query);
-    let tenant = TenantId::default_tenant();
     let mut receipt = Receipt::default();
     for event in events {
         match event {
@@ -85,12 +100,41 @@ pub async fn receive_webhook(
                 receipt.statuses += 1;
             }
             WebhookEvent::Inbound(message) => {
-                super::inbound::receive(pipeline, &tenant, provider, message).await?;
                 receipt.inbound += 1;
+                let to_owner = tenants::owner_of_number(pipeline, provider, &message.to).await?;
+                match to_owner {
+                    Some(owner) if owner == tenant => {
+                        super::inbound::receive(pipeline, &tenant, provider, message).await?;
+                    }
+                    _ => tracing::warn!(
+                        provider,
+                        to = %message.to,
+                        "inbound message to a number no tenant owns; acknowledged, not stored"
+                    ),
+                }
             }
         }
     }
     Ok(receipt)
+}
+
+/// The tenant owning the number of the first inbound message in `request`, read without
+/// verifying it (verification needs the owner's credentials; nothing is acted on until then).
+async fn inbound_owner(
+    pipeline: &Pipeline,
+    base: &LoadedPlugin,
+    provider: &str,
+    request: &WebhookRequest,
+) -> Result<Option<TenantId>> {
+    let Ok(Ok(events)) = base.parse_webhook(request).await else {
+        return Ok(None);
+    };
+    for event in events {
+        if let WebhookEvent::Inbound(message) = event {
+            return tenants::owner_of_number(pipeline, provider, &message.to).await;
+        }
+    }
+    Ok(None)
 }
 
 /// The `message_id` query parameter that Herald puts in its status-callback URLs.

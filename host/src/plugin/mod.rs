@@ -6,7 +6,6 @@
 //! - [`engine`]: the wasmtime engine, epoch ticks and the compiled-artifact cache.
 //! - [`host`]: what a plugin can reach (logging, granted HTTP), per-call state.
 //! - [`loaded`]: one validated plugin version and the calls into it.
-//! - [`watch`]: file-change detection that triggers reloads.
 //!
 //! A reload compiles and validates (instantiate + describe + required settings) every changed
 //! plugin *before* it replaces the running version. Callers pin the version they loaded for the
@@ -19,7 +18,7 @@ pub mod engine;
 pub mod host;
 pub mod loaded;
 pub mod model;
-pub mod watch;
+mod scoped;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -34,6 +34,7 @@ mod queue;
 mod records;
 mod shared;
 mod sqlite;
+mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,10 +175,119 @@ impl Store {
     }
 
     /// Reads a tenant.
-    pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+    pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::get_tenant(reader, id).await,
-            Backend::Postgres(pool) => Queries::get_tenant(pool, id).await,
+            Backend::Sqlite { reader, .. } => Queries::get_tenant(reader, id.as_str()).await,
+            Backend::Postgres(pool) => Queries::get_tenant(pool, id.as_str()).await,
+        }
+    }
+
+    /// Lists every tenant, oldest first.
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::list_tenants(reader).await,
+            Backend::Postgres(pool) => Queries::list_tenants(pool).await,
+        }
+    }
+
+    /// Sets a tenant's status; `None` when there is no such tenant. Making a tenant active again
+    /// wakes the dispatchers, since its held messages become claimable.
+    pub async fn set_tenant_status(
+        &self,
+        id: &TenantId,
+        status: TenantStatus,
+    ) -> Result<Option<Tenant>> {
+        let updated = match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::set_tenant_status(writer, id.as_str(), status).await
+            }
+            Backend::Postgres(pool) => Queries::set_tenant_status(pool, id.as_str(), status).await,
+        }?;
+        if status == TenantStatus::Active {
+            self.inner.wake.notify_one();
+        }
+        Ok(updated)
+    }
+
+    /// Stores a new API key (its hash and prefix only).
+    pub async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::create_api_key(writer, key).await,
+            Backend::Postgres(pool) => Queries::create_api_key(pool, key).await,
+        }
+    }
+
+    /// Lists a tenant's API keys (ids and prefixes), revoked ones included.
+    pub async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::list_api_keys(reader, tenant.as_str()).await,
+            Backend::Postgres(pool) => Queries::list_api_keys(pool, tenant.as_str()).await,
+        }
+    }
+
+    /// Revokes one of a tenant's keys; `false` when it has no such live key.
+    pub async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, now: i64) -> Result<bool> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::revoke_api_key(writer, tenant.as_str(), key_id, now).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::revoke_api_key(pool, tenant.as_str(), key_id, now).await
+            }
+        }
+    }
+
+    /// The tenant whose live API key has this SHA-256 hash. Read on every request, so a revoked
+    /// key stops working at once in every process.
+    pub async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<Tenant>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::tenant_for_key(reader, key_hash).await,
+            Backend::Postgres(pool) => Queries::tenant_for_key(pool, key_hash).await,
+        }
+    }
+
+    /// Replaces a tenant's settings document and the numbers it owns; a number that another
+    /// tenant owns is a [`StoreError::Conflict`] and nothing changes.
+    pub async fn put_tenant_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &str,
+        numbers: &[String],
+        now: i64,
+    ) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::put_tenant_settings(writer, tenant.as_str(), settings, numbers, now).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::put_tenant_settings(pool, tenant.as_str(), settings, numbers, now).await
+            }
+        }
+    }
+
+    /// Reads a tenant's settings document.
+    pub async fn get_tenant_settings(&self, tenant: &TenantId) -> Result<Option<StoredSettings>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::get_tenant_settings(reader, tenant.as_str()).await
+            }
+            Backend::Postgres(pool) => Queries::get_tenant_settings(pool, tenant.as_str()).await,
+        }
+    }
+
+    /// The tenant that owns the phone number `number`.
+    pub async fn tenant_for_number(&self, number: &str) -> Result<Option<TenantId>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::tenant_for_number(reader, number).await,
+            Backend::Postgres(pool) => Queries::tenant_for_number(pool, number).await,
+        }
+    }
+
+    /// The tenant that owns message `id`, for callbacks that carry only the message's id.
+    pub async fn message_tenant(&self, id: &str) -> Result<Option<TenantId>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::message_tenant(reader, id).await,
+            Backend::Postgres(pool) => Queries::message_tenant(pool, id).await,
         }
     }
 

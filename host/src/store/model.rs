@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::domain::{Category, MessageStatus, Money, TenantId, advance};
+pub use crate::domain::{Category, MessageStatus, Money, TenantId, TenantStatus, advance};
 use crate::segments::Encoding;
 
 /// Who caused a status change.
@@ -407,11 +407,53 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tenant {
     /// The id (the migration creates `default`).
-    pub id: String,
+    pub id: TenantId,
     /// A display name.
     pub name: String,
+    /// Whether it may send.
+    pub status: TenantStatus,
     /// When it was created.
     pub created_at: i64,
+}
+
+/// An API key as stored: its hash and a short prefix, never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// The key's id (`key_…`).
+    pub id: String,
+    /// The tenant it authenticates as.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// The first characters of the key, to tell keys apart.
+    pub prefix: String,
+    /// When it was created.
+    pub created_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A new API key to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// The key's id.
+    pub id: String,
+    /// The tenant it authenticates as.
+    pub tenant_id: TenantId,
+    /// Its visible prefix.
+    pub prefix: String,
+    /// SHA-256 of the key, hex.
+    pub key_hash: String,
+    /// The time of creation.
+    pub now: i64,
+}
+
+/// A tenant's settings document as stored (JSON), with when it last changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSettings {
+    /// The settings, as JSON text.
+    pub settings: String,
+    /// When they were last written.
+    pub updated_at: i64,
 }
 
 /// Which messages [`Store::list_messages`](super::Store::list_messages) returns.

@@ -213,9 +213,14 @@ where
 
     /// Returns when the earliest queue entry becomes claimable.
     pub(super) async fn next_due_at(pool: &Pool<DB>) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT due_at FROM queue_entries ORDER BY due_at LIMIT 1")
-            .fetch_optional(pool)
-            .await?;
+        // A suspended tenant's entries are held: they must not keep waking the dispatcher.
+        let row = sqlx::query(
+            "SELECT due_at FROM queue_entries
+             WHERE tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+             ORDER BY due_at LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?;
         Ok(row.map(|row| row.try_get("due_at")).transpose()?)
     }
 }

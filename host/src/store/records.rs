@@ -1,11 +1,11 @@
-//! Tenant-owned records besides messages: tenants, inbound messages (stored once per provider id),
+//! Tenant-owned records besides messages: inbound messages (stored once per provider id),
 //! the opt-out list with its audit trail, and templates.
 
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
-use super::model::{Category, InboundMessage, NewTemplate, OptOutEvent, Template, Tenant};
+use super::model::{Category, InboundMessage, NewTemplate, OptOutEvent, Template};
 use super::shared::{category, json, name_of, tenant, word};
 
 impl<DB: Dialect> Queries<DB>
@@ -46,33 +46,6 @@ where
             reason: row.try_get("reason")?,
             occurred_at: row.try_get("occurred_at")?,
         })
-    }
-
-    /// Creates a tenant.
-    pub(super) async fn create_tenant(pool: &Pool<DB>, tenant: &Tenant) -> Result<()> {
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(tenant.id.as_str())
-            .bind(tenant.name.as_str())
-            .bind(tenant.created_at)
-            .execute(pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Reads a tenant.
-    pub(super) async fn get_tenant(pool: &Pool<DB>, id: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        let tenant = |row: DB::Row| -> Result<Tenant> {
-            Ok(Tenant {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        };
-        row.map(tenant).transpose()
     }
 
     /// Stores an inbound message unless the provider already delivered it; returns whether it

@@ -68,6 +68,7 @@ impl Dialect for Sqlite {
         WHERE message_id IN (
             SELECT message_id FROM queue_entries
             WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+              AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
             ORDER BY due_at
             LIMIT $4
         )

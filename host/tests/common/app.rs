@@ -101,6 +101,7 @@ impl TestApp {
                 auth_token: AUTH_TOKEN.into(),
                 callback_delay: Duration::from_millis(20),
                 inbound_url: Some(format!("{base}/api/v1/sms/webhooks/twilio/inbound")),
+                accounts: Vec::new(),
             },
         )
         .await;

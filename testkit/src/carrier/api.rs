@@ -108,10 +108,11 @@ fn authorized(state: &CarrierState, headers: &HeaderMap, path_sid: &str) -> bool
     let Some((user, password)) = decoded.split_once(':') else {
         return false;
     };
-    let user_ok = user == config.account_sid || (user.starts_with("SK") && user.len() == 34);
-    user_ok
-        && bool::from(password.as_bytes().ct_eq(config.auth_token.as_bytes()))
-        && path_sid == config.account_sid
+    let Some(token) = config.token_for(path_sid) else {
+        return false;
+    };
+    let user_ok = user == path_sid || (user.starts_with("SK") && user.len() == 34);
+    user_ok && bool::from(password.as_bytes().ct_eq(token.as_bytes()))
 }
 
 fn unauthorized() -> Response {
@@ -162,7 +163,7 @@ async fn create_message(
     let form = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default();
     match validate(&state, &form) {
         Ok(request) => {
-            let record = new_message(&state, &request);
+            let record = new_message(&account_sid, &request);
             state.insert_message(record.clone());
             callbacks::start_lifecycle(&state, &record.sid, request.status_callback);
             (StatusCode::CREATED, axum::Json(record)).into_response()
@@ -171,8 +172,8 @@ async fn create_message(
     }
 }
 
-fn new_message(state: &CarrierState, request: &SendRequest) -> MessageRecord {
-    let account_sid = state.config().account_sid.clone();
+fn new_message(account_sid: &str, request: &SendRequest) -> MessageRecord {
+    let account_sid = account_sid.to_owned();
     let sid = new_sid(if request.num_media > 0 { "MM" } else { "SM" });
     let now = now_rfc2822();
     let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json");

@@ -131,25 +131,21 @@ pub(crate) fn start_lifecycle(state: &CarrierState, sid: &str, status_callback: 
                 return;
             };
             if let Some(url) = &status_callback {
-                let params = callback_params(&state, &updated, step);
+                let params = callback_params(&updated, step);
                 post_callback(&state, url, params).await;
             }
         }
     });
 }
 
-fn callback_params(
-    state: &CarrierState,
-    record: &MessageRecord,
-    step: Step,
-) -> Vec<(String, String)> {
+fn callback_params(record: &MessageRecord, step: Step) -> Vec<(String, String)> {
     let status = step.status();
     let mut params: Vec<(&str, String)> = vec![
         ("MessageSid", record.sid.clone()),
         ("SmsSid", record.sid.clone()),
         ("MessageStatus", status.to_owned()),
         ("SmsStatus", status.to_owned()),
-        ("AccountSid", state.config().account_sid.clone()),
+        ("AccountSid", record.account_sid.clone()),
         ("From", record.from.clone().unwrap_or_default()),
         ("To", record.to.clone()),
         ("ApiVersion", record.api_version.clone()),
@@ -196,7 +192,14 @@ pub(super) async fn post_signed(
 
 /// Delivers one status callback, retrying failures (errors and non-2xx) a couple of times.
 async fn post_callback(state: &CarrierState, url: &str, params: Vec<(String, String)>) {
-    let signature = twilio_signature(&state.config().auth_token, url, &params);
+    // Signed by the account that sent the message, as Twilio signs with the account's token.
+    let config = state.config();
+    let account = params
+        .iter()
+        .find(|(k, _)| k == "AccountSid")
+        .map_or(config.account_sid.as_str(), |(_, v)| v.as_str());
+    let token = config.token_for(account).unwrap_or(&config.auth_token);
+    let signature = twilio_signature(token, url, &params);
     for attempt in 1..=CALLBACK_ATTEMPTS {
         let result = post_signed(state, url, &params, &signature).await;
         let status = result.as_ref().ok().map(|s| s.as_u16());

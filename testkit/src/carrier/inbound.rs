@@ -94,7 +94,8 @@ pub(super) async fn post_inbound(
 ) -> Result<Posted, CarrierError> {
     let url = state.inbound_url().ok_or(CarrierError::NoInboundUrl)?;
     let sid = new_sid("SM");
-    let account_sid = state.config().account_sid.clone();
+    let (account_sid, token) = state.config().account_for_number(to);
+    let (account_sid, token) = (account_sid.to_owned(), token.to_owned());
     let num_segments = rough_segments(body).to_string();
     let now = now_rfc2822();
     state.insert_message(MessageRecord {
@@ -146,7 +147,7 @@ pub(super) async fn post_inbound(
     ];
     let params: Vec<(String, String)> =
         fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let signature = twilio_signature(&state.config().auth_token, &url, &params);
+    let signature = twilio_signature(&token, &url, &params);
     let status = post_signed(state, &url, &params, &signature).await?;
     Ok(Posted { sid, url, status })
 }

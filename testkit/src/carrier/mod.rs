@@ -58,9 +58,47 @@ pub struct CarrierConfig {
     pub callback_delay: Duration,
     /// Where simulated inbound messages are posted (Herald's inbound webhook).
     pub inbound_url: Option<String>,
+    /// Further accounts (as for Herald's tenants with credentials of their own), each with the
+    /// numbers it owns: inbound messages to those numbers are signed with its token.
+    pub accounts: Vec<Account>,
+}
+
+/// A further account of the carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its SID (`AC…`).
+    pub sid: String,
+    /// Its auth token.
+    pub token: String,
+    /// The numbers it owns.
+    pub numbers: Vec<String>,
 }
 
 impl CarrierConfig {
+    /// The auth token of account `sid`, if the carrier has that account.
+    #[must_use]
+    pub fn token_for(&self, sid: &str) -> Option<&str> {
+        if sid == self.account_sid {
+            return Some(&self.auth_token);
+        }
+        self.accounts
+            .iter()
+            .find(|a| a.sid == sid)
+            .map(|a| a.token.as_str())
+    }
+
+    /// The account (SID and token) that owns `number`: a further account that lists it, else
+    /// the main one.
+    #[must_use]
+    pub fn account_for_number(&self, number: &str) -> (&str, &str) {
+        self.accounts
+            .iter()
+            .find(|a| a.numbers.iter().any(|n| n == number))
+            .map_or((&self.account_sid, &self.auth_token), |a| {
+                (a.sid.as_str(), a.token.as_str())
+            })
+    }
+
     /// A configuration with these credentials and the default delay, without an inbound URL.
     pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
         Self {
@@ -78,6 +116,7 @@ impl Default for CarrierConfig {
             auth_token: "herald-local-carrier-token".to_owned(),
             callback_delay: Duration::from_millis(50),
             inbound_url: None,
+            accounts: Vec::new(),
         }
     }
 }

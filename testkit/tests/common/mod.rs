@@ -28,6 +28,7 @@ pub fn config() -> CarrierConfig {
         auth_token: TOKEN.to_owned(),
         callback_delay: Duration::from_millis(20),
         inbound_url: None,
+        accounts: Vec::new(),
     }
 }
 

@@ -1,4 +1,7 @@
-//! Reload triggers: file changes (polled) and SIGHUP.
+//! Reload triggers: file changes (polled) and SIGHUP. Both call [`Pipeline::reload`], which
+//! re-reads the whole configuration — API keys, delivery settings, routing, plugin settings,
+//! compliance replies, plugins — validates it whole and swaps it in at once, or keeps the running
+//! one and logs why.
 //!
 //! Polling modification time and size every few hundred milliseconds is enough for config files
 //! and plugin artifacts, costs nothing measurable and behaves the same on every filesystem. A
@@ -9,17 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 
-use super::{Plugins, ReloadReport};
 use crate::config::{Config, ConfigSource};
-
-/// Reloads the configuration from `source` and applies it to the plugins.
-pub async fn reload(
-    plugins: &Plugins,
-    source: &ConfigSource,
-) -> Result<ReloadReport, crate::config::ConfigError> {
-    let config = source.load()?;
-    Ok(plugins.apply(&config).await)
-}
+use crate::pipeline::Pipeline;
 
 fn watched_files(config: &Config, source: &ConfigSource) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = source.file().map(|f| f.to_path_buf()).into_iter().collect();
@@ -45,34 +39,38 @@ fn stamp(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
+/// Reloads and logs the outcome; `why` names the trigger.
+async fn reload_logged(pipeline: &Pipeline, why: &str) {
+    tracing::info!("{why}; reloading");
+    match pipeline.reload().await {
+        Ok(outcome) => {
+            if !outcome.restart_required.is_empty() {
+                tracing::warn!(
+                    settings = %outcome.restart_required.join(", "),
+                    "changed settings take effect only after a restart"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rejected configuration change; the running configuration stays")
+        }
+    }
+}
+
 /// Watches the config file and every plugin file, reloading when one changes.
-pub fn spawn_file_watch(
-    plugins: Plugins,
-    source: ConfigSource,
-    initial: Config,
-    every: Duration,
-) -> JoinHandle<()> {
+pub fn spawn_file_watch(pipeline: Pipeline, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut files = watched_files(&initial, &source);
+        let mut files = watched_files(&pipeline.config(), pipeline.source());
         let mut last = stamp(&files);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = stamp(&files);
-            if now == last {
+            if stamp(&files) == last {
                 continue;
             }
-            tracing::info!("configuration or plugin file changed; reloading");
-            match source.load() {
-                Ok(config) => {
-                    plugins.apply(&config).await;
-                    files = watched_files(&config, &source);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "rejected configuration change; the running configuration stays")
-                }
-            }
+            reload_logged(&pipeline, "configuration or plugin file changed").await;
+            files = watched_files(&pipeline.config(), pipeline.source());
             last = stamp(&files);
         }
     })
@@ -80,14 +78,11 @@ pub fn spawn_file_watch(
 
 /// Reloads on every SIGHUP.
 #[cfg(unix)]
-pub fn spawn_sighup(plugins: Plugins, source: ConfigSource) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_sighup(pipeline: Pipeline) -> std::io::Result<JoinHandle<()>> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received; reloading");
-            if let Err(e) = reload(&plugins, &source).await {
-                tracing::error!(error = %e, "rejected configuration change; the running configuration stays");
-            }
+            reload_logged(&pipeline, "SIGHUP received").await;
         }
     }))
 }
