@@ -16,6 +16,8 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "feature-test-token";
 /// The API key tests use.
 pub const API_KEY: &str = "test-api-key";
+/// The admin key tests use.
+pub const ADMIN_KEY: &str = "test-admin-key";
 /// Our number, as the Twilio plugin sends from it.
 pub const OUR_NUMBER: &str = "+15005550006";
 
@@ -50,7 +52,7 @@ pub fn config(public_url: &str, carrier_url: &str, storage: &str) -> Config {
     config.server = ServerConfig {
         public_url: public_url.into(),
         api_keys: vec![API_KEY.into()],
-        admin_key: "test-admin-key".into(),
+        admin_key: ADMIN_KEY.into(),
         ..ServerConfig::default()
     };
     config.storage = StorageConfig {
@@ -91,20 +93,28 @@ impl TestApp {
 
     /// Starts Herald on `backend` after `tweak` adjusts the configuration.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_custom(backend, |_| {}, tweak).await
+    }
+
+    /// Starts Herald on `backend` after `carrier_tweak` adjusts the carrier's configuration and
+    /// `tweak` Herald's.
+    pub async fn start_custom(
+        backend: Backend,
+        carrier_tweak: impl FnOnce(&mut CarrierConfig),
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let carrier_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let carrier = carrier::spawn(
-            carrier_listener,
-            CarrierConfig {
-                account_sid: ACCOUNT_SID.into(),
-                auth_token: AUTH_TOKEN.into(),
-                callback_delay: Duration::from_millis(20),
-                inbound_url: Some(format!("{base}/api/v1/sms/webhooks/twilio/inbound")),
-                accounts: Vec::new(),
-            },
-        )
-        .await;
+        let mut carrier_config = CarrierConfig {
+            account_sid: ACCOUNT_SID.into(),
+            auth_token: AUTH_TOKEN.into(),
+            callback_delay: Duration::from_millis(20),
+            inbound_url: Some(format!("{base}/api/v1/sms/webhooks/twilio/inbound")),
+            accounts: Vec::new(),
+        };
+        carrier_tweak(&mut carrier_config);
+        let carrier = carrier::spawn(carrier_listener, carrier_config).await;
         let (storage, dir) = storage_url(backend).await;
         let mut config = config(&base, carrier.base_url(), &storage);
         let storage_url = storage.clone();
@@ -168,13 +178,36 @@ impl TestApp {
 
     /// Sends a request with the API key and reads the JSON answer.
     pub async fn request(&self, builder: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = builder.bearer_auth(API_KEY).send().await.unwrap();
+        self.request_as(API_KEY, builder).await
+    }
+
+    /// Sends a request with `key` as the bearer token and reads the JSON answer.
+    pub async fn request_as(
+        &self,
+        key: &str,
+        builder: reqwest::RequestBuilder,
+    ) -> (StatusCode, Value) {
+        let response = builder.bearer_auth(key).send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// An admin call: `method path` with the admin key and an optional JSON body.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut builder = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        self.request_as(ADMIN_KEY, builder).await
     }
 
     /// `POST /api/v1/sms/send`, asserting 202, returning the message.
