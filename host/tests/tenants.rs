@@ -364,7 +364,7 @@ async fn keys_and_suspension(backend: Backend) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     // Tenant keys are not admin keys.
     let builder = app.client.get(format!("{}/admin/tenants", app.base));
-    let (status, _) = app.request_as(&common::app::API_KEY, builder).await;
+    let (status, _) = app.request_as(common::app::API_KEY, builder).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, list) = app.admin(Method::GET, "/admin/tenants", None).await;
     assert_eq!(status, StatusCode::OK);
