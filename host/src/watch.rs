@@ -59,9 +59,11 @@ async fn reload_logged(pipeline: &Pipeline, why: &str) {
 
 /// Watches the config file and every plugin file, reloading when one changes.
 pub fn spawn_file_watch(pipeline: Pipeline, every: Duration) -> JoinHandle<()> {
+    // The first stamp is taken before this returns: a change made right after the watch starts
+    // must count as a change, not as the starting state.
+    let mut files = watched_files(&pipeline.config(), pipeline.source());
+    let mut last = stamp(&files);
     tokio::spawn(async move {
-        let mut files = watched_files(&pipeline.config(), pipeline.source());
-        let mut last = stamp(&files);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
