@@ -298,34 +298,35 @@ pub async fn put_settings(
 
 /// The provider plugin that sends tenant `id`'s messages, with its settings applied.
 pub async fn provider(pipeline: &Pipeline, id: &TenantId) -> Result<Arc<LoadedPlugin>> {
-    let settings = settings(pipeline, id).await?;
-    let name = settings
-        .routing
-        .provider
-        .clone()
-        .unwrap_or_else(|| pipeline.config().routing.provider.clone());
-    scoped(pipeline, &settings, &name, PluginKind::Provider).ok_or_else(|| {
-        PipelineError::new(
-            ErrorCode::ProviderUnavailable,
-            format!("no provider plugin `{name}` is loaded"),
-        )
-    })
+    routed(pipeline, id, PluginKind::Provider).await
 }
 
 /// The renderer plugin for tenant `id`'s templates, with its settings applied.
 pub async fn renderer(pipeline: &Pipeline, id: &TenantId) -> Result<Arc<LoadedPlugin>> {
+    routed(pipeline, id, PluginKind::Renderer).await
+}
+
+/// The plugin routed for `kind` for tenant `id`: the tenant's choice, else the operator's.
+async fn routed(pipeline: &Pipeline, id: &TenantId, kind: PluginKind) -> Result<Arc<LoadedPlugin>> {
     let settings = settings(pipeline, id).await?;
-    let name = settings
-        .routing
-        .renderer
-        .clone()
-        .unwrap_or_else(|| pipeline.config().routing.renderer.clone());
-    scoped(pipeline, &settings, &name, PluginKind::Renderer).ok_or_else(|| {
-        PipelineError::new(
+    let config = pipeline.config();
+    let (chosen, operator, role, code) = match kind {
+        PluginKind::Provider => (
+            &settings.routing.provider,
+            &config.routing.provider,
+            "provider",
+            ErrorCode::ProviderUnavailable,
+        ),
+        PluginKind::Renderer => (
+            &settings.routing.renderer,
+            &config.routing.renderer,
+            "renderer",
             ErrorCode::RendererUnavailable,
-            format!("no renderer plugin `{name}` is loaded"),
-        )
-    })
+        ),
+    };
+    let name = chosen.as_deref().unwrap_or(operator);
+    scoped(pipeline, &settings, name, kind)
+        .ok_or_else(|| PipelineError::new(code, format!("no {role} plugin `{name}` is loaded")))
 }
 
 /// The provider plugin `name` with tenant `id`'s settings applied (a keyword reply goes out
