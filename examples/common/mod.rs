@@ -32,6 +32,7 @@ pub fn config(public_url: &str, carrier: &Carrier, dir: &std::path::Path) -> Con
     config.runtime.watch = false;
     config.runtime.plugin_dir = root.join("target/plugins");
     config.runtime.cache_dir = root.join("target/herald-cache");
+    config.runtime.artifact_key_file = root.join("target/herald-artifact.key");
     let carrier_host = carrier.base_url().trim_start_matches("http://").to_owned();
     config.plugins.insert(
         "twilio".into(),

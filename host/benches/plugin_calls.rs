@@ -118,6 +118,7 @@ fn config(name: &str, settings: PluginConfig) -> Config {
     Config {
         runtime: RuntimeConfig {
             cache_dir: root().join("target/herald-cache"),
+            artifact_key_file: root().join("target/herald-artifact.key"),
             plugin_dir: root().join("target/plugins"),
             max_instances: 32,
             watch: false,
@@ -147,7 +148,13 @@ fn message() -> OutboundMessage {
 
 /// An engine and instantiation handle for a provider, linked as `Plugins::start` links them.
 fn provider_pre(name: &str) -> (PluginEngine, ProviderPre<HostState>) {
-    let engine = PluginEngine::new(32, 64 << 20, root().join("target/herald-cache")).unwrap();
+    let engine = PluginEngine::new(
+        32,
+        64 << 20,
+        root().join("target/herald-cache"),
+        herald::plugin::engine::artifact_key(&root().join("target/herald-artifact.key")),
+    )
+    .unwrap();
     let wasm = std::fs::read(plugin_settings(name).path.unwrap()).unwrap();
     let (component, _hash) = engine.component(&wasm).unwrap();
     let linker = bindings::provider_linker(engine.engine()).unwrap();

@@ -101,8 +101,12 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Where compiled plugin artifacts are cached, keyed by content hash and engine.
+    /// Where compiled plugin artifacts are cached, keyed by content hash and engine. Created
+    /// `0700`; a directory others may write to is not used.
     pub cache_dir: PathBuf,
+    /// The host secret that authenticates cached artifacts (created `0600` when missing). It
+    /// must live outside `cache_dir`: whoever can write the cache must not be able to sign it.
+    pub artifact_key_file: PathBuf,
     /// Where a plugin's `.wasm` is looked for when its `path` is not set: `DIR/NAME.wasm`.
     pub plugin_dir: PathBuf,
     /// How many plugin instances may be live at once (the pooling allocator's size).
@@ -118,7 +122,9 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            cache_dir: PathBuf::from("target/herald-cache"),
+            cache_dir: user_dir("XDG_CACHE_HOME", ".cache").join("herald/artifacts"),
+            artifact_key_file: user_dir("XDG_STATE_HOME", ".local/state")
+                .join("herald/artifact.key"),
             plugin_dir: PathBuf::from("target/plugins"),
             max_instances: 128,
             max_memory_mb: 64,
@@ -126,6 +132,20 @@ impl Default for RuntimeConfig {
             watch_interval_ms: 500,
         }
     }
+}
+
+/// The user's directory named by the XDG variable `var`, else `$HOME/fallback`, else a folder
+/// of the temporary directory: absolute in every case, so it does not depend on where Herald
+/// starts.
+fn user_dir(var: &str, fallback: &str) -> PathBuf {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    from_env(var)
+        .or_else(|| from_env("HOME").map(|home| home.join(fallback)))
+        .unwrap_or_else(|| std::env::temp_dir().join("herald"))
 }
 
 /// Which plugin serves which role; changing it swaps providers without a rebuild.
@@ -343,6 +363,9 @@ impl Config {
         if from_file(figment, "runtime.cache_dir") {
             self.runtime.cache_dir = resolved(dir, &self.runtime.cache_dir);
         }
+        if from_file(figment, "runtime.artifact_key_file") {
+            self.runtime.artifact_key_file = resolved(dir, &self.runtime.artifact_key_file);
+        }
         if from_file(figment, "runtime.plugin_dir") {
             self.runtime.plugin_dir = resolved(dir, &self.runtime.plugin_dir);
         }
@@ -401,6 +424,15 @@ impl Config {
     /// Checks what serde cannot: values that must agree with each other.
     pub fn check(&self) -> Result<()> {
         check_public_url(&self.server.public_url)?;
+        if self
+            .runtime
+            .artifact_key_file
+            .starts_with(&self.runtime.cache_dir)
+        {
+            return Err(ConfigError::Inconsistent(
+                "runtime.artifact_key_file must be outside runtime.cache_dir".into(),
+            ));
+        }
         check_storage_url(&self.storage.url)?;
         for (name, plugin) in &self.plugins {
             if plugin.memory_mb > self.runtime.max_memory_mb {

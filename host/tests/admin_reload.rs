@@ -30,9 +30,10 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, ConfigSource) {
     let path = dir.path().join("probe.wasm");
     std::fs::copy(common::plugin("probe"), &path).unwrap();
     let cache = common::root().join("target/herald-cache");
+    let key = common::root().join("target/herald-artifact.key");
     let db = dir.path().join("herald.db");
     let toml = format!(
-        "[server]\nadmin_key = \"admin-secret\"\napi_keys = [\"k\"]\n[storage]\nurl = \"sqlite://{}\"\n[runtime]\ncache_dir = {cache:?}\nmax_instances = 16\nwatch = false\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {path:?}\n",
+        "[server]\nadmin_key = \"admin-secret\"\napi_keys = [\"k\"]\n[storage]\nurl = \"sqlite://{}\"\n[runtime]\ncache_dir = {cache:?}\nartifact_key_file = {key:?}\nmax_instances = 16\nwatch = false\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {path:?}\n",
         db.display()
     );
     let file = dir.path().join("herald.toml");

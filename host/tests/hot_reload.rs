@@ -188,8 +188,9 @@ async fn routing_swaps_providers_by_config() {
 async fn file_watch_reloads() {
     let (dir, path, _) = setup();
     let cache = common::root().join("target/herald-cache");
+    let key = common::root().join("target/herald-artifact.key");
     let toml = format!(
-        "[storage]\nurl = \"sqlite::memory:\"\n[runtime]\ncache_dir = {cache:?}\nmax_instances = 16\nwatch_interval_ms = 50\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {path:?}\n"
+        "[storage]\nurl = \"sqlite::memory:\"\n[runtime]\ncache_dir = {cache:?}\nartifact_key_file = {key:?}\nmax_instances = 16\nwatch_interval_ms = 50\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {path:?}\n"
     );
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, &toml).unwrap();

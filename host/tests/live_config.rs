@@ -14,9 +14,10 @@ use tower::ServiceExt;
 /// A config file in a temp dir (probe provider, SQLite in the dir) with `extra` appended.
 fn write_config(dir: &std::path::Path, api_key: &str, extra: &str) -> std::path::PathBuf {
     let cache = common::root().join("target/herald-cache");
+    let key = common::root().join("target/herald-artifact.key");
     let probe = common::plugin("probe");
     let toml = format!(
-        "[server]\nadmin_key = \"admin\"\napi_keys = [\"{api_key}\"]\n[storage]\nurl = \"sqlite://herald.db\"\n[runtime]\ncache_dir = {cache:?}\nwatch = false\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {probe:?}\n{extra}"
+        "[server]\nadmin_key = \"admin\"\napi_keys = [\"{api_key}\"]\n[storage]\nurl = \"sqlite://herald.db\"\n[runtime]\ncache_dir = {cache:?}\nartifact_key_file = {key:?}\nwatch = false\n[routing]\nprovider = \"probe\"\nrenderer = \"\"\n[plugins.probe]\npath = {probe:?}\n{extra}"
     );
     let file = dir.join("herald.toml");
     std::fs::write(&file, toml).unwrap();

@@ -258,3 +258,75 @@ async fn artifact_cache_survives_restart() {
         "a damaged artifact is replaced"
     );
 }
+
+/// A cached artifact is native code: one copied under another plugin's name (here the v2
+/// probe's over the v1 probe's) fails authentication and is recompiled from the real source,
+/// and a cache directory that others may write to is not used at all.
+#[tokio::test]
+async fn artifact_cache_is_authenticated() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("artifacts");
+    let run = |name: &'static str| {
+        let mut config = common::config(
+            vec![("probe", common::plugin_config(common::plugin(name)))],
+            "probe",
+            "",
+        );
+        config.runtime.cache_dir = dir.clone();
+        config
+    };
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        found.sort();
+        found
+    };
+    drop(Plugins::start(&run("probe")).await.unwrap());
+    let v1 = artifacts();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    drop(Plugins::start(&run("probe-v2")).await.unwrap());
+    let v2: Vec<_> = artifacts()
+        .into_iter()
+        .filter(|p| !v1.contains(p))
+        .collect();
+    assert_eq!((v1.len(), v2.len()), (1, 1));
+
+    std::fs::copy(&v2[0], &v1[0]).unwrap();
+    let plugins = Plugins::start(&run("probe")).await.unwrap();
+    let version = match plugins
+        .provider()
+        .unwrap()
+        .send(&common::outbound("hello"))
+        .await
+    {
+        herald::plugin::model::SendOutcome::Accepted(a) => a.provider_message_id,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        version.starts_with("probe-1.0.0-"),
+        "the copied artifact ran: {version}"
+    );
+    assert_ne!(
+        std::fs::read(&v1[0]).unwrap(),
+        std::fs::read(&v2[0]).unwrap(),
+        "healed"
+    );
+    drop(plugins);
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::copy(&v2[0], &v1[0]).unwrap();
+    let before = std::fs::read(&v1[0]).unwrap();
+    let plugins = Plugins::start(&run("probe")).await.unwrap();
+    assert!(plugins.provider().is_ok());
+    assert_eq!(
+        std::fs::read(&v1[0]).unwrap(),
+        before,
+        "a world-writable cache is not touched"
+    );
+}

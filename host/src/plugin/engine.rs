@@ -4,6 +4,12 @@
 //! build), so compiled artifacts are cached on disk under a key made of the component's SHA-256
 //! and the engine's compatibility hash: a restart, or a reload of an unchanged file, deserializes
 //! in well under a millisecond instead of recompiling.
+//!
+//! A compiled artifact is native code that the host runs, so the cache is never trusted blindly:
+//! each file starts with an HMAC-SHA256, keyed by a host secret kept outside the cache directory,
+//! over the source's hash, the engine's compatibility hash and the artifact. A file whose MAC does
+//! not verify (damaged, or another plugin's artifact copied under this name) is recompiled with a
+//! warning; the cache directory is created `0700`, and one that others may write to is not used.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -11,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -21,11 +28,71 @@ use super::model::PluginKind;
 
 /// How often the engine's epoch advances; CPU budgets are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Bytes of the MAC in front of every cached artifact (HMAC-SHA256).
+const MAC_LEN: usize = 32;
+
+/// Creates the cache directory `0700` if needed; `false` (with a warning) when it cannot be
+/// used safely: not a directory, or writable by group or others.
+fn cache_dir_usable(dir: &Path) -> bool {
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    if let Err(e) = builder.create(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the plugin artifact cache; compiling without it");
+        return false;
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return false;
+    };
+    #[cfg(unix)]
+    if meta.permissions().mode() & 0o022 != 0 {
+        tracing::warn!(dir = %dir.display(), "the plugin artifact cache is writable by others; not using it");
+        return false;
+    }
+    meta.is_dir()
+}
+
+/// The host secret that authenticates cached artifacts, read from `path` or created there
+/// (`0600`) with 32 random bytes. Without it (an unwritable path) a random key for this process
+/// only is used: artifacts are then recompiled after a restart, never trusted.
+pub fn artifact_key(path: &Path) -> Vec<u8> {
+    if let Ok(key) = std::fs::read(path)
+        && key.len() >= 32
+    {
+        return key;
+    }
+    let key: [u8; 32] = rand::random();
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(path)?, &key)
+        });
+    match written {
+        Ok(()) => key.to_vec(),
+        // Another process may have created it first: use theirs.
+        Err(_) => match std::fs::read(path) {
+            Ok(existing) if existing.len() >= 32 => existing,
+            _ => {
+                tracing::warn!(path = %path.display(), "cannot keep an artifact key; compiled plugins will not be reused across restarts");
+                key.to_vec()
+            }
+        },
+    }
+}
 
 /// The engine shared by all plugins of one runtime, and its artifact cache.
 pub struct PluginEngine {
     engine: Engine,
     cache_dir: PathBuf,
+    key: Vec<u8>,
     compat: String,
     compiled: Mutex<HashMap<String, Component>>,
     _ticker: Arc<()>,
@@ -37,6 +104,7 @@ impl PluginEngine {
         max_instances: u32,
         max_memory: usize,
         cache_dir: PathBuf,
+        key: Vec<u8>,
     ) -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -76,6 +144,7 @@ impl PluginEngine {
         Ok(Self {
             engine,
             cache_dir,
+            key,
             compat,
             compiled: Mutex::new(HashMap::new()),
             _ticker: ticker,
@@ -101,12 +170,18 @@ impl PluginEngine {
             return Ok((c.clone(), hash));
         }
         let artifact = self.cache_dir.join(format!("{hash}-{}.cwasm", self.compat));
-        let component = match self.load_artifact(&artifact) {
+        let usable = cache_dir_usable(&self.cache_dir);
+        let component = match usable
+            .then(|| self.load_artifact(&artifact, &hash))
+            .flatten()
+        {
             Some(c) => c,
             None => {
                 let c = Component::new(&self.engine, wasm)
                     .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-                self.store_artifact(&artifact, &c);
+                if usable {
+                    self.store_artifact(&artifact, &hash, &c);
+                }
                 c
             }
         };
@@ -116,15 +191,32 @@ impl PluginEngine {
         Ok((component, hash))
     }
 
+    /// The MAC of `artifact` compiled from the source with SHA-256 `hash`.
+    fn mac(&self, hash: &str, artifact: &[u8]) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).ok()?;
+        mac.update(hash.as_bytes());
+        mac.update(b"\0");
+        mac.update(self.compat.as_bytes());
+        mac.update(b"\0");
+        mac.update(artifact);
+        Some(mac)
+    }
+
     #[allow(unsafe_code)]
-    fn load_artifact(&self, path: &Path) -> Option<Component> {
-        if !path.exists() {
+    fn load_artifact(&self, path: &Path, hash: &str) -> Option<Component> {
+        let bytes = std::fs::read(path).ok()?;
+        let (tag, artifact) = bytes.split_at_checked(MAC_LEN)?;
+        let genuine = self
+            .mac(hash, artifact)
+            .is_some_and(|mac| mac.verify_slice(tag).is_ok());
+        if !genuine {
+            tracing::warn!(path = %path.display(), "cached plugin artifact failed authentication; recompiling");
             return None;
         }
-        // SAFETY: the file is one this engine wrote itself (see `store_artifact`), named by the
-        // source's SHA-256 and this engine's compatibility hash; wasmtime additionally checks the
-        // artifact's header against the engine before using it.
-        match unsafe { Component::deserialize_file(&self.engine, path) } {
+        // SAFETY: the bytes are exactly the ones this host serialized for this source and this
+        // engine: their MAC, keyed by a secret kept outside the cache, verified above, and they
+        // are not read again after the check. wasmtime also checks the header against the engine.
+        match unsafe { Component::deserialize(&self.engine, artifact) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin artifact");
@@ -133,12 +225,19 @@ impl PluginEngine {
         }
     }
 
-    fn store_artifact(&self, path: &Path, component: &Component) {
+    fn store_artifact(&self, path: &Path, hash: &str, component: &Component) {
         let result = component
             .serialize()
             .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                std::fs::create_dir_all(&self.cache_dir).map_err(|e| e.to_string())?;
+            .and_then(|artifact| {
+                let tag = self
+                    .mac(hash, &artifact)
+                    .ok_or("no artifact key")?
+                    .finalize()
+                    .into_bytes();
+                let mut bytes = Vec::with_capacity(MAC_LEN + artifact.len());
+                bytes.extend_from_slice(&tag);
+                bytes.extend_from_slice(&artifact);
                 // Write then rename, so a concurrent reader never sees half an artifact.
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
                 std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;

@@ -124,6 +124,7 @@ impl Plugins {
             rt.max_instances,
             (rt.max_memory_mb as usize) << 20,
             rt.cache_dir.clone(),
+            engine::artifact_key(&rt.artifact_key_file),
         )?;
         let link = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
         let provider_linker = bindings::provider_linker(engine.engine()).map_err(link)?;

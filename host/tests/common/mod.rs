@@ -40,6 +40,7 @@ pub fn plugin_config(path: PathBuf) -> PluginConfig {
 pub fn runtime() -> RuntimeConfig {
     RuntimeConfig {
         cache_dir: root().join("target/herald-cache"),
+        artifact_key_file: root().join("target/herald-artifact.key"),
         plugin_dir: root().join("target/plugins"),
         max_instances: 32,
         max_memory_mb: 64,
