@@ -173,7 +173,8 @@ pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(config.interval_ms.max(1))) => {}
-            _ = shutdown.changed() => {}
+            // A dropped sender can never say "stop" again: stop now rather than spin.
+            changed = shutdown.changed() => if changed.is_err() { break },
         }
     }
 }
