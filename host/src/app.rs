@@ -24,7 +24,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigSource};
 use crate::domain::TenantId;
 use crate::pipeline::read::MessageRecord;
-use crate::pipeline::{Pipeline, PipelineError, SendRequest, Submitted, dispatch};
+use crate::pipeline::{Pipeline, PipelineError, SendRequest, Submitted, dispatch, reconcile};
 use crate::plugin::{PluginError, Plugins};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::watch;
@@ -157,8 +157,9 @@ impl Herald {
         self.pipeline.plugins()
     }
 
-    /// Runs the dispatcher and the reload triggers until `shutdown` resolves; then stops
-    /// claiming messages and waits for the provider calls in flight to finish and be recorded.
+    /// Runs the dispatcher, the reconciler (when `reconcile.enabled`) and the reload triggers
+    /// until `shutdown` resolves; then stops claiming messages and waits for the provider calls in
+    /// flight to finish and be recorded.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let config = self.pipeline.config();
         let mut background = Vec::new();
@@ -174,11 +175,15 @@ impl Herald {
             Err(e) => tracing::warn!(error = %e, "SIGHUP reloads are unavailable"),
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let reconciler = tokio::spawn(reconcile::run(self.pipeline.clone(), stopped.clone()));
         let dispatcher = tokio::spawn(dispatch::run(self.pipeline.clone(), stopped));
         shutdown.await;
         let _ = stop.send(true);
         if let Err(e) = dispatcher.await {
             tracing::error!(error = %e, "the dispatcher panicked");
+        }
+        if let Err(e) = reconciler.await {
+            tracing::error!(error = %e, "the reconciler panicked");
         }
         for task in background {
             task.abort();

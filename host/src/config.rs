@@ -48,6 +48,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Replies to STOP / START / HELP keywords.
     pub compliance: ComplianceConfig,
+    /// Asking providers for statuses whose callbacks never came.
+    pub reconcile: ReconcileConfig,
     /// The plugins, by name.
     pub plugins: BTreeMap<String, PluginConfig>,
 }
@@ -196,6 +198,42 @@ impl Default for DeliveryConfig {
             workers: 16,
             lease_ms: 30_000,
             smart_encoding: false,
+        }
+    }
+}
+
+/// The reconciler: it asks the provider that sent a message for its status when the message has
+/// stayed `sent` (or `unknown`, once a provider id is known) longer than expected, because a
+/// status callback can be lost (Herald down when it came, a network fault).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Whether the reconciler runs (default `true`).
+    pub enabled: bool,
+    /// How long a message must have kept its status before its provider is asked, in ms (default
+    /// 600,000: ten minutes). After an ask the next one waits at least as long as the message had
+    /// waited, so a message is asked about at ages `a`, `2a`, `4a`, ….
+    pub after_ms: u64,
+    /// How often the reconciler looks for such messages, in ms (default 30,000).
+    pub interval_ms: u64,
+    /// The most status lookups per second sent to one provider (default 5).
+    pub per_provider_per_second: u32,
+    /// Messages older than this are no longer asked about, in ms (default 259,200,000: three
+    /// days).
+    pub max_age_ms: u64,
+    /// The most messages one pass looks at per provider (default 100).
+    pub batch: u32,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after_ms: 600_000,
+            interval_ms: 30_000,
+            per_provider_per_second: 5,
+            max_age_ms: 259_200_000,
+            batch: 100,
         }
     }
 }
@@ -455,6 +493,34 @@ impl Config {
                 "delivery.max_attempts must be at least 1".into(),
             ));
         }
+        self.reconcile.check()?;
+        Ok(())
+    }
+}
+
+impl ReconcileConfig {
+    /// Checks that the reconciler can make progress and stays bounded.
+    fn check(&self) -> Result<()> {
+        let positive = [
+            ("after_ms", self.after_ms),
+            ("interval_ms", self.interval_ms),
+            (
+                "per_provider_per_second",
+                u64::from(self.per_provider_per_second),
+            ),
+            ("batch", u64::from(self.batch)),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Inconsistent(format!(
+                "reconcile.{name} must be at least 1"
+            )));
+        }
+        if self.max_age_ms <= self.after_ms {
+            return Err(ConfigError::Inconsistent(format!(
+                "reconcile.max_age_ms = {} must exceed reconcile.after_ms = {}, or no message is ever asked about",
+                self.max_age_ms, self.after_ms
+            )));
+        }
         Ok(())
     }
 }
@@ -666,6 +732,37 @@ mod tests {
         assert_eq!(twilio.config["port"], "5");
         assert_eq!(twilio.memory_mb, 32);
         assert_eq!(config.routing.provider, "twilio");
+    }
+
+    /// The `[reconcile]` section has documented defaults, refuses unknown keys and bounds its
+    /// values.
+    #[test]
+    fn reconcile_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            ConfigSource {
+                file: Some(path.clone()),
+                env: false,
+            }
+            .load()
+        };
+        let config = load("").unwrap();
+        assert_eq!(config.reconcile, ReconcileConfig::default());
+        assert!(config.reconcile.enabled);
+        let config = load("[reconcile]\nafter_ms = 100\ninterval_ms = 50\nbatch = 7\n").unwrap();
+        assert_eq!(
+            (config.reconcile.after_ms, config.reconcile.interval_ms),
+            (100, 50)
+        );
+        assert_eq!(config.reconcile.batch, 7);
+        let err = load("[reconcile]\nevery_ms = 5\n").unwrap_err();
+        assert!(err.to_string().contains("every_ms"), "{err}");
+        let err = load("[reconcile]\nper_provider_per_second = 0\n").unwrap_err();
+        assert!(err.to_string().contains("per_provider_per_second"), "{err}");
+        let err = load("[reconcile]\nafter_ms = 10\nmax_age_ms = 10\n").unwrap_err();
+        assert!(err.to_string().contains("max_age_ms"), "{err}");
     }
 
     /// An unknown key is an error that names it.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use herald::plugin::model::SendOutcome;
+use herald::plugin::model::{DeliveryState, FetchOutcome, SendOutcome};
 use herald::plugin::{PluginKind, Plugins};
 
 /// Both bundled plugins load, report their role, and describe their settings.
@@ -88,6 +88,67 @@ async fn contract_0_1_0_component_still_works() {
             assert_eq!(a.provider_status, "200");
         }
         other => panic!("expected accepted, got {other:?}"),
+    }
+}
+
+/// `fetch-status` is served by 0.2.0 providers with the answer they give, a trap or a limit hit
+/// becomes retryable (a lookup changes nothing), and a 0.1.0 provider or a renderer is plainly
+/// unsupported.
+#[tokio::test]
+async fn fetch_status_by_contract_version() {
+    let mut probe = common::plugin_config(common::plugin("probe"));
+    probe.cpu_ms = 50;
+    probe.timeout_ms = 2_000;
+    let config = common::config(
+        vec![
+            ("probe", probe),
+            (
+                "old",
+                common::plugin_config(common::plugin("contract-0.1.0")),
+            ),
+            (
+                "mustache",
+                common::plugin_config(common::plugin("mustache")),
+            ),
+        ],
+        "probe",
+        "mustache",
+    );
+    let plugins = Plugins::start(&config).await.unwrap();
+    let probe = plugins.get("probe").unwrap();
+    assert!(probe.supports_fetch_status());
+    match probe.fetch_status("SM1").await {
+        FetchOutcome::Status(update) => {
+            assert_eq!(update.provider_message_id, "SM1");
+            assert_eq!(update.state, DeliveryState::Delivered);
+            assert_eq!(update.sender.as_deref(), Some("probe-sender"));
+        }
+        other => panic!("expected a status, got {other:?}"),
+    }
+    assert!(matches!(
+        probe.fetch_status("retryable").await,
+        FetchOutcome::Retryable {
+            retry_after_ms: Some(1_234),
+            ..
+        }
+    ));
+    assert!(matches!(
+        probe.fetch_status("permanent").await,
+        FetchOutcome::Permanent(e) if e.message == "probe: permanent requested"
+    ));
+    for (id, why) in [("trap", "trapped"), ("spin", "CPU budget")] {
+        match probe.fetch_status(id).await {
+            FetchOutcome::Retryable {
+                error,
+                retry_after_ms: None,
+            } => assert!(error.message.contains(why), "{id}: {error:?}"),
+            other => panic!("{id}: expected retryable, got {other:?}"),
+        }
+    }
+    for name in ["old", "mustache"] {
+        let plugin = plugins.get(name).unwrap();
+        assert!(!plugin.supports_fetch_status(), "{name}");
+        assert_eq!(plugin.fetch_status("SM1").await, FetchOutcome::Unsupported);
     }
 }
 

@@ -32,6 +32,7 @@ on_each_backend!(
     list_messages_filters_and_paginates,
     tenants_cannot_see_each_other,
     enqueue_wakes_a_waiting_dispatcher,
+    provider_sender_fills_only_a_missing_sender,
 );
 
 /// An arbitrary fixed "now": 2023-11-14T22:13:20Z.
@@ -92,6 +93,7 @@ fn accepted(provider_id: &str) -> Accepted {
         provider_status: Some("queued".to_owned()),
         segments: None,
         price: None,
+        sender: None,
     }
 }
 
@@ -107,6 +109,7 @@ fn report(provider_id: &str, status: MessageStatus, now: i64) -> StatusUpdate {
         error: None,
         segments: None,
         price: None,
+        sender: None,
         source: EventSource::Webhook,
         now,
     }
@@ -749,4 +752,64 @@ fn tenant(id: &str) -> Tenant {
         status: herald::domain::TenantStatus::Active,
         created_at: T0,
     }
+}
+
+/// The sender a provider reports on acceptance or in a later report is stored when the message
+/// names none, and never replaces the sender the message was queued with.
+async fn provider_sender_fills_only_a_missing_sender(store: Store) {
+    let named = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let pooled = enqueue(
+        &store,
+        &NewMessage {
+            sender: None,
+            ..message("default", "+14155550101", T0)
+        },
+    )
+    .await;
+    let mut jobs = claim(&store, T0, 2).await;
+    jobs.sort_by_key(|job| job.message.id != named);
+    let reported = |id: &str| Accepted {
+        sender: Some("+15005550006".to_owned()),
+        ..accepted(id)
+    };
+    for (job, sid) in jobs.iter().zip(["SM1", "SM2"]) {
+        let outcome = store
+            .complete_accepted(job.lease(), &reported(sid), T0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(outcome, LeaseOutcome::Applied);
+    }
+    assert_eq!(get(&store, &named).await.sender.as_deref(), Some("Herald"));
+    assert_eq!(
+        get(&store, &pooled).await.sender.as_deref(),
+        Some("+15005550006")
+    );
+
+    // A pool picks its sender after acceptance: a later report fills it in, once.
+    let late = enqueue(
+        &store,
+        &NewMessage {
+            sender: None,
+            ..message("default", "+14155550102", T0)
+        },
+    )
+    .await;
+    let job = claim(&store, T0 + 2, 1).await.remove(0);
+    let outcome = store
+        .complete_accepted(job.lease(), &accepted("SM3"), T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Applied);
+    assert_eq!(get(&store, &late).await.sender, None);
+    for (sender, now) in [("+15005550007", T0 + 4), ("+15005550008", T0 + 5)] {
+        let update = StatusUpdate {
+            sender: Some(sender.to_owned()),
+            ..report("SM3", MessageStatus::Sent, now)
+        };
+        store.apply_status(&tid("default"), &update).await.unwrap();
+    }
+    assert_eq!(
+        get(&store, &late).await.sender.as_deref(),
+        Some("+15005550007")
+    );
 }

@@ -292,6 +292,68 @@ async fn refused_connection_is_retryable() {
     }
 }
 
+/// A message sent through the plugin reads back with its final state, Twilio's error, the
+/// sender, through a Basic-auth GET; a SID Twilio does not know is permanent, an unreachable
+/// Twilio retryable.
+#[tokio::test]
+async fn fetch_status_reads_the_message_back() {
+    let (carrier, plugins) = setup().await;
+    let provider = plugins.provider().unwrap();
+    let sid = match provider.send(&message("+14155550030", "hi")).await {
+        SendOutcome::Accepted(accepted) => {
+            assert_eq!(accepted.sender.as_deref(), Some("+15005550006"));
+            accepted.provider_message_id
+        }
+        other => panic!("{other:?}"),
+    };
+    carrier
+        .wait_for_status(&sid, "undelivered", Duration::from_secs(10))
+        .await
+        .unwrap();
+    match provider.fetch_status(&sid).await {
+        FetchOutcome::Status(update) => {
+            assert_eq!(update.provider_message_id, sid);
+            assert_eq!(update.state, DeliveryState::Undelivered);
+            assert_eq!(update.provider_status, "undelivered");
+            let error = update.error.unwrap();
+            assert_eq!(error.code.as_deref(), Some("30003"));
+            assert_eq!(update.segments, Some(1));
+            assert_eq!(update.sender.as_deref(), Some("+15005550006"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let lookup = carrier
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "GET")
+        .unwrap();
+    assert_eq!(
+        lookup.path,
+        format!("/2010-04-01/Accounts/{SID}/Messages/{sid}.json")
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"));
+    assert_eq!(
+        lookup.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
+
+    match provider
+        .fetch_status("SM00000000000000000000000000000000")
+        .await
+    {
+        FetchOutcome::Permanent(error) => assert_eq!(error.code.as_deref(), Some("20404")),
+        other => panic!("{other:?}"),
+    }
+    carrier.shutdown().await;
+    match provider.fetch_status(&sid).await {
+        FetchOutcome::Retryable { error, .. } => {
+            assert!(error.message.contains("could not read"), "{error:?}");
+            assert!(!error.message.contains(TOKEN), "{error:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 fn form_request(url: &str, params: &[(&str, &str)], signature: Option<String>) -> WebhookRequest {
     let body = serde_urlencoded::to_string(params).unwrap().into_bytes();
     let mut headers = vec![(

@@ -414,6 +414,110 @@ async fn messaging_service_send() {
             .all(|h| h.field("MessagingServiceSid") == Some(ms) && h.field("From") == Some(FROM))
     );
 }
+/// GETs a message resource with the given credentials; returns the status and JSON body.
+async fn fetch_as(carrier: &carrier::Carrier, sid: &str, password: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/2010-04-01/Accounts/{SID}/Messages/{sid}.json",
+            carrier.base_url()
+        ))
+        .basic_auth(SID, Some(password))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (
+        status,
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+/// While callbacks are lost none reaches the receiver, yet messages still move and a GET (with
+/// the POST's authentication) shows their final state; delivering resumes when switched back.
+#[tokio::test]
+async fn lost_callbacks_are_held_back_but_messages_move() {
+    let carrier = start().await;
+    let rx = receiver(0).await;
+    let callback = format!("{}/status", rx.base);
+    carrier.lose_callbacks(true);
+    let mut sids = Vec::new();
+    for to in ["+14155552671", "+14155550030", "+14155550070"] {
+        let (s, _, j) = send(
+            &carrier,
+            &[
+                ("To", to),
+                ("From", FROM),
+                ("Body", "Hi"),
+                ("StatusCallback", &callback),
+            ],
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{j}");
+        sids.push(j["sid"].as_str().unwrap().to_owned());
+    }
+    let five = Duration::from_secs(5);
+    for (sid, last) in sids.iter().zip(["delivered", "undelivered", "failed"]) {
+        assert!(
+            carrier.wait_for_status(sid, last, five).await.is_some(),
+            "{sid}"
+        );
+    }
+    assert!(rx.hits.lock().unwrap().is_empty());
+    assert!(carrier.callbacks().is_empty());
+    let lost = carrier.lost_callbacks();
+    let words: Vec<_> = lost
+        .iter()
+        .map(|c| c.field("MessageStatus").unwrap())
+        .collect();
+    assert_eq!(words.len(), 5, "{words:?}");
+    for c in &lost {
+        assert_eq!((c.status, c.attempt), (None, 0));
+        assert!(verify_twilio_signature(
+            TOKEN,
+            &c.url,
+            &c.params,
+            &c.signature
+        ));
+    }
+
+    let (status, delivered) = fetch_as(&carrier, &sids[0], TOKEN).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(delivered["status"], "delivered");
+    assert_eq!(delivered["price"], "-0.00830");
+    assert_eq!(delivered["from"], FROM);
+    let (_, undelivered) = fetch_as(&carrier, &sids[1], TOKEN).await;
+    assert_eq!(
+        (
+            undelivered["status"].as_str(),
+            undelivered["error_code"].as_u64()
+        ),
+        (Some("undelivered"), Some(30003))
+    );
+    let (_, failed) = fetch_as(&carrier, &sids[2], TOKEN).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["error_code"].as_u64()),
+        (Some("failed"), Some(30007))
+    );
+    let (status, json) = fetch_as(&carrier, &sids[0], "wrong").await;
+    assert_twilio_error(status, &json, 401, 20003);
+    let (status, json) = fetch_as(&carrier, "SM00000000000000000000000000000000", TOKEN).await;
+    assert_twilio_error(status, &json, 404, 20404);
+
+    carrier.lose_callbacks(false);
+    send(
+        &carrier,
+        &[
+            ("To", "+14155552671"),
+            ("From", FROM),
+            ("Body", "Hi"),
+            ("StatusCallback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(carrier.wait_for_callbacks(2, five).await.len(), 2);
+    assert_eq!(carrier.lost_callbacks().len(), 5);
+}
+
 /// The router also works in-process through tower's `oneshot`.
 #[tokio::test]
 async fn router_oneshot() {

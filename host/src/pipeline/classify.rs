@@ -1,6 +1,6 @@
 //! Step 7, classify: a pure function from what the provider answered to what happens next.
 //!
-//! - *accepted* → the message is `sent`;
+//! - *accepted* → the message is `sent`, with the sender the provider used when it names none;
 //! - *retryable* → back to the queue at a time chosen by exponential backoff with jitter (never
 //!   sooner than the provider's retry-after), until the attempts run out, then `failed`;
 //! - *refused* → the provider definitely did not take it: safe to fail over to the next provider
@@ -75,6 +75,7 @@ pub fn classify(
             provider_status: Some(accepted.provider_status),
             segments: accepted.segments,
             price: accepted.price.map(|p| Money::new(p.micros, p.currency)),
+            sender: accepted.sender,
         }),
         SendOutcome::Retryable {
             error,
@@ -189,10 +190,12 @@ mod tests {
             provider_status: "queued".into(),
             segments: Some(1),
             price: None,
+            sender: Some("+15005550006".into()),
         });
         assert!(matches!(
             classify(accepted, "twilio", attempt(1), &config),
-            Next::Sent(Accepted { ref provider, .. }) if provider == "twilio"
+            Next::Sent(Accepted { ref provider, ref sender, .. })
+                if provider == "twilio" && sender.as_deref() == Some("+15005550006")
         ));
         let retryable = || SendOutcome::Retryable {
             error: error(),

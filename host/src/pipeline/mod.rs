@@ -12,7 +12,10 @@
 //! 7. [`classify`]: a pure function from the provider's outcome to what happens next;
 //! 8. [`track`]: verified status callbacks move the message by the monotonic rule;
 //! 9. [`inbound`]: inbound messages are stored; STOP / START / HELP act on the opt-out list and
-//!    queue the confirmation.
+//!    queue the confirmation;
+//! 10. [`reconcile`]: messages left `sent` (or `unknown`) past `reconcile.after_ms` are looked up
+//!     at their provider, a bounded number per second, and moved by the same monotonic rule, for
+//!     status callbacks that were lost.
 //!
 //! Beside the steps: [`read`] (messages and templates as callers see them), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
@@ -25,6 +28,7 @@ pub mod count;
 pub mod dispatch;
 pub mod enqueue;
 pub mod inbound;
+pub mod reconcile;
 pub mod render;
 pub mod track;
 

@@ -177,20 +177,8 @@ pub async fn apply_status(
             provider_message_id: update.provider_message_id.clone(),
         },
     };
-    let change = store::StatusUpdate {
-        lookup,
-        status: status_of(update.state),
-        provider_status: Some(update.provider_status),
-        provider_message_id: Some(update.provider_message_id.clone()),
-        error: update.error.map(|e| ErrorInfo {
-            code: e.code,
-            message: Some(e.message),
-        }),
-        segments: update.segments,
-        price: update.price.map(|p| Money::new(p.micros, p.currency)),
-        source: EventSource::Webhook,
-        now: pipeline.now(),
-    };
+    let provider_message_id = update.provider_message_id.clone();
+    let change = store_update(lookup, update, EventSource::Webhook, pipeline.now());
     if pipeline
         .store()
         .apply_status(tenant, &change)
@@ -198,9 +186,34 @@ pub async fn apply_status(
         .is_none()
     {
         // Not ours (or already erased): acknowledge, so the provider does not retry forever.
-        tracing::warn!(provider, provider_message_id = %update.provider_message_id, "status report for an unknown message");
+        tracing::warn!(provider, %provider_message_id, "status report for an unknown message");
     }
     Ok(())
+}
+
+/// A provider's status report as the store applies it, from `source` at `now`.
+#[must_use]
+pub fn store_update(
+    lookup: MessageLookup,
+    update: StatusUpdate,
+    source: EventSource,
+    now: i64,
+) -> store::StatusUpdate {
+    store::StatusUpdate {
+        lookup,
+        status: status_of(update.state),
+        provider_status: Some(update.provider_status),
+        provider_message_id: Some(update.provider_message_id),
+        error: update.error.map(|e| ErrorInfo {
+            code: e.code,
+            message: Some(e.message),
+        }),
+        segments: update.segments,
+        price: update.price.map(|p| Money::new(p.micros, p.currency)),
+        sender: update.sender,
+        source,
+        now,
+    }
 }
 
 #[cfg(test)]

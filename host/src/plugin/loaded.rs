@@ -261,6 +261,42 @@ impl LoadedPlugin {
         }
     }
 
+    /// Whether the plugin can be asked for a message's status: a provider on contract 0.2.0 or
+    /// later.
+    pub fn supports_fetch_status(&self) -> bool {
+        match &self.pre {
+            Pre::Provider(pre) => pre.contract().has_fetch_status(),
+            Pre::Renderer(_) => false,
+        }
+    }
+
+    /// Asks the provider for the current status of the message it accepted as
+    /// `provider_message_id`. A lookup changes nothing at the provider, so a failure of the
+    /// plugin itself (a trap, a limit hit, the deadline) is retryable, whatever it sent.
+    pub async fn fetch_status(&self, provider_message_id: &str) -> FetchOutcome {
+        if !self.supports_fetch_status() {
+            return FetchOutcome::Unsupported;
+        }
+        let Ok(pre) = self.provider_pre() else {
+            return FetchOutcome::Unsupported;
+        };
+        let config = self.config.clone();
+        let id = provider_message_id.to_string();
+        let result = self
+            .run(move |store| Box::pin(async move { pre.fetch_status(store, &config, &id).await }))
+            .await;
+        match result {
+            Ok(outcome) => outcome,
+            Err(f) => FetchOutcome::Retryable {
+                error: ProviderError {
+                    code: None,
+                    message: f.to_string(),
+                },
+                retry_after_ms: None,
+            },
+        }
+    }
+
     /// Verifies a webhook and, when it is genuine, reads its events — both in one instance, so a
     /// webhook costs one instantiation instead of two.
     pub async fn receive_webhook(

@@ -111,6 +111,8 @@ pub struct Accepted {
     pub segments: Option<u32>,
     /// Price reported by the provider.
     pub price: Option<Money>,
+    /// The number or sender id the provider sent from, when it says (contract 0.2.0 and later).
+    pub sender: Option<String>,
 }
 
 /// How one send attempt ended, classified so the host knows what is safe to do next.
@@ -172,6 +174,28 @@ pub struct StatusUpdate {
     pub segments: Option<u32>,
     /// Price, when reported.
     pub price: Option<Money>,
+    /// The number or sender id the message went out from, when reported (contract 0.2.0 and
+    /// later).
+    pub sender: Option<String>,
+}
+
+/// What a provider answered when asked for a message's current status (`fetch-status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// The message's status as the provider reports it now.
+    Status(StatusUpdate),
+    /// No status now; asking later may succeed.
+    Retryable {
+        /// Why.
+        error: ProviderError,
+        /// The provider's delay hint.
+        retry_after_ms: Option<u64>,
+    },
+    /// The provider will never report a status for this id: asking again cannot help.
+    Permanent(ProviderError),
+    /// The plugin cannot be asked: its contract (0.1.0) has no `fetch-status`, or it is not a
+    /// provider.
+    Unsupported,
 }
 
 /// A message received from a recipient.

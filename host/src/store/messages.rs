@@ -180,7 +180,8 @@ where
             "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
                  provider_segments = COALESCE($4, provider_segments),
                  price_micros = COALESCE($5, price_micros),
-                 price_currency = COALESCE($6, price_currency)
+                 price_currency = COALESCE($6, price_currency),
+                 sender = COALESCE(sender, $7)
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant)
@@ -189,6 +190,7 @@ where
         .bind(facts.provider_segments.map(db_int))
         .bind(facts.price.map(|price| price.micros))
         .bind(facts.price.map(|price| price.currency.as_str()))
+        .bind(facts.sender)
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -290,6 +292,7 @@ where
             provider_message_id: update.provider_message_id.as_deref(),
             provider_segments: update.segments,
             price: update.price.as_ref(),
+            sender: update.sender.as_deref(),
         };
         Self::record_facts(&mut tx, tenant, &current.id, &facts).await?;
         let changed = advance(current.status, update.status);

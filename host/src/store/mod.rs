@@ -5,8 +5,8 @@
 //! - [`model`]: the domain types the store reads and writes, and the monotonic status rule.
 //! - `dialect`: the `Dialect` trait (the SQL fragments that differ between the backends) and
 //!   `Queries<DB>`, the handle every shared query is an associated function of.
-//! - `messages`, `queue`, `records`: the shared queries, written once as plain generic code over
-//!   the backend's sqlx database type; `shared`: the plain helpers they use.
+//! - `messages`, `queue`, `records`, `reconcile`: the shared queries, written once as plain
+//!   generic code over the backend's sqlx database type; `shared`: the plain helpers they use.
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
@@ -31,6 +31,7 @@ mod messages;
 pub mod model;
 mod postgres;
 mod queue;
+mod reconcile;
 mod records;
 mod shared;
 mod sqlite;
@@ -402,6 +403,42 @@ impl Store {
                 Queries::apply_status(writer, tenant.as_str(), update).await
             }
             Backend::Postgres(pool) => Queries::apply_status(pool, tenant.as_str(), update).await,
+        }
+    }
+
+    /// The messages due to be asked about again because their final status may have been lost:
+    /// `sent` or `unknown`, with a provider message id, at most `query.per_provider` per provider
+    /// (see [`ReconcileQuery`]), the longest-waiting first.
+    pub async fn reconcile_candidates(
+        &self,
+        query: &ReconcileQuery,
+    ) -> Result<Vec<ReconcileCandidate>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::reconcile_candidates(reader, query).await,
+            Backend::Postgres(pool) => Queries::reconcile_candidates(pool, query).await,
+        }
+    }
+
+    /// Records that `candidate` is asked about at `now`; `false` when another ask claimed it
+    /// first or its status has moved on, in which case the caller must not ask.
+    pub async fn claim_reconcile(&self, candidate: &ReconcileCandidate, now: i64) -> Result<bool> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::claim_reconcile(writer, candidate, now).await
+            }
+            Backend::Postgres(pool) => Queries::claim_reconcile(pool, candidate, now).await,
+        }
+    }
+
+    /// Stops reconciling message `id`: its provider said it can never report it, for `reason`.
+    pub async fn stop_reconciling(&self, tenant: &TenantId, id: &str, reason: &str) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::stop_reconciling(writer, tenant.as_str(), id, reason).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::stop_reconciling(pool, tenant.as_str(), id, reason).await
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub enum EventSource {
     Dispatcher,
     /// A provider's delivery-status callback.
     Webhook,
+    /// The reconciler, which asked the provider for a status whose callback never came.
+    Reconcile,
 }
 
 /// A compliance keyword recognised in an inbound message.
@@ -261,6 +263,9 @@ pub struct Accepted {
     pub segments: Option<u32>,
     /// The price, if the provider reported it.
     pub price: Option<Money>,
+    /// The number or sender id the provider sent from, if it said; stored as
+    /// [`Message::sender`] when the message names none.
+    pub sender: Option<String>,
 }
 
 /// How a status report names its message.
@@ -294,10 +299,46 @@ pub struct StatusUpdate {
     pub segments: Option<u32>,
     /// Price, if reported; always stored.
     pub price: Option<Money>,
+    /// The sender the provider used, if reported; stored when the message names none.
+    pub sender: Option<String>,
     /// Who reports it.
     pub source: EventSource,
     /// When it was received.
     pub now: i64,
+}
+
+/// Which messages [`Store::reconcile_candidates`](super::Store::reconcile_candidates) returns:
+/// those still `sent` or `unknown` with a provider message id, and due to be asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileQuery {
+    /// The time now.
+    pub now: i64,
+    /// How long a message must have kept its status before it is asked about, in milliseconds;
+    /// also the shortest time between two asks about one message.
+    pub after_ms: i64,
+    /// Messages created longer ago than this are no longer asked about, in milliseconds.
+    pub max_age_ms: i64,
+    /// The most candidates returned per provider.
+    pub per_provider: u32,
+}
+
+/// A message the reconciler may ask its provider about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileCandidate {
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The message id.
+    pub id: String,
+    /// The provider that accepted it.
+    pub provider: String,
+    /// The provider's id for it.
+    pub provider_message_id: String,
+    /// Its status: `sent` or `unknown`.
+    pub status: MessageStatus,
+    /// When its status last changed.
+    pub updated_at: i64,
+    /// When the reconciler last asked about it; `None` if it never did.
+    pub reconciled_at: Option<i64>,
 }
 
 /// The result of applying a status report to a stored message.

@@ -99,7 +99,8 @@ where
         Ok(deleted.is_some())
     }
 
-    /// Records that the provider accepted the attempt; fenced by the lease.
+    /// Records that the provider accepted the attempt (and the sender it used, when the message
+    /// named none); fenced by the lease.
     pub(super) async fn complete_accepted(
         pool: &Pool<DB>,
         lease: LeaseRef<'_>,
@@ -130,6 +131,7 @@ where
             provider_message_id: None,
             provider_segments: accepted.segments,
             price: accepted.price.as_ref(),
+            sender: accepted.sender.as_deref(),
         };
         Self::record_facts(&mut tx, lease.tenant_id.as_str(), lease.message_id, &facts).await?;
         if advance(current.status, MessageStatus::Sent) {

@@ -43,6 +43,8 @@ pub(super) struct Facts<'a> {
     /// Stored as `provider_segments`: Herald's own `segments` count is never replaced.
     pub(super) provider_segments: Option<u32>,
     pub(super) price: Option<&'a Money>,
+    /// Stored only when the message names no sender: the one it was queued with stays.
+    pub(super) sender: Option<&'a str>,
 }
 
 impl Facts<'_> {
@@ -50,6 +52,7 @@ impl Facts<'_> {
         self.provider_message_id.is_none()
             && self.provider_segments.is_none()
             && self.price.is_none()
+            && self.sender.is_none()
     }
 }
 

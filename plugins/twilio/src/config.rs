@@ -84,7 +84,17 @@ pub struct Credentials {
     pub secret: String,
 }
 
-/// The settings needed to send a message.
+impl Credentials {
+    /// The `Authorization` header value: HTTP Basic with these credentials.
+    pub fn authorization(&self) -> String {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.secret));
+        format!("Basic {basic}")
+    }
+}
+
+/// The settings needed to call the Messages API: to send a message, or to read one back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendConfig {
     /// The Account SID, which also appears in the request path.

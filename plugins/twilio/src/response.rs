@@ -165,11 +165,23 @@ fn accepted(message: &Value) -> Option<Accepted> {
         price: message.get("price").and_then(text).and_then(|amount| {
             fields::price(&amount, message.get("price_unit").and_then(Value::as_str))
         }),
+        sender: sender(message),
     })
 }
 
+/// The `from` of a Message resource: the sender it went out from, null while a Messaging Service
+/// has not picked one.
+pub fn sender(message: &Value) -> Option<String> {
+    message
+        .get("from")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|from| !from.is_empty())
+        .map(str::to_string)
+}
+
 /// A JSON string or number as text (Twilio documents strings for some numbers, but be lenient).
-fn text(value: &Value) -> Option<String> {
+pub fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -178,7 +190,7 @@ fn text(value: &Value) -> Option<String> {
 }
 
 /// The `Retry-After` header in milliseconds, when it is a number of seconds.
-fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
+pub fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
     headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
@@ -187,7 +199,7 @@ fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
 }
 
 /// The start of a body, for error messages that must stay short.
-fn snippet(body: &[u8]) -> String {
+pub fn snippet(body: &[u8]) -> String {
     const LIMIT: usize = 200;
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

@@ -51,6 +51,16 @@ fn created_message_is_accepted() {
     assert_eq!(accepted.segments, Some(2));
     let price = accepted.price.unwrap();
     assert_eq!((price.micros, price.currency.as_str()), (7900, "USD"));
+    assert_eq!(accepted.sender.as_deref(), Some("+15557122661"));
+}
+
+/// A Messaging Service send has no `from` yet: the sender is absent, not empty.
+#[test]
+fn service_send_has_no_sender_yet() {
+    let body = r#"{"sid":"SMabc","status":"accepted","from":null,"messaging_service_sid":"MG1"}"#;
+    assert_eq!(map_outcome(response(201, &[], body)).unwrap().sender, None);
+    let body = r#"{"sid":"SMabc","status":"queued","from":" "}"#;
+    assert_eq!(map_outcome(response(201, &[], body)).unwrap().sender, None);
 }
 
 #[test]

@@ -4,9 +4,6 @@
 //! The form follows Twilio's OpenAPI `CreateMessageRequest`: `To`, then exactly one of `From` or
 //! `MessagingServiceSid`, then `Body`, and `StatusCallback` when the host asks for callbacks.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 use crate::bindings::exports::herald::plugin::provider_api::{OutboundMessage, Sender};
 use crate::bindings::herald::plugin::types::HttpRequest;
 use crate::config::{SendConfig, is_sid};
@@ -71,10 +68,6 @@ pub fn build_request(
     }
     let body = form.finish().into_bytes();
 
-    let basic = STANDARD.encode(format!(
-        "{}:{}",
-        config.credentials.user, config.credentials.secret
-    ));
     Ok(HttpRequest {
         method: "POST".to_string(),
         url: format!(
@@ -87,7 +80,10 @@ pub fn build_request(
                 "application/x-www-form-urlencoded".to_string(),
             ),
             ("Accept".to_string(), "application/json".to_string()),
-            ("Authorization".to_string(), format!("Basic {basic}")),
+            (
+                "Authorization".to_string(),
+                config.credentials.authorization(),
+            ),
             (
                 "User-Agent".to_string(),
                 concat!("herald-twilio/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -103,6 +99,8 @@ mod tests {
     use super::*;
     use crate::bindings::exports::herald::plugin::provider_api::Encoding;
     use crate::config::Credentials;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
     const MG: &str = "MG0123456789abcdef0123456789abcdef";

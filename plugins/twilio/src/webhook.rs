@@ -1,15 +1,17 @@
 //! Reading Twilio's webhooks (already verified): status callbacks and inbound messages.
 //!
 //! Both arrive as form posts. A status word of `received`/`receiving` (in `MessageStatus` or the
-//! legacy `SmsStatus`) marks an inbound message; any other status word marks a status callback; a
-//! request with a `Body` and no status word is taken as an inbound message too.
+//! legacy `SmsStatus`) marks an inbound message; any other documented status word marks a status
+//! callback ([`crate::status`] says what each means); a request with a `Body` and no status word
+//! is taken as an inbound message too.
 
 use crate::bindings::exports::herald::plugin::provider_api::{
-    DeliveryState, InboundMessage, ProviderError, StatusUpdate, WebhookError, WebhookEvent,
+    InboundMessage, ProviderError, StatusUpdate, WebhookError, WebhookEvent,
 };
 use crate::bindings::herald::plugin::types::HttpRequest;
 use crate::fields;
 use crate::form::{self, Fields};
+use crate::status::{self, Meaning};
 
 /// Reads the events in one webhook request (Twilio sends one event per request).
 pub fn parse(request: &HttpRequest) -> Result<Vec<WebhookEvent>, WebhookError> {
@@ -20,9 +22,12 @@ pub fn parse(request: &HttpRequest) -> Result<Vec<WebhookEvent>, WebhookError> {
     }
     let fields = Fields::parse(&request.body);
     let status = fields.first_of(&["MessageStatus", "SmsStatus"]);
-    let event = match status {
-        Some(word) if is_inbound_status(word) => WebhookEvent::Inbound(inbound(&fields)?),
-        Some(word) => WebhookEvent::Status(status_update(&fields, word)?),
+    let event = match status.map(|word| (word, status::meaning(word))) {
+        Some((_, Some(Meaning::Inbound))) => WebhookEvent::Inbound(inbound(&fields)?),
+        Some((word, Some(Meaning::Outbound(_)))) => {
+            WebhookEvent::Status(status_update(&fields, word)?)
+        }
+        Some((word, None)) => return Err(malformed(&format!("unknown message status `{word}`"))),
         None if fields.raw("Body").is_some() => WebhookEvent::Inbound(inbound(&fields)?),
         None => {
             return Err(malformed(
@@ -33,28 +38,12 @@ pub fn parse(request: &HttpRequest) -> Result<Vec<WebhookEvent>, WebhookError> {
     Ok(vec![event])
 }
 
-/// Maps Twilio's status word to the host's state; `None` for words the host has no state for.
-pub fn delivery_state(word: &str) -> Option<DeliveryState> {
-    Some(match word {
-        "queued" | "accepted" | "scheduled" => DeliveryState::Queued,
-        "sending" => DeliveryState::Sending,
-        "sent" => DeliveryState::Sent,
-        "delivered" => DeliveryState::Delivered,
-        "undelivered" => DeliveryState::Undelivered,
-        "failed" => DeliveryState::Failed,
-        "canceled" => DeliveryState::Canceled,
-        "read" => DeliveryState::Read,
-        _ => return None,
-    })
-}
-
-fn is_inbound_status(word: &str) -> bool {
-    matches!(word, "received" | "receiving")
-}
-
 fn status_update(fields: &Fields, word: &str) -> Result<StatusUpdate, WebhookError> {
-    let state = delivery_state(word)
-        .ok_or_else(|| malformed(&format!("unknown message status `{word}`")))?;
+    let Some(Meaning::Outbound(state)) = status::meaning(word) else {
+        return Err(malformed(&format!(
+            "`{word}` is not a status of an outbound message"
+        )));
+    };
     let provider_message_id = fields
         .first_of(&["MessageSid", "SmsSid"])
         .ok_or_else(|| malformed("a status callback without MessageSid"))?;
@@ -67,8 +56,9 @@ fn status_update(fields: &Fields, word: &str) -> Result<StatusUpdate, WebhookErr
             message: fields
                 .first_of(&["ErrorMessage", "ChannelStatusMessage"])
                 .map(str::to_string)
-                .unwrap_or_else(|| describe_code(code)),
-        });
+                .unwrap_or_else(|| status::describe_code(code)),
+        })
+        .or_else(|| status::implied_error(word));
     Ok(StatusUpdate {
         provider_message_id: provider_message_id.to_string(),
         state,
@@ -78,6 +68,7 @@ fn status_update(fields: &Fields, word: &str) -> Result<StatusUpdate, WebhookErr
         price: fields
             .get("Price")
             .and_then(|amount| fields::price(amount, fields.get("PriceUnit"))),
+        sender: fields.get("From").map(str::to_string),
     })
 }
 
@@ -95,24 +86,6 @@ fn inbound(fields: &Fields) -> Result<InboundMessage, WebhookError> {
         body: fields.raw("Body").unwrap_or_default().to_string(),
         segments: fields.get("NumSegments").and_then(fields::segments),
     })
-}
-
-/// A short description for error codes Twilio's callbacks carry without a message.
-fn describe_code(code: &str) -> String {
-    let text = match code {
-        "30001" => "queue overflow",
-        "30002" => "account suspended",
-        "30003" => "unreachable destination handset",
-        "30004" => "message blocked",
-        "30005" => "unknown destination handset",
-        "30006" => "landline or unreachable carrier",
-        "30007" => "message filtered by the carrier",
-        "30008" => "unknown error",
-        "30032" => "toll-free number not verified",
-        "30034" => "message from an unregistered A2P 10DLC number",
-        _ => return format!("Twilio error {code}"),
-    };
-    format!("Twilio error {code}: {text}")
 }
 
 fn malformed(why: &str) -> WebhookError {

@@ -132,7 +132,11 @@ pub(crate) fn start_lifecycle(state: &CarrierState, sid: &str, status_callback: 
             };
             if let Some(url) = &status_callback {
                 let params = callback_params(&updated, step);
-                post_callback(&state, url, params).await;
+                if state.loses_callbacks() {
+                    lose_callback(&state, url, params);
+                } else {
+                    post_callback(&state, url, params).await;
+                }
             }
         }
     });
@@ -188,6 +192,20 @@ pub(super) async fn post_signed(
         .send()
         .await?;
     Ok(response.status())
+}
+
+/// Records a status callback that is never posted, as a receiver that was down would miss it.
+fn lose_callback(state: &CarrierState, url: &str, params: Vec<(String, String)>) {
+    let signature = twilio_signature(&state.config().auth_token, url, &params);
+    tracing::debug!(%url, "losing a status callback on purpose");
+    state.record_lost_callback(RecordedCallback {
+        url: url.to_owned(),
+        params,
+        signature,
+        status: None,
+        attempt: 0,
+        at: Instant::now(),
+    });
 }
 
 /// Delivers one status callback, retrying failures (errors and non-2xx) a couple of times.

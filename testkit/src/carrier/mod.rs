@@ -21,6 +21,10 @@
 //! A recipient that texted an opt-out keyword (STOP, UNSUBSCRIBE, …) through
 //! [`Carrier::send_inbound`] gets 21610 for sends from that number until it texts START.
 //!
+//! [`Carrier::lose_callbacks`] makes the carrier hold back every status callback (messages still
+//! change status, and `GET …/Messages/{MessageSid}.json` shows it), to test what happens when
+//! callbacks are lost.
+//!
 //! Segment counts and prices are Twilio-shaped but rough (see `billing.rs`): Herald's own count
 //! is the exact one.
 
@@ -260,6 +264,34 @@ impl Carrier {
                 return done;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// From now on loses (`true`) or delivers (`false`) status callbacks; see
+    /// [`CarrierState::set_lose_callbacks`].
+    pub fn lose_callbacks(&self, lose: bool) {
+        self.state.set_lose_callbacks(lose);
+    }
+
+    /// The status callbacks lost so far, oldest first.
+    pub fn lost_callbacks(&self) -> Vec<RecordedCallback> {
+        self.state.lost_callbacks()
+    }
+
+    /// Waits until message `sid` has `status` or `timeout` passes; returns it when it has.
+    pub async fn wait_for_status(
+        &self,
+        sid: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Option<MessageRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.state.message(sid) {
+                Some(record) if record.status == status => return Some(record),
+                _ if tokio::time::Instant::now() >= deadline => return None,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -187,6 +188,9 @@ struct Inner {
     messages: Mutex<Messages>,
     requests: Mutex<Vec<RecordedRequest>>,
     callbacks: Mutex<Vec<RecordedCallback>>,
+    /// While set, status callbacks are held back instead of posted (see `set_lose_callbacks`).
+    lose_callbacks: AtomicBool,
+    lost_callbacks: Mutex<Vec<RecordedCallback>>,
     scripts: Mutex<VecDeque<ScriptedResponse>>,
     opt_outs: Mutex<HashSet<(String, String)>>,
     tasks: Mutex<JoinSet<()>>,
@@ -220,6 +224,8 @@ impl CarrierState {
                 messages: Mutex::default(),
                 requests: Mutex::default(),
                 callbacks: Mutex::default(),
+                lose_callbacks: AtomicBool::new(false),
+                lost_callbacks: Mutex::default(),
                 scripts: Mutex::default(),
                 opt_outs: Mutex::default(),
                 tasks: Mutex::new(JoinSet::new()),
@@ -251,6 +257,28 @@ impl CarrierState {
     /// Every status-callback attempt so far, oldest first.
     pub fn callbacks(&self) -> Vec<RecordedCallback> {
         lock(&self.inner.callbacks).clone()
+    }
+
+    /// Makes the carrier lose (`true`) or deliver (`false`) the status callbacks of every status
+    /// change from now on, as if they never reached the receiver. Messages still change status,
+    /// so fetching them shows where they are.
+    pub fn set_lose_callbacks(&self, lose: bool) {
+        self.inner.lose_callbacks.store(lose, Ordering::SeqCst);
+    }
+
+    /// Whether status callbacks are being lost.
+    pub fn loses_callbacks(&self) -> bool {
+        self.inner.lose_callbacks.load(Ordering::SeqCst)
+    }
+
+    /// The status callbacks lost so far, oldest first: never posted, so `status` is `None` and
+    /// `attempt` is 0.
+    pub fn lost_callbacks(&self) -> Vec<RecordedCallback> {
+        lock(&self.inner.lost_callbacks).clone()
+    }
+
+    pub(crate) fn record_lost_callback(&self, callback: RecordedCallback) {
+        lock(&self.inner.lost_callbacks).push(callback);
     }
 
     /// Queues a forced response for a future create-message request.

@@ -30,7 +30,8 @@ pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 pub enum Contract {
     /// `herald:plugin@0.1.0` (`wit/v0.1.0`), frozen.
     V0_1_0,
-    /// `herald:plugin@0.2.0` (`wit/v0.2.0`): HTTP errors say whether anything was sent.
+    /// `herald:plugin@0.2.0` (`wit/v0.2.0`): HTTP errors say whether anything was sent; providers
+    /// export `fetch-status` and name the sender they used.
     V0_2_0,
 }
 
@@ -51,6 +52,14 @@ impl Contract {
         match self {
             Contract::V0_1_0 => v0_1_0::PROVIDER_EXPORT,
             Contract::V0_2_0 => v0_2_0::PROVIDER_EXPORT,
+        }
+    }
+
+    /// Whether a provider of this version exports `fetch-status` (0.2.0 and later).
+    pub fn has_fetch_status(self) -> bool {
+        match self {
+            Contract::V0_1_0 => false,
+            Contract::V0_2_0 => true,
         }
     }
 
@@ -147,6 +156,22 @@ impl ProviderPre {
         match self {
             Self::V0_1_0(pre) => v0_1_0::receive_webhook(pre, store, config, request).await,
             Self::V0_2_0(pre) => v0_2_0::receive_webhook(pre, store, config, request).await,
+        }
+    }
+
+    /// Instantiates in `store` and calls `fetch-status`; a 0.1.0 component has no such export,
+    /// so it is [`model::FetchOutcome::Unsupported`] without being instantiated.
+    pub async fn fetch_status(
+        &self,
+        store: &mut Store<HostState>,
+        config: &Pairs,
+        provider_message_id: &str,
+    ) -> wasmtime::Result<model::FetchOutcome> {
+        match self {
+            Self::V0_1_0(_) => Ok(model::FetchOutcome::Unsupported),
+            Self::V0_2_0(pre) => {
+                v0_2_0::fetch_status(pre, store, config, provider_message_id).await
+            }
         }
     }
 

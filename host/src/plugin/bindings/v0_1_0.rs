@@ -269,6 +269,8 @@ pub fn send_outcome(r: Result<p::Accepted, p::SendError>) -> model::SendOutcome 
             provider_status: a.provider_status,
             segments: a.segments,
             price: a.price.map(money),
+            // 0.1.0's `accepted` does not name the sender.
+            sender: None,
         }),
         Err(p::SendError::Retryable(r)) => model::SendOutcome::Retryable {
             error: provider_error(r.error),
@@ -327,6 +329,7 @@ pub fn webhook_events(events: Vec<p::WebhookEvent>) -> Vec<model::WebhookEvent> 
                 error: s.error.map(provider_error),
                 segments: s.segments,
                 price: s.price.map(money),
+                sender: None,
             }),
             p::WebhookEvent::Inbound(i) => model::WebhookEvent::Inbound(model::InboundMessage {
                 provider_message_id: i.provider_message_id,

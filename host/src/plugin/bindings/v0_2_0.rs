@@ -2,7 +2,9 @@
 //! into the exports, and conversions into host types.
 //!
 //! New in 0.2.0: `http-error` says whether a failed request can have reached the server
-//! (`not-sent` / `maybe-sent`), so a provider can retry a request that never left the host.
+//! (`not-sent` / `maybe-sent`), so a provider can retry a request that never left the host;
+//! `fetch-status` reads a message's current status back from the provider; `accepted` and
+//! `status-update` name the sender the provider used.
 
 use wasmtime::Store;
 
@@ -181,6 +183,21 @@ pub async fn parse_webhook(
     Ok(r.map(webhook_events).map_err(webhook_rejection))
 }
 
+/// Instantiates a provider and calls `fetch-status`.
+pub async fn fetch_status(
+    pre: &provider::ProviderPre<HostState>,
+    store: &mut Store<HostState>,
+    config: &Pairs,
+    provider_message_id: &str,
+) -> wasmtime::Result<model::FetchOutcome> {
+    let i = pre.instantiate_async(&mut *store).await?;
+    let r = i
+        .herald_plugin_provider_api()
+        .call_fetch_status(store, config, provider_message_id)
+        .await?;
+    Ok(fetch_outcome(r))
+}
+
 /// Instantiates a renderer and calls `validate`.
 pub async fn validate(
     pre: &renderer::RendererPre<HostState>,
@@ -273,6 +290,7 @@ pub fn send_outcome(r: Result<p::Accepted, p::SendError>) -> model::SendOutcome 
             provider_status: a.provider_status,
             segments: a.segments,
             price: a.price.map(money),
+            sender: a.sender,
         }),
         Err(p::SendError::Retryable(r)) => model::SendOutcome::Retryable {
             error: provider_error(r.error),
@@ -319,19 +337,36 @@ fn delivery_state(s: p::DeliveryState) -> model::DeliveryState {
     }
 }
 
+fn status_update(s: p::StatusUpdate) -> model::StatusUpdate {
+    model::StatusUpdate {
+        provider_message_id: s.provider_message_id,
+        state: delivery_state(s.state),
+        provider_status: s.provider_status,
+        error: s.error.map(provider_error),
+        segments: s.segments,
+        price: s.price.map(money),
+        sender: s.sender,
+    }
+}
+
+/// Converts this version's `fetch-status` result.
+pub fn fetch_outcome(r: Result<p::StatusUpdate, p::FetchStatusError>) -> model::FetchOutcome {
+    match r {
+        Ok(s) => model::FetchOutcome::Status(status_update(s)),
+        Err(p::FetchStatusError::Retryable(r)) => model::FetchOutcome::Retryable {
+            error: provider_error(r.error),
+            retry_after_ms: r.retry_after_ms,
+        },
+        Err(p::FetchStatusError::Permanent(e)) => model::FetchOutcome::Permanent(provider_error(e)),
+    }
+}
+
 /// Converts this version's webhook events.
 pub fn webhook_events(events: Vec<p::WebhookEvent>) -> Vec<model::WebhookEvent> {
     events
         .into_iter()
         .map(|e| match e {
-            p::WebhookEvent::Status(s) => model::WebhookEvent::Status(model::StatusUpdate {
-                provider_message_id: s.provider_message_id,
-                state: delivery_state(s.state),
-                provider_status: s.provider_status,
-                error: s.error.map(provider_error),
-                segments: s.segments,
-                price: s.price.map(money),
-            }),
+            p::WebhookEvent::Status(s) => model::WebhookEvent::Status(status_update(s)),
             p::WebhookEvent::Inbound(i) => model::WebhookEvent::Inbound(model::InboundMessage {
                 provider_message_id: i.provider_message_id,
                 from: i.from,

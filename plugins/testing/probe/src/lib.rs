@@ -15,6 +15,16 @@
 //! A failed request is refused when the host denied it or found it invalid, retryable when it
 //! never connected, unknown when it may have been sent; the error text is the host's error.
 //!
+//! `fetch-status` answers by the provider message id it is asked about:
+//!
+//! | id | answer |
+//! |---|---|
+//! | `spin` | loops forever |
+//! | `trap` | panics, which traps |
+//! | `retryable` | retryable, with a retry-after of 1,234 ms |
+//! | `permanent` | permanent |
+//! | anything else | `delivered` (provider status `delivered`), sent from `probe-sender` |
+//!
 //! Built against `herald:plugin@0.2.0`. Cargo features: `v2` reports version 2.0.0 instead of
 //! 1.0.0; `broken` makes `describe` trap.
 
@@ -25,8 +35,8 @@ mod bindings {
 }
 
 use bindings::exports::herald::plugin::provider_api::{
-    Accepted, Guest, OutboundMessage, ProviderError, RetryableError, SendError, WebhookError,
-    WebhookEvent,
+    Accepted, DeliveryState, FetchStatusError, Guest, OutboundMessage, ProviderError,
+    RetryableError, SendError, StatusUpdate, WebhookError, WebhookEvent,
 };
 use bindings::herald::plugin::http;
 use bindings::herald::plugin::types::{HttpError, HttpRequest, NotSentReason, PluginInfo};
@@ -107,6 +117,32 @@ impl Guest for Probe {
     ) -> Result<Vec<WebhookEvent>, WebhookError> {
         Ok(Vec::new())
     }
+
+    fn fetch_status(
+        _config: Vec<(String, String)>,
+        provider_message_id: String,
+    ) -> Result<StatusUpdate, FetchStatusError> {
+        match provider_message_id.as_str() {
+            "spin" => spin(),
+            "trap" => panic!("probe: trap requested by the provider message id"),
+            "retryable" => Err(FetchStatusError::Retryable(RetryableError {
+                error: plugin_error("probe: retryable requested".to_string()),
+                retry_after_ms: Some(1_234),
+            })),
+            "permanent" => Err(FetchStatusError::Permanent(plugin_error(
+                "probe: permanent requested".to_string(),
+            ))),
+            _ => Ok(StatusUpdate {
+                provider_message_id,
+                state: DeliveryState::Delivered,
+                provider_status: "delivered".to_string(),
+                error: None,
+                segments: None,
+                price: None,
+                sender: Some("probe-sender".to_string()),
+            }),
+        }
+    }
 }
 
 fn accepted(id: String, status: &str) -> Accepted {
@@ -115,6 +151,7 @@ fn accepted(id: String, status: &str) -> Accepted {
         provider_status: status.to_string(),
         segments: None,
         price: None,
+        sender: None,
     }
 }
 
