@@ -62,15 +62,31 @@ pub(super) async fn migrate(writer: &SqlitePool) -> Result<()> {
 impl Dialect for Sqlite {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const LOCK_ROWS: &'static str = "";
+    // Expired leases first, oldest expiry first, then unleased entries by due time; each half
+    // walks its own partial index (migration 0005) and takes at most `$4`.
     const CLAIM: &'static str = "
         UPDATE queue_entries
         SET lease_owner = $1, lease_until = $2, due_at = $2
         WHERE message_id IN (
-            SELECT message_id FROM queue_entries
-            WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
-            ORDER BY due_at
+            SELECT message_id FROM (
+                SELECT * FROM (
+                    SELECT message_id, 0 AS pass, lease_until AS at FROM queue_entries
+                    WHERE lease_until IS NOT NULL AND lease_until <= $3
+                    ORDER BY lease_until
+                    LIMIT $4
+                )
+                UNION ALL
+                SELECT * FROM (
+                    SELECT message_id, 1 AS pass, due_at AS at FROM queue_entries
+                    WHERE lease_until IS NULL AND due_at <= $3
+                    ORDER BY due_at
+                    LIMIT $4
+                )
+            )
+            ORDER BY pass, at
             LIMIT $4
         )
         RETURNING message_id, tenant_id";
     const NOTIFY: Option<&'static str> = None;
 }
+
