@@ -58,6 +58,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         C::InvalidField
         | C::InvalidPhoneNumber
         | C::InvalidCategory
@@ -75,7 +76,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateTooLong
         | C::InvalidQuery
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
-        C::RendererUnavailable | C::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -95,6 +98,10 @@ impl IntoResponse for ApiError {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The rest of the body may still be on its way; the connection cannot be reused.
+            StatusCode::REQUEST_TIMEOUT => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -166,6 +173,7 @@ mod tests {
                 ErrorCode::Internal
                     | ErrorCode::RendererUnavailable
                     | ErrorCode::ProviderUnavailable
+                    | ErrorCode::StorageUnavailable
             );
             assert_eq!(status.is_server_error(), expected_server_side, "{code}");
             assert!(
