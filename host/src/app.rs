@@ -250,7 +250,11 @@ impl Herald {
             .plugins()
             .list()
             .into_iter()
-            .map(|plugin| format!("{} ({})", plugin.name, plugin.version))
+            .map(|plugin| {
+                // `version` is the component's own "name version"; the configured name leads.
+                let version = plugin.version.rsplit(' ').next().unwrap_or_default();
+                format!("{} {version} (contract {})", plugin.name, plugin.contract)
+            })
             .collect();
         tracing::info!(
             %listen,

@@ -281,6 +281,22 @@ fn serve_config(dir: &Path, extra: &str) -> PathBuf {
     file
 }
 
+/// Makes one HTTP/1.1 request to `listen` with the test API key; returns the raw answer.
+fn http(listen: &str, method: &str, path: &str, body: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(listen).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer cli-key\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// A running `herald serve`, its stdout and stderr read line by line as they come.
 struct Served {
     child: Child,
@@ -321,8 +337,11 @@ impl Served {
         }
     }
 
-    /// Waits for a line that satisfies `wanted` and returns it.
+    /// Returns the first line, printed so far or still to come, that satisfies `wanted`.
     fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.seen.iter().find(|line| wanted(line)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -378,8 +397,10 @@ impl Drop for Served {
 }
 
 /// `herald serve` with its output piped logs without ANSI colour and says "ready" with the
-/// address it listens on; with `HERALD_LOGGING__FORMAT=json` every line is a JSON object, the
-/// "ready" one naming address, storage backend and plugins.
+/// address it listens on; with `HERALD_LOGGING__FORMAT=json` every line is a JSON object: the
+/// "ready" one names address, storage backend and plugins, a request gets one debug line
+/// (method, path without query, status, latency) and a message's state changes info lines
+/// with tenant, message id and provider.
 #[test]
 fn serve_logs_plainly_or_as_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,16 +415,44 @@ fn serve_logs_plainly_or_as_json() {
     assert!(!output.contains('\u{1b}'), "ANSI escapes in piped output:\n{output}");
     assert!(output.contains("herald stopped"), "{output}");
 
-    let mut served = Served::start(&config, &[("HERALD_LOGGING__FORMAT", "json")]);
+    let env = [
+        ("HERALD_LOGGING__FORMAT", "json"),
+        ("HERALD_LOG", "info,herald=debug"),
+    ];
+    let mut served = Served::start(&config, &env);
     let ready = served.wait_for(|line| line.contains("\"ready\""));
     let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["level"], "INFO");
     let fields = &ready["fields"];
     assert_eq!(fields["message"], "ready");
-    assert!(fields["listen"].as_str().unwrap().starts_with("127.0.0.1:"), "{ready}");
+    let listen = fields["listen"].as_str().unwrap().to_owned();
+    assert!(listen.starts_with("127.0.0.1:"), "{ready}");
     assert_eq!(fields["storage"], "sqlite");
     let plugins = fields["plugins"].as_str().unwrap();
     assert!(plugins.contains("twilio") && plugins.contains("mustache"), "{plugins}");
+
+    // One debug line per request, without the query; one info line per state change.
+    let body = r#"{"to_number": "+14155552671", "message": "hello"}"#;
+    let answer = http(&listen, "POST", "/api/v1/sms/send?ref=private", body);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let request = served.wait_for(|line| line.contains("\"request\""));
+    let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+    assert_eq!(request["level"], "DEBUG");
+    let fields = &request["fields"];
+    assert_eq!(
+        (&fields["method"], &fields["path"], &fields["status"]),
+        (&"POST".into(), &"/api/v1/sms/send".into(), &202.into())
+    );
+    assert!(fields["latency_ms"].is_number(), "{request}");
+    assert!(!served.output().contains("private"), "the query was logged");
+    for state in ["message queued", "message sending"] {
+        let line = served.wait_for(|line| line.contains(state));
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(line["level"], "INFO");
+        let fields = &line["fields"];
+        assert_eq!((&fields["tenant"], &fields["provider"]), (&"default".into(), &"twilio".into()));
+        assert!(fields["message_id"].as_str().unwrap().starts_with("msg_"), "{line}");
+    }
     served.signal("TERM");
     assert!(served.finish(PATIENCE).success(), "{}", served.output());
     for line in &served.seen {
