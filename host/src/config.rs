@@ -390,9 +390,18 @@ impl Config {
             ));
         }
         let timeouts = [
-            ("server.header_read_timeout_ms", self.server.header_read_timeout_ms),
-            ("server.body_read_timeout_ms", self.server.body_read_timeout_ms),
-            ("storage.acquire_timeout_ms", self.storage.acquire_timeout_ms),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            (
+                "storage.acquire_timeout_ms",
+                self.storage.acquire_timeout_ms,
+            ),
         ];
         if let Some((name, _)) = timeouts.iter().find(|(_, ms)| *ms == 0) {
             return Err(ConfigError::Inconsistent(format!(
@@ -624,7 +633,10 @@ mod tests {
             "{redacted}"
         );
         assert!(redacted.contains("sslmode=require"), "{redacted}");
-        assert_eq!(redact_url("sqlite://herald.db?mode=rwc"), "sqlite://herald.db?mode=rwc");
+        assert_eq!(
+            redact_url("sqlite://herald.db?mode=rwc"),
+            "sqlite://herald.db?mode=rwc"
+        );
         assert_eq!(redact_url("herald.db"), "herald.db");
         let message = "connecting to postgres://herald:s3cret!pw@db failed (password s3cret%21pw)";
         let scrubbed = scrub(message, url);
@@ -632,6 +644,46 @@ mod tests {
         assert!(scrubbed.contains("herald:[redacted]@db"), "{scrubbed}");
         let odd = "postgres://u:p a ss@host/db";
         assert!(!scrub(odd, odd).contains("p a ss"));
+    }
+
+    /// A zero timeout and a log level that is not a filter are refused with the setting's name.
+    #[test]
+    fn timeouts_and_log_level_are_checked() {
+        let mut config = Config::default();
+        assert!(config.check().is_ok());
+        config.server.body_read_timeout_ms = 0;
+        let err = config.check().unwrap_err();
+        assert!(
+            err.to_string().contains("server.body_read_timeout_ms"),
+            "{err}"
+        );
+        let mut config = Config::default();
+        config.logging.level = "herald=loud".into();
+        let err = config.check().unwrap_err();
+        assert!(err.to_string().contains("logging.level"), "{err}");
+    }
+
+    /// `[logging] format = "json"` and the server and storage timeouts load from a file.
+    #[test]
+    fn logging_and_timeouts_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "[server]\nshutdown_grace_ms = 250\n[storage]\nacquire_timeout_ms = 750\n[logging]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let config = ConfigSource {
+            file: Some(path),
+            env: false,
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.logging.format, LogFormat::Json);
+        assert_eq!(config.logging.level, "info");
+        assert_eq!(config.server.shutdown_grace_ms, 250);
+        assert_eq!(config.server.header_read_timeout_ms, 10_000);
+        assert_eq!(config.storage.acquire_timeout_ms, 750);
     }
 
     /// An unknown key is an error that names it.

@@ -352,7 +352,10 @@ impl Served {
                         return line;
                     }
                 }
-                Err(_) => panic!("no such line within {PATIENCE:?}; output:\n{}", self.output()),
+                Err(_) => panic!(
+                    "no such line within {PATIENCE:?}; output:\n{}",
+                    self.output()
+                ),
             }
         }
     }
@@ -412,7 +415,10 @@ fn serve_logs_plainly_or_as_json() {
     served.signal("TERM");
     assert!(served.finish(PATIENCE).success(), "{}", served.output());
     let output = served.output();
-    assert!(!output.contains('\u{1b}'), "ANSI escapes in piped output:\n{output}");
+    assert!(
+        !output.contains('\u{1b}'),
+        "ANSI escapes in piped output:\n{output}"
+    );
     assert!(output.contains("herald stopped"), "{output}");
 
     let env = [
@@ -429,7 +435,10 @@ fn serve_logs_plainly_or_as_json() {
     assert!(listen.starts_with("127.0.0.1:"), "{ready}");
     assert_eq!(fields["storage"], "sqlite");
     let plugins = fields["plugins"].as_str().unwrap();
-    assert!(plugins.contains("twilio") && plugins.contains("mustache"), "{plugins}");
+    assert!(
+        plugins.contains("twilio") && plugins.contains("mustache"),
+        "{plugins}"
+    );
 
     // One debug line per request, without the query; one info line per state change.
     let body = r#"{"to_number": "+14155552671", "message": "hello"}"#;
@@ -450,15 +459,24 @@ fn serve_logs_plainly_or_as_json() {
         let line: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(line["level"], "INFO");
         let fields = &line["fields"];
-        assert_eq!((&fields["tenant"], &fields["provider"]), (&"default".into(), &"twilio".into()));
-        assert!(fields["message_id"].as_str().unwrap().starts_with("msg_"), "{line}");
+        assert_eq!(
+            (&fields["tenant"], &fields["provider"]),
+            (&"default".into(), &"twilio".into())
+        );
+        assert!(
+            fields["message_id"].as_str().unwrap().starts_with("msg_"),
+            "{line}"
+        );
     }
     served.signal("TERM");
     assert!(served.finish(PATIENCE).success(), "{}", served.output());
     for line in &served.seen {
         let parsed: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
-        assert!(parsed["level"].is_string() && parsed["fields"].is_object(), "{line}");
+        assert!(
+            parsed["level"].is_string() && parsed["fields"].is_object(),
+            "{line}"
+        );
     }
 }
 
@@ -497,7 +515,11 @@ fn a_second_interrupt_exits_at_once() {
     let started = Instant::now();
     served.signal("INT");
     let status = served.finish(Duration::from_secs(10));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(status.code(), Some(130), "{}", served.output());
     drop(stuck);
 }
@@ -537,15 +559,24 @@ fn storage_password_is_never_logged() {
     let config = serve_config(dir.path(), "");
 
     let url = format!("postgres://herald_test:{PASSWORD}@127.0.0.1:5432/{database}");
-    let env = [("HERALD_STORAGE__URL", url.as_str()), ("HERALD_LOG", "debug")];
+    let env = [
+        ("HERALD_STORAGE__URL", url.as_str()),
+        ("HERALD_LOG", "debug"),
+    ];
     let mut served = Served::start(&config, &env);
     served.wait_for(|line| line.contains(" ready"));
     served.signal("TERM");
     assert!(served.finish(PATIENCE).success(), "{}", served.output());
     let output = served.output();
     assert!(output.contains("herald starting"), "{output}");
-    assert!(output.contains("herald_test:%5Bredacted%5D@127.0.0.1"), "{output}");
-    assert!(!output.contains(PASSWORD), "the password was logged:\n{output}");
+    assert!(
+        output.contains("herald_test:%5Bredacted%5D@127.0.0.1"),
+        "{output}"
+    );
+    assert!(
+        !output.contains(PASSWORD),
+        "the password was logged:\n{output}"
+    );
 
     let refused = format!("postgres://herald_test:{PASSWORD}@127.0.0.1:1/{database}");
     let env = [
@@ -557,5 +588,8 @@ fn storage_password_is_never_logged() {
     assert!(!served.finish(PATIENCE).success(), "{}", served.output());
     let output = served.output();
     assert!(output.contains("storage unavailable"), "{output}");
-    assert!(!output.contains(PASSWORD), "the password was logged:\n{output}");
+    assert!(
+        !output.contains(PASSWORD),
+        "the password was logged:\n{output}"
+    );
 }

@@ -39,7 +39,10 @@ async fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, Instant) {
         }
     })
     .await;
-    assert!(read.is_ok(), "the server kept the connection open for {PATIENCE:?}");
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {PATIENCE:?}"
+    );
     (received, Instant::now())
 }
 
@@ -85,7 +88,10 @@ async fn half_a_header_is_cut_off() {
         .unwrap();
     let (received, closed) = read_until_closed(&mut stream).await;
     let waited = closed - started;
-    assert!(waited >= timeout, "cut after {waited:?}, before the timeout");
+    assert!(
+        waited >= timeout,
+        "cut after {waited:?}, before the timeout"
+    );
     assert!(
         received.is_empty(),
         "closed without an answer: {}",
@@ -109,7 +115,10 @@ async fn half_a_body_gets_408_and_the_connection_closes() {
     .await;
     let body = json!({"to_number": "+14155552671", "message": "half of it"}).to_string();
     let mut stream = connect(&app).await;
-    stream.write_all(send_head(body.len()).as_bytes()).await.unwrap();
+    stream
+        .write_all(send_head(body.len()).as_bytes())
+        .await
+        .unwrap();
     read_until(&mut stream, "100 Continue\r\n\r\n").await;
     let started = Instant::now();
     stream
@@ -118,11 +127,17 @@ async fn half_a_body_gets_408_and_the_connection_closes() {
         .unwrap();
     let (received, closed) = read_until_closed(&mut stream).await;
     let waited = closed - started;
-    assert!(waited >= timeout, "answered after {waited:?}, before the timeout");
+    assert!(
+        waited >= timeout,
+        "answered after {waited:?}, before the timeout"
+    );
     let answer = String::from_utf8_lossy(&received);
     let (head, json) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
     let error: Value = serde_json::from_str(json).unwrap();
     assert_eq!(error["error"]["code"], "request_timeout", "{error}");
     assert_eq!(app.message_count().await, 0);
@@ -172,14 +187,20 @@ async fn shutdown_with_a_stuck_client_ends_within_the_grace_period() {
     read_until(&mut stuck, "100 Continue\r\n\r\n").await;
     stuck.write_all(b"{\"to_number\": ").await.unwrap();
     let mut half_header = connect(&app).await;
-    half_header.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    half_header
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
 
     let started = Instant::now();
     tokio::time::timeout(PATIENCE, app.shutdown())
         .await
         .expect("the shutdown waited for the stuck client");
     let took = started.elapsed();
-    assert!(took >= grace, "took {took:?}: the grace period was not given");
+    assert!(
+        took >= grace,
+        "took {took:?}: the grace period was not given"
+    );
     let (_, _) = read_until_closed(&mut stuck).await;
     let (_, _) = read_until_closed(&mut half_header).await;
 
@@ -191,6 +212,10 @@ async fn shutdown_with_a_stuck_client_ends_within_the_grace_period() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(message.status.as_str(), "sent", "the call in flight is recorded");
+    assert_eq!(
+        message.status.as_str(),
+        "sent",
+        "the call in flight is recorded"
+    );
     store.close().await;
 }

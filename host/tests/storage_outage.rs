@@ -56,7 +56,10 @@ async fn send_refused(app: &TestApp, within: Duration) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
     assert!(retry_after.is_some(), "a 503 says when to retry");
-    assert!(elapsed < within, "answered after {elapsed:?}, not within {within:?}");
+    assert!(
+        elapsed < within,
+        "answered after {elapsed:?}, not within {within:?}"
+    );
 }
 
 /// `GET path` without credentials (health endpoints need none).
@@ -96,7 +99,11 @@ async fn sqlite_full_disk_then_space_again() {
         .await;
     app.wait_for(after["id"].as_str().unwrap(), "delivered")
         .await;
-    assert_eq!(app.message_count().await, 2, "nothing was stored during the fault");
+    assert_eq!(
+        app.message_count().await,
+        2,
+        "nothing was stored during the fault"
+    );
     let (status, report) = get(&app, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{report}");
     app.stop().await;
@@ -129,9 +136,16 @@ async fn postgres_outage_then_recovery() {
     assert_eq!(report["status"], "not_ready");
     assert_eq!(report["storage"], "unavailable");
     assert_eq!(report["plugins"]["provider"]["status"], "loaded");
-    assert!(started.elapsed() < Duration::from_secs(3), "readiness answers promptly");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "readiness answers promptly"
+    );
     let (status, _) = get(&app, "/healthz").await;
-    assert_eq!(status, StatusCode::OK, "liveness does not depend on storage");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "liveness does not depend on storage"
+    );
 
     proxy.set_up(true);
     let after = app
@@ -139,7 +153,11 @@ async fn postgres_outage_then_recovery() {
         .await;
     app.wait_for(after["id"].as_str().unwrap(), "delivered")
         .await;
-    assert_eq!(app.message_count().await, 2, "nothing was stored during the outage");
+    assert_eq!(
+        app.message_count().await,
+        2,
+        "nothing was stored during the outage"
+    );
     let (status, report) = get(&app, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{report}");
     app.stop().await;

@@ -253,11 +253,17 @@ async fn expired_leases_are_claimed_before_the_backlog(store: Store) {
     let expired = T0 + LEASE.as_millis() as i64 + 1;
     let batch = claim(&store, expired, 5).await;
     let taken: HashSet<String> = batch.iter().map(|job| job.message.id.clone()).collect();
-    assert!(orphans.is_subset(&taken), "orphans {orphans:?}, first batch {taken:?}");
+    assert!(
+        orphans.is_subset(&taken),
+        "orphans {orphans:?}, first batch {taken:?}"
+    );
     assert_eq!(batch.len(), 5);
     // The rest of the batch is the oldest of the backlog.
     assert_eq!(taken.difference(&orphans).count(), 2);
-    assert!(taken.contains(&backlog[0]) && taken.contains(&backlog[1]), "{taken:?}");
+    assert!(
+        taken.contains(&backlog[0]) && taken.contains(&backlog[1]),
+        "{taken:?}"
+    );
     for job in batch.iter().filter(|job| orphans.contains(&job.message.id)) {
         assert_eq!((job.attempt, job.interrupted), (2, true));
     }

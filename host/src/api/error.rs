@@ -163,6 +163,20 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
+    /// The README's error table lists every code, in the row of its status.
+    #[test]
+    fn readme_lists_every_code_under_its_status() {
+        let readme = include_str!("../../../README.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| {} |", status_of(code).as_u16());
+            let listed = readme
+                .lines()
+                .filter(|line| line.starts_with(&row))
+                .any(|line| line.contains(&format!("`{code}`")));
+            assert!(listed, "README: `{code}` is missing from the {row} row");
+        }
+    }
+
     /// Every code has a status in the range its meaning implies.
     #[test]
     fn every_code_has_a_status() {

@@ -58,14 +58,25 @@ pub async fn readyz(State(pipeline): State<Pipeline>) -> Response {
             false
         }
         Err(_) => {
-            tracing::debug!(wait_ms = wait.as_millis() as u64, "readiness: storage is slow");
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "readiness: storage is slow"
+            );
             false
         }
     };
     let plugins = pipeline.plugins();
     let roles = [
-        ("provider", &config.routing.provider, plugins.provider().is_ok()),
-        ("renderer", &config.routing.renderer, plugins.renderer().is_ok()),
+        (
+            "provider",
+            &config.routing.provider,
+            plugins.provider().is_ok(),
+        ),
+        (
+            "renderer",
+            &config.routing.renderer,
+            plugins.renderer().is_ok(),
+        ),
     ];
     let plugins: BTreeMap<&'static str, RoleState> = roles
         .into_iter()

@@ -66,7 +66,9 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
 /// with "attempted to call begin_with at non-zero transaction depth" until a restart. The
 /// ping runs after that queued `ROLLBACK` (the connection's worker takes commands in order),
 /// so the count read after it is final.
-async fn outside_transaction(conn: &mut SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+async fn outside_transaction(
+    conn: &mut SqliteConnection,
+) -> std::result::Result<bool, sqlx::Error> {
     conn.ping().await?;
     let settled = !conn.is_in_transaction();
     if !settled {
@@ -111,4 +113,3 @@ impl Dialect for Sqlite {
         RETURNING message_id, tenant_id";
     const NOTIFY: Option<&'static str> = None;
 }
-

@@ -59,7 +59,10 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: a connection the test leaked must not keep the mount (and the test) alive.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -76,11 +79,7 @@ impl PgProxy {
     /// Starts a proxy, up, to the server of the PostgreSQL URL `target`.
     pub async fn start(target: &str) -> Self {
         let url = url::Url::parse(target).unwrap();
-        let server = format!(
-            "{}:{}",
-            url.host_str().unwrap(),
-            url.port().unwrap_or(5432)
-        );
+        let server = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (up, watching) = watch::channel(true);
