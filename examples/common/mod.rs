@@ -26,6 +26,7 @@ pub fn config(public_url: &str, carrier: &Carrier, dir: &std::path::Path) -> Con
         },
         storage: StorageConfig {
             url: format!("sqlite://{}", dir.join("herald.db").display()),
+            ..StorageConfig::default()
         },
         ..Default::default()
     };

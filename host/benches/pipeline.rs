@@ -167,6 +167,7 @@ fn herald_config(storage_url: &str, public_url: &str, carrier_url: &str) -> Conf
     };
     config.storage = StorageConfig {
         url: storage_url.to_owned(),
+        ..StorageConfig::default()
     };
     config.delivery = DeliveryConfig {
         workers: workers(),

@@ -97,15 +97,29 @@ impl HeraldBuilder {
     }
 }
 
-/// Opens the configured store and applies pending migrations.
+/// Opens the configured store and applies pending migrations. An error never shows the
+/// storage URL's credentials, even when the driver quotes them.
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let options = StoreOptions {
         max_connections: (config.delivery.workers as u32).clamp(4, 32),
+        acquire_timeout: Duration::from_millis(config.storage.acquire_timeout_ms),
         ..StoreOptions::default()
     };
-    let store = Store::connect(&config.storage.url, &options).await?;
-    store.migrate().await?;
-    Ok(store)
+    let url = &config.storage.url;
+    let opened = async {
+        let store = Store::connect(url, &options).await?;
+        store.migrate().await?;
+        Ok(store)
+    };
+    opened.await.map_err(|error: StoreError| {
+        let text = error.to_string();
+        let scrubbed = crate::config::scrub(&text, url);
+        if scrubbed == text {
+            error
+        } else {
+            StoreError::Config(scrubbed)
+        }
+    })
 }
 
 impl Herald {
@@ -191,13 +205,19 @@ impl Herald {
     }
 
     /// Serves the HTTP API on `listener` and runs the dispatcher until `shutdown` resolves; on
-    /// shutdown it stops accepting requests and claiming messages, lets calls in flight finish,
-    /// and closes storage.
+    /// shutdown it stops accepting requests and claiming messages, lets requests in progress
+    /// finish for up to `server.shutdown_grace_ms` (then drops their connections), waits for
+    /// provider calls in flight to finish and be recorded, and closes storage.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let server = self.pipeline.config().server.clone();
+        let options = crate::server::ServeOptions {
+            header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+            shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let running = {
             let herald = self.clone();
@@ -210,12 +230,12 @@ impl Herald {
                     .await;
             })
         };
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await;
+        self.log_ready(&listener);
+        let result = crate::server::serve(listener, self.router(), options, async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
         // Should the server end on an error, `stop` is dropped with it and the dispatcher stops
         // all the same.
         if let Err(e) = running.await {
@@ -223,6 +243,29 @@ impl Herald {
         }
         self.store().close().await;
         Ok(result?)
+    }
+
+    /// The one line that says Herald is serving: where, on which storage, with which plugins.
+    fn log_ready(&self, listener: &TcpListener) {
+        let listen = listener
+            .local_addr()
+            .map_or_else(|_| "unknown".to_owned(), |addr| addr.to_string());
+        let plugins: Vec<String> = self
+            .plugins()
+            .list()
+            .into_iter()
+            .map(|plugin| {
+                // `version` is the component's own "name version"; the configured name leads.
+                let version = plugin.version.rsplit(' ').next().unwrap_or_default();
+                format!("{} {version} (contract {})", plugin.name, plugin.contract)
+            })
+            .collect();
+        tracing::info!(
+            %listen,
+            storage = self.store().backend_name(),
+            plugins = %plugins.join(", "),
+            "ready"
+        );
     }
 
     /// Closes storage; operations after this fail.

@@ -52,6 +52,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// The plugins, by name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// What the log looks like and how much of it there is.
+    pub logging: LoggingConfig,
 }
 
 /// HTTP server settings.
@@ -69,6 +71,15 @@ pub struct ServerConfig {
     pub admin_key: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers, in milliseconds, counted from
+    /// the connection's start or the previous response; then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a whole request body, in milliseconds; then it is
+    /// answered `408 request_timeout` and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// On shutdown, how long requests in progress may take to finish, in milliseconds; then
+    /// their connections are dropped. Provider calls in flight finish and are recorded anyway.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +90,9 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             admin_key: String::new(),
             max_body_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -89,14 +103,50 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// `sqlite://PATH` (the default, created when missing) or `postgres://…`.
     pub url: String,
+    /// How long an operation waits for a database connection, in milliseconds, before it is
+    /// answered `503 storage_unavailable`.
+    pub acquire_timeout_ms: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://herald.db".into(),
+            acquire_timeout_ms: 5_000,
         }
     }
+}
+
+/// Log settings; the `HERALD_LOG` variable (a `tracing` filter such as `debug` or
+/// `herald=debug,sqlx=warn`) overrides `level`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `text` (one line per event, for people) or `json` (one JSON object per line, for
+    /// machines).
+    pub format: LogFormat,
+    /// The filter when `HERALD_LOG` is not set, e.g. `info` or `herald=debug,info`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Settings of the plugin runtime.
@@ -494,6 +544,31 @@ impl Config {
             ));
         }
         self.reconcile.check()?;
+        let timeouts = [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            (
+                "storage.acquire_timeout_ms",
+                self.storage.acquire_timeout_ms,
+            ),
+        ];
+        if let Some((name, _)) = timeouts.iter().find(|(_, ms)| *ms == 0) {
+            return Err(ConfigError::Inconsistent(format!(
+                "{name} must be at least 1"
+            )));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+            return Err(ConfigError::Inconsistent(format!(
+                "logging.level = {:?} is not a log filter: {error}",
+                self.logging.level
+            )));
+        }
         Ok(())
     }
 }
@@ -627,12 +702,7 @@ impl Config {
         if !copy.server.admin_key.is_empty() {
             copy.server.admin_key = REDACTED.into();
         }
-        if let Ok(mut url) = url::Url::parse(&copy.storage.url)
-            && url.password().is_some()
-            && url.set_password(Some(REDACTED)).is_ok()
-        {
-            copy.storage.url = url.to_string();
-        }
+        copy.storage.url = redact_url(&copy.storage.url);
         for plugin in copy.plugins.values_mut() {
             for (key, value) in plugin.config.iter_mut() {
                 if looks_secret(key) {
@@ -642,6 +712,74 @@ impl Config {
         }
         copy
     }
+}
+
+/// `url` (a storage URL) safe to log: the password of its userinfo and the values of query
+/// parameters that look secret (`password=`, `sslpassword=`, …) are replaced.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return scrub(url, url);
+    };
+    if parsed.password().is_some() && parsed.set_password(Some(REDACTED)).is_err() {
+        return scrub(url, url);
+    }
+    if parsed.query_pairs().any(|(key, _)| looks_secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if looks_secret(&key) {
+                    REDACTED.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// `text` with every credential of the storage URL `url` in it replaced: for error messages
+/// from a database driver, which may quote the URL or parts of it.
+#[must_use]
+pub fn scrub(text: &str, url: &str) -> String {
+    let mut secrets = Vec::new();
+    if let Ok(parsed) = url::Url::parse(url) {
+        if let Some(password) = parsed.password() {
+            secrets.push(password.to_owned());
+        }
+        for (key, value) in parsed.query_pairs() {
+            if looks_secret(&key) {
+                secrets.push(value.into_owned());
+            }
+        }
+    } else if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        // Not a URL the parser accepts, but it still carries `user:password@`.
+        secrets.push(password.to_owned());
+    }
+    // Percent-decoded forms too: a driver may print either.
+    let decoded: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| {
+            let pair = format!("x={s}");
+            let (_, value) = url::form_urlencoded::parse(pair.as_bytes()).next()?;
+            Some(value.into_owned())
+        })
+        .collect();
+    secrets.extend(decoded);
+    secrets.retain(|s| !s.is_empty() && s != REDACTED);
+    // Longest first, so a secret that contains another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut text = text.to_owned();
+    for secret in secrets {
+        text = text.replace(&secret, REDACTED);
+    }
+    text
 }
 
 /// `HERALD_PLUGINS__<NAME>__CONFIG__<KEY>` lower-cased: a plugin setting, read as raw text.
@@ -763,6 +901,71 @@ mod tests {
         assert!(err.to_string().contains("per_provider_per_second"), "{err}");
         let err = load("[reconcile]\nafter_ms = 10\nmax_age_ms = 10\n").unwrap_err();
         assert!(err.to_string().contains("max_age_ms"), "{err}");
+    }
+
+    /// A storage URL loses its userinfo password and secret query values, and nothing else.
+    #[test]
+    fn storage_url_redaction() {
+        let url = "postgres://herald:s3cret%21pw@db:5432/herald?sslmode=require&password=other-pw";
+        let redacted = redact_url(url);
+        assert!(!redacted.contains("s3cret"), "{redacted}");
+        assert!(!redacted.contains("other-pw"), "{redacted}");
+        assert!(
+            redacted.starts_with("postgres://herald:%5Bredacted%5D@db:5432/herald?"),
+            "{redacted}"
+        );
+        assert!(redacted.contains("sslmode=require"), "{redacted}");
+        assert_eq!(
+            redact_url("sqlite://herald.db?mode=rwc"),
+            "sqlite://herald.db?mode=rwc"
+        );
+        assert_eq!(redact_url("herald.db"), "herald.db");
+        let message = "connecting to postgres://herald:s3cret!pw@db failed (password s3cret%21pw)";
+        let scrubbed = scrub(message, url);
+        assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
+        assert!(scrubbed.contains("herald:[redacted]@db"), "{scrubbed}");
+        let odd = "postgres://u:p a ss@host/db";
+        assert!(!scrub(odd, odd).contains("p a ss"));
+    }
+
+    /// A zero timeout and a log level that is not a filter are refused with the setting's name.
+    #[test]
+    fn timeouts_and_log_level_are_checked() {
+        let mut config = Config::default();
+        assert!(config.check().is_ok());
+        config.server.body_read_timeout_ms = 0;
+        let err = config.check().unwrap_err();
+        assert!(
+            err.to_string().contains("server.body_read_timeout_ms"),
+            "{err}"
+        );
+        let mut config = Config::default();
+        config.logging.level = "herald=loud".into();
+        let err = config.check().unwrap_err();
+        assert!(err.to_string().contains("logging.level"), "{err}");
+    }
+
+    /// `[logging] format = "json"` and the server and storage timeouts load from a file.
+    #[test]
+    fn logging_and_timeouts_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "[server]\nshutdown_grace_ms = 250\n[storage]\nacquire_timeout_ms = 750\n[logging]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let config = ConfigSource {
+            file: Some(path),
+            env: false,
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.logging.format, LogFormat::Json);
+        assert_eq!(config.logging.level, "info");
+        assert_eq!(config.server.shutdown_grace_ms, 250);
+        assert_eq!(config.server.header_read_timeout_ms, 10_000);
+        assert_eq!(config.storage.acquire_timeout_ms, 750);
     }
 
     /// An unknown key is an error that names it.

@@ -48,7 +48,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let loaded = source.load()?;
     match args.command {
         None => {
-            crate::init_tracing();
+            crate::init_tracing(&loaded.logging);
             let carrier = start_carrier(&loaded).await?;
             tracing::info!(carrier = %carrier.base_url(), "local Twilio-compatible carrier listening");
             crate::serve(source, loaded).await?;

@@ -28,7 +28,8 @@
 //!
 //! Layout, from the top down (dependencies only point down):
 //! - [`Herald`] ([`app`]): build, send, serve, run.
-//! - [`api`]: the HTTP API (axum) and its one error shape.
+//! - [`api`]: the HTTP API (axum) and its one error shape; [`server`]: serving it (timeouts,
+//!   bounded graceful shutdown).
 //! - [`pipeline`]: the path of one message, step by step, with no HTTP types.
 //! - [`store`]: durable storage and the send queue, on SQLite or PostgreSQL.
 //! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
@@ -47,6 +48,7 @@ pub mod keywords;
 pub mod pipeline;
 pub mod plugin;
 pub mod segments;
+pub mod server;
 pub mod store;
 pub mod watch;
 

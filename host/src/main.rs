@@ -16,7 +16,12 @@ use herald::segments;
 #[command(
     name = "herald",
     version,
-    about = "Herald: SMS notifications with sandboxed WebAssembly providers"
+    about = "Herald: SMS notifications with sandboxed WebAssembly providers",
+    after_help = "Environment:\n  \
+        HERALD_LOG           what to log, as a tracing filter: `debug`, `herald=debug,sqlx=warn`, …\n                       \
+        (overrides `logging.level`; the format is `logging.format`: text or json)\n  \
+        HERALD_<SECTION>__<SETTING>\n                       \
+        any setting, e.g. HERALD_SERVER__LISTEN=0.0.0.0:8080, HERALD_LOGGING__FORMAT=json"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -93,12 +98,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate { config } => {
-            init_tracing();
             let loaded = ConfigSource {
                 file: default_file(config),
                 env: true,
             }
             .load()?;
+            init_tracing(&loaded.logging);
             let store = herald::app::open_store(&loaded).await?;
             tracing::info!(backend = store.backend_name(), "migrations applied");
             Ok(())
@@ -106,53 +111,90 @@ async fn main() -> anyhow::Result<()> {
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => {
-            init_tracing();
             let source = ConfigSource {
                 file: default_file(config),
                 env: true,
             };
             let loaded = source.load()?;
+            init_tracing(&loaded.logging);
             serve(source, loaded).await
         }
     }
 }
 
-/// Starts Herald on the configured address until SIGINT or SIGTERM.
+/// Starts Herald on the configured address until SIGINT or SIGTERM; a second one exits at once.
 async fn serve(source: ConfigSource, loaded: herald::config::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(loaded.server.listen)
         .await
         .with_context(|| format!("binding {}", loaded.server.listen))?;
-    tracing::info!(listen = %loaded.server.listen, storage = %loaded.storage.url, "herald starting");
+    tracing::info!(
+        listen = %loaded.server.listen,
+        storage = %herald::config::redact_url(&loaded.storage.url),
+        "herald starting"
+    );
     let herald = herald::Herald::builder()
         .config(loaded)
         .source(source)
         .build()
         .await?;
-    herald.serve(listener, shutdown_signal()).await?;
+    herald.serve(listener, shutdown_signal()?).await?;
     tracing::info!("herald stopped");
     Ok(())
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+/// Logs to standard output: `logging.format` text or JSON, filtered by `HERALD_LOG` or else
+/// `logging.level`, coloured only when standard output is a terminal.
+fn init_tracing(logging: &herald::config::LoggingConfig) {
+    use herald::config::LogFormat;
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HERALD_LOG")
+        .or_else(|_| EnvFilter::try_new(&logging.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
+    match logging.format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on the first SIGINT or SIGTERM, which starts a graceful shutdown; a second one
+/// exits the process at once, for an operator who will not wait for the grace period.
+/// The signal handlers are installed when this is called, so no signal falls between the two.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+            tracing::info!("shutting down; interrupt again to exit at once");
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::warn!("second signal: exiting at once");
+                std::process::exit(130);
+            });
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down; interrupt again to exit at once");
+            tokio::spawn(async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::warn!("second interrupt: exiting at once");
+                std::process::exit(130);
+            });
+        })
+    }
 }

@@ -28,6 +28,7 @@ fn config(provider: &str) -> Config {
     };
     config.storage = StorageConfig {
         url: "sqlite::memory:".into(),
+        ..StorageConfig::default()
     };
     config
 }

@@ -21,6 +21,7 @@ async fn retries_follow_the_clock() {
     );
     config.storage = StorageConfig {
         url: "sqlite::memory:".into(),
+        ..StorageConfig::default()
     };
     config.delivery = DeliveryConfig {
         max_attempts: 3,

@@ -20,6 +20,7 @@ on_each_backend!(
     idempotency_key_returns_existing_or_conflicts,
     concurrent_claims_take_each_entry_once,
     expired_lease_is_reclaimed,
+    expired_leases_are_claimed_before_the_backlog,
     stale_lease_owner_cannot_record_an_outcome,
     reschedule_makes_the_entry_due_later,
     finish_ends_the_attempts,
@@ -235,6 +236,40 @@ async fn expired_lease_is_reclaimed(store: Store) {
     assert_ne!(after[0].lease_owner, first[0].lease_owner);
     let stored = get(&store, &id).await;
     assert_eq!(stored.attempts, 2);
+}
+
+/// Entries whose lease expired (their process died) are taken in the first claim batch, ahead
+/// of a backlog that was due before those leases ended.
+async fn expired_leases_are_claimed_before_the_backlog(store: Store) {
+    let mut orphans = HashSet::new();
+    for n in 0..3 {
+        orphans.insert(enqueue(&store, &message("default", &format!("+1415555010{n}"), T0)).await);
+    }
+    let held = claim(&store, T0, 3).await;
+    assert_eq!(held.len(), 3);
+    // The backlog: due one by one while the orphans' leases (until T0 + 30 s) run.
+    let mut backlog = Vec::new();
+    for n in 0..20 {
+        let due = T0 + 1_000 + n * 1_000;
+        backlog.push(enqueue(&store, &message("default", "+14155550200", due)).await);
+    }
+    let expired = T0 + LEASE.as_millis() as i64 + 1;
+    let batch = claim(&store, expired, 5).await;
+    let taken: HashSet<String> = batch.iter().map(|job| job.message.id.clone()).collect();
+    assert!(
+        orphans.is_subset(&taken),
+        "orphans {orphans:?}, first batch {taken:?}"
+    );
+    assert_eq!(batch.len(), 5);
+    // The rest of the batch is the oldest of the backlog.
+    assert_eq!(taken.difference(&orphans).count(), 2);
+    assert!(
+        taken.contains(&backlog[0]) && taken.contains(&backlog[1]),
+        "{taken:?}"
+    );
+    for job in batch.iter().filter(|job| orphans.contains(&job.message.id)) {
+        assert_eq!((job.attempt, job.interrupted), (2, true));
+    }
 }
 
 /// A worker whose lease was taken over cannot complete, reschedule or finish the attempt.

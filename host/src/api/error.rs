@@ -63,6 +63,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         C::InvalidField
         | C::InvalidPhoneNumber
         | C::InvalidCategory
@@ -80,7 +81,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateTooLong
         | C::InvalidQuery
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
-        C::RendererUnavailable | C::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -100,6 +103,10 @@ impl IntoResponse for ApiError {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The rest of the body may still be on its way; the connection cannot be reused.
+            StatusCode::REQUEST_TIMEOUT => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -161,6 +168,20 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
+    /// The README's error table lists every code, in the row of its status.
+    #[test]
+    fn readme_lists_every_code_under_its_status() {
+        let readme = include_str!("../../../README.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| {} |", status_of(code).as_u16());
+            let listed = readme
+                .lines()
+                .filter(|line| line.starts_with(&row))
+                .any(|line| line.contains(&format!("`{code}`")));
+            assert!(listed, "README: `{code}` is missing from the {row} row");
+        }
+    }
+
     /// Every code has a status in the range its meaning implies.
     #[test]
     fn every_code_has_a_status() {
@@ -171,6 +192,7 @@ mod tests {
                 ErrorCode::Internal
                     | ErrorCode::RendererUnavailable
                     | ErrorCode::ProviderUnavailable
+                    | ErrorCode::StorageUnavailable
             );
             assert_eq!(status.is_server_error(), expected_server_side, "{code}");
             assert!(

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod health;
+pub mod layers;
 pub mod messages;
 pub mod templates;
 pub mod webhooks;
@@ -29,7 +31,8 @@ const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub fn router(pipeline: Pipeline) -> Router {
     let max_body = pipeline.config().server.max_body_bytes;
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/api/v1/sms/send", post(messages::send))
         .route("/api/v1/sms/messages", get(messages::list))
         .route("/api/v1/sms/messages/{id}", get(messages::get))
@@ -65,7 +68,12 @@ pub fn router(pipeline: Pipeline) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            pipeline.clone(),
+            layers::read_body,
+        ))
         .layer(middleware::from_fn(request_limits))
+        .layer(middleware::from_fn(layers::log_request))
         .with_state(pipeline)
 }
 
@@ -96,10 +104,6 @@ async fn request_limits(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
-}
-
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// The token of an `Authorization: Bearer` header (the scheme is case-insensitive).

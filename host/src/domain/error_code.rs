@@ -55,7 +55,7 @@ pub enum ErrorCode {
     /// A phone number in a tenant's settings belongs to another tenant.
     NumberTaken,
 
-    // 413, 414, 415, 431: limits and formats.
+    // 408, 413, 414, 415, 431: limits and formats.
     /// The body is larger than `server.max_body_bytes`.
     PayloadTooLarge,
     /// The URL is too long.
@@ -64,6 +64,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The request's headers are too large.
     HeadersTooLarge,
+    /// 408: the client did not send the whole request body within `server.body_read_timeout_ms`.
+    RequestTimeout,
 
     // 422: well-formed, but a value is not acceptable.
     /// A field has a wrong type or value.
@@ -106,6 +108,8 @@ pub enum ErrorCode {
     RendererUnavailable,
     /// No provider plugin is loaded, or it failed.
     ProviderUnavailable,
+    /// The database cannot be reached or cannot write right now (down, unreachable, full).
+    StorageUnavailable,
 
     /// 500: a fault inside Herald; the detail is logged, never answered.
     Internal,
@@ -113,7 +117,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 42] = [
+    pub const ALL: [Self; 44] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -136,6 +140,7 @@ impl ErrorCode {
         Self::UriTooLong,
         Self::UnsupportedMediaType,
         Self::HeadersTooLarge,
+        Self::RequestTimeout,
         Self::InvalidField,
         Self::InvalidPhoneNumber,
         Self::InvalidCategory,
@@ -155,6 +160,7 @@ impl ErrorCode {
         Self::InvalidConfiguration,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
+        Self::StorageUnavailable,
         Self::Internal,
     ];
 
@@ -184,6 +190,7 @@ impl ErrorCode {
             Self::UriTooLong => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::InvalidField => "invalid_field",
             Self::InvalidPhoneNumber => "invalid_phone_number",
             Self::InvalidCategory => "invalid_category",
@@ -203,6 +210,7 @@ impl ErrorCode {
             Self::InvalidConfiguration => "invalid_configuration",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
         }
     }

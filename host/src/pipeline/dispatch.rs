@@ -53,7 +53,11 @@ pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
         let jobs = match claim(&pipeline, &worker_id, free).await {
             Ok(jobs) => jobs,
             Err(e) => {
-                tracing::error!(error = %e, "claiming from the queue failed; retrying shortly");
+                if e.is_unavailable() {
+                    tracing::warn!(error = %e, "storage unavailable; claiming again shortly");
+                } else {
+                    tracing::error!(error = %e, "claiming from the queue failed; retrying shortly");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.changed() => {}
@@ -161,7 +165,7 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
                     .store()
                     .reschedule(job.lease(), now + STORE_RETRY_MS, &error, now)
                     .await;
-                record(result, &message.id);
+                record(result, &job, MessageStatus::Queued, &message.provider);
                 return;
             }
         }
@@ -208,6 +212,14 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
         )),
         attempt: job.attempt,
     };
+    tracing::info!(
+        tenant = %message.tenant_id,
+        message_id = %message.id,
+        provider = provider.name(),
+        attempt = job.attempt,
+        status = %MessageStatus::Sending,
+        "message sending"
+    );
     let outcome = provider.send(&outbound).await;
     let next = classify::classify(
         outcome,
@@ -240,13 +252,17 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
         Next::Sent(accepted) => {
             record(
                 store.complete_accepted(lease, &accepted, now).await,
-                &job.message.id,
+                job,
+                MessageStatus::Sent,
+                &accepted.provider,
             );
         }
         Next::RetryAt { due_at, error } => {
             record(
                 store.reschedule(lease, due_at, &error, now).await,
-                &job.message.id,
+                job,
+                MessageStatus::Queued,
+                &job.message.provider,
             );
         }
         // One provider per route today: nothing to fail over to.
@@ -287,7 +303,7 @@ async fn finish(pipeline: &Pipeline, job: &ClaimedJob, status: MessageStatus, er
         .store()
         .finish(job.lease(), status, error, pipeline.now())
         .await;
-    record(result, &job.message.id);
+    record(result, job, status, &job.message.provider);
 }
 
 /// An error Herald itself reports for an attempt.
@@ -298,9 +314,24 @@ fn herald_error(code: &str, message: &str) -> ErrorInfo {
     }
 }
 
-fn record(result: store::Result<LeaseOutcome>, message_id: &str) {
+/// Logs what became of an attempt's outcome: on success one info line per status change
+/// (`status` is the status the attempt left the message in).
+fn record(
+    result: store::Result<LeaseOutcome>,
+    job: &ClaimedJob,
+    status: MessageStatus,
+    provider: &str,
+) {
+    let message_id = &job.message.id;
     match result {
-        Ok(LeaseOutcome::Applied) => {}
+        Ok(LeaseOutcome::Applied) => tracing::info!(
+            tenant = %job.message.tenant_id,
+            %message_id,
+            provider,
+            attempt = job.attempt,
+            %status,
+            "message attempt recorded"
+        ),
         Ok(LeaseOutcome::Lost) => {
             tracing::warn!(%message_id, "lease lost before the outcome was recorded; another attempt owns it")
         }

@@ -86,10 +86,19 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
         now: pipeline.now(),
     };
     match pipeline.store().enqueue(&new).await {
-        Ok(Enqueued::Created(message)) => Ok(Submitted {
-            message,
-            replayed: false,
-        }),
+        Ok(Enqueued::Created(message)) => {
+            tracing::info!(
+                tenant = %message.tenant_id,
+                message_id = %message.id,
+                provider = %message.provider,
+                status = %message.status,
+                "message queued"
+            );
+            Ok(Submitted {
+                message,
+                replayed: false,
+            })
+        }
         Ok(Enqueued::Existing(message)) => Ok(Submitted {
             message,
             replayed: true,

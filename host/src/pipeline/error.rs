@@ -2,7 +2,8 @@
 //!
 //! Errors caused by the caller (bad input, an unknown template, an opted-out recipient) carry a
 //! code that says so; a fault inside Herald is [`ErrorCode::Internal`], whose detail is logged
-//! where it happens and never shown to the caller.
+//! where it happens and never shown to the caller. Storage that is out of reach or full is
+//! [`ErrorCode::StorageUnavailable`]: not a fault, logged as a warning.
 
 pub use crate::domain::ErrorCode;
 
@@ -40,6 +41,14 @@ impl PipelineError {
 
 impl From<crate::store::StoreError> for PipelineError {
     fn from(error: crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            // The database's state, not a fault in Herald: the caller may retry.
+            tracing::warn!(%error, "storage unavailable");
+            return Self::new(
+                ErrorCode::StorageUnavailable,
+                "storage is unavailable right now; retry later",
+            );
+        }
         Self::internal(error)
     }
 }

@@ -179,14 +179,29 @@ pub async fn apply_status(
     };
     let provider_message_id = update.provider_message_id.clone();
     let change = store_update(lookup, update, EventSource::Webhook, pipeline.now());
-    if pipeline
-        .store()
-        .apply_status(tenant, &change)
-        .await?
-        .is_none()
-    {
+    match pipeline.store().apply_status(tenant, &change).await? {
+        Some(applied) if applied.changed => tracing::info!(
+            tenant = %tenant,
+            message_id = %applied.message.id,
+            provider,
+            status = %applied.message.status,
+            previous = %applied.previous,
+            "message status changed by the provider"
+        ),
+        Some(applied) => tracing::debug!(
+            tenant = %tenant,
+            message_id = %applied.message.id,
+            provider,
+            reported = %change.status,
+            status = %applied.message.status,
+            "late or repeated status report; the message stays"
+        ),
         // Not ours (or already erased): acknowledge, so the provider does not retry forever.
-        tracing::warn!(provider, %provider_message_id, "status report for an unknown message");
+        None => tracing::warn!(
+            provider,
+            %provider_message_id,
+            "status report for an unknown message"
+        ),
     }
     Ok(())
 }

@@ -55,7 +55,8 @@ pub struct StoreOptions {
     /// PostgreSQL: the pool size. SQLite: the number of reader connections (writes always go
     /// through one connection).
     pub max_connections: u32,
-    /// How long an operation waits for a pooled connection.
+    /// How long an operation waits for a pooled connection (opening one included) before it
+    /// fails with [`StoreError::Unavailable`].
     pub acquire_timeout: Duration,
     /// SQLite: how long a statement waits for a lock held by another process.
     pub busy_timeout: Duration,
@@ -65,7 +66,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 8,
-            acquire_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
         }
     }
@@ -156,6 +157,19 @@ impl Store {
             }
             Backend::Postgres(pool) => pool.close().await,
         }
+    }
+
+    /// Runs a trivial query, to tell whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                sqlx::query("SELECT 1").execute(reader).await?;
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Returns `"sqlite"` or `"postgres"`.

@@ -61,15 +61,30 @@ pub(super) async fn listen(url: &str, wake: Arc<Notify>) -> Result<JoinHandle<()
 impl Dialect for Postgres {
     const BEGIN: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
-    // MATERIALIZED keeps the locked selection a single evaluation, whatever the planner prefers.
+    // Expired leases first (entries a dead process held), oldest expiry first; the rest of the
+    // batch from unleased entries by due time, so a backlog never delays a takeover. Each half
+    // walks its own partial index (migration 0005), and the second locks only what is left to
+    // take. MATERIALIZED keeps each locked selection a single evaluation, whatever the planner
+    // prefers.
     const CLAIM: &'static str = "
-        WITH picked AS MATERIALIZED (
+        WITH expired AS MATERIALIZED (
             SELECT message_id FROM queue_entries
-            WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+            WHERE lease_until IS NOT NULL AND lease_until <= $3
               AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
-            ORDER BY due_at
+            ORDER BY lease_until
             LIMIT $4
             FOR UPDATE SKIP LOCKED
+        ), due AS MATERIALIZED (
+            SELECT message_id FROM queue_entries
+            WHERE lease_until IS NULL AND due_at <= $3
+              AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+            ORDER BY due_at
+            LIMIT GREATEST($4 - (SELECT COUNT(*) FROM expired), 0)
+            FOR UPDATE SKIP LOCKED
+        ), picked AS (
+            SELECT message_id FROM expired
+            UNION ALL
+            SELECT message_id FROM due
         )
         UPDATE queue_entries AS q
         SET lease_owner = $1, lease_until = $2, due_at = $2

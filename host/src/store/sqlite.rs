@@ -8,10 +8,11 @@
 
 use std::str::FromStr;
 
-use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{Connection as _, Sqlite};
 
 use super::StoreOptions;
 use super::dialect::Dialect;
@@ -43,14 +44,37 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(options.acquire_timeout)
+        .after_release(|conn, _| Box::pin(outside_transaction(conn)))
         .connect_with(file.clone())
         .await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.acquire_timeout)
+        .after_release(|conn, _| Box::pin(outside_transaction(conn)))
         .connect_with(file)
         .await?;
     Ok((writer, reader))
+}
+
+/// Lets a connection go back to its pool only outside any transaction; otherwise the pool
+/// closes it and opens a fresh one.
+///
+/// Why: when a `COMMIT` fails with `SQLITE_FULL` (the WAL cannot grow on a full disk), SQLite
+/// has already rolled the transaction back, but sqlx still counts it as open. The `ROLLBACK`
+/// that dropping the `Transaction` queues then fails ("no transaction is active") and sqlx
+/// keeps counting, so every later `begin_with("BEGIN IMMEDIATE")` on that connection failed
+/// with "attempted to call begin_with at non-zero transaction depth" until a restart. The
+/// ping runs after that queued `ROLLBACK` (the connection's worker takes commands in order),
+/// so the count read after it is final.
+async fn outside_transaction(
+    conn: &mut SqliteConnection,
+) -> std::result::Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    let settled = !conn.is_in_transaction();
+    if !settled {
+        tracing::warn!("a SQLite connection was left inside a failed transaction; replacing it");
+    }
+    Ok(settled)
 }
 
 /// Applies the embedded SQLite migrations.
@@ -62,14 +86,30 @@ pub(super) async fn migrate(writer: &SqlitePool) -> Result<()> {
 impl Dialect for Sqlite {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const LOCK_ROWS: &'static str = "";
+    // Expired leases first, oldest expiry first, then unleased entries by due time; each half
+    // walks its own partial index (migration 0005) and takes at most `$4`.
     const CLAIM: &'static str = "
         UPDATE queue_entries
         SET lease_owner = $1, lease_until = $2, due_at = $2
         WHERE message_id IN (
-            SELECT message_id FROM queue_entries
-            WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
-              AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
-            ORDER BY due_at
+            SELECT message_id FROM (
+                SELECT * FROM (
+                    SELECT message_id, 0 AS pass, lease_until AS at FROM queue_entries
+                    WHERE lease_until IS NOT NULL AND lease_until <= $3
+                  AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                    ORDER BY lease_until
+                    LIMIT $4
+                )
+                UNION ALL
+                SELECT * FROM (
+                    SELECT message_id, 1 AS pass, due_at AS at FROM queue_entries
+                    WHERE lease_until IS NULL AND due_at <= $3
+                  AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                    ORDER BY due_at
+                    LIMIT $4
+                )
+            )
+            ORDER BY pass, at
             LIMIT $4
         )
         RETURNING message_id, tenant_id";

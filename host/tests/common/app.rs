@@ -57,6 +57,7 @@ pub fn config(public_url: &str, carrier_url: &str, storage: &str) -> Config {
     };
     config.storage = StorageConfig {
         url: storage.into(),
+        ..StorageConfig::default()
     };
     config.delivery = DeliveryConfig {
         retry_base_ms: 50,

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod db;
+pub mod faults;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
