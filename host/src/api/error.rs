@@ -60,6 +60,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         C::InvalidField
         | C::InvalidPhoneNumber
+        | C::InvalidSender
         | C::InvalidCategory
         | C::InvalidIdempotencyKey
         | C::EmptyMessage
