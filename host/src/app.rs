@@ -28,6 +28,10 @@ use crate::pipeline::{Pipeline, PipelineError, SendRequest, Submitted, dispatch}
 use crate::plugin::{PluginError, Plugins, watch};
 use crate::store::{Store, StoreError, StoreOptions};
 
+/// How long after a dispatcher panicked a new one starts (so a fault that recurs at once does
+/// not spin).
+const DISPATCHER_RESTART: Duration = Duration::from_secs(1);
+
 /// Errors from starting or serving Herald.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -158,6 +162,7 @@ impl Herald {
 
     /// Runs the dispatcher and the reload triggers until `shutdown` resolves; then stops
     /// claiming messages and waits for the provider calls in flight to finish and be recorded.
+    /// A dispatcher that panics is logged at once and replaced.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let config = self.pipeline.config();
         let mut background = Vec::new();
@@ -175,11 +180,31 @@ impl Herald {
             Err(e) => tracing::warn!(error = %e, "SIGHUP reloads are unavailable"),
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let dispatcher = tokio::spawn(dispatch::run(self.pipeline.clone(), stopped));
-        shutdown.await;
-        let _ = stop.send(true);
-        if let Err(e) = dispatcher.await {
-            tracing::error!(error = %e, "the dispatcher panicked");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let mut dispatcher =
+                tokio::spawn(dispatch::run(self.pipeline.clone(), stopped.clone()));
+            tokio::select! {
+                () = &mut shutdown => {
+                    let _ = stop.send(true);
+                    if let Err(e) = dispatcher.await {
+                        tracing::error!(error = %e, "the dispatcher panicked");
+                    }
+                    break;
+                }
+                ended = &mut dispatcher => {
+                    // `dispatch::run` returns only after a shutdown, so it panicked. Said now,
+                    // not at shutdown, and a new dispatcher takes over the queue: the attempts
+                    // it had in flight were dropped with it and are claimed again when their
+                    // leases expire.
+                    let error = ended.err().map(|e| e.to_string()).unwrap_or_default();
+                    tracing::error!(%error, "the dispatcher stopped unexpectedly; restarting it");
+                    tokio::select! {
+                        () = tokio::time::sleep(DISPATCHER_RESTART) => {}
+                        () = &mut shutdown => break,
+                    }
+                }
+            }
         }
         for task in background {
             task.abort();

@@ -157,6 +157,23 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
+    /// The README's error table lists every code, in the row of its status.
+    #[test]
+    fn readme_lists_every_code_under_its_status() {
+        let readme = include_str!("../../../README.md");
+        for code in ErrorCode::ALL {
+            let status = status_of(code).as_u16();
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| {status} |")))
+                .unwrap_or_else(|| panic!("the README has no row for {status}"));
+            assert!(
+                row.contains(&format!("`{code}`")),
+                "the README's {status} row does not list `{code}`"
+            );
+        }
+    }
+
     /// Every code has a status in the range its meaning implies.
     #[test]
     fn every_code_has_a_status() {
