@@ -29,6 +29,10 @@ use crate::plugin::{PluginError, Plugins};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::watch;
 
+/// How long after a dispatcher panicked a new one starts (so a fault that recurs at once does
+/// not spin).
+const DISPATCHER_RESTART: Duration = Duration::from_secs(1);
+
 /// Errors from starting or serving Herald.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -173,7 +177,7 @@ impl Herald {
 
     /// Runs the dispatcher, the reconciler (when `reconcile.enabled`) and the reload triggers
     /// until `shutdown` resolves; then stops claiming messages and waits for the provider calls in
-    /// flight to finish and be recorded.
+    /// flight to finish and be recorded. A dispatcher that panics is logged at once and replaced.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let config = self.pipeline.config();
         let mut background = Vec::new();
@@ -190,12 +194,33 @@ impl Herald {
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let reconciler = tokio::spawn(reconcile::run(self.pipeline.clone(), stopped.clone()));
-        let dispatcher = tokio::spawn(dispatch::run(self.pipeline.clone(), stopped));
-        shutdown.await;
-        let _ = stop.send(true);
-        if let Err(e) = dispatcher.await {
-            tracing::error!(error = %e, "the dispatcher panicked");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let mut dispatcher =
+                tokio::spawn(dispatch::run(self.pipeline.clone(), stopped.clone()));
+            tokio::select! {
+                () = &mut shutdown => {
+                    let _ = stop.send(true);
+                    if let Err(e) = dispatcher.await {
+                        tracing::error!(error = %e, "the dispatcher panicked");
+                    }
+                    break;
+                }
+                ended = &mut dispatcher => {
+                    // `dispatch::run` returns only after a shutdown, so it panicked. Said now,
+                    // not at shutdown, and a new dispatcher takes over the queue: the attempts
+                    // it had in flight were dropped with it and are claimed again when their
+                    // leases expire.
+                    let error = ended.err().map(|e| e.to_string()).unwrap_or_default();
+                    tracing::error!(%error, "the dispatcher stopped unexpectedly; restarting it");
+                    tokio::select! {
+                        () = tokio::time::sleep(DISPATCHER_RESTART) => {}
+                        () = &mut shutdown => break,
+                    }
+                }
+            }
         }
+        let _ = stop.send(true);
         if let Err(e) = reconciler.await {
             tracing::error!(error = %e, "the reconciler panicked");
         }

@@ -223,12 +223,16 @@ impl Default for RoutingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
-    /// Attempts before a retryable failure becomes final.
+    /// The most attempts a message gets; a bound on top of `max_age_ms`, generous enough by
+    /// default (50) that the age limit is what normally ends the retries.
     pub max_attempts: u32,
     /// First retry delay in milliseconds; doubled each attempt, with jitter.
     pub retry_base_ms: u64,
-    /// Upper bound for one retry delay, in milliseconds.
+    /// Upper bound for one retry delay, in milliseconds (default 5 minutes).
     pub retry_max_ms: u64,
+    /// How long after its creation a message may still be retried, in milliseconds (default
+    /// one hour): a retry that would fall later fails the message instead.
+    pub max_age_ms: u64,
     /// Concurrent dispatches per process.
     pub workers: usize,
     /// How long a claimed entry stays leased before another process may reclaim it, in ms.
@@ -242,9 +246,10 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            max_attempts: 50,
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
+            max_age_ms: 3_600_000,
             workers: 16,
             lease_ms: 30_000,
             smart_encoding: false,

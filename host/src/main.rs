@@ -52,7 +52,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Print the encoding and segment count of TEXT (or of standard input) as JSON.
+    /// Print the encoding and segment count of TEXT (or of standard input, less one trailing
+    /// newline) as JSON.
     Segments {
         /// Apply Twilio-style Smart Encoding before counting.
         #[arg(long)]
@@ -81,6 +82,13 @@ async fn main() -> anyhow::Result<()> {
                     std::io::stdin()
                         .read_to_string(&mut buf)
                         .context("reading standard input")?;
+                    // `echo` and here-strings end the text with a newline that is not part of
+                    // the message (a newline counts as a character, and can tip a segment).
+                    let end = buf
+                        .strip_suffix("\r\n")
+                        .or_else(|| buf.strip_suffix('\n'))
+                        .map_or(buf.len(), str::len);
+                    buf.truncate(end);
                     buf
                 }
             };

@@ -61,6 +61,40 @@ fn segments_of_stdin_with_smart_encoding() {
     assert_eq!(out["encoding"], "GSM-7");
 }
 
+/// Counts what `text` on standard input gives.
+fn segments_of_stdin(text: &str) -> serde_json::Value {
+    let mut child = herald()
+        .arg("segments")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    json_of(&child.wait_with_output().unwrap())
+}
+
+/// One trailing newline on standard input (`\n` or `\r\n`, as `echo` adds) is not counted, so
+/// 160 characters piped in stay one segment; a second newline, or one inside, is text.
+#[test]
+fn segments_of_stdin_drop_one_trailing_newline() {
+    let full = "a".repeat(160);
+    for piped in [format!("{full}\n"), format!("{full}\r\n"), full.clone()] {
+        let out = segments_of_stdin(&piped);
+        assert_eq!(out["units"], 160, "{piped:?}");
+        assert_eq!(out["segments"], 1, "{piped:?}");
+    }
+    let out = segments_of_stdin(&format!("{full}\n\n"));
+    assert_eq!(out["units"], 161);
+    assert_eq!(out["segments"], 2);
+    assert_eq!(segments_of_stdin("a\nb\n")["units"], 3);
+}
+
 /// An empty body is an error, not a count.
 #[test]
 fn empty_text_is_an_error() {

@@ -1,17 +1,106 @@
 //! Crash safety: SIGKILL the `herald` process while messages are in flight, start it again, and
-//! every accepted message still reaches a final status — on SQLite and on PostgreSQL.
+//! every accepted message still reaches a final status; a dispatcher that panics is replaced —
+//! on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::app::{ACCOUNT_SID, API_KEY, AUTH_TOKEN, Backend};
+use herald::clock::{Clock, SystemClock};
+use herald::{Herald, MessageStatus, SendRequest, TenantId};
 use herald_testkit::carrier::{self, CarrierConfig, ScriptedResponse};
 use serde_json::{Value, json};
 
-on_both_backends!(killed_mid_dispatch_loses_nothing);
+on_both_backends!(
+    killed_mid_dispatch_loses_nothing,
+    a_panicking_dispatcher_is_replaced
+);
+
+/// The system clock, except that the first reading after [`TrippingClock::arm`] panics: with
+/// no message queued, that reading is the dispatcher loop's own, so the loop itself panics.
+#[derive(Default)]
+struct TrippingClock {
+    armed: AtomicBool,
+    tripped: tokio::sync::Notify,
+}
+
+impl TrippingClock {
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TrippingClock {
+    fn now_millis(&self) -> i64 {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.tripped.notify_one();
+            panic!("the test clock trips the dispatcher");
+        }
+        SystemClock.now_millis()
+    }
+}
+
+/// A dispatcher whose loop panics is replaced rather than left dead until shutdown: a message
+/// sent after the panic is still delivered.
+async fn a_panicking_dispatcher_is_replaced(backend: Backend) {
+    let (storage, _dir) = common::app::storage_url(backend).await;
+    let mut config = common::config(
+        vec![("probe", common::plugin_config(common::plugin("probe")))],
+        "probe",
+        "",
+    );
+    config.storage.url = storage;
+    let clock = Arc::new(TrippingClock::default());
+    let herald = Herald::builder()
+        .config(config)
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let herald = herald.clone();
+        async move {
+            herald
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        }
+    });
+    clock.arm();
+    tokio::time::timeout(Duration::from_secs(10), clock.tripped.notified())
+        .await
+        .expect("the dispatcher reads the clock within its idle poll");
+    let tenant = TenantId::default_tenant();
+    let to = "+14155552671".parse().unwrap();
+    let id = herald
+        .send(&tenant, SendRequest::text(to, "after the panic"))
+        .await
+        .unwrap()
+        .message
+        .id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = herald.message(&tenant, &id).await.unwrap().message.status;
+        if status == MessageStatus::Sent {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dispatcher sent the message after the panic: it is still `{status}`"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+    herald.close().await;
+}
 
 const MESSAGES: usize = 40;
 

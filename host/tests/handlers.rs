@@ -332,3 +332,339 @@ async fn no_provider_is_unavailable() {
     let (_, _, page) = call(&herald, get("/api/v1/sms/messages")).await;
     assert_eq!(page["items"], json!([]));
 }
+
+fn post_raw(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+/// The number of messages the default tenant has.
+async fn stored_messages(herald: &Herald) -> usize {
+    let (status, _, page) = call(herald, get("/api/v1/sms/messages?limit=500")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().len()
+}
+
+/// A NUL character is refused wherever text enters: every JSON field kind of a send and of a
+/// template (422 `invalid_field`), path ids (422 `invalid_field`), query filters (422
+/// `invalid_query`) and webhooks (400 `malformed_webhook`); nothing is stored.
+#[tokio::test]
+async fn nul_is_refused_everywhere() {
+    let herald = herald("probe").await;
+    let to = "+14155552671";
+    let sends = [
+        json!({"to_number": to, "message": "a\u{0}b"}),
+        json!({"to_number": to, "message": "x", "customer_id": "c\u{0}"}),
+        json!({"to_number": to, "message": "x", "order_id": "\u{0}"}),
+        json!({"to_number": to, "message": "x", "metadata": {"k": ["ok", "\u{0}"]}}),
+        json!({"to_number": to, "message": "x", "metadata": {"k\u{0}": 1}}),
+        json!({"to_number": to, "template_id": "tpl", "template_variables": {"v": "\u{0}"}}),
+        json!({"to_number": to, "template_id": "tpl\u{0}"}),
+        json!({"to_number": to, "message": "x", "category": "a\u{0}"}),
+        json!({"to_number": to, "message": "x", "from_number": "AB\u{0}"}),
+        json!({"to_number": "+1415555\u{0}2671", "message": "x"}),
+    ];
+    for body in sends {
+        let answer = call(&herald, post_json("/api/v1/sms/send", &body)).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert!(
+            answer.2["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("NUL")
+        );
+    }
+    let templates = [
+        json!({"name": "n\u{0}", "template_body": "Hi"}),
+        json!({"name": "n", "template_body": "Hi \u{0}"}),
+        json!({"name": "n", "template_body": "Hi", "description": "\u{0}"}),
+    ];
+    for body in templates {
+        assert_error(
+            &call(&herald, post_json("/api/v1/sms/templates", &body)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        );
+    }
+    for path in [
+        "/api/v1/sms/messages/%00",
+        "/api/v1/sms/messages/msg_%00x",
+        "/api/v1/sms/templates/%00",
+    ] {
+        assert_error(
+            &call(&herald, get(path)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        );
+    }
+    for query in [
+        "customer_id=%00",
+        "phone_number=%00",
+        "cursor=%00",
+        "status=%00",
+        "x%00=1",
+    ] {
+        assert_error(
+            &call(&herald, get(&format!("/api/v1/sms/messages?{query}"))).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+        );
+    }
+    let form = "application/x-www-form-urlencoded";
+    let webhooks = [
+        post_raw(
+            "/api/v1/sms/webhooks/probe/inbound",
+            form,
+            "Body=%00&From=x",
+        ),
+        post_raw(
+            "/api/v1/sms/webhooks/probe/inbound",
+            form,
+            &b"Body=a\0b"[..],
+        ),
+        post_raw(
+            "/api/v1/sms/webhooks/probe/status?message_id=%00",
+            form,
+            "MessageStatus=sent",
+        ),
+        post_raw(
+            "/api/v1/sms/webhooks/probe/status",
+            "application/json",
+            r#"{"Body": "\u0000"}"#,
+        ),
+    ];
+    for request in webhooks {
+        assert_error(
+            &call(&herald, request).await,
+            StatusCode::BAD_REQUEST,
+            "malformed_webhook",
+        );
+    }
+    // The same webhook without the NUL reaches the plugin, which accepts it.
+    let clean = post_raw("/api/v1/sms/webhooks/probe/inbound", form, "Body=hi&From=x");
+    assert_eq!(call(&herald, clean).await.0, StatusCode::OK);
+    assert_eq!(stored_messages(&herald).await, 0);
+}
+
+/// A key given twice in one JSON object is refused with 422 `invalid_field`, at the top of a
+/// send, inside its metadata, and in a template.
+#[tokio::test]
+async fn duplicate_keys_are_refused() {
+    let herald = herald("probe").await;
+    let json = "application/json";
+    for (path, body, field) in [
+        (
+            "/api/v1/sms/send",
+            r#"{"to_number": "+14155552671", "to_number": "+14155552672", "message": "x"}"#,
+            "`to_number`",
+        ),
+        (
+            "/api/v1/sms/send",
+            r#"{"to_number": "+14155552671", "message": "x", "metadata": {"a": 1, "a": 2}}"#,
+            "`metadata.a`",
+        ),
+        (
+            "/api/v1/sms/templates",
+            r#"{"name": "a", "name": "b", "template_body": "Hi"}"#,
+            "`name`",
+        ),
+    ] {
+        let answer = call(&herald, post_raw(path, json, body)).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        let message = answer.2["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("duplicate field") && message.contains(field),
+            "{message}"
+        );
+    }
+    assert_eq!(stored_messages(&herald).await, 0);
+}
+
+/// Refusals of a body's shape speak Herald's words and name the field, never serde's wording
+/// (types, positions, variant names, lists of expected fields).
+#[tokio::test]
+async fn refusals_name_the_field_in_herald_words() {
+    let herald = herald("probe").await;
+    let to = "+14155552671";
+    for (body, message) in [
+        (
+            json!({"to_number": to, "message": "x", "customer_id": {"id": 1}}),
+            "`customer_id` must be a string or a number, not an object",
+        ),
+        (
+            json!({"to_number": to, "message": "x", "order_id": [1]}),
+            "`order_id` must be a string or a number, not an array",
+        ),
+        (
+            json!({"to_number": 14155552671u64, "message": "x"}),
+            "`to_number` must be a string, not 14155552671",
+        ),
+        (
+            json!({"to_number": to, "message": "x", "surprise": 1}),
+            "unknown field `surprise`",
+        ),
+        (
+            json!({"to_number": to, "message": "x", "metadata": "m"}),
+            "`metadata` must be an object, not a string",
+        ),
+        (json!({"message": "x"}), "`to_number` is required"),
+        (
+            json!([to, "x"]),
+            "the body must be a JSON object, not an array",
+        ),
+    ] {
+        let answer = call(&herald, post_json("/api/v1/sms/send", &body)).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert_eq!(answer.2["error"]["message"], message, "{body}");
+    }
+    let answer = call(
+        &herald,
+        post_json(
+            "/api/v1/sms/templates",
+            &json!({"name": "n", "template_body": "Hi", "is_active": "yes"}),
+        ),
+    )
+    .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(
+        answer.2["error"]["message"],
+        "`is_active` must be true or false, not a string"
+    );
+    let answer = call(
+        &herald,
+        post_raw("/api/v1/sms/send", "application/json", "{\"to_number\": }"),
+    )
+    .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "malformed_json");
+    assert_eq!(
+        answer.2["error"]["message"],
+        "the body is not valid JSON: expected value (line 1, column 15)"
+    );
+}
+
+/// `from_number` takes an E.164 number, a 5–6 digit short code or an alphanumeric sender ID
+/// (1–11 letters, digits and spaces, one letter at least); anything else is 422
+/// `invalid_sender`.
+#[tokio::test]
+async fn senders_by_kind() {
+    let herald = herald("probe").await;
+    for from in [
+        "+14155552671",
+        "12345",
+        "654321",
+        "ACME Shop",
+        "Shop24",
+        "A",
+    ] {
+        let body = json!({"to_number": "+14155552672", "message": "x", "from_number": from});
+        let (status, _, sent) = call(&herald, post_json("/api/v1/sms/send", &body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{from}: {sent}");
+        assert_eq!(sent["sender"], from);
+    }
+    for from in [
+        "",
+        "4155552671",
+        "1234",
+        "1234567",
+        "+12",
+        "ACME-Shop",
+        "ABCDEFGHIJKL",
+        " ACME",
+        "Café",
+    ] {
+        let body = json!({"to_number": "+14155552672", "message": "x", "from_number": from});
+        assert_error(
+            &call(&herald, post_json("/api/v1/sms/send", &body)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_sender",
+        );
+    }
+}
+
+/// A body of only invisible characters (zero-width, controls, format characters) is 422
+/// `empty_message`; one visible character makes it a message.
+#[tokio::test]
+async fn invisible_bodies_are_empty() {
+    let herald = herald("probe").await;
+    for text in ["\u{200b}\u{200d}", "\u{7}", "\u{feff} \u{2060}", "\u{fe0f}"] {
+        let body = json!({"to_number": "+14155552671", "message": text});
+        assert_error(
+            &call(&herald, post_json("/api/v1/sms/send", &body)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_message",
+        );
+    }
+    let body = json!({"to_number": "+14155552671", "message": "\u{200b}ok"});
+    assert_eq!(
+        call(&herald, post_json("/api/v1/sms/send", &body)).await.0,
+        StatusCode::ACCEPTED
+    );
+}
+
+/// List filters are checked: a `+` left unencoded (read as a space) is refused with a hint to
+/// send `%2B`, the encoded number finds the message, and `customer_id` is bounded.
+#[tokio::test]
+async fn list_filters_are_checked() {
+    let herald = herald("probe").await;
+    let body = json!({"to_number": "+14155552671", "message": "x", "customer_id": "c1"});
+    assert_eq!(
+        call(&herald, post_json("/api/v1/sms/send", &body)).await.0,
+        StatusCode::ACCEPTED
+    );
+    let answer = call(
+        &herald,
+        get("/api/v1/sms/messages?phone_number=+14155552671"),
+    )
+    .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    assert!(
+        answer.2["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("%2B"),
+        "{}",
+        answer.2
+    );
+    let (status, _, page) = call(
+        &herald,
+        get("/api/v1/sms/messages?phone_number=%2B14155552671"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (status, _, page) = call(&herald, get("/api/v1/sms/messages?customer_id=c1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let long = format!("/api/v1/sms/messages?customer_id={}", "c".repeat(256));
+    for (path, message) in [
+        (long.as_str(), "`customer_id` must be 1 to 255 bytes"),
+        (
+            "/api/v1/sms/messages?customer_id=",
+            "`customer_id` must be 1 to 255 bytes",
+        ),
+        (
+            "/api/v1/sms/messages?phone_number=4155552671",
+            "`phone_number`",
+        ),
+        (
+            "/api/v1/sms/messages?surprise=1",
+            "unknown query parameter `surprise`",
+        ),
+        (
+            "/api/v1/sms/messages?limit=ten",
+            "query parameter `limit` has an invalid value",
+        ),
+        (
+            "/api/v1/sms/messages?status=sent&status=failed",
+            "given more than once",
+        ),
+    ] {
+        let answer = call(&herald, get(path)).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+        let text = answer.2["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{path}: {text}");
+    }
+}

@@ -66,6 +66,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         C::InvalidField
         | C::InvalidPhoneNumber
+        | C::InvalidSender
         | C::InvalidCategory
         | C::InvalidIdempotencyKey
         | C::EmptyMessage

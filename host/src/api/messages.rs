@@ -1,21 +1,25 @@
 //! `POST /api/v1/sms/send`, `GET /api/v1/sms/messages/{id}` and `GET /api/v1/sms/messages`.
 //!
-//! The handlers parse the typed JSON, hand it to the [`pipeline`](crate::pipeline) and shape its
-//! answer; every check lives in the pipeline.
+//! The handlers parse the typed JSON ([`ApiJson`]) or query ([`ApiQuery`]), hand it to the
+//! [`pipeline`](crate::pipeline) and shape its answer; every check of a message lives in the
+//! pipeline, and the list's filters are checked here, where they are parsed.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Tenant;
 use super::error::{ApiError, ApiResult};
-use crate::domain::{ErrorCode, MessageStatus};
-use crate::pipeline::accept::{self, Content, References, SendRequest};
+use super::json::ApiJson;
+use super::params::{ApiQuery, PathId};
+use crate::domain::{ErrorCode, MessageStatus, PhoneNumber};
+use crate::pipeline::accept::{self, Content, MAX_REFERENCE, References, SendRequest};
 use crate::pipeline::{Pipeline, read};
 use crate::store::{Message, MessageFilter, StatusEvent};
 
@@ -48,13 +52,52 @@ pub struct SendBody {
 }
 
 /// A reference the seed module sent as a string or as a number; kept as text.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reference {
     /// Text.
     Text(String),
     /// A number, kept as its decimal text.
     Number(serde_json::Number),
+}
+
+// By hand rather than `#[serde(untagged)]`, whose refusal ("data did not match any variant of
+// untagged enum") says neither the field nor what it takes.
+impl<'de> Deserialize<'de> for Reference {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextOrNumber;
+
+        impl Visitor<'_> for TextOrNumber {
+            type Value = Reference;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Reference, E> {
+                Ok(Reference::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Reference, E> {
+                Ok(Reference::Text(text))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Reference, E> {
+                Ok(Reference::Number(n.into()))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Reference, E> {
+                Ok(Reference::Number(n.into()))
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Reference, E> {
+                serde_json::Number::from_f64(n)
+                    .map(Reference::Number)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Float(n), &self))
+            }
+        }
+
+        deserializer.deserialize_any(TextOrNumber)
+    }
 }
 
 impl From<Reference> for String {
@@ -76,7 +119,11 @@ impl SendBody {
                 self.template_id.map(String::from),
                 self.template_variables,
             )?,
-            from: self.from_number,
+            from: self
+                .from_number
+                .as_deref()
+                .map(accept::sender)
+                .transpose()?,
             category: self.category.as_deref().map(accept::category).transpose()?,
             references: References {
                 customer_id: self.customer_id.map(String::from),
@@ -147,9 +194,8 @@ pub async fn send(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
     headers: HeaderMap,
-    body: Result<Json<SendBody>, JsonRejection>,
+    ApiJson(body): ApiJson<SendBody>,
 ) -> ApiResult<Response> {
-    let Json(body) = body?;
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -176,7 +222,7 @@ pub async fn send(
 pub async fn get(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<MessageView>> {
     let record = pipeline.message(&tenant, &id).await?;
     Ok(Json(view(record.message, Some(record.history))))
@@ -188,9 +234,9 @@ pub async fn get(
 pub struct ListQuery {
     /// Only this status.
     pub status: Option<String>,
-    /// Only to this number.
+    /// Only to this number (E.164; `+` sent as `%2B`).
     pub phone_number: Option<String>,
-    /// Only for this customer reference.
+    /// Only for this customer reference (1 to 255 bytes).
     pub customer_id: Option<String>,
     /// Created at or after (RFC 3339 or YYYY-MM-DD).
     pub start_date: Option<String>,
@@ -223,13 +269,28 @@ fn parse_date(name: &str, value: &str, end: bool) -> ApiResult<i64> {
     Ok((date.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// The `phone_number` filter as stored (E.164). A `+` left unencoded in a URL arrives as a space,
+/// and would silently match nothing, so the refusal says how to send it.
+fn phone_filter(value: &str) -> ApiResult<String> {
+    PhoneNumber::parse(value).map(String::from).map_err(|e| {
+        let hint = if value.starts_with(' ') {
+            "; a `+` in a URL reads as a space, send it as `%2B`"
+        } else {
+            "; send its `+` as `%2B`"
+        };
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("`phone_number`: {e}{hint}"),
+        )
+    })
+}
+
 /// `GET /api/v1/sms/messages`: newest first, filtered, keyset-paginated.
 pub async fn list(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<MessagePage>> {
-    let Query(q) = query?;
     let status = q
         .status
         .as_deref()
@@ -247,9 +308,18 @@ pub async fn list(
             "limit must be between 1 and 500",
         ));
     }
+    let to_number = q.phone_number.as_deref().map(phone_filter).transpose()?;
+    if let Some(customer_id) = &q.customer_id
+        && (customer_id.is_empty() || customer_id.len() > MAX_REFERENCE)
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("`customer_id` must be 1 to {MAX_REFERENCE} bytes"),
+        ));
+    }
     let filter = MessageFilter {
         status,
-        to_number: q.phone_number,
+        to_number,
         customer_id: q.customer_id,
         created_from: q
             .start_date

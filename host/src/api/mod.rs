@@ -1,13 +1,16 @@
 //! The HTTP API (axum): routes, authentication and the one error shape. Handlers only
 //! authenticate the tenant, parse typed JSON, call the [`pipeline`](crate::pipeline) and map the
-//! result to a response.
+//! result to a response. Bodies, queries and path ids are read through Herald's own extractors
+//! ([`json`], [`params`]), which refuse what storage cannot hold in the same error shape.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod json;
 pub mod layers;
 pub mod messages;
+pub mod params;
 pub mod templates;
 pub mod webhooks;
 

@@ -2,13 +2,14 @@
 //! validates a template when it is created (see [`render`](crate::pipeline::render)).
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::auth::Tenant;
 use super::error::ApiResult;
+use super::json::ApiJson;
+use super::params::PathId;
 use crate::pipeline::render::{self, TemplateDraft};
 use crate::pipeline::{Pipeline, accept, read};
 use crate::store::Template;
@@ -33,9 +34,8 @@ pub struct CreateTemplate {
 pub async fn create(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
-    body: Result<Json<CreateTemplate>, JsonRejection>,
+    ApiJson(body): ApiJson<CreateTemplate>,
 ) -> ApiResult<(StatusCode, Json<Template>)> {
-    let Json(body) = body?;
     let draft = TemplateDraft {
         name: body.name,
         category: body.category.as_deref().map(accept::category).transpose()?,
@@ -51,7 +51,7 @@ pub async fn create(
 pub async fn get(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<Template>> {
     Ok(Json(read::template(&pipeline, &tenant, &id).await?))
 }

@@ -72,6 +72,8 @@ pub enum ErrorCode {
     InvalidField,
     /// The recipient is not a valid E.164 phone number.
     InvalidPhoneNumber,
+    /// `from_number` is neither an E.164 number, a short code nor an alphanumeric sender ID.
+    InvalidSender,
     /// The category is malformed or reserved.
     InvalidCategory,
     /// The `Idempotency-Key` header is malformed.
@@ -117,7 +119,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 44] = [
+    pub const ALL: [Self; 45] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -143,6 +145,7 @@ impl ErrorCode {
         Self::RequestTimeout,
         Self::InvalidField,
         Self::InvalidPhoneNumber,
+        Self::InvalidSender,
         Self::InvalidCategory,
         Self::InvalidIdempotencyKey,
         Self::EmptyMessage,
@@ -193,6 +196,7 @@ impl ErrorCode {
             Self::RequestTimeout => "request_timeout",
             Self::InvalidField => "invalid_field",
             Self::InvalidPhoneNumber => "invalid_phone_number",
+            Self::InvalidSender => "invalid_sender",
             Self::InvalidCategory => "invalid_category",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::EmptyMessage => "empty_message",

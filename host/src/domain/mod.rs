@@ -6,6 +6,7 @@
 //!
 //! - [`TenantId`]: who owns a message, a template, an opt-out.
 //! - [`PhoneNumber`]: an E.164 number that libphonenumber accepts, with its country.
+//! - [`Sender`]: who a message is from: a number, a short code or an alphanumeric sender ID.
 //! - [`Category`]: what a message is for, which opt-outs it obeys; `all` and `compliance` are
 //!   reserved.
 //! - [`MessageStatus`] and [`advance`]: where a message is, and the monotonic rule.
@@ -16,6 +17,7 @@ mod category;
 mod error_code;
 mod money;
 mod phone;
+mod sender;
 mod status;
 mod tenant;
 
@@ -23,5 +25,6 @@ pub use category::{Category, CategoryError};
 pub use error_code::ErrorCode;
 pub use money::Money;
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub use sender::{Sender, SenderError};
 pub use status::{MessageStatus, advance};
 pub use tenant::{TenantId, TenantIdError, TenantStatus};

@@ -1,10 +1,13 @@
 //! Step 1, accept: check a send request field by field and turn it into a [`Draft`], the
 //! validated input of the steps that follow. Nothing is stored here.
 //!
-//! Requests come typed ([`SendRequest`]): the recipient is already a [`PhoneNumber`] and the
-//! category a [`Category`]. The parsers that callers holding plain text need ([`recipient`],
-//! [`category`], [`Content::from_parts`]) live here too, so every entry point refuses the same
-//! input with the same [`ErrorCode`].
+//! Requests come typed ([`SendRequest`]): the recipient is already a [`PhoneNumber`], the sender
+//! a [`Sender`] and the category a [`Category`]. The parsers that callers holding plain text
+//! need ([`recipient`], [`sender`], [`category`], [`Content::from_parts`]) live here too, so
+//! every entry point refuses the same input with the same [`ErrorCode`].
+//!
+//! No text may contain a NUL character: PostgreSQL cannot store one, and no SMS needs one. The
+//! API refuses it while parsing; [`accept`] refuses it again for embedders.
 
 use std::collections::BTreeMap;
 
@@ -12,17 +15,16 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{ErrorCode, PipelineError, Result};
-use crate::domain::{Category, CategoryError, PhoneNumber, TenantId};
+use crate::domain::{Category, CategoryError, PhoneNumber, Sender, TenantId};
 use crate::store::Message;
 
-/// The longest sender accepted (an E.164 number, a short code or an alphanumeric sender id).
-const MAX_SENDER: usize = 32;
 /// The longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The largest `metadata` object accepted, serialized.
 const MAX_METADATA_BYTES: usize = 4096;
-/// The longest caller reference (`customer_id`, `order_id`, `reservation_id`) accepted.
-const MAX_REFERENCE: usize = 255;
+/// The longest caller reference (`customer_id`, `order_id`, `reservation_id`) accepted, in
+/// bytes.
+pub const MAX_REFERENCE: usize = 255;
 
 /// What a caller asks Herald to send: the API's JSON body, or an embedder's call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,8 +33,8 @@ pub struct SendRequest {
     pub to: PhoneNumber,
     /// The text, or the template to render.
     pub content: Content,
-    /// The sender number or id, when not the provider's default.
-    pub from: Option<String>,
+    /// The sender, when not the provider's default.
+    pub from: Option<Sender>,
     /// The category; `None` takes the template's, then `transactional`.
     pub category: Option<Category>,
     /// The caller's references.
@@ -172,6 +174,12 @@ pub fn recipient(number: &str) -> Result<PhoneNumber> {
         .map_err(|e| PipelineError::new(ErrorCode::InvalidPhoneNumber, format!("to_number {e}")))
 }
 
+/// Parses a sender (`from_number`).
+pub fn sender(text: &str) -> Result<Sender> {
+    Sender::parse(text)
+        .map_err(|e| PipelineError::new(ErrorCode::InvalidSender, format!("from_number: {e}")))
+}
+
 /// Parses the category a caller chose for a message.
 pub fn category(name: &str) -> Result<Category> {
     Category::for_message(name).map_err(|e| match e {
@@ -181,15 +189,9 @@ pub fn category(name: &str) -> Result<Category> {
     })
 }
 
-/// Checks `request` for `tenant`: sender, references, metadata and idempotency key.
+/// Checks `request` for `tenant`: NUL characters, references, metadata and idempotency key.
 pub fn accept(tenant: &TenantId, request: SendRequest) -> Result<Draft> {
-    if let Some(from) = &request.from
-        && (from.is_empty() || from.chars().count() > MAX_SENDER)
-    {
-        return Err(invalid(format!(
-            "from_number must be 1 to {MAX_SENDER} characters"
-        )));
-    }
+    refuse_nul(&request)?;
     for (name, value) in [
         ("customer_id", &request.references.customer_id),
         ("order_id", &request.references.order_id),
@@ -241,6 +243,63 @@ fn request_hash(request: &SendRequest) -> String {
         .and_then(|value| serde_json::to_vec(&value))
         .unwrap_or_default();
     hex::encode(Sha256::digest(&canonical))
+}
+
+/// Refuses a NUL character in any text of `request` (the sender and recipient are already
+/// validated and cannot hold one).
+fn refuse_nul(request: &SendRequest) -> Result<()> {
+    let nul_in = |name: &str, text: &str| {
+        if text.contains('\0') {
+            Err(invalid(format!("`{name}` contains a NUL character")))
+        } else {
+            Ok(())
+        }
+    };
+    match &request.content {
+        Content::Text(text) => nul_in("message", text)?,
+        Content::Template {
+            template,
+            variables,
+        } => {
+            nul_in("template_id", template)?;
+            for (name, value) in variables {
+                nul_in("template_variables", name)?;
+                if json_has_nul(value) {
+                    return Err(invalid(format!(
+                        "template variable `{}` contains a NUL character",
+                        name.chars().take(64).collect::<String>()
+                    )));
+                }
+            }
+        }
+    }
+    for (name, value) in [
+        ("customer_id", &request.references.customer_id),
+        ("order_id", &request.references.order_id),
+        ("reservation_id", &request.references.reservation_id),
+    ] {
+        nul_in(name, value.as_deref().unwrap_or_default())?;
+    }
+    if let Some(metadata) = &request.metadata
+        && metadata
+            .iter()
+            .any(|(k, v)| k.contains('\0') || json_has_nul(v))
+    {
+        return Err(invalid("`metadata` contains a NUL character".into()));
+    }
+    Ok(())
+}
+
+/// Whether any string or key in `value` holds a NUL character.
+fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v))
+        }
+        _ => false,
+    }
 }
 
 fn invalid(message: String) -> PipelineError {
@@ -299,10 +358,15 @@ mod tests {
     #[test]
     fn accept_checks_fields() {
         let tenant = TenantId::default_tenant();
-        let mut long_from = request();
-        long_from.from = Some("x".repeat(33));
         assert_eq!(
-            accept(&tenant, long_from).unwrap_err().code,
+            sender("x".repeat(12).as_str()).unwrap_err().code,
+            ErrorCode::InvalidSender
+        );
+        assert_eq!(sender("ACME").unwrap().as_str(), "ACME");
+        let mut long_reference = request();
+        long_reference.references.order_id = Some("x".repeat(MAX_REFERENCE + 1));
+        assert_eq!(
+            accept(&tenant, long_reference).unwrap_err().code,
             ErrorCode::InvalidField
         );
         let mut bad_key = request();
@@ -323,5 +387,38 @@ mod tests {
             category("all").unwrap_err().code,
             ErrorCode::InvalidCategory
         );
+    }
+
+    /// A NUL character anywhere in an embedder's request is refused, naming where it is.
+    #[test]
+    fn nul_is_refused_everywhere() {
+        let tenant = TenantId::default_tenant();
+        let to = || recipient("+14155552671").unwrap();
+        let mut requests = vec![SendRequest::text(to(), "a\0b")];
+        requests.push(SendRequest::template(to(), "tpl\0", std::iter::empty()));
+        requests.push(SendRequest::template(
+            to(),
+            "tpl",
+            [("name".to_string(), serde_json::json!("x\u{0}"))],
+        ));
+        requests.push(SendRequest::template(
+            to(),
+            "tpl",
+            [("na\0me".to_string(), serde_json::json!("x"))],
+        ));
+        let mut reference = request();
+        reference.references.customer_id = Some("c\0".into());
+        requests.push(reference);
+        let mut metadata = request();
+        metadata.metadata = serde_json::json!({"deep": [{"k": "v\u{0}"}]})
+            .as_object()
+            .cloned();
+        requests.push(metadata);
+        for request in requests {
+            let refused = accept(&tenant, request.clone()).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidField, "{request:?}");
+            assert!(refused.message.contains("NUL"), "{}", refused.message);
+        }
+        assert!(accept(&tenant, request()).is_ok());
     }
 }

@@ -238,6 +238,7 @@ fn attempt_at(pipeline: &Pipeline, job: &ClaimedJob) -> Attempt {
     Attempt {
         number: job.attempt,
         max: job.message.max_attempts,
+        created_at: job.message.created_at,
         now: pipeline.now(),
         jitter: rand::rng().random_range(0.5..=1.0),
     }

@@ -1,6 +1,11 @@
 //! Step 5, enqueue: the message row, its queue entry and its first status event are written in
 //! one transaction; the caller's answer (`202 Accepted`) comes only after it commits, so an
 //! accepted message survives a crash.
+//!
+//! A reused `Idempotency-Key` is looked up before any other step ([`replay`]): a replay answers
+//! with the stored message whatever changed since (the number opted out, the template was
+//! deactivated, the provider was unloaded). The same check inside the enqueue transaction
+//! settles the race of two first calls with one key.
 
 use super::Pipeline;
 use super::accept::{Draft, References, Submitted};
@@ -35,6 +40,28 @@ pub struct Outgoing {
     pub idempotency: Option<(String, String)>,
 }
 
+/// The stored message of a draft whose idempotency key was used before: `Some` replay when the
+/// request is the same, an `idempotency_conflict` when it differs, `None` for a new key.
+pub async fn replay(pipeline: &Pipeline, draft: &Draft) -> Result<Option<Submitted>> {
+    let Some(idempotency) = &draft.idempotency else {
+        return Ok(None);
+    };
+    let stored = pipeline
+        .store()
+        .message_by_idempotency_key(&draft.tenant, &idempotency.key)
+        .await?;
+    match stored {
+        None => Ok(None),
+        Some(message) if message.request_hash.as_deref() == Some(&idempotency.request_hash) => {
+            Ok(Some(Submitted {
+                message,
+                replayed: true,
+            }))
+        }
+        Some(_) => Err(conflict()),
+    }
+}
+
 /// Builds the outgoing message of a draft that passed every step before this one, routed to
 /// the tenant's provider.
 pub async fn outgoing(
@@ -48,7 +75,7 @@ pub async fn outgoing(
     Ok(Outgoing {
         tenant: draft.tenant,
         to: request.to,
-        from: request.from,
+        from: request.from.map(String::from),
         body,
         template_id: rendered.template_id,
         category: rendered.category,
@@ -103,10 +130,14 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
             message,
             replayed: true,
         }),
-        Err(StoreError::IdempotencyConflict { .. }) => Err(PipelineError::new(
-            ErrorCode::IdempotencyConflict,
-            "this Idempotency-Key was already used with a different request body",
-        )),
+        Err(StoreError::IdempotencyConflict { .. }) => Err(conflict()),
         Err(e) => Err(e.into()),
     }
+}
+
+fn conflict() -> PipelineError {
+    PipelineError::new(
+        ErrorCode::IdempotencyConflict,
+        "this Idempotency-Key was already used with a different request body",
+    )
 }

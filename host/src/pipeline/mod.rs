@@ -3,7 +3,8 @@
 //! of them re-implements one.
 //!
 //! The steps, in the order a message takes them:
-//! 1. [`accept`]: validate the request and honour its idempotency key → a [`accept::Draft`];
+//! 1. [`accept`]: validate the request → a [`accept::Draft`]; a reused idempotency key answers
+//!    with the stored message right away ([`enqueue::replay`]);
 //! 2. [`render`]: a template is rendered by the tenant's renderer plugin;
 //! 3. [`count`]: the host computes encoding and segments exactly;
 //! 4. [`check`]: opt-out (budgets, quiet hours and rate limits hook in here);
@@ -116,10 +117,14 @@ impl Pipeline {
     }
 
     /// Sends one message for `tenant`: accept, render, count, check and enqueue. Returns once
-    /// the message is stored and queued; the dispatcher takes it from there.
+    /// the message is stored and queued; the dispatcher takes it from there. A replayed
+    /// idempotency key returns the stored message before any later step can refuse it.
     pub async fn send(&self, tenant: &TenantId, request: SendRequest) -> Result<Submitted> {
         tenants::ensure_active(self, tenant).await?;
         let draft = accept::accept(tenant, request)?;
+        if let Some(replayed) = enqueue::replay(self, &draft).await? {
+            return Ok(replayed);
+        }
         let rendered = render::render(self, &draft).await?;
         let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
         check::check(self, tenant, &draft.request.to, &rendered.category).await?;

@@ -1,5 +1,8 @@
 //! Reading what the steps stored, as callers see it: one message with its history, a page of
 //! messages, one template. Every read is scoped by tenant: another tenant's id reads as absent.
+//!
+//! Text with a NUL character never reaches the store (PostgreSQL refuses it): no id can hold
+//! one, so such an id reads as absent, and a filter holding one is an invalid query.
 
 use super::Pipeline;
 use super::error::{ErrorCode, PipelineError, Result};
@@ -18,10 +21,11 @@ pub struct MessageRecord {
 /// The message `id` of `tenant`, with its history.
 pub async fn message(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<MessageRecord> {
     let store = pipeline.store();
-    let message = store
-        .get_message(tenant, id)
-        .await?
-        .ok_or_else(|| not_found(ErrorCode::MessageNotFound, "message", id))?;
+    let missing = || not_found(ErrorCode::MessageNotFound, "message", id);
+    if id.contains('\0') {
+        return Err(missing());
+    }
+    let message = store.get_message(tenant, id).await?.ok_or_else(missing)?;
     let history = store.message_events(tenant, id).await?;
     Ok(MessageRecord { message, history })
 }
@@ -32,6 +36,16 @@ pub async fn messages(
     tenant: &TenantId,
     filter: &MessageFilter,
 ) -> Result<Page<Message>> {
+    let texts = [&filter.to_number, &filter.customer_id, &filter.cursor];
+    if texts
+        .iter()
+        .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+    {
+        return Err(PipelineError::new(
+            ErrorCode::InvalidQuery,
+            "a filter contains a NUL character",
+        ));
+    }
     match pipeline.store().list_messages(tenant, filter).await {
         Ok(page) => Ok(page),
         Err(StoreError::InvalidCursor) => Err(PipelineError::new(
@@ -44,11 +58,15 @@ pub async fn messages(
 
 /// The template `id` of `tenant`.
 pub async fn template(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Template> {
+    let missing = || not_found(ErrorCode::TemplateNotFound, "template", id);
+    if id.contains('\0') {
+        return Err(missing());
+    }
     pipeline
         .store()
         .get_template(tenant, id)
         .await?
-        .ok_or_else(|| not_found(ErrorCode::TemplateNotFound, "template", id))
+        .ok_or_else(missing)
 }
 
 fn not_found(code: ErrorCode, what: &str, id: &str) -> PipelineError {

@@ -124,6 +124,22 @@ pub async fn create_template(
     tenant: &TenantId,
     draft: TemplateDraft,
 ) -> Result<Template> {
+    // PostgreSQL cannot store a NUL; the API refuses it while parsing, this is for embedders.
+    for (field, text) in [
+        ("name", draft.name.as_str()),
+        ("template_body", draft.body.as_str()),
+        (
+            "description",
+            draft.description.as_deref().unwrap_or_default(),
+        ),
+    ] {
+        if text.contains('\0') {
+            return Err(PipelineError::new(
+                ErrorCode::InvalidField,
+                format!("`{field}` contains a NUL character"),
+            ));
+        }
+    }
     let name = draft.name.trim();
     if name.is_empty() || name.chars().count() > 128 {
         return Err(PipelineError::new(

@@ -21,7 +21,7 @@ pub mod model;
 mod scoped;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -110,6 +110,21 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
 }
 
+impl Inner {
+    /// The plugin slots, to read. A lock poisoned by a panic elsewhere is recovered rather than
+    /// read as "no plugins": every change under it is one insert or remove of a whole, valid
+    /// slot, so the map is consistent at any point a panic could interrupt it.
+    fn slots(&self) -> RwLockReadGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The plugin slots, to change; a poisoned lock is recovered as in [`Inner::slots`], so an
+    /// install is never skipped while the reload reports it done.
+    fn slots_mut(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The plugin runtime: every configured plugin, hot-swappable, and which one serves each role.
 #[derive(Clone)]
 pub struct Plugins {
@@ -195,7 +210,8 @@ impl Plugins {
                 }
             }
         }
-        if let Ok(mut slots) = self.inner.slots.write() {
+        {
+            let mut slots = self.inner.slots_mut();
             let gone: Vec<String> = slots
                 .keys()
                 .filter(|k| !wanted.contains_key(*k))
@@ -219,12 +235,11 @@ impl Plugins {
 
     fn install(&self, name: &str, plugin: LoadedPlugin) {
         let plugin = Arc::new(plugin);
-        if let Ok(mut slots) = self.inner.slots.write() {
-            match slots.get(name) {
-                Some(slot) => slot.store(plugin),
-                None => {
-                    slots.insert(name.to_string(), Arc::new(ArcSwap::new(plugin)));
-                }
+        let mut slots = self.inner.slots_mut();
+        match slots.get(name) {
+            Some(slot) => slot.store(plugin),
+            None => {
+                slots.insert(name.to_string(), Arc::new(ArcSwap::new(plugin)));
             }
         }
     }
@@ -367,12 +382,7 @@ impl Plugins {
 
     /// The current version of the plugin called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.inner
-            .slots
-            .read()
-            .ok()?
-            .get(name)
-            .map(|slot| slot.load_full())
+        self.inner.slots().get(name).map(|slot| slot.load_full())
     }
 
     /// The plugin currently routed as the provider, pinned for the caller's use.
@@ -393,10 +403,8 @@ impl Plugins {
 
     /// Every loaded plugin.
     pub fn list(&self) -> Vec<PluginSummary> {
-        let Ok(slots) = self.inner.slots.read() else {
-            return Vec::new();
-        };
-        slots
+        self.inner
+            .slots()
             .iter()
             .map(|(name, slot)| {
                 let p = slot.load();
@@ -417,4 +425,64 @@ fn settings_fingerprint(settings: &PluginConfig) -> String {
     use sha2::{Digest, Sha256};
     let text = serde_json::to_string(settings).unwrap_or_default();
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock poisoned by a panic while it was held neither hides the loaded plugins nor makes
+    /// a reload report a plugin loaded that it did not install.
+    #[tokio::test]
+    async fn a_poisoned_lock_is_recovered() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let probe = root.join("target/plugins/probe.wasm");
+        assert!(
+            probe.exists(),
+            "{} is missing: build the plugins with `cargo xtask build-plugins`",
+            probe.display()
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.runtime.cache_dir = cache.path().to_path_buf();
+        config.runtime.max_instances = 4;
+        config.routing = RoutingConfig {
+            provider: String::new(),
+            renderer: String::new(),
+        };
+        let plugins = Plugins::start(&config).await.unwrap();
+        let poisoner = plugins.clone();
+        let panicked = std::thread::spawn(move || {
+            let _held = poisoner.inner.slots.write().unwrap();
+            panic!("a panic while the plugin slots are held");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(plugins.inner.slots.is_poisoned());
+
+        config.plugins.insert(
+            "probe".into(),
+            PluginConfig {
+                path: Some(probe),
+                ..PluginConfig::default()
+            },
+        );
+        config.routing.provider = "probe".into();
+        let report = plugins.apply(&config).await;
+        assert_eq!(report.loaded, ["probe"], "{report:?}");
+        assert!(report.rejected.is_empty(), "{report:?}");
+        assert!(plugins.get("probe").is_some());
+        assert!(plugins.provider().is_ok());
+        let listed: Vec<String> = plugins.list().into_iter().map(|p| p.name).collect();
+        assert_eq!(listed, ["probe"]);
+
+        config.plugins.clear();
+        config.routing.provider = String::new();
+        let report = plugins.apply(&config).await;
+        assert_eq!(report.removed, ["probe"], "{report:?}");
+        assert!(plugins.list().is_empty());
+    }
 }

@@ -19,6 +19,10 @@ use super::shared::{
 /// One message by id; [`Dialect::LOCK_ROWS`] is appended when it is read to be written.
 const SELECT_MESSAGE: &str = "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2";
 
+/// The message a tenant's idempotency key created.
+const SELECT_BY_IDEMPOTENCY_KEY: &str =
+    "SELECT * FROM messages WHERE tenant_id = $1 AND idempotency_key = $2";
+
 /// One message by its provider's id, locked like [`SELECT_MESSAGE`].
 const SELECT_BY_PROVIDER_ID: &str = "SELECT * FROM messages
      WHERE tenant_id = $1 AND provider = $2 AND provider_message_id = $3";
@@ -235,12 +239,11 @@ where
         let Some(row) = inserted else {
             // Only the idempotency key can conflict silently: the key is set.
             let key = new.idempotency_key.clone().unwrap_or_default();
-            let row =
-                sqlx::query("SELECT * FROM messages WHERE tenant_id = $1 AND idempotency_key = $2")
-                    .bind(new.tenant_id.as_str())
-                    .bind(key.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let row = sqlx::query(SELECT_BY_IDEMPOTENCY_KEY)
+                .bind(new.tenant_id.as_str())
+                .bind(key.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
             let existing = Self::message_from_row(&row)?;
             return if existing.request_hash == new.request_hash {
                 Ok(Enqueued::Existing(existing))
@@ -329,6 +332,20 @@ where
         let row = sqlx::query(SELECT_MESSAGE)
             .bind(tenant)
             .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(Self::message_from_row).transpose()
+    }
+
+    /// Reads the message a tenant's idempotency key created, if any.
+    pub(super) async fn message_by_idempotency_key(
+        pool: &Pool<DB>,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<Message>> {
+        let row = sqlx::query(SELECT_BY_IDEMPOTENCY_KEY)
+            .bind(tenant)
+            .bind(key)
             .fetch_optional(pool)
             .await?;
         row.as_ref().map(Self::message_from_row).transpose()

@@ -466,6 +466,22 @@ impl Store {
         }
     }
 
+    /// Reads the message that `key` created for `tenant` as its `Idempotency-Key`, if any.
+    pub async fn message_by_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<Message>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::message_by_idempotency_key(reader, tenant.as_str(), key).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::message_by_idempotency_key(pool, tenant.as_str(), key).await
+            }
+        }
+    }
+
     /// Reads a message's status events, oldest first.
     pub async fn message_events(&self, tenant: &TenantId, id: &str) -> Result<Vec<StatusEvent>> {
         match &self.inner.backend {
