@@ -22,16 +22,26 @@
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
+// The steps, in order (one group each, so that formatting keeps the order).
 pub mod accept;
-pub mod check;
-pub mod classify;
-pub mod count;
-pub mod dispatch;
-pub mod enqueue;
-pub mod inbound;
-pub mod reconcile;
+
 pub mod render;
+
+pub mod count;
+
+pub mod check;
+
+pub mod enqueue;
+
+pub mod dispatch;
+
+pub mod classify;
+
 pub mod track;
+
+pub mod inbound;
+
+pub mod reconcile;
 
 pub mod error;
 pub mod read;
