@@ -323,7 +323,10 @@ impl Default for ComplianceConfig {
 pub struct PluginConfig {
     /// The component file; defaults to `runtime.plugin_dir/NAME.wasm`.
     pub path: Option<PathBuf>,
-    /// Hosts this plugin may call, as `host` (any port) or `host:port`. Deny by default.
+    /// Where this plugin may send HTTP, deny by default: `scheme://host[:port]` (a missing port is
+    /// the scheme's default). Without a scheme a host name means `https` and an IP literal `http`
+    /// or `https`. A host name may only resolve to public addresses unless the entry ends in
+    /// ` allow_private`. See [`crate::plugin::egress`].
     pub allowed_hosts: Vec<String>,
     /// Linear memory limit per call, in MiB.
     pub memory_mb: u64,
@@ -536,6 +539,9 @@ impl Config {
             }
         }
         for (name, plugin) in &self.plugins {
+            crate::plugin::egress::Egress::parse(&plugin.allowed_hosts).map_err(|why| {
+                ConfigError::Inconsistent(format!("plugins.{name}.allowed_hosts: {why}"))
+            })?;
             if !plugin.allowed_hosts.is_empty() && plugin.timeout_ms >= self.delivery.lease_ms {
                 return Err(ConfigError::Inconsistent(format!(
                     "plugins.{name}.timeout_ms = {} must be below delivery.lease_ms = {}, or a slow send could be repeated",

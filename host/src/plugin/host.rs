@@ -3,8 +3,9 @@
 //! A plugin gets an empty WASI context (no environment, no preopened files, no sockets, stdin
 //! closed, stderr captured for diagnostics) and exactly two capabilities of Herald's own: logging
 //! and, for providers, outbound HTTP that the host performs with reqwest — only to hosts the
-//! operator granted, with redirects off (a redirect could leave the allow-list), a timeout and a
-//! response-size cap.
+//! operator granted (scheme, host, port and the addresses a name resolves to, see
+//! [`super::egress`]), with host-owned headers refused, redirects off (a redirect could leave the
+//! grants), a timeout and a response-size cap.
 //!
 //! Both are implemented here once, in the host's own terms ([`super::model`]); each bindings
 //! module adapts them to its contract version's import traits.
@@ -18,6 +19,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::egress::{self, Egress};
 use super::model::{HttpError, HttpRequest, HttpResponse, LogLevel, MaybeSent, NotSent};
 
 /// Bytes of guest stderr kept for diagnostics (a panic message fits).
@@ -52,40 +54,13 @@ impl Redactor {
     }
 }
 
-/// One allow-list entry: a host name, optionally with a port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRule {
-    host: String,
-    port: Option<u16>,
-}
-
-impl HostRule {
-    /// Parses `host` or `host:port` (IPv6 literals in brackets).
-    pub fn parse(rule: &str) -> Result<Self, String> {
-        let parsed = url::Url::parse(&format!("http://{rule}/"))
-            .map_err(|e| format!("invalid allowed host `{rule}`: {e}"))?;
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| format!("invalid allowed host `{rule}`"))?
-            .to_ascii_lowercase();
-        Ok(Self {
-            host,
-            port: parsed.port(),
-        })
-    }
-
-    fn allows(&self, host: &str, port: u16) -> bool {
-        self.host == host && self.port.is_none_or(|p| p == port)
-    }
-}
-
 /// The outbound HTTP a provider plugin has been granted.
 #[derive(Debug)]
 pub struct HttpGrant {
     /// Shared client (connection pool) of the runtime.
     pub client: reqwest::Client,
-    /// The operator's allow-list.
-    pub rules: Vec<HostRule>,
+    /// The operator's grants (scheme, host, port); `client` resolves names through them.
+    pub rules: Egress,
     /// Timeout of one request.
     pub timeout: Duration,
     /// Largest response body accepted.
@@ -167,19 +142,14 @@ impl HostState {
         let url = url::Url::parse(&request.url).map_err(|e| {
             HttpError::NotSent(NotSent::InvalidRequest(format!("invalid URL: {e}")))
         })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(HttpError::NotSent(NotSent::InvalidRequest(format!(
-                "scheme `{}` is not allowed",
-                url.scheme()
-            ))));
+        if let Err(why) = grant.rules.check_url(&url) {
+            tracing::warn!(plugin = %self.plugin, "denied outbound request: {why}");
+            return Err(HttpError::NotSent(NotSent::Denied(why)));
         }
-        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let port = url.port_or_known_default().unwrap_or(0);
-        if !grant.rules.iter().any(|r| r.allows(&host, port)) {
-            tracing::warn!(plugin = %self.plugin, %host, port, "denied outbound request to a host not granted to this plugin");
-            return Err(HttpError::NotSent(NotSent::Denied(format!(
-                "{host}:{port} is not in this plugin's allowed_hosts"
-            ))));
+        // Before any header map is built: `http`'s map panics past 32,768 entries.
+        if let Err(why) = egress::check_headers(&request.headers) {
+            tracing::warn!(plugin = %self.plugin, "refused outbound request: {why}");
+            return Err(HttpError::NotSent(NotSent::InvalidRequest(why)));
         }
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             HttpError::NotSent(NotSent::InvalidRequest(format!(
@@ -205,6 +175,16 @@ impl HostState {
         let earlier = self.made_request.swap(true, Ordering::SeqCst);
         let mut response = match grant.client.execute(built).await {
             Ok(response) => response,
+            // The resolver refused every address of a granted name: nothing was sent, and it is
+            // a denial, not an outage.
+            Err(e) if egress::refused_address(&e).is_some() => {
+                self.made_request.store(earlier, Ordering::SeqCst);
+                let why = self
+                    .redactor
+                    .redact(&egress::refused_address(&e).unwrap_or_default());
+                tracing::warn!(plugin = %self.plugin, "denied outbound request: {why}");
+                return Err(HttpError::NotSent(NotSent::Denied(why)));
+            }
             Err(e) if e.is_connect() => {
                 self.made_request.store(earlier, Ordering::SeqCst);
                 return Err(HttpError::NotSent(NotSent::Unreachable(self.describe(&e))));
@@ -299,17 +279,6 @@ impl WasiView for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Host rules match the host exactly and the port when one is given.
-    #[test]
-    fn host_rules() {
-        let any_port = HostRule::parse("api.twilio.com").unwrap();
-        assert!(any_port.allows("api.twilio.com", 443));
-        assert!(!any_port.allows("evil.twilio.com.example", 443));
-        let pinned = HostRule::parse("127.0.0.1:4010").unwrap();
-        assert!(pinned.allows("127.0.0.1", 4010));
-        assert!(!pinned.allows("127.0.0.1", 4011));
-    }
 
     /// Secrets are replaced, longest first.
     #[test]

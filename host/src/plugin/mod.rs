@@ -5,6 +5,7 @@
 //! - [`model`]: the contract in host terms.
 //! - [`engine`]: the wasmtime engine, epoch ticks and the compiled-artifact cache.
 //! - [`host`]: what a plugin can reach (logging, granted HTTP), per-call state.
+//! - [`egress`]: the grants of outbound HTTP: scheme, host, port, resolved addresses, headers.
 //! - [`loaded`]: one validated plugin version and the calls into it.
 //!
 //! A reload compiles and validates (instantiate + describe + required settings) every changed
@@ -14,6 +15,7 @@
 //! rejected with a log line and the old one keeps serving.
 
 pub mod bindings;
+pub mod egress;
 pub mod engine;
 pub mod host;
 pub mod loaded;
@@ -31,7 +33,7 @@ pub use crate::config::looks_secret;
 use crate::config::{Config, PluginConfig, RoutingConfig};
 use bindings::{ProviderPre, RendererPre};
 use engine::PluginEngine;
-use host::{HostRule, HostState, HttpGrant, Redactor};
+use host::{HostState, HttpGrant, Redactor};
 pub use loaded::{CallFailure, FailureKind, LoadedPlugin};
 use loaded::{Limits, Pre};
 pub use model::PluginKind;
@@ -104,7 +106,6 @@ struct Inner {
     engine: PluginEngine,
     provider_linker: Linker<HostState>,
     renderer_linker: Linker<HostState>,
-    http: reqwest::Client,
     slots: RwLock<BTreeMap<String, Slot>>,
     routing: ArcSwap<RoutingConfig>,
     reloading: tokio::sync::Mutex<()>,
@@ -144,17 +145,11 @@ impl Plugins {
         let link = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
         let provider_linker = bindings::provider_linker(engine.engine()).map_err(link)?;
         let renderer_linker = bindings::renderer_linker(engine.engine()).map_err(link)?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| PluginError::Engine(format!("HTTP client: {e}")))?;
         let plugins = Self {
             inner: Arc::new(Inner {
                 engine,
                 provider_linker,
                 renderer_linker,
-                http,
                 slots: RwLock::new(BTreeMap::new()),
                 routing: ArcSwap::from_pointee(config.routing.clone()),
                 reloading: tokio::sync::Mutex::new(()),
@@ -312,17 +307,17 @@ impl Plugins {
                 )));
             }
             PluginKind::Renderer => None,
-            PluginKind::Provider => Some(Arc::new(HttpGrant {
-                client: self.inner.http.clone(),
-                rules: settings
-                    .allowed_hosts
-                    .iter()
-                    .map(|h| HostRule::parse(h))
-                    .collect::<Result<_, _>>()
-                    .map_err(PluginError::Settings)?,
-                timeout: std::time::Duration::from_millis(settings.http_timeout_ms),
-                max_response_bytes: settings.max_response_bytes,
-            })),
+            PluginKind::Provider => {
+                // One client per plugin: its resolver checks addresses against this plugin's grants.
+                let rules = egress::Egress::parse(&settings.allowed_hosts)
+                    .map_err(PluginError::Settings)?;
+                Some(Arc::new(HttpGrant {
+                    client: rules.client().map_err(PluginError::Engine)?,
+                    rules,
+                    timeout: std::time::Duration::from_millis(settings.http_timeout_ms),
+                    max_response_bytes: settings.max_response_bytes,
+                }))
+            }
         };
         // Until describe says which settings are secret, treat every value as one.
         let mut plugin = LoadedPlugin {
