@@ -33,6 +33,7 @@ const BUILDS: &[Build] = &[
             ("herald_probe", "probe"),
             ("herald_contract_0_1_0", "contract-0.1.0"),
             ("herald_future_contract", "future-contract"),
+            ("herald_hostile_output", "hostile-output"),
         ],
     },
     Build {
@@ -54,6 +55,7 @@ const REPORT_ORDER: &[&str] = &[
     "probe-broken",
     "contract-0.1.0",
     "future-contract",
+    "hostile-output",
 ];
 
 /// Whether an install rewrote the file.
