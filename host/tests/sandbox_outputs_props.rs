@@ -186,6 +186,40 @@ proptest! {
         assert!(delay <= max + (max / 10).max(2_000) + 1, "{delay} for a max of {max}");
     }
 
+    /// A fetch-status answer and a webhook rejection are bounded too.
+    #[test]
+    fn any_fetch_and_rejection(update in status_update(), error in error(), hint in any::<Option<u64>>(), malformed in text()) {
+        let redactor = Redactor::new([SECRET.to_string()]);
+        let sanitizer = Sanitizer::new("prop", &redactor, DEFAULT_WEBHOOK_EVENTS);
+        for outcome in [
+            FetchOutcome::Status(update),
+            FetchOutcome::Retryable { error: error.clone(), retry_after_ms: hint },
+            FetchOutcome::Permanent(error),
+        ] {
+            match sanitizer.fetch(outcome) {
+                FetchOutcome::Status(u) => {
+                    assert_id(&u.provider_message_id);
+                    assert_id(&u.provider_status);
+                    assert_segments(u.segments);
+                }
+                FetchOutcome::Retryable { error, .. } | FetchOutcome::Permanent(error) => {
+                    assert_id(error.code.as_deref().unwrap_or_default());
+                    assert_text(&error.message);
+                }
+                FetchOutcome::Unsupported => {}
+            }
+        }
+        match sanitizer.rejection(WebhookRejection::Malformed(malformed)) {
+            WebhookRejection::Malformed(text) => assert_text(&text),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+proptest! {
+    // Fewer cases: each carries up to 400 events, some with 200,000-character strings.
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
     /// A webhook's events, bounded, are at most the cap, and each converts to bounded store
     /// values.
     #[test]
@@ -217,35 +251,6 @@ proptest! {
                     assert_segments(message.segments);
                 }
             }
-        }
-    }
-
-    /// A fetch-status answer and a webhook rejection are bounded too.
-    #[test]
-    fn any_fetch_and_rejection(update in status_update(), error in error(), hint in any::<Option<u64>>(), malformed in text()) {
-        let redactor = Redactor::new([SECRET.to_string()]);
-        let sanitizer = Sanitizer::new("prop", &redactor, DEFAULT_WEBHOOK_EVENTS);
-        for outcome in [
-            FetchOutcome::Status(update),
-            FetchOutcome::Retryable { error: error.clone(), retry_after_ms: hint },
-            FetchOutcome::Permanent(error),
-        ] {
-            match sanitizer.fetch(outcome) {
-                FetchOutcome::Status(u) => {
-                    assert_id(&u.provider_message_id);
-                    assert_id(&u.provider_status);
-                    assert_segments(u.segments);
-                }
-                FetchOutcome::Retryable { error, .. } | FetchOutcome::Permanent(error) => {
-                    assert_id(error.code.as_deref().unwrap_or_default());
-                    assert_text(&error.message);
-                }
-                FetchOutcome::Unsupported => {}
-            }
-        }
-        match sanitizer.rejection(WebhookRejection::Malformed(malformed)) {
-            WebhookRejection::Malformed(text) => assert_text(&text),
-            other => panic!("{other:?}"),
         }
     }
 }

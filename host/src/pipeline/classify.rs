@@ -204,9 +204,9 @@ mod tests {
         assert_eq!(backoff(&config, 3, None, 1.0), 400);
         assert_eq!(backoff(&config, 3, None, 0.5), 200);
         assert_eq!(backoff(&config, 40, None, 1.0), 1_000);
-        // A hint of 7 s: the extra spans up to 2 s (10% of 7 s is less).
-        assert_eq!(backoff(&config, 1, Some(7_000), 1.0), 9_000);
-        assert_eq!(backoff(&config, 1, Some(7_000), 0.75), 8_000);
+        // A hint of 0.7 s: the extra spans up to 2 s (10% of 0.7 s is less).
+        assert_eq!(backoff(&config, 1, Some(700), 1.0), 2_700);
+        assert_eq!(backoff(&config, 1, Some(700), 0.75), 1_700);
         // An absurd hint is clamped to the longest backoff before the extra is added.
         assert_eq!(backoff(&config, 1, Some(u64::MAX), 1.0), 3_000);
         // A zero hint is no hint.
@@ -289,9 +289,10 @@ mod tests {
                 ..
             }
         ));
-        // A provider's hint that reaches past the limit stops it too.
+        // A provider's hint that reaches past the limit stops it too (clamped to 60 s, it
+        // still does from 550 s).
         assert!(matches!(
-            retry(retryable_error(), Some(120_000), at(2, 500_000), &config),
+            retry(retryable_error(), Some(120_000), at(2, 550_000), &config),
             Next::Stop { .. }
         ));
         // Attempts still bound it, however young the message.

@@ -7,8 +7,9 @@
 //! plugin or a URL library is likely to print it in:
 //!
 //! - raw;
-//! - percent-encoded (every non-alphanumeric byte, RFC 3986 unreserved kept, and the
-//!   `application/x-www-form-urlencoded` form), with upper- and lower-case hex digits;
+//! - percent-encoded (every byte, every non-alphanumeric byte, all but RFC 3986 unreserved
+//!   bytes, and the `application/x-www-form-urlencoded` form), with upper- and lower-case hex
+//!   digits;
 //! - base64, standard and URL-safe alphabets, with and without padding;
 //! - hex, lower and upper case.
 //!
@@ -103,6 +104,7 @@ fn encodings(secret: &str) -> Vec<String> {
         hex,
     ];
     let percent = [
+        bytes.iter().map(|b| format!("%{b:02X}")).collect::<String>(),
         utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
         utf8_percent_encode(secret, UNRESERVED).to_string(),
         url::form_urlencoded::byte_serialize(bytes).collect::<String>(),
