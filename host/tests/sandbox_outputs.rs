@@ -67,7 +67,10 @@ fn secret_forms() -> Vec<String> {
 /// Asserts `text` holds no form of the secret.
 fn assert_no_secret(text: &str) {
     for form in secret_forms() {
-        assert!(!text.contains(&form), "the secret came back as `{form}`: {text}");
+        assert!(
+            !text.contains(&form),
+            "the secret came back as `{form}`: {text}"
+        );
     }
 }
 
@@ -139,7 +142,10 @@ async fn secrets_never_come_back(backend: Backend) {
     // An unauthenticated 14-byte webhook that the plugin answers with 12 MB echoing the secret.
     let response = app
         .client
-        .post(format!("{}/api/v1/sms/webhooks/{HOSTILE}/inbound", app.base))
+        .post(format!(
+            "{}/api/v1/sms/webhooks/{HOSTILE}/inbound",
+            app.base
+        ))
         .body("malformed-webhook")
         .send()
         .await
@@ -176,7 +182,12 @@ async fn webhook_floods_are_capped(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
     let (rows, longest) = inbound_rows(&app).await;
     assert_eq!(rows, 101);
     assert!(longest <= 1_600, "an inbound body of {longest} characters");
@@ -223,10 +234,16 @@ async fn plugin_logs_are_escaped_and_bounded() {
     }
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     for line in text.lines() {
-        assert!(!line.starts_with("2026-01-01T00:00:00Z"), "a forged line: {line}");
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00Z"),
+            "a forged line: {line}"
+        );
         assert!(!line.starts_with("more"), "a forged line: {line}");
     }
-    assert!(text.contains("FORGED"), "the forged text is logged, escaped: {text}");
+    assert!(
+        text.contains("FORGED"),
+        "the forged text is logged, escaped: {text}"
+    );
     let flood = text.lines().filter(|l| l.contains("xxxxxxxx")).count();
     assert!(flood <= 100, "one call logged {flood} lines");
     assert!(text.contains("log budget"), "the drop is noticed once");
@@ -258,11 +275,44 @@ fn config_hides_declared_secrets() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let config: Value = serde_json::from_str(&stdout).unwrap();
     let hostile = &config["plugins"][HOSTILE]["config"];
     assert_eq!(hostile["api_key"], "[redacted]");
     assert_eq!(hostile["region"], "eu-west");
-    assert_eq!(config["plugins"]["ghost"]["config"]["endpoint"], "[redacted]");
+    assert_eq!(
+        config["plugins"]["ghost"]["config"]["endpoint"],
+        "[redacted]"
+    );
     assert!(!stdout.contains(SECRET));
+}
+
+/// A trap message says what happened: a stack overflow, a call to WASI `exit`, the stderr cap.
+#[tokio::test]
+async fn trap_messages_say_what_happened() {
+    let plugins = Plugins::start(&common::config(
+        vec![(HOSTILE, hostile_settings())],
+        HOSTILE,
+        "",
+    ))
+    .await
+    .unwrap();
+    let provider = plugins.provider().unwrap();
+    for (body, wanted) in [
+        ("stack-overflow", "overflowed its call stack"),
+        ("exit", "called exit with status 1"),
+        ("stderr-flood", "its stderr reached the 4096 bytes"),
+    ] {
+        match provider.send(&common::outbound(body)).await {
+            SendOutcome::Retryable { error, .. } => {
+                assert!(error.message.contains(wanted), "{body}: {}", error.message);
+                assert!(error.message.len() <= 1024);
+            }
+            other => panic!("{body}: expected retryable, got {other:?}"),
+        }
+    }
 }

@@ -30,21 +30,41 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn error() -> impl Strategy<Value = ProviderError> {
-    (proptest::option::of(text()), text()).prop_map(|(code, message)| ProviderError { code, message })
+    (proptest::option::of(text()), text())
+        .prop_map(|(code, message)| ProviderError { code, message })
 }
 
 fn money() -> impl Strategy<Value = Money> {
-    (any::<i64>(), prop_oneof!["[A-Z]{3}", text()]).prop_map(|(micros, currency)| Money { micros, currency })
+    (any::<i64>(), prop_oneof!["[A-Z]{3}", text()])
+        .prop_map(|(micros, currency)| Money { micros, currency })
 }
 
 fn send_outcome() -> impl Strategy<Value = SendOutcome> {
     prop_oneof![
-        (text(), text(), any::<Option<u32>>(), proptest::option::of(money()), proptest::option::of(text()))
-            .prop_map(|(provider_message_id, provider_status, segments, price, sender)| {
-                SendOutcome::Accepted(Accepted { provider_message_id, provider_status, segments, price, sender })
-            }),
-        (error(), any::<Option<u64>>())
-            .prop_map(|(error, retry_after_ms)| SendOutcome::Retryable { error, retry_after_ms }),
+        (
+            text(),
+            text(),
+            any::<Option<u32>>(),
+            proptest::option::of(money()),
+            proptest::option::of(text())
+        )
+            .prop_map(
+                |(provider_message_id, provider_status, segments, price, sender)| {
+                    SendOutcome::Accepted(Accepted {
+                        provider_message_id,
+                        provider_status,
+                        segments,
+                        price,
+                        sender,
+                    })
+                }
+            ),
+        (error(), any::<Option<u64>>()).prop_map(|(error, retry_after_ms)| {
+            SendOutcome::Retryable {
+                error,
+                retry_after_ms,
+            }
+        }),
         error().prop_map(SendOutcome::Refused),
         error().prop_map(SendOutcome::Unknown),
         error().prop_map(SendOutcome::OptedOut),
@@ -75,48 +95,72 @@ fn status_update() -> impl Strategy<Value = StatusUpdate> {
         proptest::option::of(money()),
         proptest::option::of(text()),
     )
-        .prop_map(|(provider_message_id, state, provider_status, error, segments, price, sender)| StatusUpdate {
-            provider_message_id,
-            state,
-            provider_status,
-            error,
-            segments,
-            price,
-            sender,
-        })
+        .prop_map(
+            |(provider_message_id, state, provider_status, error, segments, price, sender)| {
+                StatusUpdate {
+                    provider_message_id,
+                    state,
+                    provider_status,
+                    error,
+                    segments,
+                    price,
+                    sender,
+                }
+            },
+        )
 }
 
 /// Webhook events; the list is long (up to 400) but its strings short, to keep cases fast.
 fn events() -> impl Strategy<Value = Vec<WebhookEvent>> {
     let event = prop_oneof![
         status_update().prop_map(WebhookEvent::Status),
-        (any::<String>(), any::<String>(), any::<String>(), text(), any::<Option<u32>>()).prop_map(
-            |(provider_message_id, from, to, body, segments)| {
-                WebhookEvent::Inbound(InboundMessage { provider_message_id, from, to, body, segments })
-            }
-        ),
+        (
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+            text(),
+            any::<Option<u32>>()
+        )
+            .prop_map(|(provider_message_id, from, to, body, segments)| {
+                WebhookEvent::Inbound(InboundMessage {
+                    provider_message_id,
+                    from,
+                    to,
+                    body,
+                    segments,
+                })
+            }),
     ];
     proptest::collection::vec(event, 0..400)
 }
 
 fn delivery() -> impl Strategy<Value = DeliveryConfig> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), 1u32..100).prop_map(|(base, max, age, attempts)| DeliveryConfig {
-        retry_base_ms: base,
-        retry_max_ms: max,
-        max_age_ms: age,
-        max_attempts: attempts,
-        ..DeliveryConfig::default()
+    (any::<u64>(), any::<u64>(), any::<u64>(), 1u32..100).prop_map(|(base, max, age, attempts)| {
+        DeliveryConfig {
+            retry_base_ms: base,
+            retry_max_ms: max,
+            max_age_ms: age,
+            max_attempts: attempts,
+            ..DeliveryConfig::default()
+        }
     })
 }
 
 fn attempt() -> impl Strategy<Value = Attempt> {
-    (any::<u32>(), any::<u32>(), any::<i64>(), any::<i64>(), 0.0f64..=1.0).prop_map(|(number, max, created_at, now, jitter)| Attempt {
-        number,
-        max,
-        created_at,
-        now,
-        jitter,
-    })
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<i64>(),
+        any::<i64>(),
+        0.0f64..=1.0,
+    )
+        .prop_map(|(number, max, created_at, now, jitter)| Attempt {
+            number,
+            max,
+            created_at,
+            now,
+            jitter,
+        })
 }
 
 fn assert_id(text: &str) {

@@ -128,7 +128,11 @@ impl<'a> Sanitizer<'a> {
         if (1..=MAX_SEGMENTS).contains(&s) {
             Some(s)
         } else {
-            tracing::warn!(plugin = self.plugin, segments = s, "plugin reported an absurd segment count; ignored");
+            tracing::warn!(
+                plugin = self.plugin,
+                segments = s,
+                "plugin reported an absurd segment count; ignored"
+            );
             None
         }
     }
@@ -201,7 +205,12 @@ impl<'a> Sanitizer<'a> {
     /// The events of one webhook: at most the cap, each bounded.
     pub fn events(&self, mut events: Vec<WebhookEvent>) -> Vec<WebhookEvent> {
         if events.len() > self.max_events {
-            tracing::warn!(plugin = self.plugin, events = events.len(), kept = self.max_events, "plugin returned more webhook events than its cap; the rest are dropped");
+            tracing::warn!(
+                plugin = self.plugin,
+                events = events.len(),
+                kept = self.max_events,
+                "plugin returned more webhook events than its cap; the rest are dropped"
+            );
             events.truncate(self.max_events);
         }
         events
@@ -267,9 +276,7 @@ impl<'a> Sanitizer<'a> {
         match result {
             Ok(text) if text.chars().nth(BODY_CHARS).is_some() => {
                 Err(RenderError::InvalidTemplate(TemplateError {
-                    message: format!(
-                        "the rendered text has more than {BODY_CHARS} characters"
-                    ),
+                    message: format!("the rendered text has more than {BODY_CHARS} characters"),
                     position: None,
                 }))
             }

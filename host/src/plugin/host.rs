@@ -125,6 +125,12 @@ impl HostState {
         }
     }
 
+    /// Whether the guest's stderr is (nearly) at its cap, so a write may have been refused: a
+    /// write that does not fit whole is refused, and a panic message rarely comes this close.
+    pub fn stderr_full(&self) -> bool {
+        self.stderr.contents().len() + 256 > STDERR_CAPACITY
+    }
+
     /// What the guest wrote to stderr (a panic message, typically), redacted.
     pub fn stderr_text(&self) -> String {
         let bytes = self.stderr.contents();
@@ -256,7 +262,10 @@ impl HostState {
         let (lines, bytes) = self.logged;
         if lines >= MAX_LOG_LINES_PER_CALL || bytes >= MAX_LOG_BYTES_PER_CALL {
             if lines != u32::MAX {
-                tracing::warn!(plugin, "plugin log budget for this call spent ({MAX_LOG_LINES_PER_CALL} lines or {MAX_LOG_BYTES_PER_CALL} bytes); its further lines are dropped");
+                tracing::warn!(
+                    plugin,
+                    "plugin log budget for this call spent ({MAX_LOG_LINES_PER_CALL} lines or {MAX_LOG_BYTES_PER_CALL} bytes); its further lines are dropped"
+                );
                 self.logged.0 = u32::MAX;
             }
             return;

@@ -186,6 +186,14 @@ impl LoadedPlugin {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 let (kind, mut message) = classify(&error);
+                if store.data().stderr_full() {
+                    // A write that does not fit is refused; a Rust guest then aborts, so the
+                    // trap itself only says `unreachable`.
+                    message = format!(
+                        "{message}; its stderr reached the {} bytes the host keeps, and further writes were refused",
+                        super::host::STDERR_CAPACITY
+                    );
+                }
                 let stderr = store.data().stderr_text();
                 if !stderr.is_empty() {
                     message = format!("{message}; plugin stderr: {stderr}");
@@ -245,7 +253,7 @@ impl LoadedPlugin {
             Err(f) => {
                 return SendOutcome::Refused(ProviderError {
                     code: None,
-                    message: f.to_string(),
+                    message: self.sanitizer().text(&f.to_string()),
                 });
             }
         };
@@ -259,7 +267,7 @@ impl LoadedPlugin {
             Err(f) => {
                 let error = ProviderError {
                     code: None,
-                    message: f.to_string(),
+                    message: self.sanitizer().text(&f.to_string()),
                 };
                 if f.made_request {
                     SendOutcome::Unknown(error)
@@ -302,7 +310,7 @@ impl LoadedPlugin {
             Err(f) => FetchOutcome::Retryable {
                 error: ProviderError {
                     code: None,
-                    message: f.to_string(),
+                    message: self.sanitizer().text(&f.to_string()),
                 },
                 retry_after_ms: None,
             },
@@ -422,6 +430,13 @@ fn classify(error: &wasmtime::Error) -> (FailureKind, String) {
                 "wrote more than the {} bytes of stderr the host keeps",
                 super::host::STDERR_CAPACITY
             ),
+        );
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::MemoryOutOfBounds) {
+        return (
+            FailureKind::Trap,
+            "accessed memory out of bounds (a Rust guest's shadow-stack overflow ends so too)"
+                .into(),
         );
     }
     let first = chain.lines().next().unwrap_or("unknown error").to_string();

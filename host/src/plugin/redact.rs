@@ -104,7 +104,10 @@ fn encodings(secret: &str) -> Vec<String> {
         hex,
     ];
     let percent = [
-        bytes.iter().map(|b| format!("%{b:02X}")).collect::<String>(),
+        bytes
+            .iter()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>(),
         utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
         utf8_percent_encode(secret, UNRESERVED).to_string(),
         url::form_urlencoded::byte_serialize(bytes).collect::<String>(),

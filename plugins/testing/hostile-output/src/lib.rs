@@ -13,6 +13,9 @@
 //! | `echo-secret-accept` | accepted; the id is the raw secret, the status its base64 and the sender its hex |
 //! | `log-forge` | logs a line with CR/LF and a forged host line in it, then is accepted |
 //! | `log-flood` | logs 100,000 lines of 1 KiB, then is accepted |
+//! | `stack-overflow` | recurses until its stack runs out |
+//! | `exit` | calls `std::process::exit(3)` (WASI p2 `exit` reports any failure as status 1) |
+//! | `stderr-flood` | writes 64 KiB to stderr |
 //! | anything else | accepted with id `hostile-<message-id>`, status `queued` |
 //!
 //! `verify-webhook` accepts every request except one whose body starts with `malformed`, which
@@ -118,7 +121,10 @@ impl Guest for Hostile {
         }
     }
 
-    fn send(config: Vec<(String, String)>, message: OutboundMessage) -> Result<Accepted, SendError> {
+    fn send(
+        config: Vec<(String, String)>,
+        message: OutboundMessage,
+    ) -> Result<Accepted, SendError> {
         match message.body.as_str() {
             "huge-accept" => Ok(Accepted {
                 provider_message_id: huge('i'),
@@ -150,20 +156,43 @@ impl Guest for Hostile {
                     Level::Info,
                     "harmless\n2026-01-01T00:00:00Z ERROR herald: FORGED admin key leaked\r\nmore",
                 );
-                Ok(accepted(format!("hostile-{}", message.message_id), "queued".into()))
+                Ok(accepted(
+                    format!("hostile-{}", message.message_id),
+                    "queued".into(),
+                ))
             }
             "log-flood" => {
                 let line: String = "x".repeat(1024);
                 for _ in 0..100_000 {
                     log(Level::Info, &line);
                 }
-                Ok(accepted(format!("hostile-{}", message.message_id), "queued".into()))
+                Ok(accepted(
+                    format!("hostile-{}", message.message_id),
+                    "queued".into(),
+                ))
             }
-            _ => Ok(accepted(format!("hostile-{}", message.message_id), "queued".into())),
+            "stack-overflow" => Ok(accepted(recurse(0).to_string(), "queued".into())),
+            "exit" => std::process::exit(3),
+            "stderr-flood" => {
+                for _ in 0..64 {
+                    eprintln!("{}", "e".repeat(1023));
+                }
+                Ok(accepted(
+                    format!("hostile-{}", message.message_id),
+                    "queued".into(),
+                ))
+            }
+            _ => Ok(accepted(
+                format!("hostile-{}", message.message_id),
+                "queued".into(),
+            )),
         }
     }
 
-    fn verify_webhook(config: Vec<(String, String)>, request: HttpRequest) -> Result<(), WebhookError> {
+    fn verify_webhook(
+        config: Vec<(String, String)>,
+        request: HttpRequest,
+    ) -> Result<(), WebhookError> {
         if request.body.starts_with(b"malformed") {
             let mut text = encodings(&secret(&config)).join(" ");
             text.push_str(&huge('m'));
@@ -215,6 +244,15 @@ impl Guest for Hostile {
             sender: Some(huge('f')),
         })
     }
+}
+
+/// Recurses until the wasm call stack runs out: its locals stay in wasm locals (not Rust's
+/// shadow stack in linear memory), and `black_box` keeps the calls from being folded into a loop.
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(std::hint::black_box(depth + 1)).wrapping_mul(depth | 1)
 }
 
 bindings::export!(Hostile with_types_in bindings);
