@@ -338,6 +338,9 @@ pub struct PluginConfig {
     pub http_timeout_ms: u64,
     /// Largest outbound HTTP response body accepted, in bytes.
     pub max_response_bytes: usize,
+    /// Events the host keeps from one webhook; further events the plugin returns are dropped,
+    /// with a warning.
+    pub max_webhook_events: usize,
     /// Settings handed to the plugin on every call (secrets included; never logged).
     #[serde(deserialize_with = "scalar_map")]
     pub config: BTreeMap<String, String>,
@@ -353,6 +356,7 @@ impl Default for PluginConfig {
             timeout_ms: 15_000,
             http_timeout_ms: 10_000,
             max_response_bytes: 1 << 20,
+            max_webhook_events: 100,
             config: BTreeMap::new(),
         }
     }
@@ -700,8 +704,27 @@ pub fn looks_secret(key: &str) -> bool {
 }
 
 impl Config {
+    /// A copy safe to print when what plugins declare is known: as [`Config::redacted`], and
+    /// a plugin setting also stays visible only when its plugin is in `declared` (setting name →
+    /// declared secret) and declares it not secret. A setting of a plugin that could not be
+    /// described, or one its plugin does not declare, is hidden: it may be a secret.
+    pub fn redacted_declared(&self, declared: &BTreeMap<String, BTreeMap<String, bool>>) -> Config {
+        let mut copy = self.redacted();
+        for (name, plugin) in copy.plugins.iter_mut() {
+            let keys = declared.get(name);
+            for (key, value) in plugin.config.iter_mut() {
+                let public = keys.and_then(|k| k.get(key)) == Some(&false);
+                if !public {
+                    *value = REDACTED.into();
+                }
+            }
+        }
+        copy
+    }
+
     /// A copy safe to print: API and admin keys, database passwords and plugin settings whose
-    /// names mark them secret (`*token*`, `*secret*`, `*password*`) are replaced.
+    /// names mark them secret (`*token*`, `*secret*`, `*password*`) are replaced. Plugins may
+    /// declare other settings secret: [`Config::redacted_declared`] hides those too.
     pub fn redacted(&self) -> Config {
         let mut copy = self.clone();
         copy.server.api_keys = copy

@@ -102,7 +102,13 @@ async fn main() -> anyhow::Result<()> {
                 env: true,
             }
             .load()?;
-            println!("{}", serde_json::to_string_pretty(&loaded.redacted())?);
+            // A plugin's `describe` says which of its settings are secret; a plugin that cannot
+            // be described has all of its settings hidden.
+            let declared = herald::plugin::declared::declared_secrets(&loaded).await;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&loaded.redacted_declared(&declared))?
+            );
             Ok(())
         }
         Command::Migrate { config } => {

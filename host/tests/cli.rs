@@ -107,6 +107,9 @@ fn empty_text_is_an_error() {
 /// file; secrets are redacted when the configuration is printed.
 #[test]
 fn environment_overrides_and_redaction() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\n[plugins.twilio]\nallowed_hosts = [\"api.twilio.com\"]\n").unwrap();
@@ -122,6 +125,16 @@ fn environment_overrides_and_redaction() {
             "MG0123456789abcdef0123456789abcdef",
         )
         .env("HERALD_LOG", "debug")
+        // The Twilio plugin's `describe` says which of its settings are public.
+        .env("HERALD_RUNTIME__PLUGIN_DIR", root.join("target/plugins"))
+        .env(
+            "HERALD_RUNTIME__CACHE_DIR",
+            root.join("target/herald-cache"),
+        )
+        .env(
+            "HERALD_RUNTIME__ARTIFACT_KEY_FILE",
+            root.join("target/herald-artifact.key"),
+        )
         .output()
         .unwrap();
     let config = json_of(&output);

@@ -121,7 +121,11 @@ async fn replay_after_opt_out(backend: Backend) {
         .carrier
         .requests()
         .iter()
-        .filter(|r| r.form.iter().any(|(k, v)| k == "Body" && v == "Your table is ready"))
+        .filter(|r| {
+            r.form
+                .iter()
+                .any(|(k, v)| k == "Body" && v == "Your table is ready")
+        })
         .count();
     assert_eq!(sends, 1);
     app.stop().await;

@@ -34,6 +34,7 @@ const BUILDS: &[Build] = &[
             ("herald_contract_0_1_0", "contract-0.1.0"),
             ("herald_future_contract", "future-contract"),
             ("herald_hostile_egress", "hostile-egress"),
+            ("herald_hostile_output", "hostile-output"),
         ],
     },
     Build {
@@ -56,6 +57,7 @@ const REPORT_ORDER: &[&str] = &[
     "contract-0.1.0",
     "future-contract",
     "hostile-egress",
+    "hostile-output",
 ];
 
 /// Whether an install rewrote the file.

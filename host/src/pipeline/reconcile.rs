@@ -136,7 +136,11 @@ async fn ask_provider(
                 // Most such failures are the provider's (an outage, a rate limit, credentials):
                 // the other candidates would fail alike, so they wait for a later pass.
                 tracing::warn!(%provider, message_id = %candidate.id, error = %error.message, "status lookup failed; pausing this provider's lookups");
-                budget.pause_until(now.saturating_add(millis(retry_after_ms.unwrap_or(0))));
+                // The hint is the plugin's word: clamped like a send's retry-after.
+                let hint = retry_after_ms
+                    .unwrap_or(0)
+                    .min(pipeline.config().delivery.retry_max_ms);
+                budget.pause_until(now.saturating_add(millis(hint)));
                 pass.deferred += candidates.len() - index - 1;
                 return Ok(());
             }

@@ -23,36 +23,15 @@ use super::egress::{self, Egress};
 use super::model::{HttpError, HttpRequest, HttpResponse, LogLevel, MaybeSent, NotSent};
 
 /// Bytes of guest stderr kept for diagnostics (a panic message fits).
-const STDERR_CAPACITY: usize = 4096;
+pub(crate) const STDERR_CAPACITY: usize = 4096;
 /// Longest plugin log line kept.
 const MAX_LOG_LINE: usize = 2048;
+/// Log lines one call may write; later ones are dropped, with one notice.
+const MAX_LOG_LINES_PER_CALL: u32 = 100;
+/// Log bytes one call may write (after each line's cut); later lines are dropped, with one notice.
+const MAX_LOG_BYTES_PER_CALL: usize = 64 * 1024;
 
-/// Replaces secret setting values with `[redacted]` wherever plugin output might echo them.
-#[derive(Debug, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    /// A redactor for these secret values (empty values are ignored).
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        // Longest first, so a secret containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Self { secrets }
-    }
-
-    /// `text` with every secret value replaced.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "[redacted]");
-            }
-        }
-        out
-    }
-}
+pub use super::redact::Redactor;
 
 /// The outbound HTTP a provider plugin has been granted.
 #[derive(Debug)]
@@ -79,6 +58,8 @@ pub struct HostState {
     made_request: Arc<AtomicBool>,
     redactor: Arc<Redactor>,
     stderr: MemoryOutputPipe,
+    /// Log lines and bytes this call has written, against the per-call budget.
+    logged: (u32, usize),
 }
 
 impl HostState {
@@ -115,7 +96,14 @@ impl HostState {
             made_request,
             redactor,
             stderr,
+            logged: (0, 0),
         }
+    }
+
+    /// Whether the guest's stderr is (nearly) at its cap, so a write may have been refused: a
+    /// write that does not fit whole is refused, and a panic message rarely comes this close.
+    pub fn stderr_full(&self) -> bool {
+        self.stderr.contents().len() + 256 > STDERR_CAPACITY
     }
 
     /// What the guest wrote to stderr (a panic message, typically), redacted.
@@ -246,9 +234,33 @@ impl HostState {
         self.redactor.redact(&text)
     }
 
-    /// Writes one plugin log line into the host's log, redacted and length-capped.
+    /// Writes one plugin log line into the host's log: redacted, length-capped, with control
+    /// characters escaped (so a plugin cannot forge a line of its own), within the call's budget
+    /// of [`MAX_LOG_LINES_PER_CALL`] lines and [`MAX_LOG_BYTES_PER_CALL`] bytes.
     pub(crate) fn log(&mut self, level: LogLevel, message: String) {
-        let mut message = self.redactor.redact(&message);
+        let plugin = &*self.plugin;
+        let (lines, bytes) = self.logged;
+        if lines >= MAX_LOG_LINES_PER_CALL || bytes >= MAX_LOG_BYTES_PER_CALL {
+            if lines != u32::MAX {
+                tracing::warn!(
+                    plugin,
+                    "plugin log budget for this call spent ({MAX_LOG_LINES_PER_CALL} lines or {MAX_LOG_BYTES_PER_CALL} bytes); its further lines are dropped"
+                );
+                self.logged.0 = u32::MAX;
+            }
+            return;
+        }
+        // Cut before redacting (with room for a secret straddling the cut), so a 12 MB line
+        // costs the host no more than a short one.
+        let mut window = MAX_LOG_LINE.saturating_add(self.redactor.longest());
+        if window < message.len() {
+            while !message.is_char_boundary(window) {
+                window -= 1;
+            }
+            window -= self.redactor.partial_tail(&message[..window]);
+        }
+        let kept = &message[..window.min(message.len())];
+        let mut message = escape_controls(&self.redactor.redact(kept));
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
             while !message.is_char_boundary(cut) {
@@ -256,7 +268,7 @@ impl HostState {
             }
             message.truncate(cut);
         }
-        let plugin = &*self.plugin;
+        self.logged = (lines + 1, bytes.saturating_add(message.len()));
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, "{message}"),
@@ -265,6 +277,22 @@ impl HostState {
             LogLevel::Error => tracing::error!(plugin, "{message}"),
         }
     }
+}
+
+/// `text` with CR, LF and every other control character written as an escape (`\n`, `\u{1b}`).
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl WasiView for HostState {
@@ -280,13 +308,10 @@ impl WasiView for HostState {
 mod tests {
     use super::*;
 
-    /// Secrets are replaced, longest first.
+    /// Control characters in a log line are escaped, so a line cannot end early.
     #[test]
-    fn redaction() {
-        let r = Redactor::new(["tok".to_string(), "token123".to_string(), String::new()]);
-        assert_eq!(
-            r.redact("auth token123 and tok"),
-            "auth [redacted] and [redacted]"
-        );
+    fn log_text_is_escaped() {
+        assert_eq!(escape_controls("a\r\nb\u{1b}c"), "a\\r\\nb\\u{1b}c");
+        assert_eq!(escape_controls("plain"), "plain");
     }
 }

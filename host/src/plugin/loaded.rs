@@ -5,6 +5,9 @@
 //! secrets handed to one call are gone when it ends. Limits per call: linear memory (the store's
 //! limiter), CPU (epoch ticks counted while guest code runs) and a wall-clock deadline that also
 //! covers host HTTP.
+//!
+//! Every output is bounded and redacted here, as each call returns ([`super::bounds`]), so no
+//! caller can store, log or answer with an unbounded or secret-bearing plugin string.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +19,7 @@ use serde::Serialize;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{ProviderPre, RendererPre};
+use super::bounds::Sanitizer;
 use super::engine::EPOCH_TICK;
 use super::host::{HostState, HttpGrant, Redactor};
 use super::model::*;
@@ -98,6 +102,8 @@ pub struct LoadedPlugin {
     pub(crate) grant: Option<Arc<HttpGrant>>,
     pub(crate) redactor: Arc<Redactor>,
     pub(crate) limits: Limits,
+    /// Events kept from one webhook.
+    pub(crate) max_webhook_events: usize,
     pub(crate) pre: Pre,
     pub(crate) engine: Engine,
 }
@@ -129,6 +135,11 @@ impl LoadedPlugin {
             Pre::Provider(pre) => pre.contract().version(),
             Pre::Renderer(pre) => pre.contract().version(),
         }
+    }
+
+    /// The bounds and redaction applied to this plugin's output.
+    fn sanitizer(&self) -> Sanitizer<'_> {
+        Sanitizer::new(&self.name, &self.redactor, self.max_webhook_events)
     }
 
     fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
@@ -168,13 +179,21 @@ impl LoadedPlugin {
         let failure = |kind, message: String| CallFailure {
             plugin: self.name.to_string(),
             kind,
-            message: self.redactor.redact(&message),
+            message: self.sanitizer().text(&message),
             made_request: made_request.load(Ordering::SeqCst),
         };
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 let (kind, mut message) = classify(&error);
+                if store.data().stderr_full() {
+                    // A write that does not fit is refused; a Rust guest then aborts, so the
+                    // trap itself only says `unreachable`.
+                    message = format!(
+                        "{message}; its stderr reached the {} bytes the host keeps, and further writes were refused",
+                        super::host::STDERR_CAPACITY
+                    );
+                }
                 let stderr = store.data().stderr_text();
                 if !stderr.is_empty() {
                     message = format!("{message}; plugin stderr: {stderr}");
@@ -223,6 +242,7 @@ impl LoadedPlugin {
             })
         })
         .await
+        .map(|info| self.sanitizer().info(info))
     }
 
     /// Sends one message. A failure of the plugin itself is classified here: retryable when no
@@ -233,7 +253,7 @@ impl LoadedPlugin {
             Err(f) => {
                 return SendOutcome::Refused(ProviderError {
                     code: None,
-                    message: f.to_string(),
+                    message: self.sanitizer().text(&f.to_string()),
                 });
             }
         };
@@ -243,11 +263,11 @@ impl LoadedPlugin {
             .run(move |store| Box::pin(async move { pre.send(store, &config, &message).await }))
             .await;
         match result {
-            Ok(outcome) => outcome,
+            Ok(outcome) => self.sanitizer().send(outcome),
             Err(f) => {
                 let error = ProviderError {
                     code: None,
-                    message: f.to_string(),
+                    message: self.sanitizer().text(&f.to_string()),
                 };
                 if f.made_request {
                     SendOutcome::Unknown(error)
@@ -286,11 +306,11 @@ impl LoadedPlugin {
             .run(move |store| Box::pin(async move { pre.fetch_status(store, &config, &id).await }))
             .await;
         match result {
-            Ok(outcome) => outcome,
+            Ok(outcome) => self.sanitizer().fetch(outcome),
             Err(f) => FetchOutcome::Retryable {
                 error: ProviderError {
                     code: None,
-                    message: f.to_string(),
+                    message: self.sanitizer().text(&f.to_string()),
                 },
                 retry_after_ms: None,
             },
@@ -310,6 +330,7 @@ impl LoadedPlugin {
             Box::pin(async move { pre.receive_webhook(store, &config, &request).await })
         })
         .await
+        .map(|r| self.sanitizer().webhook(r, |e| self.sanitizer().events(e)))
     }
 
     /// Asks the plugin whether a webhook really comes from its provider.
@@ -324,6 +345,7 @@ impl LoadedPlugin {
             Box::pin(async move { pre.verify_webhook(store, &config, &request).await })
         })
         .await
+        .map(|r| self.sanitizer().webhook(r, |ok| ok))
     }
 
     /// Reads the events out of a verified webhook.
@@ -338,6 +360,7 @@ impl LoadedPlugin {
             Box::pin(async move { pre.parse_webhook(store, &config, &request).await })
         })
         .await
+        .map(|r| self.sanitizer().webhook(r, |e| self.sanitizer().events(e)))
     }
 
     /// Validates a template, returning the variables it uses.
@@ -349,6 +372,7 @@ impl LoadedPlugin {
         let template = template.to_string();
         self.run(move |store| Box::pin(async move { pre.validate(store, &template).await }))
             .await
+            .map(|r| self.sanitizer().validated(r))
     }
 
     /// Renders a template with the given variables.
@@ -364,15 +388,29 @@ impl LoadedPlugin {
             Box::pin(async move { pre.render(store, &template, &variables).await })
         })
         .await
+        .map(|r| self.sanitizer().rendered(r))
     }
 }
 
-/// Names what stopped a call from wasmtime's error.
+/// Names what stopped a call from wasmtime's error, in words an operator can act on: a CPU or
+/// memory limit, a stack overflow, a call to WASI `exit`, the stderr cap, or the trap itself.
 fn classify(error: &wasmtime::Error) -> (FailureKind, String) {
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return (
             FailureKind::CpuLimit,
             "interrupted after using its CPU budget".into(),
+        );
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
+        return (
+            FailureKind::Trap,
+            "overflowed its call stack (wasm trap: call stack exhausted)".into(),
+        );
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return (
+            FailureKind::Trap,
+            format!("called exit with status {} instead of returning", exit.0),
         );
     }
     let chain = format!("{error:#}");
@@ -383,6 +421,22 @@ fn classify(error: &wasmtime::Error) -> (FailureKind, String) {
         return (
             FailureKind::MemoryLimit,
             "tried to grow its linear memory past the limit".into(),
+        );
+    }
+    if chain.contains("write beyond capacity of MemoryOutputPipe") {
+        return (
+            FailureKind::Trap,
+            format!(
+                "wrote more than the {} bytes of stderr the host keeps",
+                super::host::STDERR_CAPACITY
+            ),
+        );
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::MemoryOutOfBounds) {
+        return (
+            FailureKind::Trap,
+            "accessed memory out of bounds (a Rust guest's shadow-stack overflow ends so too)"
+                .into(),
         );
     }
     let first = chain.lines().next().unwrap_or("unknown error").to_string();

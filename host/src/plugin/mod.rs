@@ -7,6 +7,9 @@
 //! - [`host`]: what a plugin can reach (logging, granted HTTP), per-call state.
 //! - [`egress`]: the grants of outbound HTTP: scheme, host, port, resolved addresses, headers.
 //! - [`loaded`]: one validated plugin version and the calls into it.
+//! - [`bounds`]: caps and redaction applied to every plugin output as each call returns.
+//! - [`declared`]: which settings each configured plugin declares secret, for `herald config`.
+//! - [`redact`]: secret values, in every encoding, removed from plugin output.
 //!
 //! A reload compiles and validates (instantiate + describe + required settings) every changed
 //! plugin *before* it replaces the running version. Callers pin the version they loaded for the
@@ -15,11 +18,14 @@
 //! rejected with a log line and the old one keeps serving.
 
 pub mod bindings;
+pub mod bounds;
+pub mod declared;
 pub mod egress;
 pub mod engine;
 pub mod host;
 pub mod loaded;
 pub mod model;
+pub mod redact;
 mod scoped;
 
 use std::collections::BTreeMap;
@@ -342,6 +348,7 @@ impl Plugins {
             grant,
             redactor: Arc::new(Redactor::new(settings.config.values().cloned())),
             limits: Limits::new(settings.memory_mb, settings.cpu_ms, settings.timeout_ms),
+            max_webhook_events: settings.max_webhook_events,
             pre,
             engine: self.inner.engine.engine().clone(),
         };

@@ -51,6 +51,7 @@ impl LoadedPlugin {
             grant: self.grant.clone(),
             redactor: Arc::new(Redactor::new(secrets)),
             limits: self.limits.clone(),
+            max_webhook_events: self.max_webhook_events,
             pre: self.pre.clone(),
             engine: self.engine.clone(),
         }
