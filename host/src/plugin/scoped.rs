@@ -53,6 +53,8 @@ impl LoadedPlugin {
             limits: self.limits.clone(),
             pre: self.pre.clone(),
             engine: self.engine.clone(),
+            // Every tenant's calls count against the plugin's one set of limits.
+            gate: self.gate.clone(),
         }
     }
 }
