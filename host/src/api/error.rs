@@ -82,10 +82,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateTooLong
         | C::InvalidQuery
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
-        C::RendererUnavailable
-        | C::ProviderUnavailable
-        | C::StorageUnavailable
-        | C::PluginBusy => StatusCode::SERVICE_UNAVAILABLE,
+        C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

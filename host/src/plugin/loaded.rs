@@ -18,9 +18,9 @@ use serde::Serialize;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{ProviderPre, RendererPre};
-use super::meter::{Meter, Metered};
 use super::gate::{Gate, Share};
 use super::host::{HostState, HttpGrant, Redactor};
+use super::meter::{Meter, Metered};
 use super::model::*;
 
 /// The instantiation handle of one component, by role (each knows its contract version).
@@ -378,7 +378,7 @@ impl LoadedPlugin {
         self.run(Share::Calls, move |store| {
             Box::pin(async move { pre.validate(store, &template).await })
         })
-            .await
+        .await
     }
 
     /// Renders a template with the given variables.

@@ -27,8 +27,8 @@ pub mod engine;
 mod file;
 mod gate;
 pub mod host;
-mod meter;
 pub mod loaded;
+mod meter;
 pub mod model;
 mod scoped;
 
@@ -273,7 +273,11 @@ impl Plugins {
                 .filter(|k| !wanted.contains_key(*k))
                 .cloned()
                 .collect();
-            let mut gates = self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut gates = self
+                .inner
+                .gates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             gates.retain(|name, _| wanted.contains_key(name));
             for name in gone {
                 slots.remove(&name);
