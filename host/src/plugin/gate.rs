@@ -23,10 +23,13 @@ use crate::config::PluginConfig;
 /// Which share of a plugin's instances a call draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Share {
-    /// Sends, lookups, renders, validation and `describe`.
+    /// Sends, lookups, renders and template validation.
     Calls,
     /// `verify-webhook`, `parse-webhook` and their combination.
     Webhooks,
+    /// `describe` while a version is validated: it takes no permit but the pool's one instance
+    /// kept for validation (reloads run one at a time), so a busy plugin can still be reloaded.
+    Validation,
 }
 
 /// The limits a gate enforces, from the plugin's settings.
@@ -82,14 +85,16 @@ impl Gate {
         self.limits
     }
 
-    /// Takes a permit of `share`, waiting in line within the limits, or says why not.
-    pub async fn enter(&self, share: Share) -> Result<OwnedSemaphorePermit, Busy> {
+    /// Takes a permit of `share` (none for [`Share::Validation`]), waiting in line within the
+    /// limits, or says why not.
+    pub async fn enter(&self, share: Share) -> Result<Option<OwnedSemaphorePermit>, Busy> {
         let (queue, size, what) = match share {
             Share::Calls => (&self.calls, self.limits.calls, "calls"),
             Share::Webhooks => (&self.webhooks, self.limits.webhooks, "webhook calls"),
+            Share::Validation => return Ok(None),
         };
         if let Ok(permit) = queue.permits.clone().try_acquire_owned() {
-            return Ok(permit);
+            return Ok(Some(permit));
         }
         let ahead = queue.waiting.fetch_add(1, Ordering::SeqCst);
         let _in_line = InLine(&queue.waiting);
@@ -105,7 +110,7 @@ impl Gate {
         match tokio::time::timeout(self.limits.max_wait, queue.permits.clone().acquire_owned())
             .await
         {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(Some(permit)),
             _ => Err(Busy(format!(
                 "no instance for {what} came free within {:?} (all {size} in use)",
                 self.limits.max_wait

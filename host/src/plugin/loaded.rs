@@ -236,7 +236,7 @@ impl LoadedPlugin {
     /// Calls `describe`, whatever the role.
     pub(crate) async fn describe(&self) -> Result<PluginInfo, CallFailure> {
         let pre = self.pre.clone();
-        self.run(Share::Calls, move |store| {
+        self.run(Share::Validation, move |store| {
             Box::pin(async move {
                 match pre {
                     Pre::Provider(pre) => pre.describe(store).await,
