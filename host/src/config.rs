@@ -161,7 +161,10 @@ pub struct RuntimeConfig {
     pub artifact_key_file: PathBuf,
     /// Where a plugin's `.wasm` is looked for when its `path` is not set: `DIR/NAME.wasm`.
     pub plugin_dir: PathBuf,
-    /// How many plugin instances may be live at once (the pooling allocator's size).
+    /// How many plugin instances may be live at once: the pooling allocator's size at least.
+    /// At start the pool grows to fit every configured plugin's `max_concurrency` +
+    /// `webhook_concurrency` (plus one instance for validating reloads); a reload that would need
+    /// more than the pool has is rejected.
     pub max_instances: u32,
     /// The largest linear memory any plugin may be granted, in MiB.
     pub max_memory_mb: u64,
@@ -169,6 +172,10 @@ pub struct RuntimeConfig {
     pub watch: bool,
     /// How often the watcher looks, in milliseconds.
     pub watch_interval_ms: u64,
+    /// The largest plugin file accepted, in bytes (default 50 MiB). Only regular files are read.
+    pub max_plugin_bytes: u64,
+    /// How long compiling one plugin may take, in milliseconds, before its load is rejected.
+    pub compile_timeout_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -182,6 +189,8 @@ impl Default for RuntimeConfig {
             max_memory_mb: 64,
             watch: true,
             watch_interval_ms: 500,
+            max_plugin_bytes: 50 << 20,
+            compile_timeout_ms: 60_000,
         }
     }
 }
@@ -341,6 +350,16 @@ pub struct PluginConfig {
     /// Events the host keeps from one webhook; further events the plugin returns are dropped,
     /// with a warning.
     pub max_webhook_events: usize,
+    /// How many ordinary calls (sends, lookups, renders) of this plugin may run at once.
+    pub max_concurrency: u32,
+    /// How many webhook calls of this plugin may run at once: a share of its own, so a flood
+    /// of webhooks cannot starve sends.
+    pub webhook_concurrency: u32,
+    /// How many callers may wait in line for a full share; more are refused as busy at once.
+    pub max_waiting: u32,
+    /// How long a caller waits in line for an instance, in milliseconds, before it is refused
+    /// as busy (a message is put back without counting an attempt; the API answers 503).
+    pub max_wait_ms: u64,
     /// Settings handed to the plugin on every call (secrets included; never logged).
     #[serde(deserialize_with = "scalar_map")]
     pub config: BTreeMap<String, String>,
@@ -357,6 +376,10 @@ impl Default for PluginConfig {
             http_timeout_ms: 10_000,
             max_response_bytes: 1 << 20,
             max_webhook_events: 100,
+            max_concurrency: 16,
+            webhook_concurrency: 8,
+            max_waiting: 64,
+            max_wait_ms: 2_000,
             config: BTreeMap::new(),
         }
     }
@@ -546,10 +569,13 @@ impl Config {
             crate::plugin::egress::Egress::parse(&plugin.allowed_hosts).map_err(|why| {
                 ConfigError::Inconsistent(format!("plugins.{name}.allowed_hosts: {why}"))
             })?;
-            if !plugin.allowed_hosts.is_empty() && plugin.timeout_ms >= self.delivery.lease_ms {
+            // A send may wait `max_wait_ms` for an instance, then run `timeout_ms`, all under
+            // its lease.
+            let held = plugin.timeout_ms.saturating_add(plugin.max_wait_ms);
+            if !plugin.allowed_hosts.is_empty() && held >= self.delivery.lease_ms {
                 return Err(ConfigError::Inconsistent(format!(
-                    "plugins.{name}.timeout_ms = {} must be below delivery.lease_ms = {}, or a slow send could be repeated",
-                    plugin.timeout_ms, self.delivery.lease_ms
+                    "plugins.{name}.timeout_ms + max_wait_ms = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
+                    self.delivery.lease_ms
                 )));
             }
         }

@@ -163,6 +163,8 @@ async fn killed_mid_dispatch_loses_nothing(backend: Backend) {
     let twilio = config.plugins.get_mut("twilio").unwrap();
     twilio.timeout_ms = 1_000;
     twilio.http_timeout_ms = 900;
+    // The wait for an instance counts against the lease too.
+    twilio.max_wait_ms = 200;
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, toml_of(&config)).unwrap();
 

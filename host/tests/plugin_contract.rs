@@ -178,11 +178,12 @@ async fn contract_0_1_0_sees_the_old_http_error() {
     }
 }
 
-/// A component built against `herald:plugin@0.9.0` is refused with an error naming the version.
+/// A component built against `herald:plugin@0.9.0` is refused with an error naming the version
+/// (routed, so its refusal stops the start).
 #[tokio::test]
 async fn unknown_contract_is_refused() {
     let future = common::plugin_config(common::plugin("future-contract"));
-    let config = common::config(vec![("future", future)], "", "");
+    let config = common::config(vec![("future", future)], "future", "");
     let err = Plugins::start(&config)
         .await
         .err()
@@ -192,13 +193,14 @@ async fn unknown_contract_is_refused() {
     assert!(err.contains("supported: 0.1.0, 0.2.0"), "{err}");
 }
 
-/// A file that is not a component at all is refused with a clear error.
+/// A file that is not a component at all is refused with a clear error (routed, so its
+/// refusal stops the start).
 #[tokio::test]
 async fn garbage_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.wasm");
     std::fs::write(&path, b"not wasm").unwrap();
-    let config = common::config(vec![("junk", common::plugin_config(path))], "", "");
+    let config = common::config(vec![("junk", common::plugin_config(path))], "junk", "");
     let err = Plugins::start(&config)
         .await
         .err()

@@ -213,7 +213,7 @@ proptest! {
                 assert_segments(accepted.segments);
                 assert_money(&accepted.price);
             }
-            Next::RetryAt { due_at, error } => {
+            Next::RetryAt { due_at, error } | Next::Defer { due_at, error } => {
                 assert!(due_at >= attempt.now);
                 assert_error(&error);
             }

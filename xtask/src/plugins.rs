@@ -35,6 +35,7 @@ const BUILDS: &[Build] = &[
             ("herald_future_contract", "future-contract"),
             ("herald_hostile_egress", "hostile-egress"),
             ("herald_hostile_output", "hostile-output"),
+            ("herald_hostile_pool", "hostile-pool"),
         ],
     },
     Build {
@@ -58,6 +59,7 @@ const REPORT_ORDER: &[&str] = &[
     "future-contract",
     "hostile-egress",
     "hostile-output",
+    "hostile-pool",
 ];
 
 /// Whether an install rewrote the file.
@@ -68,7 +70,7 @@ enum Install {
 }
 
 /// Builds every plugin in release mode for `wasm32-wasip2` and installs the components as
-/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract}.wasm`.
+/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract,hostile-pool}.wasm`.
 ///
 /// All but two are built against the current contract, `wit/v0.2.0`: `contract-0.1.0` stays on the
 /// frozen `wit/v0.1.0` (the host must keep serving it) and `future-contract` names 0.9.0 (the host

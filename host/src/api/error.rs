@@ -82,7 +82,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateTooLong
         | C::InvalidQuery
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
-        C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable => {
+        C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -194,6 +194,7 @@ mod tests {
                     | ErrorCode::RendererUnavailable
                     | ErrorCode::ProviderUnavailable
                     | ErrorCode::StorageUnavailable
+                    | ErrorCode::PluginBusy
             );
             assert_eq!(status.is_server_error(), expected_server_side, "{code}");
             assert!(

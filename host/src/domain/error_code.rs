@@ -112,6 +112,8 @@ pub enum ErrorCode {
     ProviderUnavailable,
     /// The database cannot be reached or cannot write right now (down, unreachable, full).
     StorageUnavailable,
+    /// Every instance a plugin may use is busy: try again after `Retry-After`.
+    PluginBusy,
 
     /// 500: a fault inside Herald; the detail is logged, never answered.
     Internal,
@@ -119,7 +121,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 45] = [
+    pub const ALL: [Self; 46] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -164,6 +166,7 @@ impl ErrorCode {
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
         Self::StorageUnavailable,
+        Self::PluginBusy,
         Self::Internal,
     ];
 
@@ -215,6 +218,7 @@ impl ErrorCode {
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::PluginBusy => "plugin_busy",
             Self::Internal => "internal",
         }
     }

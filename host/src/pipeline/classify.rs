@@ -9,7 +9,9 @@
 //!   on the route, `failed` when there is none;
 //! - *unknown* → the provider may have it: `unknown`, never failed over, never resent blindly;
 //! - *opted out* at the provider → `failed`, and the number joins the opt-out list;
-//! - *invalid recipient* → `failed`.
+//! - *invalid recipient* → `failed`;
+//! - *busy* (every instance the provider may use was taken; the plugin never ran) → deferred:
+//!   back to the queue shortly, without counting the attempt, within the message's age limit.
 //!
 //! The plugin runtime has already turned a trap, a timeout or a limit hit into *retryable* (no
 //! outbound request could have reached the server) or *unknown* (one may have).
@@ -33,6 +35,13 @@ pub enum Next {
     },
     /// Nothing reached the provider: the next provider on the route may take it.
     FailOver(ErrorInfo),
+    /// The provider had no instance free: try again at `due_at` without counting this attempt.
+    Defer {
+        /// When the next attempt is due.
+        due_at: i64,
+        /// Why the attempt did not happen.
+        error: ErrorInfo,
+    },
     /// No more attempts: the message ends with `status`.
     Stop {
         /// `failed` or `unknown`.
@@ -94,7 +103,29 @@ pub fn classify(
         SendOutcome::InvalidRecipient(error) => stop(MessageStatus::Failed, &error, false),
         SendOutcome::Unknown(error) => stop(MessageStatus::Unknown, &error, false),
         SendOutcome::OptedOut(error) => stop(MessageStatus::Failed, &error, true),
+        SendOutcome::Busy(error) => defer(error_info(&error), attempt, delivery),
     }
+}
+
+/// Puts an attempt that never ran back to the queue after a short, jittered delay (the first
+/// backoff step), without counting it; past the message's age limit it stops the message.
+#[must_use]
+pub fn defer(error: ErrorInfo, attempt: Attempt, delivery: &DeliveryConfig) -> Next {
+    let delay = backoff(delivery, 1, None, attempt.jitter);
+    let due_at = attempt
+        .now
+        .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
+    let deadline = attempt
+        .created_at
+        .saturating_add(i64::try_from(delivery.max_age_ms).unwrap_or(i64::MAX));
+    if due_at > deadline {
+        return Next::Stop {
+            status: MessageStatus::Failed,
+            error,
+            opted_out: false,
+        };
+    }
+    Next::Defer { due_at, error }
 }
 
 /// Retries `error` after a backoff, or stops when the attempts are used up or the next attempt
@@ -302,6 +333,27 @@ mod tests {
         };
         assert!(matches!(
             retry(retryable_error(), None, last, &config),
+            Next::Stop { .. }
+        ));
+    }
+
+    /// A busy provider defers the message, even on its last attempt, but not past its age limit.
+    #[test]
+    fn busy_defers_without_using_up_attempts() {
+        let config = delivery();
+        assert_eq!(
+            classify(SendOutcome::Busy(error()), "p", attempt(5), &config),
+            Next::Defer {
+                due_at: 10_100,
+                error: error_info(&error())
+            }
+        );
+        let old = Attempt {
+            created_at: 10_000 - config.max_age_ms as i64,
+            ..attempt(1)
+        };
+        assert!(matches!(
+            classify(SendOutcome::Busy(error()), "p", old, &config),
             Next::Stop { .. }
         ));
     }

@@ -266,6 +266,15 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
                 &job.message.provider,
             );
         }
+        Next::Defer { due_at, error } => {
+            tracing::info!(message_id = %job.message.id, due_at, "provider busy; message deferred without counting the attempt");
+            record(
+                store.defer(lease, due_at, &error, now).await,
+                job,
+                MessageStatus::Queued,
+                &job.message.provider,
+            );
+        }
         // One provider per route today: nothing to fail over to.
         Next::FailOver(error) => finish(pipeline, job, MessageStatus::Failed, &error).await,
         Next::Stop {

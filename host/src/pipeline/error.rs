@@ -39,6 +39,19 @@ impl PipelineError {
     }
 }
 
+impl PipelineError {
+    /// A plugin call that produced no result: [`ErrorCode::PluginBusy`] when the plugin had no
+    /// instance free (back-pressure, the caller may retry), `otherwise` when it failed.
+    pub fn plugin(failure: &crate::plugin::CallFailure, otherwise: ErrorCode) -> Self {
+        let code = if failure.kind == crate::plugin::FailureKind::Busy {
+            ErrorCode::PluginBusy
+        } else {
+            otherwise
+        };
+        Self::new(code, failure.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for PipelineError {
     fn from(error: crate::store::StoreError) -> Self {
         if error.is_unavailable() {

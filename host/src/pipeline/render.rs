@@ -86,9 +86,9 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
             return Err(PipelineError::new(ErrorCode::InvalidTemplate, e.message));
         }
         Err(failure) => {
-            return Err(PipelineError::new(
+            return Err(PipelineError::plugin(
+                &failure,
                 ErrorCode::RendererUnavailable,
-                failure.to_string(),
             ));
         }
     };
@@ -173,9 +173,9 @@ pub async fn create_template(
             ));
         }
         Err(failure) => {
-            return Err(PipelineError::new(
+            return Err(PipelineError::plugin(
+                &failure,
                 ErrorCode::RendererUnavailable,
-                failure.to_string(),
             ));
         }
     };

@@ -82,7 +82,7 @@ pub async fn receive_webhook(
     let events = plugin
         .receive_webhook(&request)
         .await
-        .map_err(|e| PipelineError::new(ErrorCode::ProviderUnavailable, e.to_string()))?
+        .map_err(|e| PipelineError::plugin(&e, ErrorCode::ProviderUnavailable))?
         .map_err(|rejection| {
             tracing::warn!(provider, tenant = %tenant, url = %request.url, "rejected webhook: {rejection}");
             match rejection {
@@ -126,8 +126,12 @@ async fn inbound_owner(
     provider: &str,
     request: &WebhookRequest,
 ) -> Result<Option<TenantId>> {
-    let Ok(Ok(events)) = base.parse_webhook(request).await else {
-        return Ok(None);
+    let events = match base.parse_webhook(request).await {
+        Ok(Ok(events)) => events,
+        Err(f) if f.kind == crate::plugin::FailureKind::Busy => {
+            return Err(PipelineError::plugin(&f, ErrorCode::ProviderUnavailable));
+        }
+        _ => return Ok(None),
     };
     for event in events {
         if let WebhookEvent::Inbound(message) = event {

@@ -170,6 +170,7 @@ impl<'a> Sanitizer<'a> {
             SendOutcome::Unknown(e) => SendOutcome::Unknown(self.error(e)),
             SendOutcome::OptedOut(e) => SendOutcome::OptedOut(self.error(e)),
             SendOutcome::InvalidRecipient(e) => SendOutcome::InvalidRecipient(self.error(e)),
+            SendOutcome::Busy(e) => SendOutcome::Busy(self.error(e)),
         }
     }
 

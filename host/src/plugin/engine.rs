@@ -11,7 +11,7 @@
 //! not verify (damaged, or another plugin's artifact copied under this name) is recompiled with a
 //! warning; the cache directory is created `0700`, and one that others may write to is not used.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -26,7 +26,7 @@ use super::PluginError;
 use super::bindings::{self, Contract};
 use super::model::PluginKind;
 
-/// How often the engine's epoch advances; CPU budgets are counted in these ticks.
+/// How often the engine's epoch advances: a call's CPU budget is checked at least this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of the MAC in front of every cached artifact (HMAC-SHA256).
 const MAC_LEN: usize = 32;
@@ -95,6 +95,9 @@ pub struct PluginEngine {
     key: Vec<u8>,
     compat: String,
     compiled: Mutex<HashMap<String, Component>>,
+    /// Hashes whose artifact this process wrote to the cache, so that [`PluginEngine::trim`]
+    /// removes only files it made (another process may share the directory).
+    written: Mutex<HashSet<String>>,
     _ticker: Arc<()>,
 }
 
@@ -147,6 +150,7 @@ impl PluginEngine {
             key,
             compat,
             compiled: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashSet::new()),
             _ticker: ticker,
         })
     }
@@ -179,8 +183,11 @@ impl PluginEngine {
             None => {
                 let c = Component::new(&self.engine, wasm)
                     .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-                if usable {
-                    self.store_artifact(&artifact, &hash, &c);
+                if usable && self.store_artifact(&artifact, &hash, &c) {
+                    self.written
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(hash.clone());
                 }
                 c
             }
@@ -225,7 +232,32 @@ impl PluginEngine {
         }
     }
 
-    fn store_artifact(&self, path: &Path, hash: &str, component: &Component) {
+    /// Forgets compiled versions no longer in use: drops them from memory, and deletes the
+    /// cached artifacts this process wrote for them (a rejected reload leaves nothing behind).
+    pub fn trim(&self, in_use: &HashSet<String>) {
+        if let Ok(mut map) = self.compiled.lock() {
+            map.retain(|hash, _| in_use.contains(hash));
+        }
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.retain(|hash| {
+            if in_use.contains(hash) {
+                return true;
+            }
+            let path = self.cache_dir.join(format!("{hash}-{}.cwasm", self.compat));
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an unused plugin artifact");
+            }
+            false
+        });
+    }
+
+    /// Writes the artifact with its MAC; whether it was written.
+    fn store_artifact(&self, path: &Path, hash: &str, component: &Component) -> bool {
         let result = component
             .serialize()
             .map_err(|e| e.to_string())
@@ -243,9 +275,10 @@ impl PluginEngine {
                 std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
                 std::fs::rename(&tmp, path).map_err(|e| e.to_string())
             });
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
         }
+        result.is_ok()
     }
 
     /// Reads which role `component` serves and which contract version it was built against,

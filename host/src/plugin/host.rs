@@ -85,7 +85,8 @@ impl HostState {
             .trap_on_grow_failure(true)
             .instances(16)
             .tables(16)
-            .memories(4)
+            // One linear memory per instance, so `memory_mb` bounds all of its memory.
+            .memories(1)
             .build();
         Self {
             wasi: builder.build(),

@@ -3,8 +3,10 @@
 //! Every call gets a fresh store and a fresh instance from the pooling allocator (about 20 µs),
 //! so a trap, a limit hit or a cancelled call can never leave state behind for the next one, and
 //! secrets handed to one call are gone when it ends. Limits per call: linear memory (the store's
-//! limiter), CPU (epoch ticks counted while guest code runs) and a wall-clock deadline that also
-//! covers host HTTP.
+//! limiter), CPU (the time the call holds a runtime thread, host imports included: see
+//! [`meter`](super::meter)), the bytes one host call may pass in (hostcall fuel), and a
+//! wall-clock deadline that also covers host HTTP. Before any of that, a permit of the plugin's
+//! concurrency [`gate`](super::gate).
 //!
 //! Every output is bounded and redacted here, as each call returns ([`super::bounds`]), so no
 //! caller can store, log or answer with an unbounded or secret-bearing plugin string.
@@ -20,8 +22,9 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{ProviderPre, RendererPre};
 use super::bounds::Sanitizer;
-use super::engine::EPOCH_TICK;
+use super::gate::{Gate, Share};
 use super::host::{HostState, HttpGrant, Redactor};
+use super::meter::{Meter, Metered};
 use super::model::*;
 
 /// The instantiation handle of one component, by role (each knows its contract version).
@@ -68,22 +71,30 @@ pub enum FailureKind {
     /// The plugin does not serve the role that was called.
     #[error("has the wrong role")]
     WrongKind,
+    /// Every instance the plugin may use is busy and the wait for one ran out: back-pressure,
+    /// not a fault of the plugin. Nothing ran.
+    #[error("is busy")]
+    Busy,
 }
 
 /// Resolved limits and grants of one plugin version.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub memory_bytes: usize,
-    pub cpu_ticks: u64,
+    pub cpu: Duration,
     pub timeout: Duration,
 }
 
+/// The most bytes (roughly) one call from a plugin into the host may pass in: wasmtime's
+/// hostcall fuel, so a guest cannot make the host allocate without bound for it (the default is
+/// 128 MiB). Legitimate host calls pass a log line or an HTTP request of a few KiB.
+pub(crate) const HOSTCALL_FUEL: usize = 4 << 20;
+
 impl Limits {
     pub fn new(memory_mb: u64, cpu_ms: u64, timeout_ms: u64) -> Self {
-        let tick = EPOCH_TICK.as_millis() as u64;
         Self {
             memory_bytes: (memory_mb as usize) << 20,
-            cpu_ticks: cpu_ms.div_ceil(tick).max(1),
+            cpu: Duration::from_millis(cpu_ms.max(1)),
             timeout: Duration::from_millis(timeout_ms),
         }
     }
@@ -106,6 +117,7 @@ pub struct LoadedPlugin {
     pub(crate) max_webhook_events: usize,
     pub(crate) pre: Pre,
     pub(crate) engine: Engine,
+    pub(crate) gate: Arc<Gate>,
 }
 
 impl LoadedPlugin {
@@ -142,7 +154,7 @@ impl LoadedPlugin {
         Sanitizer::new(&self.name, &self.redactor, self.max_webhook_events)
     }
 
-    fn new_store(&self) -> (Store<HostState>, Arc<AtomicBool>) {
+    fn new_store(&self, meter: Arc<Meter>) -> (Store<HostState>, Arc<AtomicBool>) {
         let made_request = Arc::new(AtomicBool::new(false));
         let state = HostState::new(
             self.name.clone(),
@@ -153,14 +165,14 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        // The callback runs once per epoch tick while guest code executes: yielding lets the
-        // wall-clock timeout fire, and counting the ticks gives a CPU budget.
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        // The callback runs at least once per epoch tick while guest code executes: yielding
+        // lets the wall-clock timeout fire, and the meter says how much CPU time the call has
+        // had, host imports included.
         store.set_epoch_deadline(1);
-        let budget = self.limits.cpu_ticks;
-        let mut used = 0u64;
+        let budget = self.limits.cpu;
         store.epoch_deadline_callback(move |_| {
-            used += 1;
-            Ok(if used > budget {
+            Ok(if meter.used() > budget {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Yield(1)
@@ -169,13 +181,23 @@ impl LoadedPlugin {
         (store, made_request)
     }
 
-    /// Runs one call in a fresh store under this plugin's limits.
+    /// Runs one call in a fresh store under this plugin's limits, holding a permit of `share`
+    /// for its whole length (refused as [`FailureKind::Busy`] when none comes free in time).
     pub(crate) async fn run<T: Send>(
         &self,
+        share: Share,
         call: impl for<'s> FnOnce(&'s mut Store<HostState>) -> CallFuture<'s, T>,
     ) -> Result<T, CallFailure> {
-        let (mut store, made_request) = self.new_store();
-        let outcome = tokio::time::timeout(self.limits.timeout, call(&mut store)).await;
+        let _permit = self.gate.enter(share).await.map_err(|busy| CallFailure {
+            plugin: self.name.to_string(),
+            kind: FailureKind::Busy,
+            message: busy.0,
+            made_request: false,
+        })?;
+        let meter = Meter::new();
+        let (mut store, made_request) = self.new_store(meter.clone());
+        let outcome =
+            tokio::time::timeout(self.limits.timeout, Metered::new(call(&mut store), meter)).await;
         let failure = |kind, message: String| CallFailure {
             plugin: self.name.to_string(),
             kind,
@@ -233,7 +255,7 @@ impl LoadedPlugin {
     /// Calls `describe`, whatever the role.
     pub(crate) async fn describe(&self) -> Result<PluginInfo, CallFailure> {
         let pre = self.pre.clone();
-        self.run(move |store| {
+        self.run(Share::Validation, move |store| {
             Box::pin(async move {
                 match pre {
                     Pre::Provider(pre) => pre.describe(store).await,
@@ -260,7 +282,9 @@ impl LoadedPlugin {
         let config = self.config.clone();
         let message = message.clone();
         let result = self
-            .run(move |store| Box::pin(async move { pre.send(store, &config, &message).await }))
+            .run(Share::Calls, move |store| {
+                Box::pin(async move { pre.send(store, &config, &message).await })
+            })
             .await;
         match result {
             Ok(outcome) => self.sanitizer().send(outcome),
@@ -269,7 +293,9 @@ impl LoadedPlugin {
                     code: None,
                     message: self.sanitizer().text(&f.to_string()),
                 };
-                if f.made_request {
+                if f.kind == FailureKind::Busy {
+                    SendOutcome::Busy(error)
+                } else if f.made_request {
                     SendOutcome::Unknown(error)
                 } else {
                     SendOutcome::Retryable {
@@ -303,7 +329,9 @@ impl LoadedPlugin {
         let config = self.config.clone();
         let id = provider_message_id.to_string();
         let result = self
-            .run(move |store| Box::pin(async move { pre.fetch_status(store, &config, &id).await }))
+            .run(Share::Calls, move |store| {
+                Box::pin(async move { pre.fetch_status(store, &config, &id).await })
+            })
             .await;
         match result {
             Ok(outcome) => self.sanitizer().fetch(outcome),
@@ -326,7 +354,7 @@ impl LoadedPlugin {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let request = request.clone();
-        self.run(move |store| {
+        self.run(Share::Webhooks, move |store| {
             Box::pin(async move { pre.receive_webhook(store, &config, &request).await })
         })
         .await
@@ -341,7 +369,7 @@ impl LoadedPlugin {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let request = request.clone();
-        self.run(move |store| {
+        self.run(Share::Webhooks, move |store| {
             Box::pin(async move { pre.verify_webhook(store, &config, &request).await })
         })
         .await
@@ -356,7 +384,7 @@ impl LoadedPlugin {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let request = request.clone();
-        self.run(move |store| {
+        self.run(Share::Webhooks, move |store| {
             Box::pin(async move { pre.parse_webhook(store, &config, &request).await })
         })
         .await
@@ -370,9 +398,11 @@ impl LoadedPlugin {
     ) -> Result<Result<Vec<String>, TemplateError>, CallFailure> {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
-        self.run(move |store| Box::pin(async move { pre.validate(store, &template).await }))
-            .await
-            .map(|r| self.sanitizer().validated(r))
+        self.run(Share::Calls, move |store| {
+            Box::pin(async move { pre.validate(store, &template).await })
+        })
+        .await
+        .map(|r| self.sanitizer().validated(r))
     }
 
     /// Renders a template with the given variables.
@@ -384,7 +414,7 @@ impl LoadedPlugin {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
         let variables = variables.to_vec();
-        self.run(move |store| {
+        self.run(Share::Calls, move |store| {
             Box::pin(async move { pre.render(store, &template, &variables).await })
         })
         .await
@@ -440,6 +470,11 @@ fn classify(error: &wasmtime::Error) -> (FailureKind, String) {
         );
     }
     let first = chain.lines().next().unwrap_or("unknown error").to_string();
+    // The pooling allocator is full: the gates should prevent it, but if it happens it is
+    // back-pressure like a full gate, not a fault of the plugin.
+    if chain.contains("maximum concurrent") {
+        return (FailureKind::Busy, first);
+    }
     if chain.contains("instantiat") && !chain.contains("wasm trap") {
         return (FailureKind::Instantiate, first);
     }

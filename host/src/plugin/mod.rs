@@ -16,20 +16,33 @@
 //! whole call (`Arc`), so calls in flight finish on the old version while new calls see the new
 //! one; the old version is freed when its last call ends. A version that fails validation is
 //! rejected with a log line and the old one keeps serving.
+//!
+//! Each plugin has its own concurrency limits ([`gate`]): a share of instances for ordinary
+//! calls and one for webhooks, each with a bounded wait. The pooling allocator is sized to fit
+//! every plugin's shares, so one plugin's flood cannot take another's instances, and a full
+//! share is back-pressure (busy), never a trap.
+//!
+//! A plugin's file must be a regular file within `runtime.max_plugin_bytes` ([`file`]), and
+//! reading and compiling it are bounded by `runtime.compile_timeout_ms`, so a FIFO, a device or
+//! a huge file cannot hang a reload or fill memory.
 
 pub mod bindings;
 pub mod bounds;
 pub mod declared;
 pub mod egress;
 pub mod engine;
+mod file;
+mod gate;
 pub mod host;
 pub mod loaded;
+mod meter;
 pub mod model;
 pub mod redact;
 mod scoped;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -39,6 +52,7 @@ pub use crate::config::looks_secret;
 use crate::config::{Config, PluginConfig, RoutingConfig};
 use bindings::{ProviderPre, RendererPre};
 use engine::PluginEngine;
+use gate::{Gate, GateLimits};
 use host::{HostState, HttpGrant, Redactor};
 pub use loaded::{CallFailure, FailureKind, LoadedPlugin};
 use loaded::{Limits, Pre};
@@ -104,6 +118,11 @@ pub struct PluginSummary {
     pub sha256: String,
     /// The contract version the component was built against, e.g. `0.2.0`.
     pub contract: String,
+    /// Set when the plugin's `describe` names itself other than the operator configured it:
+    /// the plugin still serves under the configured name, but the listing does not let it pass
+    /// for another plugin unnoticed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_mismatch: Option<String>,
 }
 
 type Slot = Arc<ArcSwap<LoadedPlugin>>;
@@ -115,6 +134,10 @@ struct Inner {
     slots: RwLock<BTreeMap<String, Slot>>,
     routing: ArcSwap<RoutingConfig>,
     reloading: tokio::sync::Mutex<()>,
+    /// Each plugin's concurrency gate, by name: kept across reloads while its limits stay.
+    gates: Mutex<BTreeMap<String, Arc<Gate>>>,
+    /// How many instances the pooling allocator holds.
+    pool: usize,
 }
 
 impl Inner {
@@ -140,10 +163,19 @@ pub struct Plugins {
 
 impl Plugins {
     /// Starts the runtime and loads every configured plugin; any failure is an error.
+    ///
+    /// The pool holds `runtime.max_instances` instances, or more when the configured plugins'
+    /// shares need more (plus one instance to validate a reload).
     pub async fn start(config: &Config) -> Result<Self, PluginError> {
         let rt = &config.runtime;
+        let pool = Self::wanted(config)
+            .values()
+            .map(|settings| GateLimits::of(settings).instances())
+            .sum::<usize>()
+            .saturating_add(1)
+            .max(rt.max_instances as usize);
         let engine = PluginEngine::new(
-            rt.max_instances,
+            u32::try_from(pool).unwrap_or(u32::MAX),
             (rt.max_memory_mb as usize) << 20,
             rt.cache_dir.clone(),
             engine::artifact_key(&rt.artifact_key_file),
@@ -159,12 +191,21 @@ impl Plugins {
                 slots: RwLock::new(BTreeMap::new()),
                 routing: ArcSwap::from_pointee(config.routing.clone()),
                 reloading: tokio::sync::Mutex::new(()),
+                gates: Mutex::new(BTreeMap::new()),
+                pool,
             }),
         };
         let mut report = plugins.apply(config).await;
-        // A plugin's own failure explains a routing failure that follows from it: report it first.
+        // A plugin's own failure explains a routing failure that follows from it: report it
+        // first. Only a routed plugin (one the host needs to serve a role) stops the start; a
+        // broken plugin nothing routes to was logged by `apply` and the host serves without it.
         let routing = report.rejected.remove("routing");
-        if let Some((name, why)) = report.rejected.into_iter().next() {
+        let routed = [&config.routing.provider, &config.routing.renderer];
+        if let Some((name, why)) = report
+            .rejected
+            .into_iter()
+            .find(|(name, _)| routed.contains(&name))
+        {
             return Err(PluginError::NotAvailable(format!("plugin `{name}`: {why}")));
         }
         if let Some(why) = routing {
@@ -190,10 +231,25 @@ impl Plugins {
         let _one_at_a_time = self.inner.reloading.lock().await;
         let mut report = ReloadReport::default();
         let wanted = Self::wanted(config);
+        // One instance stays free to validate reloads.
+        let mut room = self.inner.pool.saturating_sub(1);
         for (name, settings) in &wanted {
             let path = settings.resolved_path(name, &config.runtime);
             let current = self.get(name);
-            match self.load(name, settings, &path, current.as_deref()).await {
+            let needs = GateLimits::of(settings).instances();
+            let loaded = if needs > room {
+                Err(PluginError::Settings(format!(
+                    "plugin `{name}` needs {needs} instances (max_concurrency + webhook_concurrency) \
+                     but only {room} of the pool's {} are left; raise runtime.max_instances \
+                     (takes effect on restart) or lower the plugins' shares",
+                    self.inner.pool
+                )))
+            } else {
+                room -= needs;
+                self.load(name, settings, &path, &config.runtime, current.as_deref())
+                    .await
+            };
+            match loaded {
                 Ok(None) => report.unchanged.push(name.clone()),
                 Ok(Some(plugin)) => {
                     tracing::info!(plugin = %name, version = %plugin.info.version, contract = plugin.contract(), sha256 = %&plugin.hash[..12], "plugin loaded");
@@ -218,12 +274,25 @@ impl Plugins {
                 .filter(|k| !wanted.contains_key(*k))
                 .cloned()
                 .collect();
+            let mut gates = self
+                .inner
+                .gates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            gates.retain(|name, _| wanted.contains_key(name));
             for name in gone {
                 slots.remove(&name);
                 tracing::info!(plugin = %name, "plugin removed");
                 report.removed.push(name);
             }
         }
+        let in_use = self
+            .inner
+            .slots()
+            .values()
+            .map(|slot| slot.load().hash.clone())
+            .collect();
+        self.inner.engine.trim(&in_use);
         match self.check_routing(&config.routing) {
             Ok(()) => self.inner.routing.store(Arc::new(config.routing.clone())),
             Err(e) => {
@@ -277,16 +346,28 @@ impl Plugins {
         name: &str,
         settings: &PluginConfig,
         path: &std::path::Path,
+        runtime: &crate::config::RuntimeConfig,
         current: Option<&LoadedPlugin>,
     ) -> Result<Option<LoadedPlugin>, PluginError> {
-        let wasm = tokio::fs::read(path).await.map_err(|e| PluginError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
         let fingerprint = settings_fingerprint(settings);
         let inner = self.inner.clone();
-        let (component, hash) = tokio::task::spawn_blocking(move || inner.engine.component(&wasm))
+        let file = path.to_path_buf();
+        let max_bytes = runtime.max_plugin_bytes;
+        // Reading and compiling run on a blocking thread under a time bound: a file that never
+        // ends or a compile that never finishes is abandoned there, and the reload goes on.
+        let bound = Duration::from_millis(runtime.compile_timeout_ms);
+        let work = tokio::task::spawn_blocking(move || {
+            let wasm = file::read(&file, max_bytes)?;
+            inner.engine.component(&wasm)
+        });
+        let (component, hash) = tokio::time::timeout(bound, work)
             .await
+            .map_err(|_| {
+                PluginError::Compile(format!(
+                    "reading and compiling took longer than runtime.compile_timeout_ms ({} ms)",
+                    bound.as_millis()
+                ))
+            })?
             .map_err(|e| PluginError::Engine(e.to_string()))??;
         if let Some(current) = current
             && current.hash == hash
@@ -351,6 +432,7 @@ impl Plugins {
             max_webhook_events: settings.max_webhook_events,
             pre,
             engine: self.inner.engine.engine().clone(),
+            gate: self.gate(name, GateLimits::of(settings)),
         };
         let info = plugin
             .describe()
@@ -371,6 +453,9 @@ impl Plugins {
         let secret = |key: &str| {
             info.config_keys.iter().any(|k| k.secret && k.name == key) || looks_secret(key)
         };
+        if info.name != name {
+            tracing::warn!(plugin = %name, described_as = %info.name, "plugin describes itself under another name; it serves under the configured name, and the admin listing shows the mismatch");
+        }
         plugin.redactor = Arc::new(Redactor::new(
             settings
                 .config
@@ -380,6 +465,24 @@ impl Plugins {
         ));
         plugin.info = info;
         Ok(Some(plugin))
+    }
+
+    /// The gate of the plugin called `name`: its current one while the limits are the same,
+    /// so calls on the old and the new version share it; a new one when they changed.
+    fn gate(&self, name: &str, limits: GateLimits) -> Arc<Gate> {
+        let mut gates = self
+            .inner
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match gates.get(name) {
+            Some(gate) if gate.limits() == limits => gate.clone(),
+            _ => {
+                let gate = Arc::new(Gate::new(limits));
+                gates.insert(name.to_string(), gate.clone());
+                gate
+            }
+        }
     }
 
     /// The current version of the plugin called `name`.
@@ -416,6 +519,12 @@ impl Plugins {
                     version: format!("{} {}", p.info.name, p.info.version),
                     sha256: p.hash.clone(),
                     contract: p.contract().to_string(),
+                    name_mismatch: (p.info.name != *name).then(|| {
+                        format!(
+                            "configured as `{name}`, describes itself as `{}`",
+                            p.info.name
+                        )
+                    }),
                 }
             })
             .collect()
@@ -469,6 +578,9 @@ mod tests {
             "probe".into(),
             PluginConfig {
                 path: Some(probe),
+                // The pool was sized at start for no plugins: 4 instances, one kept for reloads.
+                max_concurrency: 2,
+                webhook_concurrency: 1,
                 ..PluginConfig::default()
             },
         );

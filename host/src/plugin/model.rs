@@ -135,6 +135,9 @@ pub enum SendOutcome {
     OptedOut(ProviderError),
     /// The recipient is not a valid number.
     InvalidRecipient(ProviderError),
+    /// Set by the host, never by a plugin: every instance the plugin may use was busy, so the
+    /// plugin was not called. Back-pressure: try again soon, without counting an attempt.
+    Busy(ProviderError),
 }
 
 /// A message state reported by a provider.

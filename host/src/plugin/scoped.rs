@@ -54,6 +54,8 @@ impl LoadedPlugin {
             max_webhook_events: self.max_webhook_events,
             pre: self.pre.clone(),
             engine: self.engine.clone(),
+            // Every tenant's calls count against the plugin's one set of limits.
+            gate: self.gate.clone(),
         }
     }
 }

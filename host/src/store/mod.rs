@@ -385,6 +385,24 @@ impl Store {
         }
     }
 
+    /// Like [`Store::reschedule`], and gives back the attempt the claim counted: for an attempt
+    /// that never reached the provider because its plugin had no instance free (back-pressure).
+    /// Does nothing and returns [`LeaseOutcome::Lost`] without the lease.
+    pub async fn defer(
+        &self,
+        lease: LeaseRef<'_>,
+        due_at: i64,
+        error: &ErrorInfo,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::defer(writer, lease, due_at, error, now).await
+            }
+            Backend::Postgres(pool) => Queries::defer(pool, lease, due_at, error, now).await,
+        }
+    }
+
     /// Removes the queue entry and moves the message to `status` (normally `failed` or
     /// `unknown`) by the monotonic rule, recording the error. Does nothing and returns
     /// [`LeaseOutcome::Lost`] without the lease.

@@ -1,5 +1,5 @@
 //! The durable queue: claiming due entries under a lease, and the lease-fenced outcomes of an
-//! attempt (accepted, rescheduled, finished). A claim reclaims expired leases, so entries held by a
+//! attempt (accepted, rescheduled, deferred without counting it, finished). A claim reclaims expired leases, so entries held by a
 //! process that died are picked up again.
 
 use std::time::Duration;
@@ -156,6 +156,30 @@ where
         error: &ErrorInfo,
         now: i64,
     ) -> Result<LeaseOutcome> {
+        Self::release(pool, lease, due_at, error, now, false).await
+    }
+
+    /// Like [`reschedule`](Self::reschedule), and gives back the attempt the claim counted:
+    /// for an attempt that never reached the plugin (it had no instance free).
+    pub(super) async fn defer(
+        pool: &Pool<DB>,
+        lease: LeaseRef<'_>,
+        due_at: i64,
+        error: &ErrorInfo,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        Self::release(pool, lease, due_at, error, now, true).await
+    }
+
+    /// Releases the lease, due again at `due_at`; `give_back` uncounts the claimed attempt.
+    async fn release(
+        pool: &Pool<DB>,
+        lease: LeaseRef<'_>,
+        due_at: i64,
+        error: &ErrorInfo,
+        now: i64,
+        give_back: bool,
+    ) -> Result<LeaseOutcome> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let released = sqlx::query(
             "UPDATE queue_entries SET lease_owner = NULL, lease_until = NULL, due_at = $4
@@ -177,6 +201,16 @@ where
             // The one backward move: an attempt the provider did not take returns to the queue.
             let change = Change::dispatcher(MessageStatus::Queued, Some(error), now);
             Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
+        }
+        if give_back {
+            sqlx::query(
+                "UPDATE messages SET attempts = attempts - 1
+                 WHERE tenant_id = $1 AND id = $2 AND attempts > 0",
+            )
+            .bind(lease.tenant_id.as_str())
+            .bind(lease.message_id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(LeaseOutcome::Applied)

@@ -47,6 +47,7 @@ pub fn runtime() -> RuntimeConfig {
         max_memory_mb: 64,
         watch: false,
         watch_interval_ms: 50,
+        ..RuntimeConfig::default()
     }
 }
 
