@@ -33,6 +33,7 @@ const BUILDS: &[Build] = &[
             ("herald_probe", "probe"),
             ("herald_contract_0_1_0", "contract-0.1.0"),
             ("herald_future_contract", "future-contract"),
+            ("herald_hostile_webhook", "hostile-webhook"),
         ],
     },
     Build {
@@ -54,6 +55,7 @@ const REPORT_ORDER: &[&str] = &[
     "probe-broken",
     "contract-0.1.0",
     "future-contract",
+    "hostile-webhook",
 ];
 
 /// Whether an install rewrote the file.
@@ -64,7 +66,7 @@ enum Install {
 }
 
 /// Builds every plugin in release mode for `wasm32-wasip2` and installs the components as
-/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract}.wasm`.
+/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract,hostile-webhook}.wasm`.
 ///
 /// All but two are built against the current contract, `wit/v0.2.0`: `contract-0.1.0` stays on the
 /// frozen `wit/v0.1.0` (the host must keep serving it) and `future-contract` names 0.9.0 (the host

@@ -23,6 +23,7 @@
 //! its stable codes).
 
 pub mod accept;
+pub mod callback;
 pub mod check;
 pub mod classify;
 pub mod count;
@@ -58,6 +59,8 @@ pub struct Pipeline {
     config: Arc<ArcSwap<Config>>,
     source: ConfigSource,
     clock: SharedClock,
+    /// Signs status-callback URLs; read from the host secret on first use.
+    callback_key: Arc<std::sync::OnceLock<callback::CallbackKey>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -83,7 +86,19 @@ impl Pipeline {
             config: Arc::new(ArcSwap::from_pointee(config)),
             source,
             clock,
+            callback_key: Arc::default(),
         }
+    }
+
+    /// The key that signs status-callback URLs, derived from the host secret
+    /// `runtime.artifact_key_file` (see [`callback`]).
+    #[must_use]
+    pub fn callback_key(&self) -> &callback::CallbackKey {
+        self.callback_key.get_or_init(|| {
+            let secret =
+                crate::plugin::engine::artifact_key(&self.config().runtime.artifact_key_file);
+            callback::CallbackKey::derive(&secret)
+        })
     }
 
     /// The durable store and queue.
