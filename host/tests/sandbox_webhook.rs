@@ -21,6 +21,7 @@ on_both_backends!(
     hostile_callbacks_cannot_touch_a_twilio_message,
     a_queued_message_is_not_moved_by_a_callback,
     one_inbound_keyword_triggers_one_reply,
+    a_tenants_number_is_not_spoken_for_by_another_provider,
 );
 
 /// The hostile plugin's name, as configured.
@@ -292,6 +293,37 @@ async fn one_inbound_keyword_triggers_one_reply(backend: Backend) {
         StatusCode::ACCEPTED,
         "the replayed STOP must not opt the number out again"
     );
+    app.stop().await;
+}
+
+/// An inbound STOP to a number the tenant owns, posted through a loaded provider that does not
+/// serve the tenant, opts nobody out and triggers no reply.
+async fn a_tenants_number_is_not_spoken_for_by_another_provider(backend: Backend) {
+    let app = start(backend, Duration::from_millis(20)).await;
+    let tenant_number = "+15005550012";
+    let (status, body) = app
+        .admin(
+            reqwest::Method::PUT,
+            "/admin/tenants/default/settings",
+            Some(&json!({"numbers": [tenant_number]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let from = "+14155550103";
+    let stop = format!("inbound hostile-1 {from} {tenant_number} STOP");
+    assert_eq!(
+        hostile_post(&app, "inbound", &stop, None).await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(replies_to(&app, from).await, 0, "no keyword reply");
+    let (status, body) = app
+        .post(
+            "/api/v1/sms/send",
+            &json!({"to_number": from, "message": "still allowed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     app.stop().await;
 }
 

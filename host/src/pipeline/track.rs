@@ -6,6 +6,12 @@
 //! The plugin verifies the signature against the public URL the operator configured
 //! (`server.public_url` plus the path and query as received), so verification works behind a
 //! proxy. A forged or unsigned request changes nothing.
+//!
+//! The host does not take the plugin's word for which message a callback is about: a
+//! `message_id` in the URL counts only with the host's token for that message and this provider
+//! ([`callback`](super::callback)), checked before any plugin runs; a report without one is
+//! looked up by provider message id within this provider. No report moves a `queued` message
+//! ([`advance_reported`](crate::domain::advance_reported)).
 
 use super::Pipeline;
 use super::error::{ErrorCode, PipelineError, Result};
