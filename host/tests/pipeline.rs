@@ -191,11 +191,11 @@ async fn callback(
     status: &str,
     token: Option<&str>,
 ) -> StatusCode {
-    let callback_token =
-        app.herald
-            .pipeline()
-            .callback_key()
-            .token(&herald::TenantId::default_tenant(), id, "twilio");
+    let callback_token = app.herald.pipeline().callback_key().token(
+        &herald::TenantId::default_tenant(),
+        id,
+        "twilio",
+    );
     let url = format!(
         "{}/api/v1/sms/webhooks/twilio/status?message_id={id}&token={callback_token}",
         app.base

@@ -10,9 +10,9 @@ mod common;
 use std::time::Duration;
 
 use common::app::{ACCOUNT_SID, AUTH_TOKEN, Backend, TestApp};
-use herald::{Category, TenantId};
 use herald::segments::Encoding;
 use herald::store::{NewMessage, new_id};
+use herald::{Category, TenantId};
 use herald_testkit::carrier::twilio_signature;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

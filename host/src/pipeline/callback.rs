@@ -44,7 +44,11 @@ impl CallbackKey {
     /// The token for `message_id` of `tenant`, sent through `provider`: 64 hex digits.
     #[must_use]
     pub fn token(&self, tenant: &TenantId, message_id: &str, provider: &str) -> String {
-        hex::encode(self.mac(tenant, message_id, provider).finalize().into_bytes())
+        hex::encode(
+            self.mac(tenant, message_id, provider)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Whether `token` is the token for `message_id` of `tenant` through `provider`, compared in

@@ -385,7 +385,10 @@ pub async fn owner_of_number(
             .as_deref()
             .unwrap_or(&config.routing.provider);
         let serves = routed == provider
-            || settings.plugins.get(provider).is_some_and(|p| !p.is_empty())
+            || settings
+                .plugins
+                .get(provider)
+                .is_some_and(|p| !p.is_empty())
             || operator_number;
         if !serves {
             tracing::warn!(

@@ -148,7 +148,10 @@ async fn callback_owner(
     let refuse = |why: &str| {
         let shown: String = id.chars().take(64).collect();
         tracing::warn!(provider, tenant = %tenant, message_id = %shown, "refused status callback: {why}");
-        Err(PipelineError::new(ErrorCode::InvalidSignature, why.to_owned()))
+        Err(PipelineError::new(
+            ErrorCode::InvalidSignature,
+            why.to_owned(),
+        ))
     };
     let Some(token) = token else {
         return refuse("the status-callback URL has no token");
@@ -280,18 +283,23 @@ pub fn store_update(
         segments: update.segments.filter(|&n| {
             let plausible = n <= MAX_SEGMENTS;
             if !plausible {
-                tracing::warn!(segments = n, "dropped a reported segment count over {MAX_SEGMENTS}");
+                tracing::warn!(
+                    segments = n,
+                    "dropped a reported segment count over {MAX_SEGMENTS}"
+                );
             }
             plausible
         }),
-        price: update.price.filter(|p| {
-            let plausible = p.micros >= 0;
-            if !plausible {
-                tracing::warn!(micros = p.micros, "dropped a negative reported price");
-            }
-            plausible
-        })
-        .map(|p| Money::new(p.micros, p.currency)),
+        price: update
+            .price
+            .filter(|p| {
+                let plausible = p.micros >= 0;
+                if !plausible {
+                    tracing::warn!(micros = p.micros, "dropped a negative reported price");
+                }
+                plausible
+            })
+            .map(|p| Money::new(p.micros, p.currency)),
         sender: update.sender,
         source,
         now,
