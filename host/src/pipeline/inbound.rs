@@ -165,3 +165,30 @@ pub async fn receive(
     enqueue::enqueue(pipeline, outgoing).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The action key depends on the request, sender and recipient, and on nothing a plugin
+    /// chooses beyond them: the same request always gives the same key.
+    #[test]
+    fn action_key_is_the_hosts() {
+        let tenant = TenantId::default_tenant();
+        let request = request_digest("/api/v1/sms/webhooks/twilio/inbound", b"Body=STOP");
+        let key = action_key(&tenant, "twilio", &request, "+14155550101", "+15005550006");
+        assert_eq!(
+            key,
+            action_key(&tenant, "twilio", &request, "+14155550101", "+15005550006")
+        );
+        let other = request_digest("/api/v1/sms/webhooks/twilio/inbound", b"Body=STOP&x=1");
+        for different in [
+            action_key(&tenant, "twilio", &other, "+14155550101", "+15005550006"),
+            action_key(&tenant, "evil", &request, "+14155550101", "+15005550006"),
+            action_key(&tenant, "twilio", &request, "+14155550102", "+15005550006"),
+            action_key(&tenant, "twilio", &request, "+14155550101", "+15005550007"),
+        ] {
+            assert_ne!(key, different);
+        }
+    }
+}

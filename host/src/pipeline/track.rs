@@ -310,6 +310,30 @@ pub fn store_update(
 mod tests {
     use super::*;
 
+    /// A negative price and a segment count over 100 are dropped; the status stands.
+    #[test]
+    fn absurd_facts_are_dropped() {
+        let report = |micros: i64, segments: u32| StatusUpdate {
+            provider_message_id: "SM1".into(),
+            state: DeliveryState::Delivered,
+            provider_status: "delivered".into(),
+            error: None,
+            segments: Some(segments),
+            price: Some(crate::plugin::model::Money {
+                micros,
+                currency: "USD".into(),
+            }),
+            sender: None,
+        };
+        let lookup = || MessageLookup::Id("msg_1".into());
+        let absurd = store_update(lookup(), report(i64::MIN, 999), EventSource::Webhook, 0);
+        assert_eq!((absurd.price, absurd.segments), (None, None));
+        assert_eq!(absurd.status, MessageStatus::Delivered);
+        let fine = store_update(lookup(), report(7_900, 100), EventSource::Webhook, 0);
+        assert_eq!(fine.price.map(|p| p.micros), Some(7_900));
+        assert_eq!(fine.segments, Some(100));
+    }
+
     /// The message id comes from the query string, percent-decoded; other parameters are ignored.
     #[test]
     fn message_id_from_query() {
