@@ -95,11 +95,16 @@ async fn delivered_end_to_end(backend: Backend) {
     assert_eq!(field("To"), Some("+14155552671"));
     assert_eq!(field("Body"), Some("Your order is ready!"));
     assert_eq!(field("From"), Some(OUR_NUMBER));
+    let token = app.herald.pipeline().callback_key().token(
+        &herald::TenantId::default_tenant(),
+        id,
+        "twilio",
+    );
     assert_eq!(
         field("StatusCallback"),
         Some(
             format!(
-                "{}/api/v1/sms/webhooks/twilio/status?message_id={id}",
+                "{}/api/v1/sms/webhooks/twilio/status?message_id={id}&token={token}",
                 app.base
             )
             .as_str()
@@ -177,7 +182,8 @@ async fn templated_send(backend: Backend) {
     app.stop().await;
 }
 
-/// Posts a status callback for `id` signed with `token` (or unsigned).
+/// Posts a status callback for `id` (on the URL Herald gave Twilio) signed with `token` (or
+/// unsigned).
 async fn callback(
     app: &TestApp,
     id: &str,
@@ -185,8 +191,13 @@ async fn callback(
     status: &str,
     token: Option<&str>,
 ) -> StatusCode {
+    let callback_token = app.herald.pipeline().callback_key().token(
+        &herald::TenantId::default_tenant(),
+        id,
+        "twilio",
+    );
     let url = format!(
-        "{}/api/v1/sms/webhooks/twilio/status?message_id={id}",
+        "{}/api/v1/sms/webhooks/twilio/status?message_id={id}&token={callback_token}",
         app.base
     );
     let params: Vec<(String, String)> = [

@@ -36,6 +36,7 @@ const BUILDS: &[Build] = &[
             ("herald_hostile_egress", "hostile-egress"),
             ("herald_hostile_output", "hostile-output"),
             ("herald_hostile_pool", "hostile-pool"),
+            ("herald_hostile_webhook", "hostile-webhook"),
         ],
     },
     Build {
@@ -60,6 +61,7 @@ const REPORT_ORDER: &[&str] = &[
     "hostile-egress",
     "hostile-output",
     "hostile-pool",
+    "hostile-webhook",
 ];
 
 /// Whether an install rewrote the file.
@@ -71,6 +73,7 @@ enum Install {
 
 /// Builds every plugin in release mode for `wasm32-wasip2` and installs the components as
 /// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract,hostile-pool}.wasm`.
+/// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract,hostile-webhook}.wasm`.
 ///
 /// All but two are built against the current contract, `wit/v0.2.0`: `contract-0.1.0` stays on the
 /// frozen `wit/v0.1.0` (the host must keep serving it) and `future-contract` names 0.9.0 (the host

@@ -26,5 +26,5 @@ pub use error_code::ErrorCode;
 pub use money::Money;
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use sender::{Sender, SenderError};
-pub use status::{MessageStatus, advance};
+pub use status::{MessageStatus, advance, advance_reported};
 pub use tenant::{TenantId, TenantIdError, TenantStatus};

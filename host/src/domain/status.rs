@@ -101,6 +101,19 @@ pub fn advance(current: MessageStatus, new: MessageStatus) -> bool {
     new.rank() > current.rank()
 }
 
+/// Returns whether a provider's report (a status callback, or the reconciler's lookup) may move a
+/// message in `current` to `new`: [`advance`], except that a `queued` message is never moved.
+///
+/// A `queued` message is not in flight: no provider has been asked to send it, so no provider
+/// can know its fate. A report for it is forged or misrouted, and taking it would let a callback
+/// skip the provider's acceptance (`queued` → `delivered`) or end the message before it was
+/// ever sent. A `sending` message may move: the provider may answer and call back before the
+/// dispatcher has recorded its answer.
+#[must_use]
+pub fn advance_reported(current: MessageStatus, new: MessageStatus) -> bool {
+    current != MessageStatus::Queued && advance(current, new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::MessageStatus::*;
@@ -142,6 +155,26 @@ mod tests {
         }
         for new in MessageStatus::ALL {
             assert!(!advance(Read, new), "read -> {new}");
+        }
+    }
+
+    /// A provider's report never moves a queued message, whatever it says; from `sending` on it
+    /// follows the monotonic rule.
+    #[test]
+    fn reports_never_move_a_queued_message() {
+        for new in MessageStatus::ALL {
+            assert!(!advance_reported(Queued, new), "queued -> {new}");
+        }
+        assert!(advance_reported(Sending, Delivered));
+        assert!(advance_reported(Sent, Delivered));
+        assert!(advance_reported(Delivered, Read));
+        assert!(!advance_reported(Delivered, Undelivered));
+        for current in MessageStatus::ALL {
+            for new in MessageStatus::ALL {
+                if current != Queued {
+                    assert_eq!(advance_reported(current, new), advance(current, new));
+                }
+            }
         }
     }
 }

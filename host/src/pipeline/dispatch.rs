@@ -209,6 +209,9 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
             &pipeline.config().server.public_url,
             provider.name(),
             &message.id,
+            &pipeline
+                .callback_key()
+                .token(&message.tenant_id, &message.id, provider.name()),
         )),
         attempt: job.attempt,
     };
@@ -352,11 +355,18 @@ fn record(
 }
 
 /// The status-callback URL for a message: the provider's webhook, with the message id so the
-/// callback finds its message even before the provider's id is recorded.
+/// callback finds its message even before the provider's id is recorded, and the host's `token`
+/// for that message and provider ([`callback`](super::callback)), without which the id is not
+/// trusted.
 #[must_use]
-pub fn status_callback_url(public_url: &str, provider: &str, message_id: &str) -> String {
+pub fn status_callback_url(
+    public_url: &str,
+    provider: &str,
+    message_id: &str,
+    token: &str,
+) -> String {
     format!(
-        "{}/api/v1/sms/webhooks/{provider}/status?message_id={message_id}",
+        "{}/api/v1/sms/webhooks/{provider}/status?message_id={message_id}&token={token}",
         public_url.trim_end_matches('/')
     )
 }

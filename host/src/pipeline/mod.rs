@@ -18,7 +18,8 @@
 //!     at their provider, a bounded number per second, and moved by the same monotonic rule, for
 //!     status callbacks that were lost.
 //!
-//! Beside the steps: [`read`] (messages and templates as callers see them), [`tenants`] (who
+//! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
+//! (messages and templates as callers see them), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -43,6 +44,7 @@ pub mod inbound;
 
 pub mod reconcile;
 
+pub mod callback;
 pub mod error;
 pub mod read;
 pub mod tenants;
@@ -68,6 +70,8 @@ pub struct Pipeline {
     config: Arc<ArcSwap<Config>>,
     source: ConfigSource,
     clock: SharedClock,
+    /// Signs status-callback URLs; read from the host secret on first use.
+    callback_key: Arc<std::sync::OnceLock<callback::CallbackKey>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -93,7 +97,19 @@ impl Pipeline {
             config: Arc::new(ArcSwap::from_pointee(config)),
             source,
             clock,
+            callback_key: Arc::default(),
         }
+    }
+
+    /// The key that signs status-callback URLs, derived from the host secret
+    /// `runtime.artifact_key_file` (see [`callback`]).
+    #[must_use]
+    pub fn callback_key(&self) -> &callback::CallbackKey {
+        self.callback_key.get_or_init(|| {
+            let secret =
+                crate::plugin::engine::artifact_key(&self.config().runtime.artifact_key_file);
+            callback::CallbackKey::derive(&secret)
+        })
     }
 
     /// The durable store and queue.

@@ -359,20 +359,45 @@ fn scoped(
     }
 }
 
-/// The tenant that owns the number an inbound message was sent to: a tenant whose settings list
-/// it, or the default tenant when the operator's own provider settings send from it.
+/// The tenant that owns the number an inbound message was sent to through `provider`: a tenant
+/// whose settings list it, or the default tenant when the operator's own provider settings send
+/// from it.
+///
+/// A tenant's number counts only through a provider that serves that tenant (its routed
+/// provider, a provider it has its own settings for, or one whose operator settings name the
+/// number): another loaded provider's webhook cannot speak for it, so a hostile plugin cannot
+/// opt the tenant's recipients out or make it send keyword replies.
 pub async fn owner_of_number(
     pipeline: &Pipeline,
     provider: &str,
     number: &str,
 ) -> Result<Option<TenantId>> {
-    if let Some(owner) = pipeline.store().tenant_for_number(number).await? {
-        return Ok(Some(owner));
-    }
     let config = pipeline.config();
     let operator_number = config
         .plugins
         .get(provider)
         .is_some_and(|p| p.config.values().any(|v| v == number));
+    if let Some(owner) = pipeline.store().tenant_for_number(number).await? {
+        let settings = settings(pipeline, &owner).await?;
+        let routed = settings
+            .routing
+            .provider
+            .as_deref()
+            .unwrap_or(&config.routing.provider);
+        let serves = routed == provider
+            || settings
+                .plugins
+                .get(provider)
+                .is_some_and(|p| !p.is_empty())
+            || operator_number;
+        if !serves {
+            tracing::warn!(
+                provider,
+                tenant = %owner,
+                "inbound message to a tenant's number through a provider that does not serve it"
+            );
+        }
+        return Ok(serves.then_some(owner));
+    }
     Ok(operator_number.then(TenantId::default_tenant))
 }

@@ -6,6 +6,12 @@
 //! The plugin verifies the signature against the public URL the operator configured
 //! (`server.public_url` plus the path and query as received), so verification works behind a
 //! proxy. A forged or unsigned request changes nothing.
+//!
+//! The host does not take the plugin's word for which message a callback is about: a
+//! `message_id` in the URL counts only with the host's token for that message and this provider
+//! ([`callback`](super::callback)), checked before any plugin runs; a report without one is
+//! looked up by provider message id within this provider. No report moves a `queued` message
+//! ([`advance_reported`](crate::domain::advance_reported)).
 
 use super::Pipeline;
 use super::error::{ErrorCode, PipelineError, Result};
@@ -60,6 +66,7 @@ pub async fn receive_webhook(
                 format!("no provider plugin `{provider}`"),
             )
         })?;
+    let request_id = super::inbound::request_digest(&webhook.path_and_query, &webhook.body);
     let request = WebhookRequest {
         method: "POST".into(),
         url: format!(
@@ -70,9 +77,12 @@ pub async fn receive_webhook(
         headers: webhook.headers,
         body: webhook.body,
     };
-    let message_id = message_id_of(&webhook.path_and_query);
+    let message_id = query_param(&webhook.path_and_query, "message_id");
     let owner = match &message_id {
-        Some(id) => pipeline.store().message_tenant(id).await?,
+        Some(id) => {
+            let token = query_param(&webhook.path_and_query, "token");
+            callback_owner(pipeline, provider, id, token.as_deref()).await?
+        }
         None => inbound_owner(pipeline, &base, provider, &request).await?,
     };
     let tenant = owner.clone().unwrap_or_else(TenantId::default_tenant);
@@ -104,7 +114,8 @@ pub async fn receive_webhook(
                 let to_owner = tenants::owner_of_number(pipeline, provider, &message.to).await?;
                 match to_owner {
                     Some(owner) if owner == tenant => {
-                        super::inbound::receive(pipeline, &tenant, provider, message).await?;
+                        super::inbound::receive(pipeline, &tenant, provider, &request_id, message)
+                            .await?;
                     }
                     _ => tracing::warn!(
                         provider,
@@ -116,6 +127,47 @@ pub async fn receive_webhook(
         }
     }
     Ok(receipt)
+}
+
+/// The tenant of the message a status-callback URL names, once the URL's token shows that the
+/// host handed this URL to `provider` for that message ([`callback`](super::callback)) and the
+/// message was sent through `provider`. Anything else is `invalid_signature`, before any plugin
+/// sees the request: a provider's webhook cannot reach another provider's message.
+///
+/// An unknown (or erased) message has no tenant to check a token against and nothing a report
+/// could change; the webhook is verified as the operator's and acknowledged.
+async fn callback_owner(
+    pipeline: &Pipeline,
+    provider: &str,
+    id: &str,
+    token: Option<&str>,
+) -> Result<Option<TenantId>> {
+    let Some(tenant) = pipeline.store().message_tenant(id).await? else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| {
+        let shown: String = id.chars().take(64).collect();
+        tracing::warn!(provider, tenant = %tenant, message_id = %shown, "refused status callback: {why}");
+        Err(PipelineError::new(
+            ErrorCode::InvalidSignature,
+            why.to_owned(),
+        ))
+    };
+    let Some(token) = token else {
+        return refuse("the status-callback URL has no token");
+    };
+    if !pipeline.callback_key().verify(&tenant, id, provider, token) {
+        return refuse("the status-callback token does not match this message and provider");
+    }
+    let sent_through = pipeline
+        .store()
+        .get_message(&tenant, id)
+        .await?
+        .map(|message| message.provider);
+    if sent_through.is_some_and(|sent| sent != provider) {
+        return refuse("the message was not sent through this provider");
+    }
+    Ok(Some(tenant))
 }
 
 /// The tenant owning the number of the first inbound message in `request`, read without
@@ -141,13 +193,14 @@ async fn inbound_owner(
     Ok(None)
 }
 
-/// The `message_id` query parameter that Herald puts in its status-callback URLs.
-fn message_id_of(path_and_query: &str) -> Option<String> {
+/// The query parameter `name` (`message_id`, `token`) that Herald puts in its status-callback
+/// URLs, percent-decoded.
+fn query_param(path_and_query: &str, name: &str) -> Option<String> {
     let (_, query) = path_and_query.split_once('?')?;
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .ok()?
         .into_iter()
-        .find(|(k, _)| k == "message_id")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v)
 }
 
@@ -210,7 +263,11 @@ pub async fn apply_status(
     Ok(())
 }
 
-/// A provider's status report as the store applies it, from `source` at `now`.
+/// The most segments a reported count may claim; a longer count is not believed.
+pub const MAX_SEGMENTS: u32 = 100;
+
+/// A provider's status report as the store applies it, from `source` at `now`. A negative
+/// price or a segment count over [`MAX_SEGMENTS`] is dropped (and logged); the status stands.
 #[must_use]
 pub fn store_update(
     lookup: MessageLookup,
@@ -227,8 +284,26 @@ pub fn store_update(
             code: e.code,
             message: Some(e.message),
         }),
-        segments: update.segments,
-        price: update.price.map(|p| Money::new(p.micros, p.currency)),
+        segments: update.segments.filter(|&n| {
+            let plausible = n <= MAX_SEGMENTS;
+            if !plausible {
+                tracing::warn!(
+                    segments = n,
+                    "dropped a reported segment count over {MAX_SEGMENTS}"
+                );
+            }
+            plausible
+        }),
+        price: update
+            .price
+            .filter(|p| {
+                let plausible = p.micros >= 0;
+                if !plausible {
+                    tracing::warn!(micros = p.micros, "dropped a negative reported price");
+                }
+                plausible
+            })
+            .map(|p| Money::new(p.micros, p.currency)),
         sender: update.sender,
         source,
         now,
@@ -239,14 +314,42 @@ pub fn store_update(
 mod tests {
     use super::*;
 
+    /// A negative price and a segment count over 100 are dropped; the status stands.
+    #[test]
+    fn absurd_facts_are_dropped() {
+        let report = |micros: i64, segments: u32| StatusUpdate {
+            provider_message_id: "SM1".into(),
+            state: DeliveryState::Delivered,
+            provider_status: "delivered".into(),
+            error: None,
+            segments: Some(segments),
+            price: Some(crate::plugin::model::Money {
+                micros,
+                currency: "USD".into(),
+            }),
+            sender: None,
+        };
+        let lookup = || MessageLookup::Id("msg_1".into());
+        let absurd = store_update(lookup(), report(i64::MIN, 999), EventSource::Webhook, 0);
+        assert_eq!((absurd.price, absurd.segments), (None, None));
+        assert_eq!(absurd.status, MessageStatus::Delivered);
+        let fine = store_update(lookup(), report(7_900, 100), EventSource::Webhook, 0);
+        assert_eq!(fine.price.map(|p| p.micros), Some(7_900));
+        assert_eq!(fine.segments, Some(100));
+    }
+
     /// The message id comes from the query string, percent-decoded; other parameters are ignored.
     #[test]
     fn message_id_from_query() {
         assert_eq!(
-            message_id_of("/x/status?a=1&message_id=msg_%41b"),
+            query_param("/x/status?a=1&message_id=msg_%41b", "message_id"),
             Some("msg_Ab".into())
         );
-        assert_eq!(message_id_of("/x/status"), None);
-        assert_eq!(message_id_of("/x/status?other=1"), None);
+        assert_eq!(query_param("/x/status", "message_id"), None);
+        assert_eq!(query_param("/x/status?other=1", "message_id"), None);
+        assert_eq!(
+            query_param("/x/status?message_id=m&token=ab", "token"),
+            Some("ab".into())
+        );
     }
 }

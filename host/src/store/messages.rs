@@ -9,7 +9,7 @@ use super::error::{Result, StoreError};
 use super::ids::{decode_cursor, encode_cursor};
 use super::model::{
     ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
-    Money, NewMessage, Page, StatusEvent, StatusUpdate, advance,
+    Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
 };
 use super::shared::{
     Change, DEFAULT_PAGE, Facts, MAX_PAGE, category, count, db_int, encoding, error_info, json,
@@ -274,7 +274,8 @@ where
         Ok(Enqueued::Created(Self::message_from_row(&row)?))
     }
 
-    /// Applies a status report with the monotonic rule, under the message's row lock.
+    /// Applies a provider's status report with the monotonic rule
+    /// ([`advance_reported`]: a `queued` message is left alone), under the message's row lock.
     pub(super) async fn apply_status(
         pool: &Pool<DB>,
         tenant: &str,
@@ -291,6 +292,16 @@ where
         let Some(current) = current else {
             return Ok(None);
         };
+        if current.status == MessageStatus::Queued {
+            // Not in flight: no provider has it, so the report is forged or misrouted. Nothing
+            // it says is stored, not even its price or provider id.
+            tx.rollback().await?;
+            return Ok(Some(ApplyResult {
+                message: current.clone(),
+                previous: current.status,
+                changed: false,
+            }));
+        }
         let facts = Facts {
             provider_message_id: update.provider_message_id.as_deref(),
             provider_segments: update.segments,
@@ -298,7 +309,7 @@ where
             sender: update.sender.as_deref(),
         };
         Self::record_facts(&mut tx, tenant, &current.id, &facts).await?;
-        let changed = advance(current.status, update.status);
+        let changed = advance_reported(current.status, update.status);
         let message = if changed {
             let change = Change {
                 status: update.status,

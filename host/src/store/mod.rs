@@ -421,7 +421,8 @@ impl Store {
         }
     }
 
-    /// Applies a status report atomically with the monotonic rule ([`advance`]): an event is
+    /// Applies a provider's status report atomically with the monotonic rule
+    /// ([`advance_reported`](crate::domain::advance_reported)): an event is
     /// recorded only when the status moves; a reported segment count (as
     /// [`Message::provider_segments`]), price and a missing provider message id are stored either
     /// way. `None` when no message matches.
@@ -546,6 +547,27 @@ impl Store {
         match &self.inner.backend {
             Backend::Sqlite { writer, .. } => Queries::record_inbound(writer, inbound).await,
             Backend::Postgres(pool) => Queries::record_inbound(pool, inbound).await,
+        }
+    }
+
+    /// Claims the compliance action (opt-out change, confirmation) keyed `key` for inbound
+    /// message `inbound_id` of `tenant`; `false` when an earlier delivery already claimed it.
+    /// The key is the host's ([`inbound`](crate::pipeline::inbound)), never a plugin's id.
+    pub async fn claim_inbound_action(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        inbound_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let tenant = tenant.as_str();
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::claim_inbound_action(writer, tenant, key, inbound_id, now).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::claim_inbound_action(pool, tenant, key, inbound_id, now).await
+            }
         }
     }
 

@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::domain::{Category, MessageStatus, Money, TenantId, TenantStatus, advance};
+pub use crate::domain::{
+    Category, MessageStatus, Money, TenantId, TenantStatus, advance, advance_reported,
+};
 use crate::segments::Encoding;
 
 /// Who caused a status change.

@@ -1,4 +1,5 @@
-//! Tenant-owned records besides messages: inbound messages (stored once per provider id),
+//! Tenant-owned records besides messages: inbound messages (stored once per provider id, acted
+//! on once per host-derived key),
 //! the opt-out list with its audit trail, and templates.
 
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
@@ -67,6 +68,30 @@ where
         .bind(inbound.body.as_str())
         .bind(inbound.keyword.as_ref().map(name_of).as_deref())
         .bind(inbound.received_at)
+        .fetch_optional(pool)
+        .await?;
+        Ok(inserted.is_some())
+    }
+
+    /// Claims the compliance action keyed `key` for inbound message `inbound_id`; returns whether
+    /// this call claimed it (`false`: an earlier delivery of the same message already acted).
+    pub(super) async fn claim_inbound_action(
+        pool: &Pool<DB>,
+        tenant: &str,
+        key: &str,
+        inbound_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_actions (tenant_id, action_key, inbound_id, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, action_key) DO NOTHING
+             RETURNING action_key",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(inbound_id)
+        .bind(now)
         .fetch_optional(pool)
         .await?;
         Ok(inserted.is_some())
