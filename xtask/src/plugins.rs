@@ -35,6 +35,7 @@ const BUILDS: &[Build] = &[
             ("herald_future_contract", "future-contract"),
             ("herald_hostile_egress", "hostile-egress"),
             ("herald_hostile_output", "hostile-output"),
+            ("herald_hostile_renderer", "hostile-renderer"),
             ("herald_hostile_pool", "hostile-pool"),
             ("herald_hostile_webhook", "hostile-webhook"),
         ],
@@ -60,6 +61,7 @@ const REPORT_ORDER: &[&str] = &[
     "future-contract",
     "hostile-egress",
     "hostile-output",
+    "hostile-renderer",
     "hostile-pool",
     "hostile-webhook",
 ];
