@@ -441,7 +441,55 @@ async fn suspended_queue_is_held(backend: Backend) {
     herald.close().await;
 }
 
+/// Admin input that PostgreSQL cannot store (a NUL character) or that names nothing is refused in
+/// the one error shape, never a 500.
+async fn admin_bad_input_is_refused(backend: Backend) {
+    let app = start(backend).await;
+    let (a, _b) = two_tenants(&app).await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(&json!({"name": "bad\u{0}name"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_field");
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(&json!({"name": "tab\there"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = app
+        .admin(
+            Method::DELETE,
+            &format!("/admin/tenants/{}/api-keys/key%00x", a.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "api_key_not_found");
+    let (status, body) = app
+        .admin(Method::GET, "/admin/tenants/ten%00x/settings", None)
+        .await;
+    assert!(status.is_client_error(), "{status}: {body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    let (status, body) = app
+        .admin(
+            Method::PATCH,
+            &format!("/admin/tenants/{}", a.id),
+            Some(&json!({"status": 7})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    admin_bad_input_is_refused,
     tenants_are_isolated,
     stop_is_scoped_to_the_tenant,
     keys_and_suspension,

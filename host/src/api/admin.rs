@@ -2,13 +2,14 @@
 //! tenants, their API keys and their settings.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ApiResult};
+use super::json::ApiJson;
+use super::params::PathId;
 use crate::domain::{ErrorCode, TenantStatus};
 use crate::pipeline::Pipeline;
 use crate::pipeline::ReloadOutcome;
@@ -81,10 +82,9 @@ pub struct UpdateTenant {
 pub async fn create_tenant(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    body: Result<Json<CreateTenant>, JsonRejection>,
+    ApiJson(body): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     authorize(&pipeline, &headers)?;
-    let Json(body) = body?;
     let tenant = tenants::create_tenant(&pipeline, &body.name).await?;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
@@ -102,12 +102,11 @@ pub async fn list_tenants(
 pub async fn update_tenant(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Json<UpdateTenant>, JsonRejection>,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<UpdateTenant>,
 ) -> ApiResult<Json<Tenant>> {
     authorize(&pipeline, &headers)?;
     let id = tenants::tenant_id(&id)?;
-    let Json(body) = body?;
     Ok(Json(
         tenants::set_status(&pipeline, &id, body.status).await?,
     ))
@@ -117,7 +116,7 @@ pub async fn update_tenant(
 pub async fn create_api_key(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<(StatusCode, Json<IssuedKey>)> {
     authorize(&pipeline, &headers)?;
     let id = tenants::tenant_id(&id)?;
@@ -129,7 +128,7 @@ pub async fn create_api_key(
 pub async fn list_api_keys(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<Vec<ApiKey>>> {
     authorize(&pipeline, &headers)?;
     let id = tenants::tenant_id(&id)?;
@@ -140,9 +139,15 @@ pub async fn list_api_keys(
 pub async fn revoke_api_key(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    Path((id, key_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> ApiResult<StatusCode> {
     authorize(&pipeline, &headers)?;
+    let Path((id, key_id)) = path.map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidField,
+            "the ids in the URL are not valid UTF-8 text",
+        )
+    })?;
     let id = tenants::tenant_id(&id)?;
     tenants::revoke_api_key(&pipeline, &id, &key_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -152,7 +157,7 @@ pub async fn revoke_api_key(
 pub async fn get_settings(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<TenantSettings>> {
     authorize(&pipeline, &headers)?;
     let id = tenants::tenant_id(&id)?;
@@ -163,11 +168,10 @@ pub async fn get_settings(
 pub async fn put_settings(
     State(pipeline): State<Pipeline>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Json<TenantSettings>, JsonRejection>,
+    PathId(id): PathId,
+    ApiJson(settings): ApiJson<TenantSettings>,
 ) -> ApiResult<Json<TenantSettings>> {
     authorize(&pipeline, &headers)?;
     let id = tenants::tenant_id(&id)?;
-    let Json(settings) = body?;
     Ok(Json(tenants::put_settings(&pipeline, &id, settings).await?))
 }

@@ -70,10 +70,10 @@ fn key_hash(key: &str) -> String {
 /// Creates a tenant called `name`.
 pub async fn create_tenant(pipeline: &Pipeline, name: &str) -> Result<Tenant> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(PipelineError::new(
             ErrorCode::InvalidField,
-            format!("name must be 1 to {MAX_NAME} characters"),
+            format!("name must be 1 to {MAX_NAME} characters, none of them control characters"),
         ));
     }
     let id = TenantId::new(new_id("ten")).map_err(PipelineError::internal)?;
@@ -163,10 +163,16 @@ pub async fn api_keys(pipeline: &Pipeline, id: &TenantId) -> Result<Vec<ApiKey>>
 /// Revokes one of tenant `id`'s keys, at once.
 pub async fn revoke_api_key(pipeline: &Pipeline, id: &TenantId, key_id: &str) -> Result<()> {
     tenant(pipeline, id).await?;
-    if pipeline
-        .store()
-        .revoke_api_key(id, key_id, pipeline.now())
-        .await?
+    // Key ids are Herald's own (`key_…`): anything else names no key, and never reaches SQL.
+    let plausible = key_id.len() <= 64
+        && key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plausible
+        && pipeline
+            .store()
+            .revoke_api_key(id, key_id, pipeline.now())
+            .await?
     {
         Ok(())
     } else {
