@@ -28,3 +28,6 @@ pub use phone::{PhoneNumber, PhoneNumberError};
 pub use sender::{Sender, SenderError};
 pub use status::{MessageStatus, advance, advance_reported};
 pub use tenant::{TenantId, TenantIdError, TenantStatus};
+
+/// The longest message body Herald accepts or stores, in characters (Twilio's and SNS's limit).
+pub const MAX_BODY_CHARS: usize = 1600;

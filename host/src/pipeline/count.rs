@@ -10,8 +10,8 @@
 use super::error::{ErrorCode, PipelineError, Result};
 use crate::segments::{self, SegmentCount};
 
-/// The longest body accepted, in characters (Twilio's and SNS's limit).
-pub const MAX_BODY_CHARS: usize = 1600;
+/// The longest body accepted, in characters.
+pub const MAX_BODY_CHARS: usize = crate::domain::MAX_BODY_CHARS;
 
 /// A body ready to store: the text as it will be sent (after smart encoding, if on) and its
 /// encoding and segments.

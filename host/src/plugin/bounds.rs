@@ -30,7 +30,7 @@ pub const ID_BYTES: usize = 128;
 /// Longest error text kept, in bytes.
 pub const TEXT_BYTES: usize = 1024;
 /// Longest inbound body or rendered text, in characters (the host's own message limit).
-pub const BODY_CHARS: usize = crate::pipeline::count::MAX_BODY_CHARS;
+pub const BODY_CHARS: usize = crate::domain::MAX_BODY_CHARS;
 /// Events kept from one webhook unless the plugin's settings say otherwise.
 pub const DEFAULT_WEBHOOK_EVENTS: usize = 100;
 /// The most segments a provider may report for one message.
