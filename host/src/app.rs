@@ -86,7 +86,8 @@ impl HeraldBuilder {
         self
     }
 
-    /// Opens (and migrates) storage and loads the plugins.
+    /// Opens (and migrates) storage, loads the plugins and gives the `default` tenant the
+    /// default templates it does not have yet.
     pub async fn build(self) -> Result<Herald, StartError> {
         let config = match self.config {
             Some(config) => config,
@@ -95,9 +96,9 @@ impl HeraldBuilder {
         let store = open_store(&config).await?;
         let plugins = Plugins::start(&config).await?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        Ok(Herald {
-            pipeline: Pipeline::new(store, plugins, config, self.source, clock),
-        })
+        let pipeline = Pipeline::new(store, plugins, config, self.source, clock);
+        crate::pipeline::templates::defaults::seed(&pipeline, &TenantId::default_tenant()).await?;
+        Ok(Herald { pipeline })
     }
 }
 

@@ -269,6 +269,7 @@ fn new_message(to: &str) -> NewMessage {
         sender: None,
         body: "Hello".to_owned(),
         template_id: None,
+        template_version: None,
         category: Category::transactional(),
         encoding: Encoding::Gsm7,
         segments: 1,

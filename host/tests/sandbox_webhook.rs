@@ -198,6 +198,7 @@ async fn a_queued_message_is_not_moved_by_a_callback(backend: Backend) {
             sender: None,
             body: "later".to_owned(),
             template_id: None,
+            template_version: None,
             category: Category::transactional(),
             encoding: Encoding::Gsm7,
             segments: 1,

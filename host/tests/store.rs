@@ -53,6 +53,7 @@ fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
         sender: Some("Herald".to_owned()),
         body: "Your code is 123456".to_owned(),
         template_id: None,
+        template_version: None,
         category: Category::transactional(),
         encoding: Encoding::Gsm7,
         segments: 1,

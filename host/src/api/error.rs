@@ -52,13 +52,16 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::NotFound
         | C::MessageNotFound
         | C::TemplateNotFound
+        | C::TemplateVersionNotFound
         | C::UnknownProvider
         | C::TenantNotFound
         | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        C::RecipientOptedOut | C::IdempotencyConflict | C::TemplateExists | C::NumberTaken => {
-            StatusCode::CONFLICT
-        }
+        C::RecipientOptedOut
+        | C::IdempotencyConflict
+        | C::TemplateExists
+        | C::TemplateDeleted
+        | C::NumberTaken => StatusCode::CONFLICT,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -39,8 +39,7 @@ pub fn router(pipeline: Pipeline) -> Router {
         .route("/api/v1/sms/send", post(messages::send))
         .route("/api/v1/sms/messages", get(messages::list))
         .route("/api/v1/sms/messages/{id}", get(messages::get))
-        .route("/api/v1/sms/templates", post(templates::create))
-        .route("/api/v1/sms/templates/{id}", get(templates::get))
+        .merge(templates::routes())
         .route(
             "/api/v1/sms/webhooks/{provider}/status",
             post(webhooks::receive),

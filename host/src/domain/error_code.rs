@@ -35,6 +35,8 @@ pub enum ErrorCode {
     MessageNotFound,
     /// No such template for this tenant.
     TemplateNotFound,
+    /// The template has no version of that number.
+    TemplateVersionNotFound,
     /// No provider plugin of that name handles webhooks.
     UnknownProvider,
     /// No such tenant.
@@ -52,6 +54,9 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// The tenant already has a template of that name.
     TemplateExists,
+    /// The template is deleted: its history can be read, but it can no longer be sent from,
+    /// previewed or changed.
+    TemplateDeleted,
     /// A phone number in a tenant's settings belongs to another tenant.
     NumberTaken,
 
@@ -92,7 +97,8 @@ pub enum ErrorCode {
     InactiveTemplate,
     /// The template needs a variable the request did not give.
     MissingTemplateVariable,
-    /// A template variable is not a string, number, boolean or null.
+    /// A template variable's value cannot be used: too large or too deeply nested, or a list or
+    /// an object for a renderer that takes text only.
     InvalidTemplateVariable,
     /// The renderer refused the template.
     InvalidTemplate,
@@ -121,7 +127,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 46] = [
+    pub const ALL: [Self; 48] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -132,6 +138,7 @@ impl ErrorCode {
         Self::NotFound,
         Self::MessageNotFound,
         Self::TemplateNotFound,
+        Self::TemplateVersionNotFound,
         Self::UnknownProvider,
         Self::TenantNotFound,
         Self::ApiKeyNotFound,
@@ -139,6 +146,7 @@ impl ErrorCode {
         Self::RecipientOptedOut,
         Self::IdempotencyConflict,
         Self::TemplateExists,
+        Self::TemplateDeleted,
         Self::NumberTaken,
         Self::PayloadTooLarge,
         Self::UriTooLong,
@@ -184,6 +192,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MessageNotFound => "message_not_found",
             Self::TemplateNotFound => "template_not_found",
+            Self::TemplateVersionNotFound => "template_version_not_found",
             Self::UnknownProvider => "unknown_provider",
             Self::TenantNotFound => "tenant_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
@@ -191,6 +200,7 @@ impl ErrorCode {
             Self::RecipientOptedOut => "recipient_opted_out",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::TemplateExists => "template_exists",
+            Self::TemplateDeleted => "template_deleted",
             Self::NumberTaken => "number_taken",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UriTooLong => "uri_too_long",

@@ -22,6 +22,11 @@ use crate::store::Message;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The largest `metadata` object accepted, serialized.
 const MAX_METADATA_BYTES: usize = 4096;
+/// The largest `template_variables` object accepted, serialized: the renderer gets it whole.
+pub const MAX_VARIABLES_BYTES: usize = 32 * 1024;
+/// The deepest nesting of lists and objects accepted in `template_variables` (the object
+/// itself is level 1), enough for sections over lists of records.
+pub const MAX_VARIABLES_DEPTH: usize = 8;
 /// The longest caller reference (`customer_id`, `order_id`, `reservation_id`) accepted, in
 /// bytes.
 pub const MAX_REFERENCE: usize = 255;
@@ -53,7 +58,7 @@ impl SendRequest {
         Self::new(to, Content::Text(text.into()))
     }
 
-    /// A request to render the template `template` (its id) with `variables` and send it to `to`.
+    /// A request to render the template `template` (its id or name) with `variables` and send it to `to`.
     #[must_use]
     pub fn template(
         to: PhoneNumber,
@@ -90,9 +95,10 @@ pub enum Content {
     Text(String),
     /// A stored template, rendered by the tenant's renderer.
     Template {
-        /// The template's id.
+        /// The template's id or name.
         template: String,
-        /// Values for its variables: strings, numbers, booleans or null.
+        /// Values for its variables: strings, numbers, booleans, null, and for sections lists
+        /// and objects (bounded: [`MAX_VARIABLES_BYTES`], [`MAX_VARIABLES_DEPTH`]).
         variables: BTreeMap<String, serde_json::Value>,
     },
 }
@@ -203,6 +209,9 @@ pub fn accept(tenant: &TenantId, request: SendRequest) -> Result<Draft> {
             )));
         }
     }
+    if let Content::Template { variables, .. } = &request.content {
+        template_variables(variables)?;
+    }
     if let Some(metadata) = &request.metadata {
         let size = serde_json::to_vec(metadata).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_METADATA_BYTES {
@@ -234,6 +243,35 @@ pub fn accept(tenant: &TenantId, request: SendRequest) -> Result<Draft> {
         request,
         idempotency,
     })
+}
+
+/// Checks the variables of a template render: at most [`MAX_VARIABLES_BYTES`] as JSON and at
+/// most [`MAX_VARIABLES_DEPTH`] levels of lists and objects, so no request can hand the renderer
+/// more than it should parse.
+pub fn template_variables(variables: &BTreeMap<String, serde_json::Value>) -> Result<()> {
+    fn depth(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let size = serde_json::to_vec(variables).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_VARIABLES_BYTES {
+        return Err(PipelineError::new(
+            ErrorCode::InvalidTemplateVariable,
+            format!("template_variables must be at most {MAX_VARIABLES_BYTES} bytes as JSON"),
+        ));
+    }
+    if 1 + variables.values().map(depth).max().unwrap_or(0) > MAX_VARIABLES_DEPTH {
+        return Err(PipelineError::new(
+            ErrorCode::InvalidTemplateVariable,
+            format!(
+                "template_variables may nest lists and objects at most {MAX_VARIABLES_DEPTH} levels deep"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The SHA-256 of the request's canonical JSON (keys sorted, idempotency key left out), so the

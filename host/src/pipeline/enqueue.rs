@@ -28,6 +28,8 @@ pub struct Outgoing {
     pub body: Counted,
     /// The template it was rendered from.
     pub template_id: Option<String>,
+    /// The version of that template it was rendered from.
+    pub template_version: Option<i64>,
     /// Its category.
     pub category: Category,
     /// The provider the first attempt goes to.
@@ -78,6 +80,7 @@ pub async fn outgoing(
         from: request.from.map(String::from),
         body,
         template_id: rendered.template_id,
+        template_version: rendered.template_version,
         category: rendered.category,
         provider: provider.name().to_owned(),
         references: request.references,
@@ -97,6 +100,7 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
         sender: outgoing.from,
         body: outgoing.body.text,
         template_id: outgoing.template_id,
+        template_version: outgoing.template_version,
         category: outgoing.category,
         encoding: outgoing.body.count.encoding,
         segments: outgoing.body.count.segments,

@@ -156,6 +156,7 @@ pub async fn receive(
         from: Some(message.to),
         body,
         template_id: None,
+        template_version: None,
         category: Category::Compliance,
         provider: provider.to_owned(),
         references: References::default(),

@@ -19,7 +19,8 @@
 //!     status callbacks that were lost.
 //!
 //! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
-//! (messages and templates as callers see them), [`tenants`] (who
+//! (messages as callers see them), [`templates`] (templates, their versions, previews and the
+//! defaults every tenant starts with), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -47,6 +48,7 @@ pub mod reconcile;
 pub mod callback;
 pub mod error;
 pub mod read;
+pub mod templates;
 pub mod tenants;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Reading what the steps stored, as callers see it: one message with its history, a page of
-//! messages, one template. Every read is scoped by tenant: another tenant's id reads as absent.
+//! messages (templates are read through [`super::templates`]). Every read is scoped by tenant: another tenant's id reads as absent.
 //!
 //! Text with a NUL character never reaches the store (PostgreSQL refuses it): no id can hold
 //! one, so such an id reads as absent, and a filter holding one is an invalid query.
@@ -7,7 +7,7 @@
 use super::Pipeline;
 use super::error::{ErrorCode, PipelineError, Result};
 use crate::domain::TenantId;
-use crate::store::{Message, MessageFilter, Page, StatusEvent, StoreError, Template};
+use crate::store::{Message, MessageFilter, Page, StatusEvent, StoreError};
 
 /// A message with its status history, oldest event first.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,20 +56,7 @@ pub async fn messages(
     }
 }
 
-/// The template `id` of `tenant`.
-pub async fn template(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Template> {
-    let missing = || not_found(ErrorCode::TemplateNotFound, "template", id);
-    if id.contains('\0') {
-        return Err(missing());
-    }
-    pipeline
-        .store()
-        .get_template(tenant, id)
-        .await?
-        .ok_or_else(missing)
-}
-
-fn not_found(code: ErrorCode, what: &str, id: &str) -> PipelineError {
+pub(super) fn not_found(code: ErrorCode, what: &str, id: &str) -> PipelineError {
     // Ids come from the caller: quote only a bounded prefix.
     let shown: String = id.chars().take(64).collect();
     PipelineError::new(code, format!("no {what} `{shown}`"))

@@ -67,7 +67,7 @@ fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Creates a tenant called `name`.
+/// Creates a tenant called `name`, with the default templates.
 pub async fn create_tenant(pipeline: &Pipeline, name: &str) -> Result<Tenant> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
@@ -84,6 +84,7 @@ pub async fn create_tenant(pipeline: &Pipeline, name: &str) -> Result<Tenant> {
         created_at: pipeline.now(),
     };
     pipeline.store().create_tenant(&tenant).await?;
+    super::templates::defaults::seed(pipeline, &tenant.id).await?;
     Ok(tenant)
 }
 

@@ -17,6 +17,7 @@
 //!   non-negative amount up to [`MAX_PRICE_MICROS`] in a three-letter upper-case currency code,
 //!   else dropped — both with a warning, since they are the plugin's claim, not the host's;
 //! - a rendered text longer than [`BODY_CHARS`] characters is refused as an invalid template;
+//!   the variables it reports missing are ids, at most [`MAX_NAMES`] of them;
 //! - every string, after redaction of the plugin's secrets (see [`super::redact`]).
 //!
 //! Dropping a bad number rather than failing the call keeps a message whose provider did accept
@@ -272,21 +273,35 @@ impl<'a> Sanitizer<'a> {
         }
     }
 
-    /// A rendered text, or why rendering failed.
-    pub fn rendered(&self, result: Result<String, RenderError>) -> Result<String, RenderError> {
+    /// A rendered text and the variables it reports missing, or why rendering failed.
+    pub fn rendered(
+        &self,
+        result: Result<RenderedText, RenderError>,
+    ) -> Result<RenderedText, RenderError> {
         match result {
-            Ok(text) if text.chars().nth(BODY_CHARS).is_some() => {
+            Ok(rendered) if rendered.text.chars().nth(BODY_CHARS).is_some() => {
                 Err(RenderError::InvalidTemplate(TemplateError {
                     message: format!("the rendered text has more than {BODY_CHARS} characters"),
                     position: None,
                 }))
             }
-            Ok(text) => Ok(self.redactor.redact(&text)),
+            Ok(rendered) => Ok(RenderedText {
+                text: self.redactor.redact(&rendered.text),
+                missing: rendered
+                    .missing
+                    .iter()
+                    .take(MAX_NAMES)
+                    .map(|name| self.id(name))
+                    .collect(),
+            }),
             Err(RenderError::MissingVariable(name)) => {
                 Err(RenderError::MissingVariable(self.id(&name)))
             }
             Err(RenderError::InvalidTemplate(e)) => {
                 Err(RenderError::InvalidTemplate(self.template_error(e)))
+            }
+            Err(RenderError::UnsupportedValue(name)) => {
+                Err(RenderError::UnsupportedValue(self.id(&name)))
             }
         }
     }
@@ -436,7 +451,13 @@ mod tests {
             Err(RenderError::InvalidTemplate(e)) => assert!(e.message.len() <= TEXT_BYTES),
             other => panic!("{other:?}"),
         }
-        assert!(s.rendered(Ok(huge)).is_err());
+        let text = |text: String, missing: Vec<String>| RenderedText { text, missing };
+        assert!(s.rendered(Ok(text(huge, Vec::new()))).is_err());
         assert!(s.validated(Ok(vec!["v".into(); MAX_NAMES + 1])).is_err());
+        let reported = s
+            .rendered(Ok(text("ok".into(), vec!["m".repeat(4096); 10_000])))
+            .unwrap();
+        assert_eq!(reported.missing.len(), MAX_NAMES);
+        assert!(reported.missing.iter().all(|name| name.len() <= ID_BYTES));
     }
 }

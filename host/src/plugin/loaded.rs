@@ -405,17 +405,19 @@ impl LoadedPlugin {
         .map(|r| self.sanitizer().validated(r))
     }
 
-    /// Renders a template with the given variables.
+    /// Renders a template with the given variables; `missing` says whether a variable the
+    /// template prints without a value fails the render or is reported.
     pub async fn render(
         &self,
         template: &str,
-        variables: &[(String, String)],
-    ) -> Result<Result<String, RenderError>, CallFailure> {
+        variables: &Variables,
+        missing: MissingVariables,
+    ) -> Result<Result<RenderedText, RenderError>, CallFailure> {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
-        let variables = variables.to_vec();
+        let variables = variables.clone();
         self.run(Share::Calls, move |store| {
-            Box::pin(async move { pre.render(store, &template, &variables).await })
+            Box::pin(async move { pre.render(store, &template, &variables, missing).await })
         })
         .await
         .map(|r| self.sanitizer().rendered(r))

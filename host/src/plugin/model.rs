@@ -280,6 +280,33 @@ pub enum RenderError {
     /// The template is invalid.
     #[error("invalid template: {0}")]
     InvalidTemplate(TemplateError),
+    /// The renderer's contract cannot carry this variable's value: a list or an object given to
+    /// a 0.1.0 renderer, which takes text only. Said by the host, never by a plugin.
+    #[error("template variable `{0}` must be a string, number, boolean or null for this renderer")]
+    UnsupportedValue(String),
+}
+
+/// The variables of one render: names to JSON values (strings, numbers, booleans, null, and
+/// for sections lists and objects), bounded by the caller.
+pub type Variables = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// What a render does with a variable the template prints and the data does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingVariables {
+    /// Fail with [`RenderError::MissingVariable`]: messages are never sent with a hole in them.
+    Refuse,
+    /// Print nothing there and list the variable in [`RenderedText::missing`] (previews).
+    Report,
+}
+
+/// A rendered text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedText {
+    /// The text.
+    pub text: String,
+    /// The variables printed without a value, in first-use order (with
+    /// [`MissingVariables::Report`] only).
+    pub missing: Vec<String>,
 }
 
 /// An HTTP request a provider plugin asks the host to perform.

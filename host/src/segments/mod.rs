@@ -25,6 +25,7 @@
 //!
 //! Empty bodies are rejected, like Twilio does (error 21602).
 
+pub mod explain;
 pub mod gsm;
 pub mod smart;
 #[cfg(test)]

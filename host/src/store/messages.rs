@@ -52,6 +52,7 @@ where
             sender: row.try_get("sender")?,
             body: row.try_get("body")?,
             template_id: row.try_get("template_id")?,
+            template_version: row.try_get("template_version")?,
             category: category(row.try_get("category")?)?,
             encoding: encoding(row.try_get("encoding")?)?,
             segments: count(row.try_get("segments")?, "segments")?,
@@ -209,9 +210,9 @@ where
             "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                  encoding, segments, units, status, provider, attempts, max_attempts,
                  customer_id, order_id, reservation_id, metadata, idempotency_key,
-                 request_hash, created_at, updated_at, category)
+                 request_hash, created_at, updated_at, category, template_version)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19)
+                 $15, $16, $17, $18, $18, $19, $20)
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *",
         )
@@ -234,6 +235,7 @@ where
         .bind(new.request_hash.as_deref())
         .bind(new.now)
         .bind(new.category.as_str())
+        .bind(new.template_version)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {

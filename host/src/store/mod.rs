@@ -5,7 +5,7 @@
 //! - [`model`]: the domain types the store reads and writes, and the monotonic status rule.
 //! - `dialect`: the `Dialect` trait (the SQL fragments that differ between the backends) and
 //!   `Queries<DB>`, the handle every shared query is an associated function of.
-//! - `messages`, `queue`, `records`, `reconcile`: the shared queries, written once as plain
+//! - `messages`, `queue`, `records`, `reconcile`, `templates`: the shared queries, written once as plain
 //!   generic code over the backend's sqlx database type; `shared`: the plain helpers they use.
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
@@ -35,6 +35,7 @@ mod reconcile;
 mod records;
 mod shared;
 mod sqlite;
+mod templates;
 mod tenants;
 
 use std::sync::Arc;
@@ -635,34 +636,6 @@ impl Store {
                 Queries::opt_out_events(reader, tenant.as_str(), phone).await
             }
             Backend::Postgres(pool) => Queries::opt_out_events(pool, tenant.as_str(), phone).await,
-        }
-    }
-
-    /// Creates a template; a name the tenant already uses is a [`StoreError::Conflict`].
-    pub async fn create_template(&self, new: &NewTemplate) -> Result<Template> {
-        match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => Queries::create_template(writer, new).await,
-            Backend::Postgres(pool) => Queries::create_template(pool, new).await,
-        }
-    }
-
-    /// Reads one template.
-    pub async fn get_template(&self, tenant: &TenantId, id: &str) -> Result<Option<Template>> {
-        match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => {
-                Queries::get_template(reader, tenant.as_str(), id).await
-            }
-            Backend::Postgres(pool) => Queries::get_template(pool, tenant.as_str(), id).await,
-        }
-    }
-
-    /// Lists a tenant's templates by name.
-    pub async fn list_templates(&self, tenant: &TenantId) -> Result<Vec<Template>> {
-        match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => {
-                Queries::list_templates(reader, tenant.as_str()).await
-            }
-            Backend::Postgres(pool) => Queries::list_templates(pool, tenant.as_str()).await,
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct NewMessage {
     pub body: String,
     /// The template the body was rendered from.
     pub template_id: Option<String>,
+    /// The version of that template the body was rendered from.
+    pub template_version: Option<i64>,
     /// The opt-out category (`transactional` by default; `compliance` for keyword replies, which
     /// are sent even to an opted-out number).
     pub category: Category,
@@ -119,6 +121,8 @@ pub struct Message {
     pub body: String,
     /// The template the body was rendered from.
     pub template_id: Option<String>,
+    /// The version of that template the body was rendered from (versions are immutable).
+    pub template_version: Option<i64>,
     /// The opt-out category.
     pub category: Category,
     /// The encoding.
@@ -421,15 +425,42 @@ pub struct NewTemplate {
     pub now: i64,
 }
 
-/// A stored template.
+/// A stored template: its identity and state, with a copy of its current version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Template {
     /// The id.
     pub id: String,
     /// The owning tenant.
     pub tenant_id: TenantId,
-    /// The name, unique per tenant.
+    /// The name, unique among the tenant's templates that are not deleted.
     pub name: String,
+    /// The opt-out category (of the current version).
+    pub category: Option<Category>,
+    /// A description for people (of the current version).
+    pub description: Option<String>,
+    /// The template source (of the current version).
+    pub body: String,
+    /// The variables it uses (of the current version).
+    pub variables: Vec<String>,
+    /// Whether it may be used.
+    pub is_active: bool,
+    /// The current version: the one sends render, 1 for a new template.
+    pub version: i64,
+    /// When it was deleted; a deleted template stays readable but can no longer be used.
+    pub deleted_at: Option<i64>,
+    /// When it was created.
+    pub created_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+}
+
+/// One immutable version of a template: what a message rendered from it used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateVersion {
+    /// The template.
+    pub template_id: String,
+    /// The version number, from 1.
+    pub version: i64,
     /// The opt-out category.
     pub category: Option<Category>,
     /// A description for people.
@@ -438,12 +469,54 @@ pub struct Template {
     pub body: String,
     /// The variables it uses.
     pub variables: Vec<String>,
-    /// Whether it may be used.
-    pub is_active: bool,
-    /// When it was created.
+    /// When it was written.
     pub created_at: i64,
-    /// When it last changed.
-    pub updated_at: i64,
+}
+
+/// A change to a template; `None` leaves a field as it is. A change of the source, description
+/// or category writes a new version; `is_active` alone does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateChange {
+    /// The new source, with the variables the renderer found in it.
+    pub body: Option<(String, Vec<String>)>,
+    /// The new description.
+    pub description: Option<String>,
+    /// The new category.
+    pub category: Option<Category>,
+    /// Activates or deactivates the template.
+    pub is_active: Option<bool>,
+    /// The time of the change.
+    pub now: i64,
+}
+
+/// The result of a write to one template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateWrite {
+    /// Written; the template as it is now.
+    Done(Template),
+    /// The tenant has no template of that id.
+    NotFound,
+    /// The template is deleted: it can be read, never changed.
+    Deleted(Template),
+    /// The template has no such version.
+    NoSuchVersion,
+}
+
+/// Which templates [`Store::list_templates`](super::Store::list_templates) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateFilter {
+    /// Only this category.
+    pub category: Option<Category>,
+    /// Only active (`true`) or inactive (`false`) ones.
+    pub is_active: Option<bool>,
+    /// Only the template of this name (or those of this name, deleted ones included).
+    pub name: Option<String>,
+    /// Deleted templates too (hidden by default).
+    pub include_deleted: bool,
+    /// Page size: 50 when `None`, at most 500.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// A tenant.

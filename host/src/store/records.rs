@@ -1,13 +1,13 @@
 //! Tenant-owned records besides messages: inbound messages (stored once per provider id, acted
-//! on once per host-derived key),
-//! the opt-out list with its audit trail, and templates.
+//! on once per host-derived key) and
+//! the opt-out list with its audit trail. Templates have their own file, `templates.rs`.
 
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
-use super::model::{Category, InboundMessage, NewTemplate, OptOutEvent, Template};
-use super::shared::{category, json, name_of, tenant, word};
+use super::model::{InboundMessage, OptOutEvent};
+use super::shared::{category, name_of, tenant, word};
 
 impl<DB: Dialect> Queries<DB>
 where
@@ -18,24 +18,6 @@ where
     i64: for<'a> Value<'a, DB>,
     bool: for<'a> Value<'a, DB>,
 {
-    fn template_from_row(row: &DB::Row) -> Result<Template> {
-        Ok(Template {
-            id: row.try_get("id")?,
-            tenant_id: tenant(row.try_get("tenant_id")?)?,
-            name: row.try_get("name")?,
-            category: row
-                .try_get::<Option<String>, _>("category")?
-                .map(category)
-                .transpose()?,
-            description: row.try_get("description")?,
-            body: row.try_get("body")?,
-            variables: json(row.try_get("variables")?, "variables")?,
-            is_active: row.try_get("is_active")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        })
-    }
-
     fn opt_out_event_from_row(row: &DB::Row) -> Result<OptOutEvent> {
         Ok(OptOutEvent {
             id: row.try_get("id")?,
@@ -198,58 +180,5 @@ where
         .fetch_all(pool)
         .await?;
         rows.iter().map(Self::opt_out_event_from_row).collect()
-    }
-
-    /// Creates a template; a name the tenant already uses is a conflict.
-    pub(super) async fn create_template(pool: &Pool<DB>, new: &NewTemplate) -> Result<Template> {
-        let variables = serde_json::Value::from(new.variables.clone()).to_string();
-        let row = sqlx::query(
-            "INSERT INTO templates (id, tenant_id, name, category, description, body, variables,
-                 is_active, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-             RETURNING *",
-        )
-        .bind(new.id.as_str())
-        .bind(new.tenant_id.as_str())
-        .bind(new.name.as_str())
-        .bind(new.category.as_ref().map(Category::as_str))
-        .bind(new.description.as_deref())
-        .bind(new.body.as_str())
-        .bind(variables.as_str())
-        .bind(new.is_active)
-        .bind(new.now)
-        .fetch_one(pool)
-        .await
-        .map_err(|error| match StoreError::from(error) {
-            StoreError::Conflict(_) => {
-                let name = &new.name;
-                StoreError::Conflict(format!("a template named {name:?} already exists"))
-            }
-            other => other,
-        })?;
-        Self::template_from_row(&row)
-    }
-
-    /// Reads one template.
-    pub(super) async fn get_template(
-        pool: &Pool<DB>,
-        tenant: &str,
-        id: &str,
-    ) -> Result<Option<Template>> {
-        let row = sqlx::query("SELECT * FROM templates WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        row.as_ref().map(Self::template_from_row).transpose()
-    }
-
-    /// Lists a tenant's templates by name.
-    pub(super) async fn list_templates(pool: &Pool<DB>, tenant: &str) -> Result<Vec<Template>> {
-        let rows = sqlx::query("SELECT * FROM templates WHERE tenant_id = $1 ORDER BY name")
-            .bind(tenant)
-            .fetch_all(pool)
-            .await?;
-        rows.iter().map(Self::template_from_row).collect()
     }
 }

@@ -1,7 +1,9 @@
 //! Herald's template renderer: a WebAssembly component (world `renderer` of `herald:plugin@0.2.0`)
-//! that fills `{{name}}` placeholders strictly (a missing variable is an error, never blank text).
+//! that renders Mustache templates (sections, inverted sections, comments, dotted names; no
+//! partials, no delimiter changes) as plain SMS text, with no HTML escaping.
 //!
-//! This file owns the component's exports; the template language lives in [`template`].
+//! This file owns the component's exports: the variables arrive as one JSON object, which it
+//! parses; the template language lives in [`template`].
 
 mod template;
 
@@ -12,7 +14,7 @@ mod bindings {
 }
 
 use bindings::exports::herald::plugin::renderer_api::{
-    Guest, Position, RenderError, TemplateError,
+    Guest, MissingVariables, Position, RenderError, Rendered, TemplateError,
 };
 use bindings::herald::plugin::types::PluginInfo;
 
@@ -24,9 +26,9 @@ impl Guest for Mustache {
         PluginInfo {
             name: "mustache".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            description:
-                "Fills {{name}} placeholders in SMS templates; every variable is required."
-                    .to_string(),
+            description: "Renders Mustache templates as plain SMS text: variables, sections, \
+                          inverted sections and comments; no partials."
+                .to_string(),
             config_keys: Vec::new(),
             outbound_hosts: Vec::new(),
         }
@@ -36,13 +38,32 @@ impl Guest for Mustache {
         template::variables(&template).map_err(template_error)
     }
 
-    fn render(template: String, variables: Vec<(String, String)>) -> Result<String, RenderError> {
-        template::render(&template, &variables).map_err(|error| match error {
-            template::RenderError::Missing(name) => RenderError::MissingVariable(name),
-            template::RenderError::Invalid(error) => {
-                RenderError::InvalidTemplate(template_error(error))
-            }
-        })
+    fn render(
+        template: String,
+        variables: String,
+        missing: MissingVariables,
+    ) -> Result<Rendered, RenderError> {
+        let data: serde_json::Value = serde_json::from_str(&variables).map_err(|e| {
+            RenderError::InvalidTemplate(TemplateError {
+                message: format!("the variables are not a JSON object: {e}"),
+                position: None,
+            })
+        })?;
+        let missing = match missing {
+            MissingVariables::Refuse => template::Missing::Refuse,
+            MissingVariables::Report => template::Missing::Report,
+        };
+        template::render(&template, &data, template::Escape::None, missing)
+            .map(|rendered| Rendered {
+                text: rendered.text,
+                missing: rendered.missing,
+            })
+            .map_err(|error| match error {
+                template::RenderError::Missing(name) => RenderError::MissingVariable(name),
+                template::RenderError::Invalid(error) => {
+                    RenderError::InvalidTemplate(template_error(error))
+                }
+            })
     }
 }
 

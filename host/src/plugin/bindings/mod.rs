@@ -19,7 +19,8 @@ use super::model;
 /// The WIT package name every plugin contract version shares.
 pub const PACKAGE: &str = "herald:plugin";
 
-/// Name/value pairs as WIT's `pairs` (settings, variables); the generated calls take `&Vec`.
+/// Name/value pairs as WIT's `pairs` (settings; a 0.1.0 renderer's variables); the generated
+/// calls take `&Vec`.
 pub type Pairs = Vec<(String, String)>;
 
 /// The contract versions this host can load, oldest first.
@@ -31,7 +32,7 @@ pub enum Contract {
     /// `herald:plugin@0.1.0` (`wit/v0.1.0`), frozen.
     V0_1_0,
     /// `herald:plugin@0.2.0` (`wit/v0.2.0`): HTTP errors say whether anything was sent; providers
-    /// export `fetch-status` and name the sender they used.
+    /// export `fetch-status` and name the sender they used; renderers take JSON variables.
     V0_2_0,
 }
 
@@ -261,11 +262,12 @@ impl RendererPre {
         &self,
         store: &mut Store<HostState>,
         template: &str,
-        variables: &Pairs,
-    ) -> wasmtime::Result<Result<String, model::RenderError>> {
+        variables: &model::Variables,
+        missing: model::MissingVariables,
+    ) -> wasmtime::Result<Result<model::RenderedText, model::RenderError>> {
         match self {
-            Self::V0_1_0(pre) => v0_1_0::render(pre, store, template, variables).await,
-            Self::V0_2_0(pre) => v0_2_0::render(pre, store, template, variables).await,
+            Self::V0_1_0(pre) => v0_1_0::render(pre, store, template, variables, missing).await,
+            Self::V0_2_0(pre) => v0_2_0::render(pre, store, template, variables, missing).await,
         }
     }
 }

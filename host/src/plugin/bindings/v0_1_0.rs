@@ -7,6 +7,7 @@
 use wasmtime::Store;
 
 use super::Pairs;
+use crate::plugin::bounds::MAX_NAMES;
 use crate::plugin::host::HostState;
 use crate::plugin::model;
 
@@ -191,19 +192,53 @@ pub async fn validate(
     Ok(validate_result(r))
 }
 
-/// Instantiates a renderer and calls `render`.
+/// Instantiates a renderer and calls `render`. This contract takes text values only, so a list
+/// or an object is refused before the call; and its renderers refuse a missing variable, so a
+/// report of missing ones is made by supplying the names `validate` finds as empty text.
 pub async fn render(
     pre: &renderer::RendererPre<HostState>,
     store: &mut Store<HostState>,
     template: &str,
-    variables: &Pairs,
-) -> wasmtime::Result<Result<String, model::RenderError>> {
+    variables: &model::Variables,
+    missing: model::MissingVariables,
+) -> wasmtime::Result<Result<model::RenderedText, model::RenderError>> {
+    let mut pairs: Pairs = Vec::with_capacity(variables.len());
+    for (name, value) in variables {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                return Ok(Err(model::RenderError::UnsupportedValue(name.clone())));
+            }
+        };
+        pairs.push((name.clone(), text));
+    }
+    let mut absent = Vec::new();
+    if missing == model::MissingVariables::Report {
+        let i = pre.instantiate_async(&mut *store).await?;
+        let named = i
+            .herald_plugin_renderer_api()
+            .call_validate(&mut *store, template)
+            .await?;
+        // The names are the plugin's: no more are taken than the host keeps from a validation.
+        for name in named.unwrap_or_default().into_iter().take(MAX_NAMES) {
+            if !variables.contains_key(&name) && !absent.contains(&name) {
+                pairs.push((name.clone(), String::new()));
+                absent.push(name);
+            }
+        }
+    }
     let i = pre.instantiate_async(&mut *store).await?;
     let r = i
         .herald_plugin_renderer_api()
-        .call_render(store, template, variables)
+        .call_render(store, template, &pairs)
         .await?;
-    Ok(render_result(r))
+    Ok(render_result(r).map(|text| model::RenderedText {
+        text,
+        missing: absent,
+    }))
 }
 
 impl From<types::PluginInfo> for model::PluginInfo {

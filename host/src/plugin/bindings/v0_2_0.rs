@@ -4,7 +4,8 @@
 //! New in 0.2.0: `http-error` says whether a failed request can have reached the server
 //! (`not-sent` / `maybe-sent`), so a provider can retry a request that never left the host;
 //! `fetch-status` reads a message's current status back from the provider; `accepted` and
-//! `status-update` name the sender the provider used.
+//! `status-update` name the sender the provider used; `render` takes the variables as one JSON
+//! object (so sections can iterate lists) and can report missing variables instead of failing.
 
 use wasmtime::Store;
 
@@ -212,17 +213,23 @@ pub async fn validate(
     Ok(validate_result(r))
 }
 
-/// Instantiates a renderer and calls `render`.
+/// Instantiates a renderer and calls `render`, handing it the variables as one JSON object.
 pub async fn render(
     pre: &renderer::RendererPre<HostState>,
     store: &mut Store<HostState>,
     template: &str,
-    variables: &Pairs,
-) -> wasmtime::Result<Result<String, model::RenderError>> {
+    variables: &model::Variables,
+    missing: model::MissingVariables,
+) -> wasmtime::Result<Result<model::RenderedText, model::RenderError>> {
+    let variables = serde_json::to_string(variables)?;
+    let missing = match missing {
+        model::MissingVariables::Refuse => r::MissingVariables::Refuse,
+        model::MissingVariables::Report => r::MissingVariables::Report,
+    };
     let i = pre.instantiate_async(&mut *store).await?;
     let r = i
         .herald_plugin_renderer_api()
-        .call_render(store, template, variables)
+        .call_render(store, template, &variables, missing)
         .await?;
     Ok(render_result(r))
 }
@@ -396,8 +403,14 @@ pub fn validate_result(
 }
 
 /// Converts this version's render result.
-pub fn render_result(r: Result<String, r::RenderError>) -> Result<String, model::RenderError> {
-    r.map_err(|e| match e {
+pub fn render_result(
+    r: Result<r::Rendered, r::RenderError>,
+) -> Result<model::RenderedText, model::RenderError> {
+    r.map(|rendered| model::RenderedText {
+        text: rendered.text,
+        missing: rendered.missing,
+    })
+    .map_err(|e| match e {
         r::RenderError::MissingVariable(name) => model::RenderError::MissingVariable(name),
         r::RenderError::InvalidTemplate(t) => {
             model::RenderError::InvalidTemplate(template_error(t))
