@@ -119,7 +119,7 @@ async fn templated_send(backend: Backend) {
     let (status, template) = app
         .post(
             "/api/v1/sms/templates",
-            &json!({"name": "order_ready", "category": "order", "template_body": "Hi {{customer_name}}, order #{{order_number}} is ready!"}),
+            &json!({"name": "pickup_ready", "category": "order", "template_body": "Hi {{customer_name}}, order #{{order_number}} is ready!"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{template}");
@@ -174,7 +174,7 @@ async fn templated_send(backend: Backend) {
     let (status, error) = app
         .post(
             "/api/v1/sms/templates",
-            &json!({"name": "order_ready", "template_body": "x"}),
+            &json!({"name": "pickup_ready", "template_body": "x"}),
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);

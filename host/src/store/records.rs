@@ -5,7 +5,7 @@
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
-use super::error::{Result, StoreError};
+use super::error::Result;
 use super::model::{InboundMessage, OptOutEvent};
 use super::shared::{category, name_of, tenant, word};
 

@@ -6,6 +6,7 @@
 //! | `huge-error` | a 512 KiB error message | the same |
 //! | `many-variables` | 10,000 variable names | — |
 //! | `huge-render` | no variables | 512 KiB of text |
+//! | `many-missing` | no variables | `m`, reporting 10,000 long missing variable names |
 //! | anything else | no variables | the template as it is |
 
 /// Bindings generated from the WIT contract.
@@ -15,7 +16,7 @@ mod bindings {
 }
 
 use bindings::exports::herald::plugin::renderer_api::{
-    Guest, Position, RenderError, TemplateError,
+    Guest, MissingVariables, Position, RenderError, Rendered, TemplateError,
 };
 use bindings::herald::plugin::types::PluginInfo;
 
@@ -54,11 +55,20 @@ impl Guest for HostileRenderer {
         }
     }
 
-    fn render(template: String, _variables: Vec<(String, String)>) -> Result<String, RenderError> {
+    fn render(
+        template: String,
+        _variables: String,
+        _missing: MissingVariables,
+    ) -> Result<Rendered, RenderError> {
+        let rendered = |text: String, missing: Vec<String>| Ok(Rendered { text, missing });
         match template.as_str() {
             "huge-error" => Err(RenderError::InvalidTemplate(huge_error())),
-            "huge-render" => Ok("r".repeat(HUGE)),
-            _ => Ok(template),
+            "huge-render" => rendered("r".repeat(HUGE), Vec::new()),
+            "many-missing" => rendered(
+                "m".to_string(),
+                (0..10_000).map(|i| format!("{}{i}", "v".repeat(HUGE / 10_000))).collect(),
+            ),
+            _ => rendered(template, Vec::new()),
         }
     }
 }
