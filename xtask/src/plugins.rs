@@ -38,6 +38,7 @@ const BUILDS: &[Build] = &[
             ("herald_hostile_renderer", "hostile-renderer"),
             ("herald_hostile_pool", "hostile-pool"),
             ("herald_hostile_webhook", "hostile-webhook"),
+            ("herald_renderer_0_1_0", "renderer-0.1.0"),
         ],
     },
     Build {
@@ -64,6 +65,7 @@ const REPORT_ORDER: &[&str] = &[
     "hostile-renderer",
     "hostile-pool",
     "hostile-webhook",
+    "renderer-0.1.0",
 ];
 
 /// Whether an install rewrote the file.
@@ -77,9 +79,9 @@ enum Install {
 /// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract,hostile-pool}.wasm`.
 /// `<root>/target/plugins/{twilio,mustache,probe,probe-v2,probe-broken,contract-0.1.0,future-contract,hostile-webhook}.wasm`.
 ///
-/// All but two are built against the current contract, `wit/v0.2.0`: `contract-0.1.0` stays on the
-/// frozen `wit/v0.1.0` (the host must keep serving it) and `future-contract` names 0.9.0 (the host
-/// must refuse it).
+/// All but three are built against the current contract, `wit/v0.2.0`: `contract-0.1.0` (a
+/// provider) and `renderer-0.1.0` stay on the frozen `wit/v0.1.0` (the host must keep serving
+/// them) and `future-contract` names 0.9.0 (the host must refuse it).
 ///
 /// `root` is the repository root. A component file is only rewritten when its bytes changed, so
 /// file watchers (hot reload) and mtimes only see real changes. Prints one line per plugin and

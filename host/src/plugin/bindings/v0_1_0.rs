@@ -215,13 +215,13 @@ pub async fn render(
         };
         pairs.push((name.clone(), text));
     }
+    // One instance for both calls: a call may not instantiate twice (its store holds one
+    // instance's memory).
+    let i = pre.instantiate_async(&mut *store).await?;
+    let api = i.herald_plugin_renderer_api();
     let mut absent = Vec::new();
     if missing == model::MissingVariables::Report {
-        let i = pre.instantiate_async(&mut *store).await?;
-        let named = i
-            .herald_plugin_renderer_api()
-            .call_validate(&mut *store, template)
-            .await?;
+        let named = api.call_validate(&mut *store, template).await?;
         // The names are the plugin's: no more are taken than the host keeps from a validation.
         for name in named.unwrap_or_default().into_iter().take(MAX_NAMES) {
             if !variables.contains_key(&name) && !absent.contains(&name) {
@@ -230,11 +230,7 @@ pub async fn render(
             }
         }
     }
-    let i = pre.instantiate_async(&mut *store).await?;
-    let r = i
-        .herald_plugin_renderer_api()
-        .call_render(store, template, &pairs)
-        .await?;
+    let r = api.call_render(store, template, &pairs).await?;
     Ok(render_result(r).map(|text| model::RenderedText {
         text,
         missing: absent,
