@@ -1,5 +1,6 @@
 //! The original module's order integration, in Rust: when the kitchen marks an order ready, the
-//! customer gets the `order_ready` template, linked to the customer and the order. An opted-out
+//! customer gets the `order_ready` template (one of the defaults every tenant starts with, named
+//! as the original's `get_template_id("order_ready")` did), linked to the customer and the order. An opted-out
 //! customer is not texted, and the caller learns why.
 //!
 //! Run with: `cargo xtask build-plugins && cargo run -p herald --example order_ready`
@@ -13,7 +14,7 @@ use serde_json::json;
 async fn notify_order_ready(
     herald: &Herald,
     tenant: &TenantId,
-    template_id: &str,
+    template: &str,
     (order_id, order_number, customer_id, phone): (u64, &str, u64, &str),
 ) -> anyhow::Result<Option<String>> {
     let variables = [
@@ -23,7 +24,7 @@ async fn notify_order_ready(
     ];
     let mut request = SendRequest::template(
         phone.parse()?,
-        template_id,
+        template,
         variables.into_iter().map(|(k, v)| (k.to_owned(), v)),
     );
     request.references.customer_id = Some(customer_id.to_string());
@@ -44,13 +45,6 @@ async fn main() -> anyhow::Result<()> {
     let dir = common::temp_dir("order")?;
     let herald = common::herald_with_api(&carrier, &dir).await?;
     let tenant = TenantId::default_tenant();
-    let template = common::template(
-        &herald,
-        "order_ready",
-        "order",
-        "Hi {{customer_name}}, order {{order_number}} is ready at {{restaurant_name}}.",
-    )
-    .await?;
 
     // A customer who texted STOP earlier is on the opt-out list.
     herald
@@ -62,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         (457, "ORD-124", 124, "+14155550123"),
     ];
     for order in orders {
-        if let Some(id) = notify_order_ready(&herald, &tenant, &template.id, order).await? {
+        if let Some(id) = notify_order_ready(&herald, &tenant, "order_ready", order).await? {
             common::deliver(&herald, &tenant, &id).await?;
         }
     }

@@ -1,6 +1,7 @@
 //! The original module's reservation integration, in Rust: when a reservation is booked, the
-//! customer gets the `reservation_confirmation` template, linked to the customer and the
-//! reservation so that reports and lookups find it.
+//! customer gets the `reservation_confirmation` template (one of the defaults every tenant
+//! starts with, named by its name), linked to the customer and the reservation so that reports
+//! and lookups find it.
 //!
 //! Run with: `cargo xtask build-plugins && cargo run -p herald --example reservation_confirmation`
 
@@ -25,7 +26,7 @@ struct Reservation {
 async fn send_reservation_confirmation(
     herald: &Herald,
     tenant: &TenantId,
-    template_id: &str,
+    template: &str,
     reservation: &Reservation,
 ) -> anyhow::Result<Option<String>> {
     let Some(phone) = reservation.phone else {
@@ -42,7 +43,7 @@ async fn send_reservation_confirmation(
     ];
     let mut request = SendRequest::template(
         to,
-        template_id,
+        template,
         variables.into_iter().map(|(k, v)| (k.to_owned(), v)),
     );
     request.references.customer_id = Some(reservation.customer_id.to_string());
@@ -60,15 +61,6 @@ async fn main() -> anyhow::Result<()> {
     let herald = common::herald_with_api(&carrier, &dir).await?;
     let tenant = TenantId::default_tenant();
 
-    let template = common::template(
-        &herald,
-        "reservation_confirmation",
-        "reservation",
-        "Hi {{customer_name}}, your table for {{party_size}} at {{restaurant_name}} is \
-                   booked for {{date}} at {{time}}. Code: {{confirmation_code}}",
-    )
-    .await?;
-
     let reservation = Reservation {
         id: 9001,
         customer_id: 123,
@@ -80,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
         confirmation_code: "RSV-7QX",
     };
     if let Some(id) =
-        send_reservation_confirmation(&herald, &tenant, &template.id, &reservation).await?
+        send_reservation_confirmation(&herald, &tenant, "reservation_confirmation", &reservation)
+            .await?
     {
         let record = herald.message(&tenant, &id).await?;
         println!("{}", record.message.body);

@@ -110,21 +110,3 @@ pub async fn herald_with_api(
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(herald)
 }
-
-/// Creates the default tenant's template `name` (validated by the renderer plugin).
-pub async fn template(
-    herald: &herald::Herald,
-    name: &str,
-    category: &str,
-    body: &str,
-) -> anyhow::Result<herald::store::Template> {
-    let draft = herald::pipeline::render::TemplateDraft {
-        name: name.to_owned(),
-        category: Some(herald::Category::parse(category)?),
-        description: None,
-        body: body.to_owned(),
-        is_active: true,
-    };
-    let tenant = herald::TenantId::default_tenant();
-    Ok(herald::pipeline::render::create_template(herald.pipeline(), &tenant, draft).await?)
-}

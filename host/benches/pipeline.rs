@@ -451,6 +451,7 @@ async fn store_only(backend: Backend, total: usize) {
                     units: body.len() as u32,
                     body,
                     template_id: None,
+                    template_version: None,
                     category: herald::Category::transactional(),
                     encoding: Encoding::Gsm7,
                     segments: 1,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use herald::plugin::model::{DeliveryState, FetchOutcome, SendOutcome};
+use herald::plugin::model::{DeliveryState, FetchOutcome, MissingVariables, SendOutcome};
 use herald::plugin::{PluginKind, Plugins};
 
 /// Both bundled plugins load, report their role, and describe their settings.
@@ -237,7 +237,8 @@ async fn renderer_gets_no_network() {
     assert!(err.contains("renderers get no network"), "{err}");
 }
 
-/// The mustache renderer validates, renders, and names a missing variable.
+/// The mustache renderer validates, renders, and names a missing variable (refusing it for a
+/// send, reporting it for a preview).
 #[tokio::test]
 async fn mustache_renders_strictly() {
     let mustache = common::plugin_config(common::plugin("mustache"));
@@ -250,20 +251,36 @@ async fn mustache_renders_strictly() {
         .unwrap()
         .unwrap();
     assert_eq!(vars, ["name", "order"]);
-    let text = r
+    let variables = [("name".into(), "Ann".into()), ("order".into(), 42.into())]
+        .into_iter()
+        .collect();
+    let rendered = r
         .render(
             "Hi {{name}}, order {{ order }}",
-            &[("name".into(), "Ann".into()), ("order".into(), "42".into())],
+            &variables,
+            MissingVariables::Refuse,
         )
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(text, "Hi Ann, order 42");
-    let missing = r.render("Hi {{name}}", &[]).await.unwrap().unwrap_err();
+    assert_eq!(rendered.text, "Hi Ann, order 42");
+    let none = Default::default();
+    let missing = r
+        .render("Hi {{name}}", &none, MissingVariables::Refuse)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(
         missing,
         herald::plugin::model::RenderError::MissingVariable("name".into())
     );
+    let reported = r
+        .render("Hi {{name}}", &none, MissingVariables::Report)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rendered.missing.len(), reported.text.as_str()), (0, "Hi "));
+    assert_eq!(reported.missing, ["name"]);
     let invalid = r.validate("Hi {{name").await.unwrap().unwrap_err();
     assert!(invalid.position.is_some(), "{invalid:?}");
 }

@@ -34,7 +34,10 @@ async fn with_renderer(backend: Backend, renderer: &'static str) -> TestApp {
 async fn renderer_0_1_0_keeps_working(backend: Backend) {
     let app = with_renderer(backend, "renderer-0.1.0").await;
     let (status, template) = app
-        .post(TEMPLATES, &json!({"name": "code", "template_body": "Hi {{name}}, {{code}} {{ok}}"}))
+        .post(
+            TEMPLATES,
+            &json!({"name": "code", "template_body": "Hi {{name}}, {{code}} {{ok}}"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{template}");
     assert_eq!(template["variables"], json!(["name", "code", "ok"]));
@@ -69,7 +72,10 @@ async fn renderer_0_1_0_keeps_working(backend: Backend) {
 async fn hostile_missing_variables_are_bounded(backend: Backend) {
     let app = with_renderer(backend, "hostile-renderer").await;
     let (status, template) = app
-        .post(TEMPLATES, &json!({"name": "many-missing", "template_body": "many-missing"}))
+        .post(
+            TEMPLATES,
+            &json!({"name": "many-missing", "template_body": "many-missing"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{template}");
     let (status, preview) = app
@@ -78,6 +84,10 @@ async fn hostile_missing_variables_are_bounded(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{preview}");
     let missing = preview["missing_variables"].as_array().unwrap();
     assert_eq!(missing.len(), 256);
-    assert!(missing.iter().all(|name| name.as_str().unwrap().len() <= 128));
+    assert!(
+        missing
+            .iter()
+            .all(|name| name.as_str().unwrap().len() <= 128)
+    );
     app.stop().await;
 }

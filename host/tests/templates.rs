@@ -31,7 +31,12 @@ async fn create(app: &TestApp, body: Value) -> Value {
 }
 
 /// `method path` with an optional JSON body and the test API key.
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut builder = app.client.request(method, format!("{}{path}", app.base));
     if let Some(body) = body {
         builder = builder.json(&body);
@@ -65,12 +70,48 @@ async fn names(app: &TestApp, query: &str) -> Vec<String> {
 async fn defaults_exist_for_every_tenant(backend: Backend) {
     let app = TestApp::start(backend).await;
     let expected = [
-        ("reservation_confirmation", "reservation", vec!["customer_name", "party_size", "restaurant_name", "date", "time", "confirmation_code"]),
-        ("reservation_reminder", "reminder", vec!["party_size", "restaurant_name", "time"]),
-        ("order_ready", "order", vec!["customer_name", "order_number", "restaurant_name"]),
-        ("order_delivered", "order", vec!["order_number", "restaurant_name"]),
-        ("authentication_code", "authentication", vec!["code", "restaurant_name"]),
-        ("marketing_promotion", "marketing", vec!["restaurant_name", "promotion_text", "promo_code", "discount"]),
+        (
+            "reservation_confirmation",
+            "reservation",
+            vec![
+                "customer_name",
+                "party_size",
+                "restaurant_name",
+                "date",
+                "time",
+                "confirmation_code",
+            ],
+        ),
+        (
+            "reservation_reminder",
+            "reminder",
+            vec!["party_size", "restaurant_name", "time"],
+        ),
+        (
+            "order_ready",
+            "order",
+            vec!["customer_name", "order_number", "restaurant_name"],
+        ),
+        (
+            "order_delivered",
+            "order",
+            vec!["order_number", "restaurant_name"],
+        ),
+        (
+            "authentication_code",
+            "authentication",
+            vec!["code", "restaurant_name"],
+        ),
+        (
+            "marketing_promotion",
+            "marketing",
+            vec![
+                "restaurant_name",
+                "promotion_text",
+                "promo_code",
+                "discount",
+            ],
+        ),
     ];
     for (name, category, variables) in &expected {
         let (status, template) = app.get(&format!("{TEMPLATES}/{name}")).await;
@@ -80,12 +121,19 @@ async fn defaults_exist_for_every_tenant(backend: Backend) {
         assert_eq!(template["version"], 1);
         assert!(template["template_body"].as_str().unwrap().contains("{{"));
         // The renderer finds the same variables, in the same order.
-        let (status, preview) = app.post(&format!("{TEMPLATES}/{name}/preview"), &json!({})).await;
+        let (status, preview) = app
+            .post(&format!("{TEMPLATES}/{name}/preview"), &json!({}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{preview}");
         assert_eq!(preview["missing_variables"], json!(variables), "{name}");
     }
     let (_, marketing) = app.get(&format!("{TEMPLATES}/marketing_promotion")).await;
-    assert!(marketing["template_body"].as_str().unwrap().ends_with("Reply STOP to opt out"));
+    assert!(
+        marketing["template_body"]
+            .as_str()
+            .unwrap()
+            .ends_with("Reply STOP to opt out")
+    );
 
     let sent = app
         .send(json!({"to_number": TO, "template_id": "order_ready", "template_variables": {"customer_name": "Ann", "order_number": "ORD-123", "restaurant_name": "Aura"}}))
@@ -94,12 +142,19 @@ async fn defaults_exist_for_every_tenant(backend: Backend) {
     assert_eq!(sent["template_id"], order_ready["id"]);
     assert_eq!(sent["template_version"], 1);
     assert_eq!(sent["category"], "order");
-    assert_eq!(sent["body"], "Hi Ann, your order #ORD-123 is ready for pickup at Aura!");
+    assert_eq!(
+        sent["body"],
+        "Hi Ann, your order #ORD-123 is ready for pickup at Aura!"
+    );
     assert_eq!(sent["encoding"], "GSM-7");
     assert_eq!(sent["segments"], 1);
 
     let (status, tenant) = app
-        .admin(Method::POST, "/admin/tenants", Some(&json!({"name": "Acme"})))
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(&json!({"name": "Acme"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tenant}");
     let id = tenant["id"].as_str().unwrap();
@@ -118,7 +173,10 @@ async fn defaults_exist_for_every_tenant(backend: Backend) {
     wanted.sort_unstable();
     assert_eq!(theirs, wanted);
     let acme_order_ready = items.iter().find(|t| t["name"] == "order_ready").unwrap();
-    assert_ne!(acme_order_ready["id"], order_ready["id"], "ids are per tenant");
+    assert_ne!(
+        acme_order_ready["id"], order_ready["id"],
+        "ids are per tenant"
+    );
     app.stop().await;
 }
 
@@ -127,27 +185,57 @@ async fn defaults_exist_for_every_tenant(backend: Backend) {
 /// message keeps the version it was rendered from.
 async fn versions_and_roll_back(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let template = create(&app, json!({"name": "welcome", "category": "onboarding", "template_body": "Hi {{name}}"})).await;
+    let template = create(
+        &app,
+        json!({"name": "welcome", "category": "onboarding", "template_body": "Hi {{name}}"}),
+    )
+    .await;
     let id = template["id"].as_str().unwrap().to_owned();
     let path = format!("{TEMPLATES}/{id}");
     assert_eq!(template["version"], 1);
     assert_eq!(template["template_body"], "Hi {{name}}");
-    assert!(template.get("body").is_none(), "the API says template_body: {template}");
+    assert!(
+        template.get("body").is_none(),
+        "the API says template_body: {template}"
+    );
 
-    let first = app.send(json!({"to_number": TO, "template_id": id, "template_variables": {"name": "Ann"}})).await;
+    let first = app
+        .send(json!({"to_number": TO, "template_id": id, "template_variables": {"name": "Ann"}}))
+        .await;
     assert_eq!(first["template_version"], 1);
 
-    let (status, v2) = call(&app, Method::PATCH, &path, Some(json!({"template_body": "Welcome {{name}} to {{place}}"}))).await;
+    let (status, v2) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"template_body": "Welcome {{name}} to {{place}}"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v2}");
     assert_eq!(v2["version"], 2);
     assert_eq!(v2["variables"], json!(["name", "place"]));
     assert_eq!(v2["category"], "onboarding", "unchanged fields are kept");
 
-    let (status, same) = call(&app, Method::PATCH, &path, Some(json!({"template_body": "Welcome {{name}} to {{place}}"}))).await;
+    let (status, same) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"template_body": "Welcome {{name}} to {{place}}"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(same["version"], 2, "a change that changes nothing writes no version");
+    assert_eq!(
+        same["version"], 2,
+        "a change that changes nothing writes no version"
+    );
 
-    let (status, inactive) = call(&app, Method::PATCH, &path, Some(json!({"is_active": false}))).await;
+    let (status, inactive) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"is_active": false})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(inactive["is_active"], false);
     assert_eq!(inactive["version"], 2);
@@ -158,7 +246,13 @@ async fn versions_and_roll_back(backend: Backend) {
     );
     call(&app, Method::PATCH, &path, Some(json!({"is_active": true}))).await;
 
-    let (_, v3) = call(&app, Method::PATCH, &path, Some(json!({"description": "greets", "category": "marketing"}))).await;
+    let (_, v3) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"description": "greets", "category": "marketing"})),
+    )
+    .await;
     assert_eq!(v3["version"], 3);
     assert_eq!(v3["description"], "greets");
 
@@ -169,12 +263,19 @@ async fn versions_and_roll_back(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["version"].as_i64().unwrap(), v["current"].as_bool().unwrap()))
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["current"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(listed, [(1, false), (2, false), (3, true)]);
     assert_eq!(versions["versions"][0]["template_body"], "Hi {{name}}");
 
-    let (status, rolled) = app.post(&format!("{path}/versions/1/activate"), &json!({})).await;
+    let (status, rolled) = app
+        .post(&format!("{path}/versions/1/activate"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{rolled}");
     assert_eq!(rolled["version"], 1);
     assert_eq!(rolled["template_body"], "Hi {{name}}");
@@ -183,22 +284,52 @@ async fn versions_and_roll_back(backend: Backend) {
     assert_eq!(again["body"], "Hi Bo");
     assert_eq!(again["template_version"], 1);
 
-    let (_, v4) = call(&app, Method::PATCH, &path, Some(json!({"template_body": "Hello {{name}}"}))).await;
-    assert_eq!(v4["version"], 4, "after a roll-back the next version is highest+1");
+    let (_, v4) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"template_body": "Hello {{name}}"})),
+    )
+    .await;
+    assert_eq!(
+        v4["version"], 4,
+        "after a roll-back the next version is highest+1"
+    );
     let (_, versions) = app.get(&format!("{path}/versions")).await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 4);
-    assert_eq!(versions["versions"][1]["template_body"], "Welcome {{name}} to {{place}}", "versions never change");
+    assert_eq!(
+        versions["versions"][1]["template_body"], "Welcome {{name}} to {{place}}",
+        "versions never change"
+    );
 
     // Messages keep the version they were rendered from.
     let stored = app.message(first["id"].as_str().unwrap()).await;
     assert_eq!(stored["template_version"], 1);
     assert_eq!(stored["template_id"], id.as_str());
 
-    refused(app.post(&format!("{path}/versions/9/activate"), &json!({})).await, StatusCode::NOT_FOUND, "template_version_not_found");
+    refused(
+        app.post(&format!("{path}/versions/9/activate"), &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "template_version_not_found",
+    );
     for bad in ["0", "-1", "abc", "1.5", "99999999999999999999"] {
-        refused(app.post(&format!("{path}/versions/{bad}/activate"), &json!({})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        refused(
+            app.post(&format!("{path}/versions/{bad}/activate"), &json!({}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        );
     }
-    refused(app.post(&format!("{TEMPLATES}/tpl_nope/versions/1/activate"), &json!({})).await, StatusCode::NOT_FOUND, "template_not_found");
+    refused(
+        app.post(
+            &format!("{TEMPLATES}/tpl_nope/versions/1/activate"),
+            &json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "template_not_found",
+    );
     app.stop().await;
 }
 
@@ -206,7 +337,11 @@ async fn versions_and_roll_back(backend: Backend) {
 /// list unless asked, cannot be sent, previewed, changed or deleted again, and frees its name.
 async fn soft_delete_keeps_history(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let template = create(&app, json!({"name": "promo", "template_body": "Deal: {{deal}}"})).await;
+    let template = create(
+        &app,
+        json!({"name": "promo", "template_body": "Deal: {{deal}}"}),
+    )
+    .await;
     let id = template["id"].as_str().unwrap().to_owned();
     let path = format!("{TEMPLATES}/{id}");
     let sent = app.send(json!({"to_number": TO, "template_id": "promo", "template_variables": {"deal": "2 for 1"}})).await;
@@ -224,32 +359,82 @@ async fn soft_delete_keeps_history(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(versions["deleted"], true);
     assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
-    assert_eq!(app.message(sent["id"].as_str().unwrap()).await["template_id"], id.as_str());
+    assert_eq!(
+        app.message(sent["id"].as_str().unwrap()).await["template_id"],
+        id.as_str()
+    );
 
-    refused(app.get(&format!("{TEMPLATES}/promo")).await, StatusCode::NOT_FOUND, "template_not_found");
-    refused(call(&app, Method::DELETE, &path, None).await, StatusCode::CONFLICT, "template_deleted");
-    refused(call(&app, Method::PATCH, &path, Some(json!({"template_body": "x"}))).await, StatusCode::CONFLICT, "template_deleted");
-    refused(app.post(&format!("{path}/versions/1/activate"), &json!({})).await, StatusCode::CONFLICT, "template_deleted");
-    refused(app.post(&format!("{path}/preview"), &json!({"deal": "x"})).await, StatusCode::CONFLICT, "template_deleted");
     refused(
-        app.post("/api/v1/sms/send", &json!({"to_number": TO, "template_id": id, "template_variables": {"deal": "x"}})).await,
+        app.get(&format!("{TEMPLATES}/promo")).await,
+        StatusCode::NOT_FOUND,
+        "template_not_found",
+    );
+    refused(
+        call(&app, Method::DELETE, &path, None).await,
         StatusCode::CONFLICT,
         "template_deleted",
     );
     refused(
-        app.post("/api/v1/sms/send", &json!({"to_number": TO, "template_id": "promo", "template_variables": {"deal": "x"}})).await,
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            Some(json!({"template_body": "x"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "template_deleted",
+    );
+    refused(
+        app.post(&format!("{path}/versions/1/activate"), &json!({}))
+            .await,
+        StatusCode::CONFLICT,
+        "template_deleted",
+    );
+    refused(
+        app.post(&format!("{path}/preview"), &json!({"deal": "x"}))
+            .await,
+        StatusCode::CONFLICT,
+        "template_deleted",
+    );
+    refused(
+        app.post(
+            "/api/v1/sms/send",
+            &json!({"to_number": TO, "template_id": id, "template_variables": {"deal": "x"}}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "template_deleted",
+    );
+    refused(
+        app.post(
+            "/api/v1/sms/send",
+            &json!({"to_number": TO, "template_id": "promo", "template_variables": {"deal": "x"}}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown_template",
     );
 
     assert!(!names(&app, "limit=500").await.contains(&"promo".to_owned()));
-    assert!(names(&app, "include_deleted=true").await.contains(&"promo".to_owned()));
+    assert!(
+        names(&app, "include_deleted=true")
+            .await
+            .contains(&"promo".to_owned())
+    );
 
-    let reused = create(&app, json!({"name": "promo", "template_body": "New deal: {{deal}}"})).await;
+    let reused = create(
+        &app,
+        json!({"name": "promo", "template_body": "New deal: {{deal}}"}),
+    )
+    .await;
     assert_ne!(reused["id"], id.as_str());
     let again = app.send(json!({"to_number": TO, "template_id": "promo", "template_variables": {"deal": "3 for 2"}})).await;
     assert_eq!(again["body"], "New deal: 3 for 2");
-    assert_eq!(names(&app, "name=promo&include_deleted=true").await, ["promo", "promo"]);
+    assert_eq!(
+        names(&app, "name=promo&include_deleted=true").await,
+        ["promo", "promo"]
+    );
     app.stop().await;
 }
 
@@ -257,14 +442,28 @@ async fn soft_delete_keeps_history(backend: Backend) {
 /// queries.
 async fn listing_filters_and_pages(backend: Backend) {
     let app = TestApp::start(backend).await;
-    create(&app, json!({"name": "a_order", "category": "order", "template_body": "A"})).await;
-    create(&app, json!({"name": "b_off", "category": "order", "template_body": "B", "is_active": false})).await;
+    create(
+        &app,
+        json!({"name": "a_order", "category": "order", "template_body": "A"}),
+    )
+    .await;
+    create(
+        &app,
+        json!({"name": "b_off", "category": "order", "template_body": "B", "is_active": false}),
+    )
+    .await;
     let mut orders = names(&app, "category=order").await;
     orders.sort_unstable();
-    assert_eq!(orders, ["a_order", "b_off", "order_delivered", "order_ready"]);
+    assert_eq!(
+        orders,
+        ["a_order", "b_off", "order_delivered", "order_ready"]
+    );
     assert_eq!(names(&app, "is_active=false").await, ["b_off"]);
     assert_eq!(names(&app, "name=order_ready").await, ["order_ready"]);
-    assert_eq!(names(&app, "category=order&is_active=true&name=b_off").await, Vec::<String>::new());
+    assert_eq!(
+        names(&app, "category=order&is_active=true&name=b_off").await,
+        Vec::<String>::new()
+    );
 
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -290,8 +489,20 @@ async fn listing_filters_and_pages(backend: Backend) {
     unique.dedup();
     assert_eq!(unique.len(), 8);
 
-    for bad in ["limit=0", "limit=501", "cursor=zz", "is_active=maybe", "surprise=1", "category=a%20b", "name=%00"] {
-        refused(app.get(&format!("{TEMPLATES}?{bad}")).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "cursor=zz",
+        "is_active=maybe",
+        "surprise=1",
+        "category=a%20b",
+        "name=%00",
+    ] {
+        refused(
+            app.get(&format!("{TEMPLATES}?{bad}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+        );
     }
     app.stop().await;
 }
@@ -301,9 +512,16 @@ async fn listing_filters_and_pages(backend: Backend) {
 /// what Smart Encoding would change.
 async fn preview_explains_the_text(backend: Backend) {
     let app = TestApp::start(backend).await;
-    create(&app, json!({"name": "note", "template_body": "Hi {{name}}, “{{what}}” {{later}}"})).await;
+    create(
+        &app,
+        json!({"name": "note", "template_body": "Hi {{name}}, “{{what}}” {{later}}"}),
+    )
+    .await;
     let (status, preview) = app
-        .post(&format!("{TEMPLATES}/note/preview"), &json!({"name": "Zoé", "what": "ready 😀", "extra": 1}))
+        .post(
+            &format!("{TEMPLATES}/note/preview"),
+            &json!({"name": "Zoé", "what": "ready 😀", "extra": 1}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["rendered_text"], "Hi Zoé, “ready 😀” ");
@@ -312,7 +530,10 @@ async fn preview_explains_the_text(backend: Backend) {
     assert_eq!(preview["unused_variables"], json!(["extra"]));
     assert_eq!(preview["encoding"], "UCS-2");
     assert_eq!(preview["segments"], 1);
-    assert_eq!(preview["units"], 19, "18 characters, the emoji takes two UTF-16 units");
+    assert_eq!(
+        preview["units"], 19,
+        "18 characters, the emoji takes two UTF-16 units"
+    );
     assert_eq!(
         preview["ucs2_characters"],
         json!([{"position": 8, "character": "“"}, {"position": 15, "character": "😀"}, {"position": 16, "character": "”"}])
@@ -321,27 +542,60 @@ async fn preview_explains_the_text(backend: Backend) {
     assert_eq!(smart["applied"], false, "the emoji keeps it UCS-2: {smart}");
     assert_eq!(smart["replacements"].as_array().unwrap().len(), 2);
 
-    let (_, quotes) = app.post(&format!("{TEMPLATES}/note/preview"), &json!({"name": "Al", "what": "ok", "later": "!"})).await;
+    let (_, quotes) = app
+        .post(
+            &format!("{TEMPLATES}/note/preview"),
+            &json!({"name": "Al", "what": "ok", "later": "!"}),
+        )
+        .await;
     assert_eq!(quotes["rendered_text"], "Hi Al, “ok” !");
     assert_eq!(quotes["missing_variables"], json!([]));
     assert_eq!(quotes["encoding"], "UCS-2");
     assert_eq!(quotes["smart_encoding"]["applied"], true);
     assert_eq!(quotes["smart_encoding"]["encoding"], "GSM-7");
-    assert_eq!(quotes["smart_encoding"]["replacements"][0], json!({"position": 7, "character": "“", "replacement": "\""}));
+    assert_eq!(
+        quotes["smart_encoding"]["replacements"][0],
+        json!({"position": 7, "character": "“", "replacement": "\""})
+    );
 
-    create(&app, json!({"name": "all_vars", "template_body": "{{a}}{{b}}"})).await;
-    let (status, empty) = app.post(&format!("{TEMPLATES}/all_vars/preview"), &json!({})).await;
+    create(
+        &app,
+        json!({"name": "all_vars", "template_body": "{{a}}{{b}}"}),
+    )
+    .await;
+    let (status, empty) = app
+        .post(&format!("{TEMPLATES}/all_vars/preview"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{empty}");
     assert_eq!(empty["rendered_text"], "");
     assert_eq!(empty["encoding"], Value::Null);
     assert_eq!(empty["missing_variables"], json!(["a", "b"]));
 
-    refused(app.post(&format!("{TEMPLATES}/nope/preview"), &json!({})).await, StatusCode::NOT_FOUND, "template_not_found");
-    refused(app.post(&format!("{TEMPLATES}/note/preview"), &json!(["a"])).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    refused(
+        app.post(&format!("{TEMPLATES}/nope/preview"), &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "template_not_found",
+    );
+    refused(
+        app.post(&format!("{TEMPLATES}/note/preview"), &json!(["a"]))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
     let huge = "x".repeat(40 * 1024);
-    refused(app.post(&format!("{TEMPLATES}/note/preview"), &json!({"name": huge})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_template_variable");
+    refused(
+        app.post(&format!("{TEMPLATES}/note/preview"), &json!({"name": huge}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_template_variable",
+    );
     let deep = json!({"a": [[[[[[[[["too deep"]]]]]]]]]});
-    refused(app.post(&format!("{TEMPLATES}/note/preview"), &deep).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_template_variable");
+    refused(
+        app.post(&format!("{TEMPLATES}/note/preview"), &deep).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_template_variable",
+    );
     app.stop().await;
 }
 
@@ -355,14 +609,21 @@ async fn sections_render_structured_variables(backend: Backend) {
     }))
     .await;
     let sent = app
-        .send(json!({"to_number": TO, "template_id": "receipt", "template_variables": {
-            "order": {"number": 42},
-            "items": [{"qty": 2, "name": "Tea"}, {"qty": 1, "name": "Cake"}],
-            "paid": false,
-        }}))
+        .send(
+            json!({"to_number": TO, "template_id": "receipt", "template_variables": {
+                "order": {"number": 42},
+                "items": [{"qty": 2, "name": "Tea"}, {"qty": 1, "name": "Cake"}],
+                "paid": false,
+            }}),
+        )
         .await;
-    assert_eq!(sent["body"], "Order 42:\n- 2x Tea\n- 1x Cake\nPay at pickup.\nThanks!");
-    let delivered = app.wait_for(sent["id"].as_str().unwrap(), "delivered").await;
+    assert_eq!(
+        sent["body"],
+        "Order 42:\n- 2x Tea\n- 1x Cake\nPay at pickup.\nThanks!"
+    );
+    let delivered = app
+        .wait_for(sent["id"].as_str().unwrap(), "delivered")
+        .await;
     assert_eq!(delivered["template_version"], 1);
     refused(
         app.post("/api/v1/sms/send", &json!({"to_number": TO, "template_id": "receipt", "template_variables": {"items": []}})).await,
@@ -385,28 +646,121 @@ async fn bad_input_is_refused(backend: Backend) {
         ("Hi {{name", "unclosed"),
         ("Hi {{first name}}", "first name"),
     ] {
-        let error = refused(app.post(TEMPLATES, &json!({"name": "bad", "template_body": body})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_template");
+        let error = refused(
+            app.post(TEMPLATES, &json!({"name": "bad", "template_body": body}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_template",
+        );
         let message = error["error"]["message"].as_str().unwrap();
-        assert!(message.contains(hint) && message.contains("line 1, column"), "{body}: {message}");
+        assert!(
+            message.contains(hint) && message.contains("line 1, column"),
+            "{body}: {message}"
+        );
     }
-    let template = create(&app, json!({"name": "fine", "template_body": "Hi {{name}}"})).await;
+    let template = create(
+        &app,
+        json!({"name": "fine", "template_body": "Hi {{name}}"}),
+    )
+    .await;
     let path = format!("{TEMPLATES}/{}", template["id"].as_str().unwrap());
-    let error = refused(call(&app, Method::PATCH, &path, Some(json!({"template_body": "Hi {{> partial}}"}))).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_template");
-    assert!(error["error"]["message"].as_str().unwrap().contains("partials"));
+    let error = refused(
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            Some(json!({"template_body": "Hi {{> partial}}"})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_template",
+    );
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("partials")
+    );
     let (_, versions) = app.get(&format!("{path}/versions")).await;
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 1, "a refused change writes nothing");
-    refused(call(&app, Method::PATCH, &path, Some(json!({"name": "renamed"}))).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
-    refused(call(&app, Method::PATCH, &path, Some(json!({"template_body": ""}))).await, StatusCode::UNPROCESSABLE_ENTITY, "empty_template");
-    refused(call(&app, Method::PATCH, &path, Some(json!({"category": "all"}))).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_category");
-    refused(call(&app, Method::PATCH, &path, Some(json!({"is_active": "no"}))).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
-    refused(call(&app, Method::PATCH, "/api/v1/sms/templates/tpl_missing", Some(json!({"is_active": false}))).await, StatusCode::NOT_FOUND, "template_not_found");
-    refused(call(&app, Method::DELETE, "/api/v1/sms/templates/tpl_missing", None).await, StatusCode::NOT_FOUND, "template_not_found");
-    refused(app.get("/api/v1/sms/templates/tpl_missing/versions").await, StatusCode::NOT_FOUND, "template_not_found");
-    refused(app.get("/api/v1/sms/templates/tpl%00x").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
-    refused(app.post(TEMPLATES, &json!({"name": "fine", "template_body": "again"})).await, StatusCode::CONFLICT, "template_exists");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "a refused change writes nothing"
+    );
+    refused(
+        call(&app, Method::PATCH, &path, Some(json!({"name": "renamed"}))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    refused(
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            Some(json!({"template_body": ""})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "empty_template",
+    );
+    refused(
+        call(&app, Method::PATCH, &path, Some(json!({"category": "all"}))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_category",
+    );
+    refused(
+        call(&app, Method::PATCH, &path, Some(json!({"is_active": "no"}))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    refused(
+        call(
+            &app,
+            Method::PATCH,
+            "/api/v1/sms/templates/tpl_missing",
+            Some(json!({"is_active": false})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "template_not_found",
+    );
+    refused(
+        call(
+            &app,
+            Method::DELETE,
+            "/api/v1/sms/templates/tpl_missing",
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "template_not_found",
+    );
+    refused(
+        app.get("/api/v1/sms/templates/tpl_missing/versions").await,
+        StatusCode::NOT_FOUND,
+        "template_not_found",
+    );
+    refused(
+        app.get("/api/v1/sms/templates/tpl%00x").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    refused(
+        app.post(
+            TEMPLATES,
+            &json!({"name": "fine", "template_body": "again"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "template_exists",
+    );
     for template_id in [json!("tpl_01unknown"), json!("no_such_name"), json!(7)] {
         refused(
-            app.post("/api/v1/sms/send", &json!({"to_number": TO, "template_id": template_id})).await,
+            app.post(
+                "/api/v1/sms/send",
+                &json!({"to_number": TO, "template_id": template_id}),
+            )
+            .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_template",
         );
@@ -438,12 +792,22 @@ async fn spec_cases_through_the_component(backend: Backend) {
             .iter()
             .find(|t| t["name"] == *name)
             .unwrap_or_else(|| panic!("{file} / {name}"));
-        let template = create(&app, json!({"name": format!("spec_{index}"), "template_body": test["template"]})).await;
+        let template = create(
+            &app,
+            json!({"name": format!("spec_{index}"), "template_body": test["template"]}),
+        )
+        .await;
         let (status, preview) = app
-            .post(&format!("{TEMPLATES}/{}/preview", template["id"].as_str().unwrap()), &test["data"])
+            .post(
+                &format!("{TEMPLATES}/{}/preview", template["id"].as_str().unwrap()),
+                &test["data"],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{file} / {name}: {preview}");
-        assert_eq!(preview["rendered_text"], test["expected"], "{file} / {name}");
+        assert_eq!(
+            preview["rendered_text"], test["expected"],
+            "{file} / {name}"
+        );
     }
     app.stop().await;
 }

@@ -302,7 +302,9 @@ pub async fn delete(
     Tenant(tenant): Tenant,
     PathId(id): PathId,
 ) -> ApiResult<Json<TemplateView>> {
-    Ok(Json(templates::delete(&pipeline, &tenant, &id).await?.into()))
+    Ok(Json(
+        templates::delete(&pipeline, &tenant, &id).await?.into(),
+    ))
 }
 
 /// `GET /api/v1/sms/templates/{id}/versions`: every version, oldest first.

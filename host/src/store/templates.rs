@@ -497,9 +497,7 @@ impl Store {
             Backend::Sqlite { reader, .. } => {
                 Queries::list_templates(reader, tenant.as_str(), filter).await
             }
-            Backend::Postgres(pool) => {
-                Queries::list_templates(pool, tenant.as_str(), filter).await
-            }
+            Backend::Postgres(pool) => Queries::list_templates(pool, tenant.as_str(), filter).await,
         }
     }
 
@@ -582,9 +580,7 @@ impl Store {
             Backend::Sqlite { reader, .. } => {
                 Queries::template_versions(reader, tenant.as_str(), id).await
             }
-            Backend::Postgres(pool) => {
-                Queries::template_versions(pool, tenant.as_str(), id).await
-            }
+            Backend::Postgres(pool) => Queries::template_versions(pool, tenant.as_str(), id).await,
         }
     }
 }

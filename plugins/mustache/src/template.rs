@@ -160,7 +160,9 @@ fn parse(template: &str) -> Result<Vec<Node<'_>>, Error> {
                         return Err(error_at(
                             template,
                             at,
-                            format!("`{{{{/{name}}}}}` closes the section `{open}`; close it first"),
+                            format!(
+                                "`{{{{/{name}}}}}` closes the section `{open}`; close it first"
+                            ),
                         ));
                     }
                     let section = Node::Section {
@@ -230,11 +232,7 @@ fn tokenize(template: &str) -> Result<Vec<Token<'_>>, Error> {
         let body = &template[body_start..body_start + length];
         rest = body_start + length + closing.len();
         if kind == Kind::Comment {
-            tokens.push(Token::Tag {
-                kind,
-                name: "",
-                at,
-            });
+            tokens.push(Token::Tag { kind, name: "", at });
             continue;
         }
         let name = body.trim_matches([' ', '\t', '\r', '\n']);
@@ -390,7 +388,11 @@ struct Renderer<'t> {
 }
 
 impl Renderer<'_> {
-    fn nodes<'v>(&mut self, nodes: &[Node<'_>], stack: &mut Vec<&'v Value>) -> Result<(), RenderError> {
+    fn nodes<'v>(
+        &mut self,
+        nodes: &[Node<'_>],
+        stack: &mut Vec<&'v Value>,
+    ) -> Result<(), RenderError> {
         for node in nodes {
             self.steps += 1;
             if self.steps > MAX_STEPS || self.out.len() > MAX_OUTPUT_BYTES {

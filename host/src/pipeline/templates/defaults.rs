@@ -87,7 +87,12 @@ pub const DEFAULT_TEMPLATES: [DefaultTemplate; 6] = [
         description: "Announces a promotion with a promo code",
         body: "{{restaurant_name}}: {{promotion_text}} Use code {{promo_code}} for {{discount}}% \
                off. Reply STOP to opt out",
-        variables: &["restaurant_name", "promotion_text", "promo_code", "discount"],
+        variables: &[
+            "restaurant_name",
+            "promotion_text",
+            "promo_code",
+            "discount",
+        ],
     },
 ];
 

@@ -62,7 +62,11 @@ pub struct TemplateEdit {
 
 /// Validates `draft` with the renderer plugin (which also lists its variables) and stores it as
 /// version 1.
-pub async fn create(pipeline: &Pipeline, tenant: &TenantId, draft: TemplateDraft) -> Result<Template> {
+pub async fn create(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    draft: TemplateDraft,
+) -> Result<Template> {
     refuse_nul("name", &draft.name)?;
     let name = draft.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {

@@ -21,7 +21,11 @@ fn error(template: &str) -> (u32, u32, String) {
 fn substitutes_without_escaping() {
     let data = json!({"name": "Ann & <Bo>", "code": 42, "ok": true, "none": null, "x": "{{y}}"});
     assert_eq!(
-        sms("Hi {{name}} {{ code }} {{{name}}} {{&ok}} [{{none}}] {{x}}", data).unwrap(),
+        sms(
+            "Hi {{name}} {{ code }} {{{name}}} {{&ok}} [{{none}}] {{x}}",
+            data
+        )
+        .unwrap(),
         "Hi Ann & <Bo> 42 Ann & <Bo> true [] {{y}}"
     );
 }
@@ -70,7 +74,8 @@ fn standalone_lines() {
 /// Variables are listed in first-use order, each once, section names included.
 #[test]
 fn variables_in_first_use_order() {
-    let names = variables("{{ b }} {{a}} {{#list}}{{.}}{{item.name}}{{/list}} {{b}} {{! c }}").unwrap();
+    let names =
+        variables("{{ b }} {{a}} {{#list}}{{.}}{{item.name}}{{/list}} {{b}} {{! c }}").unwrap();
     assert_eq!(names, ["b", "a", "list", "item.name"]);
     assert!(variables("plain text } {").unwrap().is_empty());
 }
@@ -89,7 +94,10 @@ fn partials_and_delimiters_are_refused() {
 #[test]
 fn malformed_templates() {
     assert_eq!(error("Hello {{name").0..=error("Hello {{name").1, 1..=7);
-    assert_eq!((error("line one\n  {{").0, error("line one\n  {{").1), (2, 3));
+    assert_eq!(
+        (error("line one\n  {{").0, error("line one\n  {{").1),
+        (2, 3)
+    );
     // Columns count characters, not bytes.
     assert_eq!(error("héllo ✓ {{x").1, 9);
     assert_eq!(error("a {{}} b").1, 3);
@@ -97,7 +105,11 @@ fn malformed_templates() {
     assert!(error("{{a..b}}").2.contains("a..b"));
     assert!(error("{{#a}}x").2.contains("never closed"));
     assert!(error("x{{/a}}").2.contains("closes no open section"));
-    assert!(error("{{#a}}{{#b}}{{/a}}{{/b}}").2.contains("closes the section `b`"));
+    assert!(
+        error("{{#a}}{{#b}}{{/a}}{{/b}}")
+            .2
+            .contains("closes the section `b`")
+    );
     assert!(error("{{{a}}").2.contains("unclosed"));
 }
 
@@ -120,7 +132,10 @@ const SKIPPED: &[(&str, &str, &str)] = &[];
 #[test]
 fn mustache_spec() {
     let files = [
-        ("interpolation", include_str!("../../tests/spec/interpolation.json")),
+        (
+            "interpolation",
+            include_str!("../../tests/spec/interpolation.json"),
+        ),
         ("sections", include_str!("../../tests/spec/sections.json")),
         ("inverted", include_str!("../../tests/spec/inverted.json")),
         ("comments", include_str!("../../tests/spec/comments.json")),
@@ -139,11 +154,18 @@ fn mustache_spec() {
             let got = render(template, &test["data"], Escape::Html, Missing::Report);
             match got {
                 Ok(rendered) if rendered.text == expected => {}
-                other => failures.push(format!("{file} / {name}: expected {expected:?}, got {other:?}")),
+                other => failures.push(format!(
+                    "{file} / {name}: expected {expected:?}, got {other:?}"
+                )),
             }
             ran += 1;
         }
     }
-    assert!(failures.is_empty(), "{} of {ran} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(ran, 42 + 34 + 22 + 12);
 }

@@ -66,7 +66,9 @@ impl Guest for HostileRenderer {
             "huge-render" => rendered("r".repeat(HUGE), Vec::new()),
             "many-missing" => rendered(
                 "m".to_string(),
-                (0..10_000).map(|i| format!("{}{i}", "v".repeat(HUGE / 10_000))).collect(),
+                (0..10_000)
+                    .map(|i| format!("{}{i}", "v".repeat(HUGE / 10_000)))
+                    .collect(),
             ),
             _ => rendered(template, Vec::new()),
         }
