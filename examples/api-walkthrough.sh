@@ -28,6 +28,19 @@ curl -s -X POST "$BASE/api/v1/sms/send" -H "$AUTH" -H "$JSON" \
   -d "{\"to_number\": \"+14155552671\", \"template_id\": \"$TPL_ID\", \"template_variables\": {}}"
 echo
 
+show "Send a default template by its name; preview it first (missing variables are reported)"
+curl -s -X POST "$BASE/api/v1/sms/templates/order_ready/preview" -H "$AUTH" -H "$JSON" \
+  -d '{"customer_name": "Ann", "order_number": "ORD-123"}'
+echo
+curl -s -X POST "$BASE/api/v1/sms/send" -H "$AUTH" -H "$JSON" \
+  -d '{"to_number": "+14155552671", "template_id": "order_ready", "template_variables": {"customer_name": "Ann", "order_number": "ORD-123", "restaurant_name": "Aura"}}'
+echo
+
+show "A new version of the template, and a roll-back"
+curl -s -X PATCH "$BASE/api/v1/sms/templates/$TPL_ID" -H "$AUTH" -H "$JSON" \
+  -d '{"template_body": "Hi {{customer_name}}, order #{{order_number}} is ready{{#eta}} in {{eta}} minutes{{/eta}}!"}' | field "['version']"
+curl -s -X POST "$BASE/api/v1/sms/templates/$TPL_ID/versions/1/activate" -H "$AUTH" | field "['version']"
+
 show "Follow the first message: queued → sending → sent → delivered"
 sleep 2
 curl -s "$BASE/api/v1/sms/messages/$ID" -H "$AUTH" | field "['status']"

@@ -47,12 +47,14 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
         .after_release(|conn, _| Box::pin(outside_transaction(conn)))
         .connect_with(file.clone())
         .await?;
+    // Readers connect on first use, after `migrate`: a connection opened before a migration
+    // that rebuilds a table or adds a column keeps the old schema until its next statement,
+    // which SQLite then recompiles to more columns than sqlx read when it prepared it.
     let reader = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.acquire_timeout)
         .after_release(|conn, _| Box::pin(outside_transaction(conn)))
-        .connect_with(file)
-        .await?;
+        .connect_lazy_with(file);
     Ok((writer, reader))
 }
 
