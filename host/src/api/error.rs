@@ -54,11 +54,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateNotFound
         | C::UnknownProvider
         | C::TenantNotFound
-        | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
+        | C::ApiKeyNotFound
+        | C::ScheduleNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        C::RecipientOptedOut | C::IdempotencyConflict | C::TemplateExists | C::NumberTaken => {
-            StatusCode::CONFLICT
-        }
+        C::RecipientOptedOut
+        | C::IdempotencyConflict
+        | C::TemplateExists
+        | C::NumberTaken
+        | C::NotCancelable => StatusCode::CONFLICT,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -81,6 +84,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::EmptyTemplate
         | C::TemplateTooLong
         | C::InvalidQuery
+        | C::InvalidSendAt
+        | C::InvalidCron
+        | C::InvalidTimezone
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -19,7 +19,9 @@
 //!     status callbacks that were lost.
 //!
 //! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
-//! (messages and templates as callers see them), [`tenants`] (who
+//! (messages and templates as callers see them), [`cancel`] (withdrawing a message not yet
+//! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
+//! [`recurrence`] computes their fire times), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -45,8 +47,11 @@ pub mod inbound;
 pub mod reconcile;
 
 pub mod callback;
+pub mod cancel;
 pub mod error;
 pub mod read;
+pub mod recurrence;
+pub mod schedules;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -151,6 +156,8 @@ impl Pipeline {
         if let Some(replayed) = enqueue::replay(self, &draft).await? {
             return Ok(replayed);
         }
+        let max_ahead = self.config().delivery.max_send_ahead_ms;
+        accept::check_send_at(draft.request.send_at, self.now(), max_ahead)?;
         let rendered = render::render(self, &draft).await?;
         let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
         check::check(self, tenant, &draft.request.to, &rendered.category).await?;

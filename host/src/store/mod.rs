@@ -24,15 +24,18 @@
 //! died loses nothing); each outcome of an attempt is fenced by the lease token, so a worker whose
 //! lease was taken over cannot overwrite the new holder's work.
 
+mod cancel;
 mod dialect;
 mod error;
 mod ids;
 mod messages;
 pub mod model;
 mod postgres;
+mod priority;
 mod queue;
 mod reconcile;
 mod records;
+mod schedules;
 mod shared;
 mod sqlite;
 mod tenants;
@@ -48,6 +51,9 @@ use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
 pub use model::*;
+pub use cancel::CancelOutcome;
+pub use priority::ClaimPriority;
+pub use schedules::{Schedule, ScheduleTiming};
 
 /// How to connect; the defaults suit a single `herald serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
