@@ -101,7 +101,8 @@ async fn schedule_routes_create_read_list_pause_retime_and_delete(backend: Backe
     assert_eq!(second_page["next_cursor"], Value::Null);
 
     let path = format!("/api/v1/sms/schedules/{id}");
-    let patch = |body: Value| app.request(app.client.patch(format!("{}{path}", app.base)).json(&body));
+    let patch =
+        |body: Value| app.request(app.client.patch(format!("{}{path}", app.base)).json(&body));
     let (status, paused) = patch(json!({"paused": true})).await;
     assert_eq!(status, StatusCode::OK, "{paused}");
     assert_eq!(paused["paused"], true);
@@ -159,26 +160,47 @@ async fn bad_schedules_are_refused(backend: Backend) {
         (json!({"cron": "0 9 * * 1-5"}), "invalid_cron"),
         (json!({"cron": "0 0 9 * * * 2020"}), "invalid_cron"),
         (json!({"timezone": "America/Gotham"}), "invalid_timezone"),
-        (json!({"recipients": ["+14155550101", "555"]}), "invalid_phone_number"),
+        (
+            json!({"recipients": ["+14155550101", "555"]}),
+            "invalid_phone_number",
+        ),
         (json!({"recipients": []}), "invalid_field"),
         (json!({"recipients": null}), "invalid_field"),
         (json!({"batch_id": "bat_1"}), "invalid_field"),
-        (json!({"recipients": null, "batch_id": "bat_1"}), "invalid_field"),
+        (
+            json!({"recipients": null, "batch_id": "bat_1"}),
+            "invalid_field",
+        ),
         (json!({"template_id": "tpl_nope"}), "unknown_template"),
-        (json!({"template_variables": {}}), "missing_template_variable"),
+        (
+            json!({"template_variables": {}}),
+            "missing_template_variable",
+        ),
         (json!({"surprise": 1}), "invalid_field"),
         (json!({"name": ""}), "invalid_field"),
     ];
     for (changes, code) in cases {
-        let (status, body) = app.post("/api/v1/sms/schedules", &with(changes.clone())).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{changes}: {body}");
+        let (status, body) = app
+            .post("/api/v1/sms/schedules", &with(changes.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{changes}: {body}"
+        );
         assert_eq!(body["error"]["code"], code, "{changes}: {body}");
     }
     let (_, body) = app
-        .post("/api/v1/sms/schedules", &with(json!({"recipients": ["+14155550101", "555"]})))
+        .post(
+            "/api/v1/sms/schedules",
+            &with(json!({"recipients": ["+14155550101", "555"]})),
+        )
         .await;
     assert!(
-        body["error"]["message"].as_str().unwrap().starts_with("recipients[1]"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("recipients[1]"),
         "{body}"
     );
     let (status, body) = app.get("/api/v1/sms/schedules?cursor=garbage").await;
@@ -227,7 +249,13 @@ impl Manual {
     async fn schedule(&self, cron: &str, timezone: &str, catch_up: bool) -> String {
         let pipeline = self.herald.pipeline();
         let tenant = TenantId::default_tenant();
-        let template = match pipeline.store().list_templates(&tenant).await.unwrap().pop() {
+        let template = match pipeline
+            .store()
+            .list_templates(&tenant)
+            .await
+            .unwrap()
+            .pop()
+        {
             Some(template) => template,
             None => render::create_template(
                 pipeline,
@@ -325,7 +353,10 @@ async fn each_fire_time_creates_its_messages_once(backend: Backend) {
         .collect();
     let due = utc("2026-01-10 14:00");
     for index in 0..2 {
-        assert!(keys.contains(&schedules::fire_key(&id, due, index)), "{keys:?}");
+        assert!(
+            keys.contains(&schedules::fire_key(&id, due, index)),
+            "{keys:?}"
+        );
     }
     assert_eq!(messages[0].body, "Hi Ada");
 
@@ -358,9 +389,17 @@ async fn downtime_fires_once_late_or_is_skipped(backend: Backend) {
     manual.schedule("0 * * * *", "UTC", true).await;
     let skipping = manual.schedule("0 * * * *", "UTC", false).await;
     let pass = manual.fire_at(utc("2026-02-01 15:20")).await;
-    assert_eq!((pass.fired, pass.skipped, pass.messages), (1, 1, 2), "{pass:?}");
+    assert_eq!(
+        (pass.fired, pass.skipped, pass.messages),
+        (1, 1, 2),
+        "{pass:?}"
+    );
     let pass = manual.fire_at(utc("2026-02-01 16:00") + 10).await;
-    assert_eq!((pass.fired, pass.skipped, pass.messages), (2, 0, 4), "{pass:?}");
+    assert_eq!(
+        (pass.fired, pass.skipped, pass.messages),
+        (2, 0, 4),
+        "{pass:?}"
+    );
     let messages = manual.messages().await;
     assert_eq!(messages.len(), 6);
     let skipped: Vec<&Message> = messages
@@ -380,7 +419,9 @@ async fn downtime_fires_once_late_or_is_skipped(backend: Backend) {
 /// fall-back night, at its first occurrence.
 async fn daylight_saving_changes_neither_repeat_nor_lose_a_firing(backend: Backend) {
     let manual = Manual::start(backend, utc("2026-03-07 00:00")).await;
-    manual.schedule("30 2 * * *", "America/New_York", true).await;
+    manual
+        .schedule("30 2 * * *", "America/New_York", true)
+        .await;
     let mut now = utc("2026-03-07 00:00");
     while now < utc("2026-03-10 12:00") {
         now += 300_000;
@@ -397,7 +438,9 @@ async fn daylight_saving_changes_neither_repeat_nor_lose_a_firing(backend: Backe
     );
 
     let manual = Manual::start(backend, utc("2026-10-31 00:00")).await;
-    manual.schedule("30 1 * * *", "America/New_York", true).await;
+    manual
+        .schedule("30 1 * * *", "America/New_York", true)
+        .await;
     let mut now = utc("2026-10-31 00:00");
     while now < utc("2026-11-02 12:00") {
         now += 300_000;

@@ -73,7 +73,10 @@ async fn a_future_send_at_is_scheduled_until_canceled(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(again["error"]["code"], "not_cancelable");
     assert!(
-        again["error"]["message"].as_str().unwrap().contains("canceled"),
+        again["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("canceled"),
         "{again}"
     );
     let (status, missing) = cancel(&app, "msg_nope").await;
@@ -112,7 +115,11 @@ async fn send_at_needs_an_offset_and_a_near_date(backend: Backend) {
                 &json!({"to_number": TO, "message": "x", "send_at": send_at}),
             )
             .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{send_at}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{send_at}: {body}"
+        );
         assert_eq!(body["error"]["code"], "invalid_send_at", "{body}");
     }
     let (status, body) = app
@@ -141,7 +148,10 @@ async fn a_sent_message_cannot_be_canceled(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "not_cancelable");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("delivered"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("delivered"),
         "{body}"
     );
     assert_eq!(app.message(id).await["status"], "delivered");
@@ -173,7 +183,9 @@ async fn a_single_send_overtakes_a_running_batch(backend: Backend) {
         .unwrap();
     let started = std::time::Instant::now();
     let single = app
-        .send(json!({"to_number": TO, "message": "your code is 1234", "category": "authentication"}))
+        .send(
+            json!({"to_number": TO, "message": "your code is 1234", "category": "authentication"}),
+        )
         .await;
     let id = single["id"].as_str().unwrap();
     let mut claimed = None;
@@ -186,7 +198,11 @@ async fn a_single_send_overtakes_a_running_batch(backend: Backend) {
     }
     let claimed = claimed.expect("the single send was never claimed");
     let left = store.count_queue().await.unwrap();
-    assert!(claimed < Duration::from_secs(1), "claimed after {claimed:?}");
+    eprintln!("single send claimed after {claimed:?}; {left} of 3000 bulk rows still queued");
+    assert!(
+        claimed < Duration::from_secs(1),
+        "claimed after {claimed:?}"
+    );
     assert!(left > 1_000, "the batch had drained first: {left} left");
     app.stop().await;
 }
@@ -252,7 +268,7 @@ async fn claims_take_single_sends_first_and_marketing_last(store: Store) {
         first.iter().collect::<HashSet<_>>(),
         [&auth, &transactional].into_iter().collect::<HashSet<_>>()
     );
-    assert_eq!(claim(&store, T0, 1).await, [single_marketing.clone()]);
+    assert_eq!(claim(&store, T0, 1).await, [single_marketing]);
     assert_eq!(claim(&store, T0, 3).await.len(), 3);
     let rest = claim(&store, T0, 10).await;
     assert_eq!(rest.len(), 3);
@@ -263,7 +279,11 @@ async fn claims_take_single_sends_first_and_marketing_last(store: Store) {
     let fresh = enqueue(&store, "authentication", false, T0 + 1).await;
     let later = T0 + 31_000;
     let taken = claim(&store, later, 1).await;
-    assert_ne!(taken, [fresh.clone()], "an expired lease should go first");
+    assert_ne!(
+        taken,
+        std::slice::from_ref(&fresh),
+        "an expired lease should go first"
+    );
     assert_eq!(claim(&store, T0 + 1, 100).await, [fresh]);
 }
 
@@ -323,7 +343,10 @@ async fn cancel_and_claim_never_both_win(store: Store) {
     for id in ids.iter().rev() {
         let (store, tenant, id) = (store.clone(), tenant.clone(), id.clone());
         cancels.push(tokio::spawn(async move {
-            (id.clone(), store.cancel_message(&tenant, &id, T0).await.unwrap())
+            (
+                id.clone(),
+                store.cancel_message(&tenant, &id, T0).await.unwrap(),
+            )
         }));
     }
     let claimed: HashSet<String> = claimer.await.unwrap().into_iter().collect();

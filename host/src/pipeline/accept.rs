@@ -215,9 +215,8 @@ pub fn send_at(text: &str) -> Result<i64> {
                  2026-12-01T09:00:00Z or 2026-12-01T09:00:00-05:00",
             )
         })?;
-    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
-        PipelineError::new(ErrorCode::InvalidSendAt, "`send_at` is out of range")
-    })
+    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| PipelineError::new(ErrorCode::InvalidSendAt, "`send_at` is out of range"))
 }
 
 /// Refuses a `send_at` more than `max_ahead_ms` after `now` (`delivery.max_send_ahead_ms`, 35
@@ -442,7 +441,11 @@ mod tests {
         assert_eq!(send_at("1970-01-01T00:00:01Z").unwrap(), 1_000);
         assert_eq!(send_at("1970-01-01T01:00:00+01:00").unwrap(), 0);
         for bad in ["2026-12-01T09:00:00", "2026-12-01", "tomorrow", ""] {
-            assert_eq!(send_at(bad).unwrap_err().code, ErrorCode::InvalidSendAt, "{bad}");
+            assert_eq!(
+                send_at(bad).unwrap_err().code,
+                ErrorCode::InvalidSendAt,
+                "{bad}"
+            );
         }
         let (day, horizon) = (86_400_000_i64, 86_400_000_u64);
         assert!(check_send_at(None, 0, horizon).is_ok());

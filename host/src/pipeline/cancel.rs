@@ -12,7 +12,8 @@ use crate::store::{CancelOutcome, Message};
 /// for sending or has an outcome, `message_not_found` when the tenant has no such message.
 pub async fn cancel(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Message> {
     let shown: String = id.chars().take(64).collect();
-    let missing = || PipelineError::new(ErrorCode::MessageNotFound, format!("no message `{shown}`"));
+    let missing =
+        || PipelineError::new(ErrorCode::MessageNotFound, format!("no message `{shown}`"));
     if id.contains('\0') {
         return Err(missing());
     }

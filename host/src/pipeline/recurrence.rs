@@ -233,11 +233,16 @@ mod tests {
         assert_eq!(code("every day", "UTC"), ErrorCode::InvalidCron);
         assert_eq!(code("61 * * * *", "UTC"), ErrorCode::InvalidCron);
         assert_eq!(code("0 9 * * 1-5", "UTC"), ErrorCode::InvalidCron);
-        assert_eq!(code("0 9 * * *", "Mars/Olympus"), ErrorCode::InvalidTimezone);
+        assert_eq!(
+            code("0 9 * * *", "Mars/Olympus"),
+            ErrorCode::InvalidTimezone
+        );
         assert_eq!(code("0 9 * * *", "UTC\0"), ErrorCode::InvalidTimezone);
-        assert!(Recurrence::parse("0 0 9 * * * 2020", "UTC")
-            .unwrap()
-            .next_after(utc("2026-01-01 00:00"))
-            .is_none());
+        assert!(
+            Recurrence::parse("0 0 9 * * * 2020", "UTC")
+                .unwrap()
+                .next_after(utc("2026-01-01 00:00"))
+                .is_none()
+        );
     }
 }

@@ -228,7 +228,9 @@ pub async fn update(
         ));
     }
     let current = find(pipeline, tenant, id).await?;
-    let cron = change.cron.map_or(current.cron.clone(), |c| c.trim().to_owned());
+    let cron = change
+        .cron
+        .map_or(current.cron.clone(), |c| c.trim().to_owned());
     let timezone = change.timezone.unwrap_or_else(|| current.timezone.clone());
     let recurrence = Recurrence::parse(&cron, &timezone)?;
     let paused = change.paused.unwrap_or(current.paused);
@@ -349,11 +351,7 @@ async fn fire(
 /// Sends fire time `due` of `schedule` to each recipient through [`Pipeline::send`]; returns
 /// how many messages were created and how many recipients were refused. A failure that may
 /// pass (storage, plugins, a suspended tenant) stops the fire and is returned.
-async fn send_fire(
-    pipeline: &Pipeline,
-    schedule: &Schedule,
-    due: i64,
-) -> Result<(usize, usize)> {
+async fn send_fire(pipeline: &Pipeline, schedule: &Schedule, due: i64) -> Result<(usize, usize)> {
     let content = match (&schedule.message, &schedule.template_id) {
         (Some(text), _) => Content::Text(text.clone()),
         (None, template) => Content::Template {
@@ -411,10 +409,7 @@ fn transient(code: ErrorCode) -> bool {
 /// The first fire time after `now`, or `invalid_cron` for an expression that never fires again.
 fn first_fire(recurrence: &Recurrence, now: i64) -> Result<i64> {
     recurrence.next_after(now).ok_or_else(|| {
-        PipelineError::new(
-            ErrorCode::InvalidCron,
-            "`cron` has no fire time after now",
-        )
+        PipelineError::new(ErrorCode::InvalidCron, "`cron` has no fire time after now")
     })
 }
 
@@ -449,7 +444,10 @@ async fn find(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Schedu
 
 fn not_found(id: &str) -> PipelineError {
     let shown: String = id.chars().take(64).collect();
-    PipelineError::new(ErrorCode::ScheduleNotFound, format!("no schedule `{shown}`"))
+    PipelineError::new(
+        ErrorCode::ScheduleNotFound,
+        format!("no schedule `{shown}`"),
+    )
 }
 
 fn bad_cursor() -> PipelineError {

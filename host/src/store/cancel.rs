@@ -7,12 +7,12 @@
 
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Type};
 
+use super::Backend;
 use super::Store;
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
 use super::model::{EventSource, Message, MessageStatus, TenantId};
 use super::shared::Change;
-use super::Backend;
 
 /// What a cancel did.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +88,9 @@ impl Store {
             Backend::Sqlite { writer, .. } => {
                 Queries::cancel_message(writer, tenant.as_str(), id, now).await
             }
-            Backend::Postgres(pool) => Queries::cancel_message(pool, tenant.as_str(), id, now).await,
+            Backend::Postgres(pool) => {
+                Queries::cancel_message(pool, tenant.as_str(), id, now).await
+            }
         }
     }
 }

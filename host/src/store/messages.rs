@@ -7,11 +7,11 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
 use super::ids::{decode_cursor, encode_cursor};
-use super::priority::ClaimPriority;
 use super::model::{
     ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
 };
+use super::priority::ClaimPriority;
 use super::shared::{
     Change, DEFAULT_PAGE, Facts, MAX_PAGE, category, count, db_int, encoding, error_info, json,
     name_of, status, tenant, word,

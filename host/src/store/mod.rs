@@ -47,11 +47,11 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
 pub use model::*;
-pub use cancel::CancelOutcome;
 pub use priority::ClaimPriority;
 pub use schedules::{Schedule, ScheduleTiming};
 

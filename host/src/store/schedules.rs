@@ -182,7 +182,11 @@ where
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = more
-            .then(|| items.last().map(|last| encode_cursor(last.created_at, &last.id)))
+            .then(|| {
+                items
+                    .last()
+                    .map(|last| encode_cursor(last.created_at, &last.id))
+            })
             .flatten();
         Ok(Page { items, next_cursor })
     }
@@ -216,13 +220,12 @@ where
     }
 
     async fn delete_schedule(pool: &Pool<DB>, tenant: &str, id: &str) -> Result<bool> {
-        let deleted = sqlx::query(
-            "DELETE FROM schedules WHERE tenant_id = $1 AND id = $2 RETURNING id",
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+        let deleted =
+            sqlx::query("DELETE FROM schedules WHERE tenant_id = $1 AND id = $2 RETURNING id")
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
         Ok(deleted.is_some())
     }
 
