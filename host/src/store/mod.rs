@@ -10,6 +10,8 @@
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
+//! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
+//!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
