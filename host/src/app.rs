@@ -24,7 +24,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigSource};
 use crate::domain::TenantId;
 use crate::pipeline::read::MessageRecord;
-use crate::pipeline::{Pipeline, PipelineError, SendRequest, Submitted, dispatch, reconcile};
+use crate::pipeline::{
+    Pipeline, PipelineError, SendRequest, Submitted, dispatch, reconcile, schedules,
+};
 use crate::plugin::{PluginError, Plugins};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::watch;
@@ -176,7 +178,8 @@ impl Herald {
         self.pipeline.plugins()
     }
 
-    /// Runs the dispatcher, the reconciler (when `reconcile.enabled`) and the reload triggers
+    /// Runs the dispatcher, the reconciler (when `reconcile.enabled`), the scheduler of recurring
+    /// schedules and the reload triggers
     /// until `shutdown` resolves; then stops claiming messages and waits for the provider calls in
     /// flight to finish and be recorded. A dispatcher that panics is logged at once and replaced.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -195,6 +198,7 @@ impl Herald {
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let reconciler = tokio::spawn(reconcile::run(self.pipeline.clone(), stopped.clone()));
+        let scheduler = tokio::spawn(schedules::run(self.pipeline.clone(), stopped.clone()));
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let mut dispatcher =
@@ -224,6 +228,9 @@ impl Herald {
         let _ = stop.send(true);
         if let Err(e) = reconciler.await {
             tracing::error!(error = %e, "the reconciler panicked");
+        }
+        if let Err(e) = scheduler.await {
+            tracing::error!(error = %e, "the scheduler panicked");
         }
         for task in background {
             task.abort();

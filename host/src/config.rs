@@ -250,6 +250,12 @@ pub struct DeliveryConfig {
     /// Apply Twilio-style Smart Encoding (look-alike characters replaced by GSM-7 ones) before
     /// counting and sending.
     pub smart_encoding: bool,
+    /// How far ahead a message's `send_at` may be, in milliseconds (default 35 days); a later
+    /// time is refused with `invalid_send_at`.
+    pub max_send_ahead_ms: u64,
+    /// How often the scheduler looks for recurring schedules that are due, in milliseconds
+    /// (default 1,000).
+    pub schedule_poll_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -262,6 +268,8 @@ impl Default for DeliveryConfig {
             workers: 16,
             lease_ms: 30_000,
             smart_encoding: false,
+            max_send_ahead_ms: 35 * 86_400_000,
+            schedule_poll_ms: 1_000,
         }
     }
 }

@@ -283,6 +283,7 @@ fn new_message(to: &str) -> NewMessage {
         idempotency_key: None,
         request_hash: None,
         due_at: None,
+        bulk: false,
         now: T0,
     }
 }

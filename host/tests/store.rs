@@ -67,6 +67,7 @@ fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
         idempotency_key: None,
         request_hash: None,
         due_at: None,
+        bulk: false,
         now,
     }
 }

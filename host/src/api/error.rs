@@ -55,13 +55,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateVersionNotFound
         | C::UnknownProvider
         | C::TenantNotFound
-        | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
+        | C::ApiKeyNotFound
+        | C::ScheduleNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::RecipientOptedOut
         | C::IdempotencyConflict
         | C::TemplateExists
         | C::TemplateDeleted
-        | C::NumberTaken => StatusCode::CONFLICT,
+        | C::NumberTaken
+        | C::NotCancelable => StatusCode::CONFLICT,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -84,6 +86,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::EmptyTemplate
         | C::TemplateTooLong
         | C::InvalidQuery
+        | C::InvalidSendAt
+        | C::InvalidCron
+        | C::InvalidTimezone
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -1,4 +1,5 @@
-//! `POST /api/v1/sms/send`, `GET /api/v1/sms/messages/{id}` and `GET /api/v1/sms/messages`.
+//! `POST /api/v1/sms/send`, `GET /api/v1/sms/messages/{id}` and `GET /api/v1/sms/messages`
+//! (`POST /api/v1/sms/messages/{id}/cancel` is in [`scheduling`](super::scheduling)).
 //!
 //! The handlers parse the typed JSON ([`ApiJson`]) or query ([`ApiQuery`]), hand it to the
 //! [`pipeline`](crate::pipeline) and shape its answer; every check of a message lives in the
@@ -49,6 +50,8 @@ pub struct SendBody {
     pub reservation_id: Option<Reference>,
     /// Free-form metadata (a JSON object).
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// When to send it: RFC 3339 with its offset; a past time sends it now.
+    pub send_at: Option<String>,
 }
 
 /// A reference the seed module sent as a string or as a number; kept as text.
@@ -131,6 +134,8 @@ impl SendBody {
                 reservation_id: self.reservation_id.map(String::from),
             },
             metadata: self.metadata,
+            send_at: self.send_at.as_deref().map(accept::send_at).transpose()?,
+            bulk: false,
             idempotency_key,
         })
     }
@@ -142,6 +147,8 @@ pub struct MessageView {
     #[serde(flatten)]
     message: Message,
     created_at_iso: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_at_iso: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<EventView>>,
 }
@@ -173,9 +180,11 @@ pub fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn view(message: Message, history: Option<Vec<StatusEvent>>) -> MessageView {
+/// A message as the API shows it, with its history when given.
+pub(crate) fn view(message: Message, history: Option<Vec<StatusEvent>>) -> MessageView {
     MessageView {
         created_at_iso: iso(message.created_at),
+        send_at_iso: message.send_at.map(iso),
         message,
         history: history.map(|h| {
             h.into_iter()

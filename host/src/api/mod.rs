@@ -11,6 +11,7 @@ pub mod json;
 pub mod layers;
 pub mod messages;
 pub mod params;
+pub mod scheduling;
 pub mod templates;
 pub mod webhooks;
 
@@ -67,6 +68,7 @@ pub fn router(pipeline: Pipeline) -> Router {
             "/admin/tenants/{id}/settings",
             put(admin::put_settings).get(admin::get_settings),
         )
+        .merge(scheduling::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

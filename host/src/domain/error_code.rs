@@ -43,6 +43,8 @@ pub enum ErrorCode {
     TenantNotFound,
     /// No such API key for this tenant.
     ApiKeyNotFound,
+    /// No such recurring schedule for this tenant.
+    ScheduleNotFound,
 
     /// 405: the route exists but not with that method.
     MethodNotAllowed,
@@ -59,6 +61,9 @@ pub enum ErrorCode {
     TemplateDeleted,
     /// A phone number in a tenant's settings belongs to another tenant.
     NumberTaken,
+    /// The message was already claimed for sending (or is past it): it can no longer be
+    /// canceled.
+    NotCancelable,
 
     // 408, 413, 414, 415, 431: limits and formats.
     /// The body is larger than `server.max_body_bytes`.
@@ -108,6 +113,12 @@ pub enum ErrorCode {
     TemplateTooLong,
     /// A query parameter is invalid.
     InvalidQuery,
+    /// `send_at` is not an RFC 3339 time with an offset, or is too far ahead.
+    InvalidSendAt,
+    /// A schedule's `cron` expression does not parse, or never fires.
+    InvalidCron,
+    /// A schedule's `timezone` is not an IANA time zone name.
+    InvalidTimezone,
     /// A reloaded configuration is invalid; the old one keeps serving.
     InvalidConfiguration,
 
@@ -127,7 +138,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 48] = [
+    pub const ALL: [Self; 53] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -142,12 +153,14 @@ impl ErrorCode {
         Self::UnknownProvider,
         Self::TenantNotFound,
         Self::ApiKeyNotFound,
+        Self::ScheduleNotFound,
         Self::MethodNotAllowed,
         Self::RecipientOptedOut,
         Self::IdempotencyConflict,
         Self::TemplateExists,
         Self::TemplateDeleted,
         Self::NumberTaken,
+        Self::NotCancelable,
         Self::PayloadTooLarge,
         Self::UriTooLong,
         Self::UnsupportedMediaType,
@@ -170,6 +183,9 @@ impl ErrorCode {
         Self::EmptyTemplate,
         Self::TemplateTooLong,
         Self::InvalidQuery,
+        Self::InvalidSendAt,
+        Self::InvalidCron,
+        Self::InvalidTimezone,
         Self::InvalidConfiguration,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
@@ -196,12 +212,14 @@ impl ErrorCode {
             Self::UnknownProvider => "unknown_provider",
             Self::TenantNotFound => "tenant_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
+            Self::ScheduleNotFound => "schedule_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RecipientOptedOut => "recipient_opted_out",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::TemplateExists => "template_exists",
             Self::TemplateDeleted => "template_deleted",
             Self::NumberTaken => "number_taken",
+            Self::NotCancelable => "not_cancelable",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UriTooLong => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -224,6 +242,9 @@ impl ErrorCode {
             Self::EmptyTemplate => "empty_template",
             Self::TemplateTooLong => "template_too_long",
             Self::InvalidQuery => "invalid_query",
+            Self::InvalidSendAt => "invalid_send_at",
+            Self::InvalidCron => "invalid_cron",
+            Self::InvalidTimezone => "invalid_timezone",
             Self::InvalidConfiguration => "invalid_configuration",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",

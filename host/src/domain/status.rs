@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum MessageStatus {
     /// Accepted by Herald and waiting in the queue.
     Queued,
+    /// Accepted by Herald and waiting for its `send_at` time; it becomes `sending` when a
+    /// dispatcher claims it at that time, like a queued message.
+    Scheduled,
     /// Claimed by a dispatcher, which is calling the provider.
     Sending,
     /// Accepted by the provider.
@@ -29,8 +32,9 @@ pub enum MessageStatus {
 
 impl MessageStatus {
     /// Every status, in rank order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Queued,
+        Self::Scheduled,
         Self::Sending,
         Self::Sent,
         Self::Unknown,
@@ -46,6 +50,7 @@ impl MessageStatus {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
+            Self::Scheduled => "scheduled",
             Self::Sending => "sending",
             Self::Sent => "sent",
             Self::Unknown => "unknown",
@@ -67,12 +72,19 @@ impl MessageStatus {
     #[must_use]
     pub const fn rank(self) -> u8 {
         match self {
-            Self::Queued => 0,
+            Self::Queued | Self::Scheduled => 0,
             Self::Sending => 1,
             Self::Sent | Self::Unknown => 2,
             Self::Delivered | Self::Undelivered | Self::Failed | Self::Canceled => 3,
             Self::Read => 4,
         }
+    }
+
+    /// Returns whether the message is waiting in the queue (`queued` or `scheduled`): no
+    /// provider has it, and it may still be canceled.
+    #[must_use]
+    pub const fn is_waiting(self) -> bool {
+        matches!(self, Self::Queued | Self::Scheduled)
     }
 
     /// Returns whether the status is an outcome that later reports cannot overturn.
@@ -102,16 +114,17 @@ pub fn advance(current: MessageStatus, new: MessageStatus) -> bool {
 }
 
 /// Returns whether a provider's report (a status callback, or the reconciler's lookup) may move a
-/// message in `current` to `new`: [`advance`], except that a `queued` message is never moved.
+/// message in `current` to `new`: [`advance`], except that a waiting (`queued` or `scheduled`)
+/// message is never moved.
 ///
-/// A `queued` message is not in flight: no provider has been asked to send it, so no provider
+/// A waiting message is not in flight: no provider has been asked to send it, so no provider
 /// can know its fate. A report for it is forged or misrouted, and taking it would let a callback
 /// skip the provider's acceptance (`queued` → `delivered`) or end the message before it was
 /// ever sent. A `sending` message may move: the provider may answer and call back before the
 /// dispatcher has recorded its answer.
 #[must_use]
 pub fn advance_reported(current: MessageStatus, new: MessageStatus) -> bool {
-    current != MessageStatus::Queued && advance(current, new)
+    !current.is_waiting() && advance(current, new)
 }
 
 #[cfg(test)]
@@ -130,6 +143,10 @@ mod tests {
     #[test]
     fn advance_moves_only_forward() {
         assert!(advance(Queued, Sending));
+        assert!(advance(Scheduled, Sending));
+        assert!(advance(Scheduled, Canceled));
+        assert!(!advance(Queued, Scheduled));
+        assert!(!advance(Scheduled, Queued));
         assert!(advance(Sending, Sent));
         assert!(advance(Sent, Delivered));
         assert!(advance(Queued, Delivered));
@@ -164,6 +181,7 @@ mod tests {
     fn reports_never_move_a_queued_message() {
         for new in MessageStatus::ALL {
             assert!(!advance_reported(Queued, new), "queued -> {new}");
+            assert!(!advance_reported(Scheduled, new), "scheduled -> {new}");
         }
         assert!(advance_reported(Sending, Delivered));
         assert!(advance_reported(Sent, Delivered));
@@ -171,7 +189,7 @@ mod tests {
         assert!(!advance_reported(Delivered, Undelivered));
         for current in MessageStatus::ALL {
             for new in MessageStatus::ALL {
-                if current != Queued {
+                if !current.is_waiting() {
                     assert_eq!(advance_reported(current, new), advance(current, new));
                 }
             }

@@ -46,6 +46,18 @@ pub struct SendRequest {
     pub references: References,
     /// Free-form metadata, stored with the message.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// When to send it, in UTC milliseconds ([`send_at`] parses the API's text); `None` or a
+    /// time already past sends it now. Checked against `delivery.max_send_ahead_ms` by
+    /// [`check_send_at`].
+    // Left out of the request hash when absent, so that hashes of requests without it stay
+    // what they were before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<i64>,
+    /// Whether this is one row of a bulk send (a batch, a schedule's fire time), claimed after
+    /// single sends (see [`ClaimPriority`](crate::store::ClaimPriority)). Not part of the
+    /// request's hash.
+    #[serde(skip)]
+    pub bulk: bool,
     /// Makes a retried call return the first call's message instead of sending twice.
     #[serde(skip)]
     pub idempotency_key: Option<String>,
@@ -82,6 +94,8 @@ impl SendRequest {
             category: None,
             references: References::default(),
             metadata: None,
+            send_at: None,
+            bulk: false,
             idempotency_key: None,
         }
     }
@@ -193,6 +207,38 @@ pub fn category(name: &str) -> Result<Category> {
             PipelineError::new(ErrorCode::InvalidCategory, e.to_string())
         }
     })
+}
+
+/// Parses a `send_at` time: RFC 3339 with its UTC offset (`2026-12-01T09:00:00Z`,
+/// `2026-12-01T09:00:00-05:00`), to UTC milliseconds. A time without an offset is refused: which
+/// zone it meant is unknowable.
+pub fn send_at(text: &str) -> Result<i64> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            PipelineError::new(
+                ErrorCode::InvalidSendAt,
+                "`send_at` must be an RFC 3339 time with its offset, such as \
+                 2026-12-01T09:00:00Z or 2026-12-01T09:00:00-05:00",
+            )
+        })?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| PipelineError::new(ErrorCode::InvalidSendAt, "`send_at` is out of range"))
+}
+
+/// Refuses a `send_at` more than `max_ahead_ms` after `now` (`delivery.max_send_ahead_ms`, 35
+/// days by default). A time in the past is accepted: the message is sent now.
+pub fn check_send_at(send_at: Option<i64>, now: i64, max_ahead_ms: u64) -> Result<()> {
+    let limit = now.saturating_add(i64::try_from(max_ahead_ms).unwrap_or(i64::MAX));
+    match send_at {
+        Some(at) if at > limit => {
+            let days = max_ahead_ms as f64 / 86_400_000.0;
+            Err(PipelineError::new(
+                ErrorCode::InvalidSendAt,
+                format!("`send_at` may be at most {days} days ahead"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks `request` for `tenant`: NUL characters, references, metadata and idempotency key.
@@ -425,6 +471,27 @@ mod tests {
             category("all").unwrap_err().code,
             ErrorCode::InvalidCategory
         );
+    }
+
+    /// `send_at` needs an offset; it may be in the past, not beyond the horizon.
+    #[test]
+    fn send_at_needs_an_offset_and_a_horizon() {
+        assert_eq!(send_at("1970-01-01T00:00:01Z").unwrap(), 1_000);
+        assert_eq!(send_at("1970-01-01T01:00:00+01:00").unwrap(), 0);
+        for bad in ["2026-12-01T09:00:00", "2026-12-01", "tomorrow", ""] {
+            assert_eq!(
+                send_at(bad).unwrap_err().code,
+                ErrorCode::InvalidSendAt,
+                "{bad}"
+            );
+        }
+        let (day, horizon) = (86_400_000_i64, 86_400_000_u64);
+        assert!(check_send_at(None, 0, horizon).is_ok());
+        assert!(check_send_at(Some(-5 * day), 0, horizon).is_ok());
+        assert!(check_send_at(Some(day), 0, horizon).is_ok());
+        let refused = check_send_at(Some(day + 1), 0, horizon).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidSendAt);
+        assert!(refused.message.contains("1 days"), "{}", refused.message);
     }
 
     /// A NUL character anywhere in an embedder's request is refused, naming where it is.

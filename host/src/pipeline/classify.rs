@@ -60,7 +60,8 @@ pub struct Attempt {
     pub number: u32,
     /// How many attempts the message may have.
     pub max: u32,
-    /// When the message was created (UTC milliseconds): its age limit counts from here.
+    /// When the message was created, or for a scheduled message its `send_at` (UTC
+    /// milliseconds): its age limit counts from here.
     pub created_at: i64,
     /// When the attempt ended.
     pub now: i64,

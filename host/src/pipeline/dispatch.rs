@@ -241,7 +241,8 @@ fn attempt_at(pipeline: &Pipeline, job: &ClaimedJob) -> Attempt {
     Attempt {
         number: job.attempt,
         max: job.message.max_attempts,
-        created_at: job.message.created_at,
+        // A scheduled message's age counts from the time it was asked to go.
+        created_at: job.message.send_at.unwrap_or(job.message.created_at),
         now: pipeline.now(),
         jitter: rand::rng().random_range(0.5..=1.0),
     }

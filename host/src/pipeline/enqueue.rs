@@ -40,6 +40,10 @@ pub struct Outgoing {
     pub metadata: Option<serde_json::Value>,
     /// The idempotency key and request hash.
     pub idempotency: Option<(String, String)>,
+    /// When to send it (UTC ms); `None` or a past time for now.
+    pub send_at: Option<i64>,
+    /// Whether it is one row of a bulk send (claimed after single sends).
+    pub bulk: bool,
 }
 
 /// The stored message of a draft whose idempotency key was used before: `Some` replay when the
@@ -86,6 +90,8 @@ pub async fn outgoing(
         references: request.references,
         metadata: request.metadata.map(serde_json::Value::Object),
         idempotency: draft.idempotency.map(|i| (i.key, i.request_hash)),
+        send_at: request.send_at,
+        bulk: request.bulk,
     })
 }
 
@@ -113,7 +119,8 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
         metadata: outgoing.metadata,
         idempotency_key,
         request_hash,
-        due_at: None,
+        due_at: outgoing.send_at,
+        bulk: outgoing.bulk,
         now: pipeline.now(),
     };
     match pipeline.store().enqueue(&new).await {

@@ -162,6 +162,8 @@ pub async fn receive(
         references: References::default(),
         metadata: None,
         idempotency: None,
+        send_at: None,
+        bulk: false,
     };
     enqueue::enqueue(pipeline, outgoing).await?;
     Ok(())

@@ -20,7 +20,9 @@
 //!
 //! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
 //! (messages as callers see them), [`templates`] (templates, their versions, previews and the
-//! defaults every tenant starts with), [`tenants`] (who
+//! defaults every tenant starts with), [`cancel`] (withdrawing a message not yet
+//! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
+//! [`recurrence`] computes their fire times), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -46,8 +48,11 @@ pub mod inbound;
 pub mod reconcile;
 
 pub mod callback;
+pub mod cancel;
 pub mod error;
 pub mod read;
+pub mod recurrence;
+pub mod schedules;
 pub mod templates;
 pub mod tenants;
 
@@ -153,6 +158,8 @@ impl Pipeline {
         if let Some(replayed) = enqueue::replay(self, &draft).await? {
             return Ok(replayed);
         }
+        let max_ahead = self.config().delivery.max_send_ahead_ms;
+        accept::check_send_at(draft.request.send_at, self.now(), max_ahead)?;
         let rendered = render::render(self, &draft).await?;
         let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
         check::check(self, tenant, &draft.request.to, &rendered.category).await?;

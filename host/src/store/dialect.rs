@@ -26,7 +26,8 @@ pub(super) trait Dialect: Database<Arguments: IntoArguments<Self>> {
     const LOCK_ROWS: &'static str;
 
     /// Leases due queue entries, expired leases first (so a dead process's entries are taken
-    /// over promptly however long the backlog), then unleased ones by due time. Binds `$1` the
+    /// over promptly however long the backlog), then unleased ones by claim priority
+    /// ([`ClaimPriority`](super::ClaimPriority)) and due time. Binds `$1` the
     /// lease token, `$2` the lease's end, `$3` now and `$4` the most entries to take; returns
     /// `message_id, tenant_id` of each entry taken.
     const CLAIM: &'static str;

@@ -11,6 +11,7 @@ use super::model::{
     ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
 };
+use super::priority::ClaimPriority;
 use super::shared::{
     Change, DEFAULT_PAGE, Facts, MAX_PAGE, category, count, db_int, encoding, error_info, json,
     name_of, status, tenant, word,
@@ -71,6 +72,7 @@ where
             metadata: metadata.map(|text| json(&text, "metadata")).transpose()?,
             idempotency_key: row.try_get("idempotency_key")?,
             request_hash: row.try_get("request_hash")?,
+            send_at: row.try_get("send_at")?,
             price,
             error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
             created_at: row.try_get("created_at")?,
@@ -205,14 +207,21 @@ where
     /// idempotency key already names.
     pub(super) async fn enqueue(pool: &Pool<DB>, new: &NewMessage) -> Result<Enqueued> {
         let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
+        // A message due later waits as `scheduled`; a `send_at` in the past is due now.
+        let send_at = new.due_at.filter(|due| *due > new.now);
+        let status = if send_at.is_some() {
+            MessageStatus::Scheduled
+        } else {
+            MessageStatus::Queued
+        };
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let inserted = sqlx::query(
             "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                  encoding, segments, units, status, provider, attempts, max_attempts,
                  customer_id, order_id, reservation_id, metadata, idempotency_key,
-                 request_hash, created_at, updated_at, category, template_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19, $20)
+                 request_hash, created_at, updated_at, category, template_version, send_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
+                 $15, $16, $17, $18, $18, $19, $20, $22)
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *",
         )
@@ -236,6 +245,8 @@ where
         .bind(new.now)
         .bind(new.category.as_str())
         .bind(new.template_version)
+        .bind(status.as_str())
+        .bind(send_at)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
@@ -254,15 +265,17 @@ where
             };
         };
         sqlx::query(
-            "INSERT INTO queue_entries (message_id, tenant_id, due_at) VALUES ($1, $2, $3)",
+            "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(new.id.as_str())
         .bind(new.tenant_id.as_str())
-        .bind(new.due_at.unwrap_or(new.now))
+        .bind(send_at.unwrap_or(new.now))
+        .bind(ClaimPriority::of(&new.category, new.bulk).as_i32())
         .execute(&mut *tx)
         .await?;
         let change = Change {
-            status: MessageStatus::Queued,
+            status,
             provider_status: None,
             error: None,
             source: EventSource::Api,
@@ -277,7 +290,7 @@ where
     }
 
     /// Applies a provider's status report with the monotonic rule
-    /// ([`advance_reported`]: a `queued` message is left alone), under the message's row lock.
+    /// ([`advance_reported`]: a `queued` or `scheduled` message is left alone), under the message's row lock.
     pub(super) async fn apply_status(
         pool: &Pool<DB>,
         tenant: &str,
@@ -294,7 +307,7 @@ where
         let Some(current) = current else {
             return Ok(None);
         };
-        if current.status == MessageStatus::Queued {
+        if current.status.is_waiting() {
             // Not in flight: no provider has it, so the report is forged or misrouted. Nothing
             // it says is stored, not even its price or provider id.
             tx.rollback().await?;

@@ -10,6 +10,8 @@
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
+//! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
+//!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
@@ -24,15 +26,18 @@
 //! died loses nothing); each outcome of an attempt is fenced by the lease token, so a worker whose
 //! lease was taken over cannot overwrite the new holder's work.
 
+mod cancel;
 mod dialect;
 mod error;
 mod ids;
 mod messages;
 pub mod model;
 mod postgres;
+mod priority;
 mod queue;
 mod reconcile;
 mod records;
+mod schedules;
 mod shared;
 mod sqlite;
 mod templates;
@@ -45,10 +50,13 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
 pub use model::*;
+pub use priority::ClaimPriority;
+pub use schedules::{Schedule, ScheduleTiming};
 
 /// How to connect; the defaults suit a single `herald serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -100,8 +100,12 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// A hash of the request, to tell a retry from a different request under the same key.
     pub request_hash: Option<String>,
-    /// When the first attempt is due; `None` for now.
+    /// When the first attempt is due; `None` for now. A time after `now` stores the message
+    /// as `scheduled` (and as its [`Message::send_at`]) instead of `queued`.
     pub due_at: Option<i64>,
+    /// Whether the message is one row of a bulk send (a batch, a schedule's fire time): it is
+    /// claimed after single sends of its class (see [`ClaimPriority`]).
+    pub bulk: bool,
     /// The time of acceptance.
     pub now: i64,
 }
@@ -163,6 +167,8 @@ pub struct Message {
     pub price: Option<Money>,
     /// The latest error.
     pub error: Option<ErrorInfo>,
+    /// When the caller asked it to be sent (`send_at`), if that was later than its acceptance.
+    pub send_at: Option<i64>,
     /// When it was accepted.
     pub created_at: i64,
     /// When it last changed.

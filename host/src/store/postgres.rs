@@ -62,10 +62,11 @@ impl Dialect for Postgres {
     const BEGIN: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     // Expired leases first (entries a dead process held), oldest expiry first; the rest of the
-    // batch from unleased entries by due time, so a backlog never delays a takeover. Each half
-    // walks its own partial index (migration 0005), and the second locks only what is left to
-    // take. MATERIALIZED keeps each locked selection a single evaluation, whatever the planner
-    // prefers.
+    // batch from unleased entries by claim priority (migration 0009: single sends before bulk
+    // rows, marketing last in each), then due time, so a backlog never delays a takeover and a
+    // batch never delays a single send. Each step walks its own partial index range and locks
+    // only what is left to take. MATERIALIZED keeps each locked selection a single evaluation,
+    // whatever the planner prefers.
     const CLAIM: &'static str = "
         WITH expired AS MATERIALIZED (
             SELECT message_id FROM queue_entries
@@ -74,17 +75,42 @@ impl Dialect for Postgres {
             ORDER BY lease_until
             LIMIT $4
             FOR UPDATE SKIP LOCKED
-        ), due AS MATERIALIZED (
+        ), p0 AS MATERIALIZED (
             SELECT message_id FROM queue_entries
-            WHERE lease_until IS NULL AND due_at <= $3
+            WHERE priority = 0 AND lease_until IS NULL AND due_at <= $3
               AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
             ORDER BY due_at
             LIMIT GREATEST($4 - (SELECT COUNT(*) FROM expired), 0)
             FOR UPDATE SKIP LOCKED
+        ), p1 AS MATERIALIZED (
+            SELECT message_id FROM queue_entries
+            WHERE priority = 1 AND lease_until IS NULL AND due_at <= $3
+              AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+            ORDER BY due_at
+            LIMIT GREATEST($4 - (SELECT COUNT(*) FROM expired) - (SELECT COUNT(*) FROM p0), 0)
+            FOR UPDATE SKIP LOCKED
+        ), p2 AS MATERIALIZED (
+            SELECT message_id FROM queue_entries
+            WHERE priority = 2 AND lease_until IS NULL AND due_at <= $3
+              AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+            ORDER BY due_at
+            LIMIT GREATEST($4 - (SELECT COUNT(*) FROM expired) - (SELECT COUNT(*) FROM p0)
+                - (SELECT COUNT(*) FROM p1), 0)
+            FOR UPDATE SKIP LOCKED
+        ), p3 AS MATERIALIZED (
+            SELECT message_id FROM queue_entries
+            WHERE priority = 3 AND lease_until IS NULL AND due_at <= $3
+              AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+            ORDER BY due_at
+            LIMIT GREATEST($4 - (SELECT COUNT(*) FROM expired) - (SELECT COUNT(*) FROM p0)
+                - (SELECT COUNT(*) FROM p1) - (SELECT COUNT(*) FROM p2), 0)
+            FOR UPDATE SKIP LOCKED
         ), picked AS (
             SELECT message_id FROM expired
-            UNION ALL
-            SELECT message_id FROM due
+            UNION ALL SELECT message_id FROM p0
+            UNION ALL SELECT message_id FROM p1
+            UNION ALL SELECT message_id FROM p2
+            UNION ALL SELECT message_id FROM p3
         )
         UPDATE queue_entries AS q
         SET lease_owner = $1, lease_until = $2, due_at = $2

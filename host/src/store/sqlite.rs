@@ -88,25 +88,51 @@ pub(super) async fn migrate(writer: &SqlitePool) -> Result<()> {
 impl Dialect for Sqlite {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const LOCK_ROWS: &'static str = "";
-    // Expired leases first, oldest expiry first, then unleased entries by due time; each half
-    // walks its own partial index (migration 0005) and takes at most `$4`.
+    // Expired leases first, oldest expiry first; then unleased entries by claim priority
+    // (migration 0009: single sends before bulk rows, marketing last in each) and due time. Each
+    // branch walks its own partial index range and takes at most `$4`; the one writer
+    // connection makes the claim atomic.
     const CLAIM: &'static str = "
         UPDATE queue_entries
         SET lease_owner = $1, lease_until = $2, due_at = $2
         WHERE message_id IN (
             SELECT message_id FROM (
                 SELECT * FROM (
-                    SELECT message_id, 0 AS pass, lease_until AS at FROM queue_entries
+                    SELECT message_id, -1 AS pass, lease_until AS at FROM queue_entries
                     WHERE lease_until IS NOT NULL AND lease_until <= $3
-                  AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                      AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
                     ORDER BY lease_until
                     LIMIT $4
                 )
                 UNION ALL
                 SELECT * FROM (
+                    SELECT message_id, 0 AS pass, due_at AS at FROM queue_entries
+                    WHERE priority = 0 AND lease_until IS NULL AND due_at <= $3
+                      AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                    ORDER BY due_at
+                    LIMIT $4
+                )
+                UNION ALL
+                SELECT * FROM (
                     SELECT message_id, 1 AS pass, due_at AS at FROM queue_entries
-                    WHERE lease_until IS NULL AND due_at <= $3
-                  AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                    WHERE priority = 1 AND lease_until IS NULL AND due_at <= $3
+                      AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                    ORDER BY due_at
+                    LIMIT $4
+                )
+                UNION ALL
+                SELECT * FROM (
+                    SELECT message_id, 2 AS pass, due_at AS at FROM queue_entries
+                    WHERE priority = 2 AND lease_until IS NULL AND due_at <= $3
+                      AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
+                    ORDER BY due_at
+                    LIMIT $4
+                )
+                UNION ALL
+                SELECT * FROM (
+                    SELECT message_id, 3 AS pass, due_at AS at FROM queue_entries
+                    WHERE priority = 3 AND lease_until IS NULL AND due_at <= $3
+                      AND tenant_id NOT IN (SELECT id FROM tenants WHERE status = 'suspended')
                     ORDER BY due_at
                     LIMIT $4
                 )
