@@ -4,6 +4,7 @@
 pub mod app;
 pub mod db;
 pub mod faults;
+pub mod templates;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

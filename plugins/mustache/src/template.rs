@@ -388,11 +388,7 @@ struct Renderer<'t> {
 }
 
 impl Renderer<'_> {
-    fn nodes<'v>(
-        &mut self,
-        nodes: &[Node<'_>],
-        stack: &mut Vec<&'v Value>,
-    ) -> Result<(), RenderError> {
+    fn nodes(&mut self, nodes: &[Node<'_>], stack: &mut Vec<&Value>) -> Result<(), RenderError> {
         for node in nodes {
             self.steps += 1;
             if self.steps > MAX_STEPS || self.out.len() > MAX_OUTPUT_BYTES {
