@@ -81,6 +81,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::EmptyTemplate
         | C::TemplateTooLong
         | C::InvalidQuery
+        | C::InvalidCsv
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -102,6 +102,9 @@ pub enum ErrorCode {
     TemplateTooLong,
     /// A query parameter is invalid.
     InvalidQuery,
+    /// A CSV upload (an opt-out import) whose header or a row is not readable CSV of the
+    /// expected columns.
+    InvalidCsv,
     /// A reloaded configuration is invalid; the old one keeps serving.
     InvalidConfiguration,
 
@@ -121,7 +124,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 46] = [
+    pub const ALL: [Self; 47] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -162,6 +165,7 @@ impl ErrorCode {
         Self::EmptyTemplate,
         Self::TemplateTooLong,
         Self::InvalidQuery,
+        Self::InvalidCsv,
         Self::InvalidConfiguration,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
@@ -214,6 +218,7 @@ impl ErrorCode {
             Self::EmptyTemplate => "empty_template",
             Self::TemplateTooLong => "template_too_long",
             Self::InvalidQuery => "invalid_query",
+            Self::InvalidCsv => "invalid_csv",
             Self::InvalidConfiguration => "invalid_configuration",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",

@@ -19,7 +19,9 @@
 //!     status callbacks that were lost.
 //!
 //! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
-//! (messages and templates as callers see them), [`tenants`] (who
+//! (messages and templates as callers see them), [`opt_outs`] and [`opt_out_import`] (the
+//! opt-out list managed by callers: state, changes, counts, export, CSV import), [`estimate`]
+//! (the dry run: render and count, explained, nothing sent), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -46,6 +48,9 @@ pub mod reconcile;
 
 pub mod callback;
 pub mod error;
+pub mod estimate;
+pub mod opt_out_import;
+pub mod opt_outs;
 pub mod read;
 pub mod tenants;
 

@@ -27,8 +27,26 @@ pub struct Rendered {
 
 /// Renders `draft`'s template, or takes its text as it is.
 pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
-    let requested = draft.request.category.clone();
-    let (template, variables) = match &draft.request.content {
+    let request = &draft.request;
+    render_content(
+        pipeline,
+        &draft.tenant,
+        &request.content,
+        request.category.clone(),
+    )
+    .await
+}
+
+/// Renders `content` for `tenant`, or takes its text as it is; the category is `requested`, else
+/// the template's, else `transactional`. The step itself, without a recipient: the dry run
+/// ([`estimate`](super::estimate)) renders this way.
+pub async fn render_content(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    content: &Content,
+    requested: Option<Category>,
+) -> Result<Rendered> {
+    let (template, variables) = match content {
         Content::Text(text) => {
             return Ok(Rendered {
                 body: text.clone(),
@@ -43,7 +61,7 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
     };
     let stored = pipeline
         .store()
-        .get_template(&draft.tenant, template)
+        .get_template(tenant, template)
         .await?
         .ok_or_else(|| {
             PipelineError::new(
@@ -73,7 +91,7 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
         };
         pairs.push((name.clone(), text));
     }
-    let renderer = super::tenants::renderer(pipeline, &draft.tenant).await?;
+    let renderer = super::tenants::renderer(pipeline, tenant).await?;
     let body = match renderer.render(&stored.body, &pairs).await {
         Ok(Ok(text)) => text,
         Ok(Err(RenderError::MissingVariable(name))) => {

@@ -25,11 +25,13 @@
 //!
 //! Empty bodies are rejected, like Twilio does (error 21602).
 
+pub mod explain;
 pub mod gsm;
 pub mod smart;
 #[cfg(test)]
 mod tests;
 
+pub use explain::{Explanation, explain};
 pub use smart::smart_encode;
 
 use std::borrow::Cow;
