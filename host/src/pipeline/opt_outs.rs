@@ -272,7 +272,6 @@ pub async fn stats(
     let current = store.count_opt_outs(tenant).await?;
     let activity = store.opt_out_activity(tenant, start, end).await?;
     // A ratio for people, not money: a float is the honest type.
-    #[allow(clippy::cast_precision_loss)]
     let opt_out_rate = (activity.recipients > 0)
         .then(|| activity.numbers_opted_out as f64 / activity.recipients as f64);
     Ok(Stats {

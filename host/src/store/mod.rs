@@ -7,6 +7,8 @@
 //!   `Queries<DB>`, the handle every shared query is an associated function of.
 //! - `messages`, `queue`, `records`, `reconcile`: the shared queries, written once as plain
 //!   generic code over the backend's sqlx database type; `shared`: the plain helpers they use.
+//! - `opt_outs`: the opt-out list and inbound messages as callers read them (per number, paged,
+//!   counted, the audit trail for the export), queries and `Store` methods together.
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.

@@ -7,6 +7,8 @@
 //! like the messages list; the export walks the audit trail by its sequence number, oldest
 //! first, so a page never repeats or skips an event however many arrive meanwhile.
 
+use std::collections::BTreeMap;
+
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
@@ -58,10 +60,10 @@ pub struct OptOutCounts {
     pub total: u64,
     /// Distinct numbers with at least one opt-out in force.
     pub numbers: u64,
-    /// Opt-outs per category, by category name.
-    pub by_category: Vec<(String, u64)>,
-    /// Opt-outs per method, in [`OptOutMethod::ALL`] order, zeros included.
-    pub by_method: Vec<(OptOutMethod, u64)>,
+    /// Opt-outs per category name.
+    pub by_category: BTreeMap<String, u64>,
+    /// Opt-outs per method (the list's `source`), every method named, zeros included.
+    pub by_source: BTreeMap<&'static str, u64>,
 }
 
 /// What happened to the opt-out list, and how many numbers were messaged, in a period.
@@ -262,14 +264,13 @@ where
         .bind(tenant)
         .fetch_all(pool)
         .await?;
-        let mut methods: Vec<(OptOutMethod, u64)> =
-            OptOutMethod::ALL.into_iter().map(|m| (m, 0)).collect();
+        let mut by_source: BTreeMap<&'static str, u64> = OptOutMethod::ALL
+            .into_iter()
+            .map(|m| (m.as_str(), 0))
+            .collect();
         for row in &by_method {
             let found = method(row.try_get("method")?)?;
-            let n = count(row.try_get("n")?);
-            if let Some(slot) = methods.iter_mut().find(|(m, _)| *m == found) {
-                slot.1 = n;
-            }
+            by_source.insert(found.as_str(), count(row.try_get("n")?));
         }
         Ok(OptOutCounts {
             total: count(totals.try_get("total")?),
@@ -278,7 +279,7 @@ where
                 .iter()
                 .map(|row| Ok((row.try_get("category")?, count(row.try_get("n")?))))
                 .collect::<Result<_>>()?,
-            by_method: methods,
+            by_source,
         })
     }
 
