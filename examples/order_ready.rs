@@ -7,6 +7,7 @@
 
 mod common;
 
+use herald::store::{OptOutChange, OptOutMethod};
 use herald::{Category, ErrorCode, Herald, SendRequest, TenantId};
 use serde_json::json;
 
@@ -49,7 +50,13 @@ async fn main() -> anyhow::Result<()> {
     // A customer who texted STOP earlier is on the opt-out list.
     herald
         .store()
-        .opt_out(&tenant, "+14155550123", &Category::All, "inbound", None, 0)
+        .opt_out(&OptOutChange::new(
+            &tenant,
+            "+14155550123",
+            Category::All,
+            OptOutMethod::Keyword,
+            0,
+        ))
         .await?;
     let orders = [
         (456, "ORD-123", 123, "+14155552671"),

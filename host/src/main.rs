@@ -58,6 +58,10 @@ enum Command {
         /// Apply Twilio-style Smart Encoding before counting.
         #[arg(long)]
         smart_encoding: bool,
+        /// Also list every character that forces UCS-2 (with its position) and what Smart
+        /// Encoding would replace and count: the `POST /api/v1/sms/estimate` analysis.
+        #[arg(long)]
+        explain: bool,
         /// The message text; read from standard input when absent.
         text: Option<String>,
     },
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Segments {
             smart_encoding,
+            explain,
             text,
         } => {
             let text = match text {
@@ -92,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
                     buf
                 }
             };
+            if explain {
+                println!("{}", serde_json::to_string(&segments::explain(&text)?)?);
+                return Ok(());
+            }
             let count = segments::count(&text, segments::Options { smart_encoding })?;
             println!("{}", serde_json::to_string(&count)?);
             Ok(())

@@ -287,14 +287,13 @@ async fn template_category_applies() {
     let tenant = TenantId::default_tenant();
     herald
         .store()
-        .opt_out(
+        .opt_out(&herald::store::OptOutChange::new(
             &tenant,
             "+14155552671",
-            &herald::Category::parse("marketing").unwrap(),
-            "test",
-            None,
+            herald::Category::parse("marketing").unwrap(),
+            herald::store::OptOutMethod::Api,
             0,
-        )
+        ))
         .await
         .unwrap();
     let from_template = json!({"to_number": "+14155552671", "template_id": id, "template_variables": {"deal": "2 for 1"}});

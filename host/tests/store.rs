@@ -11,7 +11,7 @@ use herald::segments::Encoding;
 use herald::store::{
     Accepted, ClaimedJob, ErrorInfo, EventSource, InboundMessage, Keyword, LeaseOutcome, Message,
     MessageFilter, MessageLookup, MessageStatus, Money, NewMessage, NewTemplate, OptOutAction,
-    StatusUpdate, Store, StoreError, Tenant, new_id,
+    OptOutChange, OptOutMethod, StatusUpdate, Store, StoreError, Tenant, new_id,
 };
 use herald::{Category, TenantId};
 
@@ -517,14 +517,10 @@ async fn opt_outs_are_category_aware_and_audited(store: Store) {
     assert!(blocked(&store, phone, "alerts").await);
     assert!(!blocked(&store, other, "alerts").await);
 
-    let lifted = store
-        .opt_in(&tid("default"), phone, &Category::All, "inbound", T0 + 3)
-        .await;
+    let lifted = store.opt_in(&opt_in(phone, T0 + 3)).await;
     assert!(lifted.unwrap());
     assert!(!blocked(&store, phone, "marketing").await);
-    let again = store
-        .opt_in(&tid("default"), phone, &Category::All, "inbound", T0 + 4)
-        .await;
+    let again = store.opt_in(&opt_in(phone, T0 + 4)).await;
     assert!(!again.unwrap(), "nothing left to lift");
 
     let audit = store.opt_out_events(&tid("default"), phone).await.unwrap();
@@ -541,15 +537,23 @@ async fn opt_outs_are_category_aware_and_audited(store: Store) {
         ]
     );
     assert_eq!(audit[0].reason.as_deref(), Some("asked"));
-    assert_eq!(audit[2].source, "inbound");
+    assert_eq!(audit[2].method, OptOutMethod::Keyword);
 }
 
 async fn opt_out(store: &Store, phone: &str, category: &str, now: i64) -> bool {
     let category = Category::parse(category).unwrap();
-    let added = store
-        .opt_out(&tid("default"), phone, &category, "api", Some("asked"), now)
-        .await;
-    added.unwrap()
+    let change = OptOutChange::new(&tid("default"), phone, category, OptOutMethod::Api, now);
+    store.opt_out(&change.because("asked")).await.unwrap()
+}
+
+fn opt_in(phone: &str, now: i64) -> OptOutChange {
+    OptOutChange::new(
+        &tid("default"),
+        phone,
+        Category::All,
+        OptOutMethod::Keyword,
+        now,
+    )
 }
 
 async fn blocked(store: &Store, phone: &str, category: &str) -> bool {

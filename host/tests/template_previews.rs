@@ -47,10 +47,14 @@ async fn preview_explains_the_text(backend: Backend) {
     );
     assert_eq!(
         preview["ucs2_characters"],
-        json!([{"position": 8, "character": "“"}, {"position": 15, "character": "😀"}, {"position": 16, "character": "”"}])
+        json!([
+            {"position": 8, "character": "“", "code_point": "U+201C"},
+            {"position": 15, "character": "😀", "code_point": "U+1F600"},
+            {"position": 16, "character": "”", "code_point": "U+201D"}
+        ])
     );
     let smart = &preview["smart_encoding"];
-    assert_eq!(smart["applied"], false, "the emoji keeps it UCS-2: {smart}");
+    assert_eq!(smart["applies"], false, "the emoji keeps it UCS-2: {smart}");
     assert_eq!(smart["replacements"].as_array().unwrap().len(), 2);
 
     let (_, quotes) = app
@@ -62,11 +66,11 @@ async fn preview_explains_the_text(backend: Backend) {
     assert_eq!(quotes["rendered_text"], "Hi Al, “ok” !");
     assert_eq!(quotes["missing_variables"], json!([]));
     assert_eq!(quotes["encoding"], "UCS-2");
-    assert_eq!(quotes["smart_encoding"]["applied"], true);
+    assert_eq!(quotes["smart_encoding"]["applies"], true);
     assert_eq!(quotes["smart_encoding"]["encoding"], "GSM-7");
     assert_eq!(
         quotes["smart_encoding"]["replacements"][0],
-        json!({"position": 7, "character": "“", "replacement": "\""})
+        json!({"position": 7, "character": "“", "code_point": "U+201C", "replacement": "\""})
     );
 
     create(

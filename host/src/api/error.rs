@@ -89,6 +89,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::InvalidSendAt
         | C::InvalidCron
         | C::InvalidTimezone
+        | C::InvalidCsv
         | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -258,7 +258,7 @@ pub struct ListQuery {
 }
 
 /// Parses a date bound into epoch milliseconds; a bare date's end bound is the next midnight.
-fn parse_date(name: &str, value: &str, end: bool) -> ApiResult<i64> {
+pub(crate) fn parse_date(name: &str, value: &str, end: bool) -> ApiResult<i64> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = time::OffsetDateTime::parse(value, &Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);

@@ -6,10 +6,13 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod estimate;
 pub mod health;
+pub mod inbound;
 pub mod json;
 pub mod layers;
 pub mod messages;
+pub mod opt_outs;
 pub mod params;
 pub mod scheduling;
 pub mod templates;
@@ -49,6 +52,9 @@ pub fn router(pipeline: Pipeline) -> Router {
             "/api/v1/sms/webhooks/{provider}/inbound",
             post(webhooks::receive),
         )
+        .merge(opt_outs::routes())
+        .merge(inbound::routes())
+        .merge(estimate::routes())
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .route(

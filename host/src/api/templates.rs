@@ -177,16 +177,22 @@ pub struct SmartView {
     /// Whether `delivery.smart_encoding` is on, so sends apply it.
     enabled: bool,
     /// Whether it would apply (only when the replaced text is entirely GSM).
-    applied: bool,
+    applies: bool,
     replacements: Vec<Replacement>,
-    encoding: Option<&'static str>,
-    segments: Option<u32>,
-    units: Option<u32>,
+    /// The text Smart Encoding would send.
+    text: String,
+    encoding: &'static str,
+    segments: u32,
+    units: u32,
 }
 
 impl From<Preview> for PreviewView {
     fn from(p: Preview) -> Self {
-        let count = p.explanation.count.as_ref();
+        let (count, ucs2_characters, smart) = match p.explanation {
+            Some(e) => (Some(e.count), e.ucs2_characters, e.smart_encoding),
+            None => (None, Vec::new(), None),
+        };
+        let count = count.as_ref();
         Self {
             template_id: p.template.id,
             version: p.template.version,
@@ -195,17 +201,15 @@ impl From<Preview> for PreviewView {
             segments: count.map(|c| c.segments),
             units: count.map(|c| c.units),
             characters: count.map(|c| c.characters),
-            ucs2_characters: p.explanation.ucs2_characters,
-            smart_encoding: p.explanation.smart_encoding.map(|smart| {
-                let count = smart.count.as_ref();
-                SmartView {
-                    enabled: p.smart_encoding_enabled,
-                    applied: smart.applied,
-                    encoding: count.map(|c| c.encoding.as_str()),
-                    segments: count.map(|c| c.segments),
-                    units: count.map(|c| c.units),
-                    replacements: smart.replacements,
-                }
+            ucs2_characters,
+            smart_encoding: smart.map(|smart| SmartView {
+                enabled: p.smart_encoding_enabled,
+                applies: smart.applies,
+                encoding: smart.count.encoding.as_str(),
+                segments: smart.count.segments,
+                units: smart.count.units,
+                text: smart.text,
+                replacements: smart.replacements,
             }),
             missing_variables: p.missing_variables,
             unused_variables: p.unused_variables,

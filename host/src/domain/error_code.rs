@@ -119,6 +119,9 @@ pub enum ErrorCode {
     InvalidCron,
     /// A schedule's `timezone` is not an IANA time zone name.
     InvalidTimezone,
+    /// A CSV upload (an opt-out import) whose header or a row is not readable CSV of the
+    /// expected columns.
+    InvalidCsv,
     /// A reloaded configuration is invalid; the old one keeps serving.
     InvalidConfiguration,
 
@@ -138,7 +141,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 53] = [
+    pub const ALL: [Self; 54] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -186,6 +189,7 @@ impl ErrorCode {
         Self::InvalidSendAt,
         Self::InvalidCron,
         Self::InvalidTimezone,
+        Self::InvalidCsv,
         Self::InvalidConfiguration,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
@@ -245,6 +249,7 @@ impl ErrorCode {
             Self::InvalidSendAt => "invalid_send_at",
             Self::InvalidCron => "invalid_cron",
             Self::InvalidTimezone => "invalid_timezone",
+            Self::InvalidCsv => "invalid_csv",
             Self::InvalidConfiguration => "invalid_configuration",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",

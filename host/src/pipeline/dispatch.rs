@@ -21,7 +21,7 @@ use super::error::{ErrorCode, PipelineError};
 use super::tenants;
 use crate::domain::{Category, MessageStatus};
 use crate::plugin::model::{self as plugin_model, OutboundMessage};
-use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome};
+use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome, OptOutChange, OptOutMethod};
 
 /// How long an idle worker waits before looking at the queue again without a wake-up.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -292,17 +292,16 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
                     error.code.as_deref().unwrap_or("no code")
                 );
                 let message = &job.message;
-                if let Err(e) = store
-                    .opt_out(
-                        &message.tenant_id,
-                        &message.to_number,
-                        &Category::All,
-                        "provider",
-                        Some(&reason),
-                        now,
-                    )
-                    .await
-                {
+                let change = OptOutChange::new(
+                    &message.tenant_id,
+                    &message.to_number,
+                    Category::All,
+                    OptOutMethod::Provider,
+                    now,
+                )
+                .caused_by(&message.id)
+                .because(&reason);
+                if let Err(e) = store.opt_out(&change).await {
                     tracing::error!(message_id = %message.id, error = %e, "could not record the provider's opt-out");
                 }
             }

@@ -27,11 +27,11 @@ use super::Pipeline;
 use super::accept::References;
 use super::count;
 use super::enqueue::{self, Outgoing};
-use super::error::Result;
+use super::error::{ErrorCode, PipelineError, Result};
 use crate::domain::{Category, PhoneNumber, TenantId};
 use crate::keywords::{self, Keyword};
 use crate::plugin::model::InboundMessage;
-use crate::store::{self, new_id};
+use crate::store::{self, OptOutChange, OptOutMethod, new_id};
 
 /// The longest provider message id stored; a longer one is refused (logged, not stored).
 pub const MAX_ID_BYTES: usize = 128;
@@ -119,24 +119,19 @@ pub async fn receive(
     }
     let store = pipeline.store();
     let compliance = pipeline.config().compliance.clone();
+    // The audit trail names the inbound message and the word the number texted.
+    let change = |category| {
+        OptOutChange::new(tenant, &message.from, category, OptOutMethod::Keyword, now)
+            .caused_by(&inbound.id)
+            .because(&format!("texted {}", inbound.body.trim()))
+    };
     let reply = match keyword {
         Keyword::Stop => {
-            let changed = store
-                .opt_out(
-                    tenant,
-                    &message.from,
-                    &Category::All,
-                    "inbound",
-                    Some("opt-out keyword"),
-                    now,
-                )
-                .await?;
+            let changed = store.opt_out(&change(Category::All)).await?;
             changed.then_some(compliance.stop_reply)
         }
         Keyword::Start => {
-            store
-                .opt_in(tenant, &message.from, &Category::All, "inbound", now)
-                .await?;
+            store.opt_in(&change(Category::All)).await?;
             Some(compliance.start_reply)
         }
         Keyword::Help => Some(compliance.help_reply),
@@ -167,6 +162,22 @@ pub async fn receive(
     };
     enqueue::enqueue(pipeline, outgoing).await?;
     Ok(())
+}
+
+/// One page of `tenant`'s inbound messages, newest first (`GET /api/v1/sms/inbound`).
+pub async fn list(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    filter: &store::InboundFilter,
+) -> Result<store::Page<store::InboundMessage>> {
+    let invalid_cursor = || PipelineError::new(ErrorCode::InvalidQuery, "the cursor is not valid");
+    if filter.cursor.as_deref().is_some_and(|c| c.contains('\0')) {
+        return Err(invalid_cursor());
+    }
+    match pipeline.store().list_inbound(tenant, filter).await {
+        Err(store::StoreError::InvalidCursor) => Err(invalid_cursor()),
+        other => Ok(other?),
+    }
 }
 
 #[cfg(test)]

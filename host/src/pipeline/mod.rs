@@ -22,7 +22,9 @@
 //! (messages as callers see them), [`templates`] (templates, their versions, previews and the
 //! defaults every tenant starts with), [`cancel`] (withdrawing a message not yet
 //! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
-//! [`recurrence`] computes their fire times), [`tenants`] (who
+//! [`recurrence`] computes their fire times), [`opt_outs`] and [`opt_out_import`] (the
+//! opt-out list managed by callers: state, changes, counts, export, CSV import), [`estimate`]
+//! (the dry run: render and count, explained, nothing sent), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -50,6 +52,9 @@ pub mod reconcile;
 pub mod callback;
 pub mod cancel;
 pub mod error;
+pub mod estimate;
+pub mod opt_out_import;
+pub mod opt_outs;
 pub mod read;
 pub mod recurrence;
 pub mod schedules;

@@ -29,8 +29,26 @@ pub struct Rendered {
 
 /// Renders `draft`'s template, or takes its text as it is.
 pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
-    let requested = draft.request.category.clone();
-    let (template, variables) = match &draft.request.content {
+    let request = &draft.request;
+    render_content(
+        pipeline,
+        &draft.tenant,
+        &request.content,
+        request.category.clone(),
+    )
+    .await
+}
+
+/// Renders `content` for `tenant`, or takes its text as it is; the category is `requested`, else
+/// the template's, else `transactional`. The step itself, without a recipient: the dry run
+/// ([`estimate`](super::estimate)) renders this way.
+pub async fn render_content(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    content: &Content,
+    requested: Option<Category>,
+) -> Result<Rendered> {
+    let (template, variables) = match content {
         Content::Text(text) => {
             return Ok(Rendered {
                 body: text.clone(),
@@ -44,7 +62,7 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
             variables,
         } => (template, variables),
     };
-    let stored = usable_template(pipeline, &draft.tenant, template).await?;
+    let stored = usable_template(pipeline, tenant, template).await?;
     if !stored.is_active {
         return Err(PipelineError::new(
             ErrorCode::InactiveTemplate,
@@ -53,7 +71,7 @@ pub async fn render(pipeline: &Pipeline, draft: &Draft) -> Result<Rendered> {
     }
     let rendered = render_text(
         pipeline,
-        &draft.tenant,
+        tenant,
         &stored,
         variables,
         MissingVariables::Refuse,

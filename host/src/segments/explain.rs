@@ -1,98 +1,121 @@
-//! Why a body is encoded and counted as it is: which characters force UCS-2, where they are,
-//! and what Smart Encoding would replace and what that would cost. Used by template previews
-//! (and meant for dry runs); a send itself only needs [`super::encode_for_send`].
+//! Why a text costs what it costs: [`explain`] counts it, points at every character that forces
+//! UCS-2 (with its position), and says what Smart Encoding would replace and what that would
+//! count. The dry run (`POST /estimate`), template previews and `herald segments --explain` all
+//! print this one [`Explanation`].
 //!
-//! Positions are indexes of Unicode scalar values (Rust `char`s) from 0, the unit a caller can
-//! use to find the character in the text it sent.
+//! Positions are 0-based indexes of Unicode scalar values (Rust `char`s, JavaScript code points),
+//! not bytes and not UTF-16 units, so an emoji before a character moves it by one.
 
 use serde::Serialize;
 
-use super::{Options, SegmentCount, count, gsm, smart};
+use super::{Options, SegmentCount, SegmentError, encode_for_send, gsm, smart};
 
-/// A character at a position of the text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CharAt {
-    /// The index of the character, from 0, in characters.
-    pub position: usize,
-    /// The character.
-    pub character: char,
-}
-
-/// One replacement Smart Encoding would make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Replacement {
-    /// The index of the replaced character, from 0, in characters of the original text.
-    pub position: usize,
-    /// The character replaced.
-    pub character: char,
-    /// What replaces it (GSM characters; empty when it is dropped).
-    pub replacement: &'static str,
-}
-
-/// What Smart Encoding would do to a text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SmartAlternative {
-    /// The replacements of its table, in text order.
-    pub replacements: Vec<Replacement>,
-    /// Whether they would be applied: only when the replaced text is entirely GSM (otherwise
-    /// the message goes out as UCS-2 anyway, untouched; see [`super`]).
-    pub applied: bool,
-    /// The count of what would be sent with Smart Encoding on; `None` when nothing would be
-    /// left to send.
-    pub count: Option<SegmentCount>,
-}
-
-/// How a text is encoded and counted, and why.
+/// A text's count, the characters that force UCS-2, and the Smart Encoding alternative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
-    /// The count of the text as it is; `None` for an empty text.
-    pub count: Option<SegmentCount>,
-    /// Every character outside the GSM alphabet, with its position: the ones that force UCS-2.
+    /// The text as written, counted without Smart Encoding.
+    #[serde(flatten)]
+    pub count: SegmentCount,
+    /// Every occurrence of a character outside the GSM-7 alphabet, in order (empty for GSM-7).
     pub ucs2_characters: Vec<CharAt>,
-    /// What Smart Encoding would change; `None` when its table changes nothing.
+    /// What Smart Encoding would do; `None` when it would change nothing.
     pub smart_encoding: Option<SmartAlternative>,
 }
 
-/// Explains how `text` is encoded and counted (see [`Explanation`]).
-#[must_use]
-pub fn explain(text: &str) -> Explanation {
-    let mut ucs2_characters = Vec::new();
-    let mut replacements = Vec::new();
-    for (position, character) in text.chars().enumerate() {
-        if gsm::is_gsm(character) {
-            continue;
-        }
-        ucs2_characters.push(CharAt {
-            position,
+/// One character at its position in the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CharAt {
+    /// The character.
+    pub character: char,
+    /// Its code point, as `U+2019`.
+    pub code_point: String,
+    /// Its 0-based index among the text's characters.
+    pub position: usize,
+}
+
+impl CharAt {
+    fn new(position: usize, character: char) -> Self {
+        Self {
             character,
-        });
-        if let Some(replacement) = smart::replacement(character) {
-            replacements.push(Replacement {
-                position,
-                character,
-                replacement,
-            });
+            code_point: format!("U+{:04X}", u32::from(character)),
+            position,
         }
     }
-    let smart_encoding = (!replacements.is_empty()).then(|| {
-        let smart = count(
+}
+
+/// One character Smart Encoding replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replacement {
+    /// The character replaced, and where.
+    #[serde(flatten)]
+    pub at: CharAt,
+    /// The GSM text put in its place (empty: the character is dropped).
+    pub replacement: &'static str,
+}
+
+/// The text as Smart Encoding would send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmartAlternative {
+    /// Every replacement the table makes, in order.
+    pub replacements: Vec<Replacement>,
+    /// Whether the replacements make the whole text GSM-7, and so are sent. When a character
+    /// has no GSM stand-in the message goes out as UCS-2 anyway, with the original text.
+    pub applies: bool,
+    /// The text that would be sent with Smart Encoding on.
+    pub text: String,
+    /// Its count.
+    #[serde(flatten)]
+    pub count: SegmentCount,
+}
+
+/// Explains how `text` is counted; see the module documentation.
+///
+/// # Errors
+///
+/// [`SegmentError::Empty`] if `text` is empty.
+pub fn explain(text: &str) -> Result<Explanation, SegmentError> {
+    let (_, count) = encode_for_send(text, Options::default())?;
+    let ucs2_characters = text
+        .chars()
+        .enumerate()
+        .filter(|&(_, c)| gsm::cost(c) == 0)
+        .map(|(position, c)| CharAt::new(position, c))
+        .collect();
+    let replacements: Vec<Replacement> = text
+        .chars()
+        .enumerate()
+        .filter_map(|(position, c)| {
+            smart::replacement(c).map(|replacement| Replacement {
+                at: CharAt::new(position, c),
+                replacement,
+            })
+        })
+        .collect();
+    let smart_encoding = if replacements.is_empty() {
+        None
+    } else {
+        // A text that Smart Encoding empties cannot be sent that way; the alternative is then
+        // the text as written.
+        let (sent, smart_count) = encode_for_send(
             text,
             Options {
                 smart_encoding: true,
             },
         )
-        .ok();
-        SmartAlternative {
-            applied: replacements.len() == ucs2_characters.len(),
+        .map(|(sent, counted)| (sent.into_owned(), counted))
+        .unwrap_or_else(|_| (text.to_owned(), count.clone()));
+        Some(SmartAlternative {
             replacements,
-            count: smart,
-        }
-    });
-    Explanation {
-        count: count(text, Options::default()).ok(),
+            applies: sent != text,
+            text: sent,
+            count: smart_count,
+        })
+    };
+    Ok(Explanation {
+        count,
         ucs2_characters,
         smart_encoding,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -100,53 +123,49 @@ mod tests {
     use super::*;
     use crate::segments::Encoding;
 
-    /// An all-GSM text has nothing to explain.
+    /// A GSM text has nothing to explain beyond its count.
     #[test]
-    fn gsm_text() {
-        let explained = explain("Hello {world} €5");
-        let counted = explained.count.unwrap();
-        assert_eq!(counted.encoding, Encoding::Gsm7);
-        assert_eq!(counted.units, 19);
+    fn gsm_text_has_no_ucs2_characters() {
+        let explained = explain("Your table is ready").unwrap();
+        assert_eq!(explained.count.encoding, Encoding::Gsm7);
         assert!(explained.ucs2_characters.is_empty());
         assert_eq!(explained.smart_encoding, None);
     }
 
-    /// Curly quotes force UCS-2 at their character positions; Smart Encoding would replace them
-    /// and send GSM-7.
+    /// Curly quotes force UCS-2 at their positions; Smart Encoding replaces them and the text
+    /// goes back to GSM-7.
     #[test]
-    fn smart_encoding_fixes_quotes() {
-        let explained = explain("é “hi”");
-        assert_eq!(explained.count.as_ref().unwrap().encoding, Encoding::Ucs2);
-        let positions: Vec<_> = explained
+    fn smart_quotes_are_pointed_at_and_replaced() {
+        let explained = explain("It\u{2019}s \u{201C}ready\u{201D}").unwrap();
+        assert_eq!(explained.count.encoding, Encoding::Ucs2);
+        let positions: Vec<(usize, &str)> = explained
             .ucs2_characters
             .iter()
-            .map(|c| (c.position, c.character))
+            .map(|c| (c.position, c.code_point.as_str()))
             .collect();
-        // `é` is GSM; the quotes are at characters 2 and 5.
-        assert_eq!(positions, [(2, '“'), (5, '”')]);
+        assert_eq!(positions, [(2, "U+2019"), (5, "U+201C"), (11, "U+201D")]);
         let smart = explained.smart_encoding.unwrap();
-        assert!(smart.applied);
-        assert_eq!(smart.replacements.len(), 2);
-        assert_eq!(smart.replacements[0].replacement, "\"");
-        assert_eq!(smart.count.unwrap().encoding, Encoding::Gsm7);
+        assert!(smart.applies);
+        assert_eq!(smart.text, "It's \"ready\"");
+        assert_eq!(smart.count.encoding, Encoding::Gsm7);
+        assert_eq!(smart.replacements.len(), 3);
+        assert_eq!(smart.replacements[0].replacement, "'");
     }
 
-    /// With an emoji left, Smart Encoding would not apply: the text goes out as UCS-2 untouched.
+    /// With a character that has no GSM stand-in, the replacements are listed but not applied:
+    /// the original text is what goes out, as UCS-2.
     #[test]
-    fn smart_encoding_does_not_apply_with_an_emoji() {
-        let explained = explain("“hi” 😀");
-        assert_eq!(explained.ucs2_characters.len(), 3);
-        assert_eq!(explained.ucs2_characters[2].position, 5);
+    fn an_emoji_keeps_the_original_text() {
+        let explained = explain("Deal\u{2019}s on \u{1F355}").unwrap();
+        let positions: Vec<usize> = explained
+            .ucs2_characters
+            .iter()
+            .map(|c| c.position)
+            .collect();
+        assert_eq!(positions, [4, 10]);
         let smart = explained.smart_encoding.unwrap();
-        assert!(!smart.applied);
-        assert_eq!(smart.count.unwrap().encoding, Encoding::Ucs2);
-    }
-
-    /// An empty text has no count, and explaining it does not fail.
-    #[test]
-    fn empty_text() {
-        let explained = explain("");
-        assert_eq!(explained.count, None);
-        assert!(explained.ucs2_characters.is_empty());
+        assert!(!smart.applies);
+        assert_eq!(smart.text, "Deal\u{2019}s on \u{1F355}");
+        assert_eq!(smart.count.encoding, Encoding::Ucs2);
     }
 }

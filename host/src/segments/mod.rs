@@ -31,6 +31,7 @@ pub mod smart;
 #[cfg(test)]
 mod tests;
 
+pub use explain::{Explanation, explain};
 pub use smart::smart_encode;
 
 use std::borrow::Cow;

@@ -7,6 +7,8 @@
 //!   `Queries<DB>`, the handle every shared query is an associated function of.
 //! - `messages`, `queue`, `records`, `reconcile`, `templates`: the shared queries, written once as plain
 //!   generic code over the backend's sqlx database type; `shared`: the plain helpers they use.
+//! - `opt_outs`: the opt-out list and inbound messages as callers read them (per number, paged,
+//!   counted, the audit trail for the export), queries and `Store` methods together.
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
@@ -32,6 +34,7 @@ mod error;
 mod ids;
 mod messages;
 pub mod model;
+mod opt_outs;
 mod postgres;
 mod priority;
 mod queue;
@@ -55,6 +58,7 @@ use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
 pub use model::*;
+pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;
 pub use schedules::{Schedule, ScheduleTiming};
 
@@ -580,42 +584,21 @@ impl Store {
         }
     }
 
-    /// Opts `phone` out of `category` ([`Category::All`] for everything), with an audit event;
-    /// `false` when it already was.
-    pub async fn opt_out(
-        &self,
-        tenant: &TenantId,
-        phone: &str,
-        category: &Category,
-        source: &str,
-        reason: Option<&str>,
-        now: i64,
-    ) -> Result<bool> {
-        let event = opt_out_event(tenant, phone, category, OptOutAction::OptOut, source, now);
-        let event = OptOutEvent {
-            reason: reason.map(str::to_owned),
-            ..event
-        };
+    /// Records `change` as an opt-out of its category ([`Category::All`] for everything), with an
+    /// audit event; `false` when the number already was opted out of it.
+    pub async fn opt_out(&self, change: &OptOutChange) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => Queries::opt_out(writer, &event).await,
-            Backend::Postgres(pool) => Queries::opt_out(pool, &event).await,
+            Backend::Sqlite { writer, .. } => Queries::opt_out(writer, change).await,
+            Backend::Postgres(pool) => Queries::opt_out(pool, change).await,
         }
     }
 
-    /// Opts `phone` back into `category` ([`Category::All`] lifts every opt-out), with an audit
-    /// event; `false` when there was nothing to lift.
-    pub async fn opt_in(
-        &self,
-        tenant: &TenantId,
-        phone: &str,
-        category: &Category,
-        source: &str,
-        now: i64,
-    ) -> Result<bool> {
-        let event = opt_out_event(tenant, phone, category, OptOutAction::OptIn, source, now);
+    /// Records `change` as an opt-in: lifts the opt-out of its category ([`Category::All`] lifts
+    /// every opt-out), with an audit event; `false` when there was nothing to lift.
+    pub async fn opt_in(&self, change: &OptOutChange) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => Queries::opt_in(writer, &event).await,
-            Backend::Postgres(pool) => Queries::opt_in(pool, &event).await,
+            Backend::Sqlite { writer, .. } => Queries::opt_in(writer, change).await,
+            Backend::Postgres(pool) => Queries::opt_in(pool, change).await,
         }
     }
 
@@ -645,26 +628,5 @@ impl Store {
             }
             Backend::Postgres(pool) => Queries::opt_out_events(pool, tenant.as_str(), phone).await,
         }
-    }
-}
-
-/// Builds the audit event of an opt-out change (its id is assigned by the database).
-fn opt_out_event(
-    tenant: &TenantId,
-    phone: &str,
-    category: &Category,
-    action: OptOutAction,
-    source: &str,
-    now: i64,
-) -> OptOutEvent {
-    OptOutEvent {
-        id: 0,
-        tenant_id: tenant.to_owned(),
-        phone_number: phone.to_owned(),
-        category: category.to_owned(),
-        action,
-        source: source.to_owned(),
-        reason: None,
-        occurred_at: now,
     }
 }

@@ -49,6 +49,43 @@ pub enum OptOutAction {
     OptIn,
 }
 
+/// How an opt-out change was made: the `method` of the compliance export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptOutMethod {
+    /// The number texted a keyword (STOP, START, …); the source message is the inbound one.
+    Keyword,
+    /// A caller of the API (or an embedder).
+    Api,
+    /// A CSV import (`POST /opt-outs/import`).
+    Import,
+    /// The provider refused a send because the number unsubscribed at its end; the source
+    /// message is the refused outbound one.
+    Provider,
+}
+
+impl OptOutMethod {
+    /// Every method, in the order reports list them.
+    pub const ALL: [Self; 4] = [Self::Keyword, Self::Api, Self::Import, Self::Provider];
+
+    /// The method's name, as stored and as the API shows it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Keyword => "keyword",
+            Self::Api => "api",
+            Self::Import => "import",
+            Self::Provider => "provider",
+        }
+    }
+
+    /// Parses a method name as [`OptOutMethod::as_str`] writes it.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|method| method.as_str() == name)
+    }
+}
+
 /// An error a provider or the dispatcher reported for a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
@@ -400,12 +437,81 @@ pub struct OptOutEvent {
     pub category: Category,
     /// Whether the number was opted out or back in.
     pub action: OptOutAction,
-    /// What caused it (`api`, `inbound`, ...).
-    pub source: String,
+    /// How the change was made.
+    pub method: OptOutMethod,
+    /// The message behind it: the inbound keyword message, or the outbound message whose
+    /// provider reported the opt-out.
+    pub source_message_id: Option<String>,
     /// Why, if known.
     pub reason: Option<String>,
+    /// The caller's customer reference, when the API was given one.
+    pub customer_id: Option<String>,
     /// When it happened.
     pub occurred_at: i64,
+}
+
+/// An opt-out or opt-in to record ([`Store::opt_out`](super::Store::opt_out),
+/// [`Store::opt_in`](super::Store::opt_in)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutChange {
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The phone number, E.164.
+    pub phone_number: String,
+    /// The category (`all` for every category).
+    pub category: Category,
+    /// How the change is made.
+    pub method: OptOutMethod,
+    /// The message behind it (see [`OptOutEvent::source_message_id`]).
+    pub source_message_id: Option<String>,
+    /// Why, if known.
+    pub reason: Option<String>,
+    /// The caller's customer reference.
+    pub customer_id: Option<String>,
+    /// When it happens.
+    pub occurred_at: i64,
+}
+
+impl OptOutChange {
+    /// A change of `phone`'s `category` for `tenant` made by `method` at `now`, with no source
+    /// message, reason or customer.
+    #[must_use]
+    pub fn new(
+        tenant: &TenantId,
+        phone: &str,
+        category: Category,
+        method: OptOutMethod,
+        now: i64,
+    ) -> Self {
+        Self {
+            tenant_id: tenant.clone(),
+            phone_number: phone.to_owned(),
+            category,
+            method,
+            source_message_id: None,
+            reason: None,
+            customer_id: None,
+            occurred_at: now,
+        }
+    }
+
+    /// The same change, caused by message `id`.
+    #[must_use]
+    pub fn caused_by(self, id: &str) -> Self {
+        Self {
+            source_message_id: Some(id.to_owned()),
+            ..self
+        }
+    }
+
+    /// The same change, for `reason`.
+    #[must_use]
+    pub fn because(self, reason: &str) -> Self {
+        Self {
+            reason: Some(reason.to_owned()),
+            ..self
+        }
+    }
 }
 
 /// A template to create.

@@ -5,9 +5,14 @@
 use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
-use super::error::Result;
-use super::model::{InboundMessage, OptOutEvent};
+use super::error::{Result, StoreError};
+use super::model::{InboundMessage, OptOutAction, OptOutChange, OptOutEvent, OptOutMethod};
 use super::shared::{category, name_of, tenant, word};
+
+/// Parses a stored opt-out method.
+pub(super) fn method(name: String) -> Result<OptOutMethod> {
+    OptOutMethod::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("method {name:?}")))
+}
 
 impl<DB: Dialect> Queries<DB>
 where
@@ -18,15 +23,17 @@ where
     i64: for<'a> Value<'a, DB>,
     bool: for<'a> Value<'a, DB>,
 {
-    fn opt_out_event_from_row(row: &DB::Row) -> Result<OptOutEvent> {
+    pub(super) fn opt_out_event_from_row(row: &DB::Row) -> Result<OptOutEvent> {
         Ok(OptOutEvent {
             id: row.try_get("id")?,
             tenant_id: tenant(row.try_get("tenant_id")?)?,
             phone_number: row.try_get("phone_number")?,
             category: category(row.try_get("category")?)?,
             action: word(row.try_get("action")?)?,
-            source: row.try_get("source")?,
+            method: method(row.try_get("method")?)?,
+            source_message_id: row.try_get("source_message_id")?,
             reason: row.try_get("reason")?,
+            customer_id: row.try_get("customer_id")?,
             occurred_at: row.try_get("occurred_at")?,
         })
     }
@@ -79,67 +86,75 @@ where
         Ok(inserted.is_some())
     }
 
-    async fn insert_opt_out_event(conn: &mut DB::Connection, event: &OptOutEvent) -> Result<()> {
+    async fn insert_opt_out_event(
+        conn: &mut DB::Connection,
+        change: &OptOutChange,
+        action: OptOutAction,
+    ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO opt_out_events (tenant_id, phone_number, category, action, source,
-                 reason, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO opt_out_events (tenant_id, phone_number, category, action, method,
+                 source_message_id, reason, customer_id, occurred_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(event.tenant_id.as_str())
-        .bind(event.phone_number.as_str())
-        .bind(event.category.as_str())
-        .bind(name_of(&event.action).as_str())
-        .bind(event.source.as_str())
-        .bind(event.reason.as_deref())
-        .bind(event.occurred_at)
+        .bind(change.tenant_id.as_str())
+        .bind(change.phone_number.as_str())
+        .bind(change.category.as_str())
+        .bind(name_of(&action).as_str())
+        .bind(change.method.as_str())
+        .bind(change.source_message_id.as_deref())
+        .bind(change.reason.as_deref())
+        .bind(change.customer_id.as_deref())
+        .bind(change.occurred_at)
         .execute(&mut *conn)
         .await?;
         Ok(())
     }
 
     /// Adds an opt-out (and its audit event) unless it exists; returns whether it was added.
-    pub(super) async fn opt_out(pool: &Pool<DB>, event: &OptOutEvent) -> Result<bool> {
+    pub(super) async fn opt_out(pool: &Pool<DB>, change: &OptOutChange) -> Result<bool> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let inserted = sqlx::query(
-            "INSERT INTO opt_outs (tenant_id, phone_number, category, source, reason,
-                 created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO opt_outs (tenant_id, phone_number, category, method, source_message_id,
+                 reason, customer_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (tenant_id, phone_number, category) DO NOTHING
              RETURNING category",
         )
-        .bind(event.tenant_id.as_str())
-        .bind(event.phone_number.as_str())
-        .bind(event.category.as_str())
-        .bind(event.source.as_str())
-        .bind(event.reason.as_deref())
-        .bind(event.occurred_at)
+        .bind(change.tenant_id.as_str())
+        .bind(change.phone_number.as_str())
+        .bind(change.category.as_str())
+        .bind(change.method.as_str())
+        .bind(change.source_message_id.as_deref())
+        .bind(change.reason.as_deref())
+        .bind(change.customer_id.as_deref())
+        .bind(change.occurred_at)
         .fetch_optional(&mut *tx)
         .await?;
         let added = inserted.is_some();
         if added {
-            Self::insert_opt_out_event(&mut tx, event).await?;
+            Self::insert_opt_out_event(&mut tx, change, OptOutAction::OptOut).await?;
         }
         tx.commit().await?;
         Ok(added)
     }
 
-    /// Removes opt-outs (every category when the event's is `all`) and audits it; returns whether
-    /// any was removed.
-    pub(super) async fn opt_in(pool: &Pool<DB>, event: &OptOutEvent) -> Result<bool> {
+    /// Removes opt-outs (every category when the change's is `all`) and audits it; returns
+    /// whether any was removed.
+    pub(super) async fn opt_in(pool: &Pool<DB>, change: &OptOutChange) -> Result<bool> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let deleted = sqlx::query(
             "DELETE FROM opt_outs
              WHERE tenant_id = $1 AND phone_number = $2 AND (category = $3 OR $3 = 'all')
              RETURNING category",
         )
-        .bind(event.tenant_id.as_str())
-        .bind(event.phone_number.as_str())
-        .bind(event.category.as_str())
+        .bind(change.tenant_id.as_str())
+        .bind(change.phone_number.as_str())
+        .bind(change.category.as_str())
         .fetch_all(&mut *tx)
         .await?;
         let removed = !deleted.is_empty();
         if removed {
-            Self::insert_opt_out_event(&mut tx, event).await?;
+            Self::insert_opt_out_event(&mut tx, change, OptOutAction::OptIn).await?;
         }
         tx.commit().await?;
         Ok(removed)

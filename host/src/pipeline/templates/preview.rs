@@ -20,8 +20,8 @@ pub struct Preview {
     /// The rendered text, missing variables printed as nothing.
     pub text: String,
     /// Its encoding, segments and units, the characters that force UCS-2 and what Smart
-    /// Encoding would change.
-    pub explanation: Explanation,
+    /// Encoding would change; `None` when the rendered text is empty.
+    pub explanation: Option<Explanation>,
     /// Whether Smart Encoding is on (`delivery.smart_encoding`), i.e. what a send would do.
     pub smart_encoding_enabled: bool,
     /// Variables the template printed without a value, in first-use order.
@@ -59,7 +59,7 @@ pub async fn preview(
         .cloned()
         .collect();
     Ok(Preview {
-        explanation: explain(&rendered.text),
+        explanation: explain(&rendered.text).ok(),
         smart_encoding_enabled: pipeline.config().delivery.smart_encoding,
         text: rendered.text,
         missing_variables: rendered.missing,
