@@ -463,6 +463,7 @@ async fn store_only(backend: Backend, total: usize) {
                     idempotency_key: None,
                     request_hash: None,
                     due_at: None,
+                    batch_id: None,
                     now: herald::store::now_millis(),
                 };
                 store.enqueue(&new).await.expect("enqueue");

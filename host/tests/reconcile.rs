@@ -282,6 +282,7 @@ fn new_message(to: &str) -> NewMessage {
         idempotency_key: None,
         request_hash: None,
         due_at: None,
+        batch_id: None,
         now: T0,
     }
 }

@@ -211,6 +211,7 @@ async fn a_queued_message_is_not_moved_by_a_callback(backend: Backend) {
             idempotency_key: None,
             request_hash: None,
             due_at: Some(now + 3_600_000),
+            batch_id: None,
             now,
         })
         .await

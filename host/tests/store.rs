@@ -66,6 +66,7 @@ fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
         idempotency_key: None,
         request_hash: None,
         due_at: None,
+        batch_id: None,
         now,
     }
 }

@@ -54,12 +54,16 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TemplateNotFound
         | C::UnknownProvider
         | C::TenantNotFound
-        | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
+        | C::ApiKeyNotFound
+        | C::BatchNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        C::RecipientOptedOut | C::IdempotencyConflict | C::TemplateExists | C::NumberTaken => {
-            StatusCode::CONFLICT
-        }
-        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::RecipientOptedOut
+        | C::IdempotencyConflict
+        | C::TemplateExists
+        | C::NumberTaken
+        | C::BatchNotDraft
+        | C::DuplicateRecipient => StatusCode::CONFLICT,
+        C::PayloadTooLarge | C::TooManyRecipients => StatusCode::PAYLOAD_TOO_LARGE,
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -81,7 +85,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::EmptyTemplate
         | C::TemplateTooLong
         | C::InvalidQuery
-        | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
+        | C::InvalidConfiguration
+        | C::EmptyBatch
+        | C::MalformedLine => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -173,7 +173,8 @@ pub fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn view(message: Message, history: Option<Vec<StatusEvent>>) -> MessageView {
+/// The view of `message`, with its history when given.
+pub(super) fn view(message: Message, history: Option<Vec<StatusEvent>>) -> MessageView {
     MessageView {
         created_at_iso: iso(message.created_at),
         message,

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     TenantNotFound,
     /// No such API key for this tenant.
     ApiKeyNotFound,
+    /// No such bulk batch for this tenant.
+    BatchNotFound,
 
     /// 405: the route exists but not with that method.
     MethodNotAllowed,
@@ -54,10 +56,16 @@ pub enum ErrorCode {
     TemplateExists,
     /// A phone number in a tenant's settings belongs to another tenant.
     NumberTaken,
+    /// The batch is not a draft any more: it cannot take recipients or be sent again.
+    BatchNotDraft,
+    /// A bulk row names a number the batch already sends to (and duplicates are not allowed).
+    DuplicateRecipient,
 
     // 408, 413, 414, 415, 431: limits and formats.
     /// The body is larger than `server.max_body_bytes`.
     PayloadTooLarge,
+    /// A `/send-bulk` request lists more than 100,000 recipients.
+    TooManyRecipients,
     /// The URL is too long.
     UriTooLong,
     /// The body is not JSON (`Content-Type` is wrong).
@@ -102,6 +110,10 @@ pub enum ErrorCode {
     TemplateTooLong,
     /// A query parameter is invalid.
     InvalidQuery,
+    /// A batch to send now has no recipients.
+    EmptyBatch,
+    /// A line of an uploaded recipient list is not valid NDJSON or CSV.
+    MalformedLine,
     /// A reloaded configuration is invalid; the old one keeps serving.
     InvalidConfiguration,
 
@@ -121,7 +133,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 46] = [
+    pub const ALL: [Self; 52] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -135,12 +147,16 @@ impl ErrorCode {
         Self::UnknownProvider,
         Self::TenantNotFound,
         Self::ApiKeyNotFound,
+        Self::BatchNotFound,
         Self::MethodNotAllowed,
         Self::RecipientOptedOut,
         Self::IdempotencyConflict,
         Self::TemplateExists,
         Self::NumberTaken,
+        Self::BatchNotDraft,
+        Self::DuplicateRecipient,
         Self::PayloadTooLarge,
+        Self::TooManyRecipients,
         Self::UriTooLong,
         Self::UnsupportedMediaType,
         Self::HeadersTooLarge,
@@ -162,6 +178,8 @@ impl ErrorCode {
         Self::EmptyTemplate,
         Self::TemplateTooLong,
         Self::InvalidQuery,
+        Self::EmptyBatch,
+        Self::MalformedLine,
         Self::InvalidConfiguration,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
@@ -187,12 +205,16 @@ impl ErrorCode {
             Self::UnknownProvider => "unknown_provider",
             Self::TenantNotFound => "tenant_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
+            Self::BatchNotFound => "batch_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RecipientOptedOut => "recipient_opted_out",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::TemplateExists => "template_exists",
             Self::NumberTaken => "number_taken",
+            Self::BatchNotDraft => "batch_not_draft",
+            Self::DuplicateRecipient => "duplicate_recipient",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::TooManyRecipients => "too_many_recipients",
             Self::UriTooLong => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HeadersTooLarge => "headers_too_large",
@@ -214,6 +236,8 @@ impl ErrorCode {
             Self::EmptyTemplate => "empty_template",
             Self::TemplateTooLong => "template_too_long",
             Self::InvalidQuery => "invalid_query",
+            Self::EmptyBatch => "empty_batch",
+            Self::MalformedLine => "malformed_line",
             Self::InvalidConfiguration => "invalid_configuration",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",

@@ -18,7 +18,8 @@
 //!     at their provider, a bounded number per second, and moved by the same monotonic rule, for
 //!     status callbacks that were lost.
 //!
-//! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
+//! Beside the steps: [`bulk`] (batches of many messages, each row through the same steps),
+//! [`callback`] (the host-signed token of status-callback URLs), [`read`]
 //! (messages and templates as callers see them), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
@@ -44,6 +45,7 @@ pub mod inbound;
 
 pub mod reconcile;
 
+pub mod bulk;
 pub mod callback;
 pub mod error;
 pub mod read;

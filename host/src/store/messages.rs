@@ -72,6 +72,7 @@ where
             request_hash: row.try_get("request_hash")?,
             price,
             error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
+            batch_id: row.try_get("batch_id")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -209,9 +210,9 @@ where
             "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                  encoding, segments, units, status, provider, attempts, max_attempts,
                  customer_id, order_id, reservation_id, metadata, idempotency_key,
-                 request_hash, created_at, updated_at, category)
+                 request_hash, created_at, updated_at, category, batch_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19)
+                 $15, $16, $17, $18, $18, $19, $20)
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *",
         )
@@ -234,6 +235,7 @@ where
         .bind(new.request_hash.as_deref())
         .bind(new.now)
         .bind(new.category.as_str())
+        .bind(new.batch_id.as_deref())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {

@@ -24,6 +24,7 @@
 //! died loses nothing); each outcome of an attempt is fenced by the lease token, so a worker whose
 //! lease was taken over cannot overwrite the new holder's work.
 
+mod batches;
 mod dialect;
 mod error;
 mod ids;
@@ -44,6 +45,7 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use batches::{Batch, BatchCounts, BatchState, Canceled};
 use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};

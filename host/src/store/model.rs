@@ -100,6 +100,8 @@ pub struct NewMessage {
     pub request_hash: Option<String>,
     /// When the first attempt is due; `None` for now.
     pub due_at: Option<i64>,
+    /// The bulk batch the message belongs to, if any.
+    pub batch_id: Option<String>,
     /// The time of acceptance.
     pub now: i64,
 }
@@ -159,6 +161,8 @@ pub struct Message {
     pub price: Option<Money>,
     /// The latest error.
     pub error: Option<ErrorInfo>,
+    /// The bulk batch it belongs to, if any.
+    pub batch_id: Option<String>,
     /// When it was accepted.
     pub created_at: i64,
     /// When it last changed.
