@@ -596,7 +596,7 @@ async fn cancel_mid_drain_leaves_the_claimed_one(backend: Backend) {
     dispatch::attempt(pipeline, held.remove(0)).await;
     let done = bulk::summary(pipeline, &tenant, &id).await.unwrap();
     assert_eq!(done.total, 100);
-    assert_eq!(done.finished_at.is_some(), true);
+    assert!(done.finished_at.is_some());
     assert_eq!(carrier.requests().len(), 65);
     // Canceling again withdraws nothing more.
     let (_, again) = bulk::cancel(pipeline, &tenant, &id).await.unwrap();
