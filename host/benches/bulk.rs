@@ -98,7 +98,11 @@ async fn start() -> (Herald, String, tempfile::TempDir) {
         vec![
             (
                 "twilio",
-                common::twilio_settings("http://127.0.0.1:9", "AC0", "token"),
+                common::twilio_settings(
+                    "http://127.0.0.1:9",
+                    "AC0123456789abcdef0123456789abcdef",
+                    "bench-auth-token-0123456789",
+                ),
             ),
             (
                 "mustache",
