@@ -465,6 +465,7 @@ async fn store_only(backend: Backend, total: usize) {
                     request_hash: None,
                     due_at: None,
                     bulk: false,
+                    batch_id: None,
                     now: herald::store::now_millis(),
                 };
                 store.enqueue(&new).await.expect("enqueue");

@@ -284,6 +284,7 @@ fn new_message(to: &str) -> NewMessage {
         request_hash: None,
         due_at: None,
         bulk: false,
+        batch_id: None,
         now: T0,
     }
 }

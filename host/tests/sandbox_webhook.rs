@@ -213,6 +213,7 @@ async fn a_queued_message_is_not_moved_by_a_callback(backend: Backend) {
             request_hash: None,
             due_at: Some(now + 3_600_000),
             bulk: false,
+            batch_id: None,
             now,
         })
         .await

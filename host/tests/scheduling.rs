@@ -230,6 +230,7 @@ fn new_message(to: &str, now: i64) -> NewMessage {
         request_hash: None,
         due_at: None,
         bulk: false,
+        batch_id: None,
         now,
     }
 }

@@ -68,6 +68,7 @@ fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
         request_hash: None,
         due_at: None,
         bulk: false,
+        batch_id: None,
         now,
     }
 }

@@ -56,15 +56,18 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::UnknownProvider
         | C::TenantNotFound
         | C::ApiKeyNotFound
-        | C::ScheduleNotFound => StatusCode::NOT_FOUND,
+        | C::ScheduleNotFound
+        | C::BatchNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::RecipientOptedOut
         | C::IdempotencyConflict
         | C::TemplateExists
         | C::TemplateDeleted
         | C::NumberTaken
-        | C::NotCancelable => StatusCode::CONFLICT,
-        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        | C::NotCancelable
+        | C::BatchNotDraft
+        | C::DuplicateRecipient => StatusCode::CONFLICT,
+        C::PayloadTooLarge | C::TooManyRecipients => StatusCode::PAYLOAD_TOO_LARGE,
         C::UriTooLong => StatusCode::URI_TOO_LONG,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -90,7 +93,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::InvalidCron
         | C::InvalidTimezone
         | C::InvalidCsv
-        | C::InvalidConfiguration => StatusCode::UNPROCESSABLE_ENTITY,
+        | C::InvalidConfiguration
+        | C::EmptyBatch
+        | C::MalformedLine => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {
             StatusCode::SERVICE_UNAVAILABLE
         }

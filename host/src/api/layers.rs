@@ -37,7 +37,8 @@ pub async fn log_request(request: Request, next: Next) -> Response {
 /// Why here and as a whole-body deadline: a client that sends its headers and then trickles
 /// its body, or stops half-way, would otherwise hold a connection (and a graceful shutdown)
 /// for as long as it likes; a per-read timeout would not stop a byte-a-second trickle.
-/// Bodies are small (64 KiB by default) and every handler reads its body whole anyway.
+/// Bodies are small (64 KiB by default) and every handler reads its body whole anyway, except
+/// the bulk routes, which read theirs their own way ([`super::bulk`]).
 pub async fn read_body(State(pipeline): State<Pipeline>, request: Request, next: Next) -> Response {
     let (max_bytes, timeout_ms) = {
         let config = pipeline.config();
@@ -46,6 +47,17 @@ pub async fn read_body(State(pipeline): State<Pipeline>, request: Request, next:
             config.server.body_read_timeout_ms,
         )
     };
+    read_limited(max_bytes, timeout_ms, request, next).await
+}
+
+/// [`read_body`] with `max_bytes` and `timeout_ms` given, for a route whose bodies are larger
+/// than `server.max_body_bytes` by design (`/send-bulk`).
+pub async fn read_limited(
+    max_bytes: usize,
+    timeout_ms: u64,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
     let read = Limited::new(body, max_bytes).collect();
     let bytes = match tokio::time::timeout(Duration::from_millis(timeout_ms), read).await {

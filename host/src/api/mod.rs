@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulk;
 pub mod error;
 pub mod estimate;
 pub mod health;
@@ -82,6 +83,8 @@ pub fn router(pipeline: Pipeline) -> Router {
             pipeline.clone(),
             layers::read_body,
         ))
+        // After the whole-body reader: the bulk routes read their bodies their own way.
+        .merge(bulk::routes(&pipeline))
         .layer(middleware::from_fn(request_limits))
         .layer(middleware::from_fn(layers::log_request))
         .with_state(pipeline)

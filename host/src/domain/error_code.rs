@@ -45,6 +45,8 @@ pub enum ErrorCode {
     ApiKeyNotFound,
     /// No such recurring schedule for this tenant.
     ScheduleNotFound,
+    /// No such bulk batch for this tenant.
+    BatchNotFound,
 
     /// 405: the route exists but not with that method.
     MethodNotAllowed,
@@ -64,10 +66,16 @@ pub enum ErrorCode {
     /// The message was already claimed for sending (or is past it): it can no longer be
     /// canceled.
     NotCancelable,
+    /// The batch is not a draft any more: it cannot take recipients or be sent again.
+    BatchNotDraft,
+    /// A bulk row names a number the batch already sends to (and duplicates are not allowed).
+    DuplicateRecipient,
 
     // 408, 413, 414, 415, 431: limits and formats.
     /// The body is larger than `server.max_body_bytes`.
     PayloadTooLarge,
+    /// A `/send-bulk` request lists more than 100,000 recipients.
+    TooManyRecipients,
     /// The URL is too long.
     UriTooLong,
     /// The body is not JSON (`Content-Type` is wrong).
@@ -122,6 +130,10 @@ pub enum ErrorCode {
     /// A CSV upload (an opt-out import) whose header or a row is not readable CSV of the
     /// expected columns.
     InvalidCsv,
+    /// A batch to send now has no recipients.
+    EmptyBatch,
+    /// A line of an uploaded recipient list is not valid NDJSON or CSV.
+    MalformedLine,
     /// A reloaded configuration is invalid; the old one keeps serving.
     InvalidConfiguration,
 
@@ -141,7 +153,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 54] = [
+    pub const ALL: [Self; 60] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -157,6 +169,7 @@ impl ErrorCode {
         Self::TenantNotFound,
         Self::ApiKeyNotFound,
         Self::ScheduleNotFound,
+        Self::BatchNotFound,
         Self::MethodNotAllowed,
         Self::RecipientOptedOut,
         Self::IdempotencyConflict,
@@ -164,7 +177,10 @@ impl ErrorCode {
         Self::TemplateDeleted,
         Self::NumberTaken,
         Self::NotCancelable,
+        Self::BatchNotDraft,
+        Self::DuplicateRecipient,
         Self::PayloadTooLarge,
+        Self::TooManyRecipients,
         Self::UriTooLong,
         Self::UnsupportedMediaType,
         Self::HeadersTooLarge,
@@ -190,6 +206,8 @@ impl ErrorCode {
         Self::InvalidCron,
         Self::InvalidTimezone,
         Self::InvalidCsv,
+        Self::EmptyBatch,
+        Self::MalformedLine,
         Self::InvalidConfiguration,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
@@ -217,6 +235,7 @@ impl ErrorCode {
             Self::TenantNotFound => "tenant_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
             Self::ScheduleNotFound => "schedule_not_found",
+            Self::BatchNotFound => "batch_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RecipientOptedOut => "recipient_opted_out",
             Self::IdempotencyConflict => "idempotency_conflict",
@@ -224,7 +243,10 @@ impl ErrorCode {
             Self::TemplateDeleted => "template_deleted",
             Self::NumberTaken => "number_taken",
             Self::NotCancelable => "not_cancelable",
+            Self::BatchNotDraft => "batch_not_draft",
+            Self::DuplicateRecipient => "duplicate_recipient",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::TooManyRecipients => "too_many_recipients",
             Self::UriTooLong => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HeadersTooLarge => "headers_too_large",
@@ -250,6 +272,8 @@ impl ErrorCode {
             Self::InvalidCron => "invalid_cron",
             Self::InvalidTimezone => "invalid_timezone",
             Self::InvalidCsv => "invalid_csv",
+            Self::EmptyBatch => "empty_batch",
+            Self::MalformedLine => "malformed_line",
             Self::InvalidConfiguration => "invalid_configuration",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",

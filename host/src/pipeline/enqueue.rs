@@ -77,8 +77,15 @@ pub async fn outgoing(
     body: Counted,
 ) -> Result<Outgoing> {
     let provider = super::tenants::provider(pipeline, &draft.tenant).await?;
+    Ok(routed(draft, rendered, body, provider.name()))
+}
+
+/// Builds the outgoing message of a draft, routed to `provider` (looked up once by a caller
+/// that builds many).
+#[must_use]
+pub fn routed(draft: Draft, rendered: Rendered, body: Counted, provider: &str) -> Outgoing {
     let request = draft.request;
-    Ok(Outgoing {
+    Outgoing {
         tenant: draft.tenant,
         to: request.to,
         from: request.from.map(String::from),
@@ -86,20 +93,20 @@ pub async fn outgoing(
         template_id: rendered.template_id,
         template_version: rendered.template_version,
         category: rendered.category,
-        provider: provider.name().to_owned(),
+        provider: provider.to_owned(),
         references: request.references,
         metadata: request.metadata.map(serde_json::Value::Object),
         idempotency: draft.idempotency.map(|i| (i.key, i.request_hash)),
         send_at: request.send_at,
         bulk: request.bulk,
-    })
+    }
 }
 
-/// Stores and queues `outgoing` in one transaction. A reused idempotency key returns the
-/// message it created the first time, or a conflict when the request differs.
-pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitted> {
+/// The message row of `outgoing`, accepted now, with a new id.
+#[must_use]
+pub fn new_message(pipeline: &Pipeline, outgoing: Outgoing) -> NewMessage {
     let (idempotency_key, request_hash) = outgoing.idempotency.unzip();
-    let new = NewMessage {
+    NewMessage {
         id: new_id("msg"),
         tenant_id: outgoing.tenant,
         to_number: outgoing.to.to_string(),
@@ -121,8 +128,15 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
         request_hash,
         due_at: outgoing.send_at,
         bulk: outgoing.bulk,
+        batch_id: None,
         now: pipeline.now(),
-    };
+    }
+}
+
+/// Stores and queues `outgoing` in one transaction. A reused idempotency key returns the
+/// message it created the first time, or a conflict when the request differs.
+pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitted> {
+    let new = new_message(pipeline, outgoing);
     match pipeline.store().enqueue(&new).await {
         Ok(Enqueued::Created(message)) => {
             tracing::info!(

@@ -18,7 +18,8 @@
 //!     at their provider, a bounded number per second, and moved by the same monotonic rule, for
 //!     status callbacks that were lost.
 //!
-//! Beside the steps: [`callback`] (the host-signed token of status-callback URLs), [`read`]
+//! Beside the steps: [`bulk`] (batches of many messages, each row through the same steps),
+//! [`callback`] (the host-signed token of status-callback URLs), [`read`]
 //! (messages as callers see them), [`templates`] (templates, their versions, previews and the
 //! defaults every tenant starts with), [`cancel`] (withdrawing a message not yet
 //! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
@@ -49,6 +50,7 @@ pub mod inbound;
 
 pub mod reconcile;
 
+pub mod bulk;
 pub mod callback;
 pub mod cancel;
 pub mod error;

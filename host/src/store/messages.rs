@@ -75,6 +75,7 @@ where
             send_at: row.try_get("send_at")?,
             price,
             error: error_info(row.try_get("error_code")?, row.try_get("error_message")?),
+            batch_id: row.try_get("batch_id")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -219,9 +220,10 @@ where
             "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                  encoding, segments, units, status, provider, attempts, max_attempts,
                  customer_id, order_id, reservation_id, metadata, idempotency_key,
-                 request_hash, created_at, updated_at, category, template_version, send_at)
+                 request_hash, created_at, updated_at, category, template_version, send_at,
+                 batch_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19, $20, $22)
+                 $15, $16, $17, $18, $18, $19, $20, $22, $23)
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *",
         )
@@ -247,6 +249,7 @@ where
         .bind(new.template_version)
         .bind(status.as_str())
         .bind(send_at)
+        .bind(new.batch_id.as_deref())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {

@@ -28,6 +28,7 @@
 //! died loses nothing); each outcome of an attempt is fenced by the lease token, so a worker whose
 //! lease was taken over cannot overwrite the new holder's work.
 
+mod batches;
 mod cancel;
 mod dialect;
 mod error;
@@ -53,6 +54,7 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use batches::{Batch, BatchCounts, BatchState, Canceled};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};

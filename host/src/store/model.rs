@@ -143,6 +143,8 @@ pub struct NewMessage {
     /// Whether the message is one row of a bulk send (a batch, a schedule's fire time): it is
     /// claimed after single sends of its class (see [`ClaimPriority`]).
     pub bulk: bool,
+    /// The bulk batch the message belongs to, if any.
+    pub batch_id: Option<String>,
     /// The time of acceptance.
     pub now: i64,
 }
@@ -206,6 +208,8 @@ pub struct Message {
     pub error: Option<ErrorInfo>,
     /// When the caller asked it to be sent (`send_at`), if that was later than its acceptance.
     pub send_at: Option<i64>,
+    /// The bulk batch it belongs to, if any.
+    pub batch_id: Option<String>,
     /// When it was accepted.
     pub created_at: i64,
     /// When it last changed.

@@ -9,9 +9,6 @@
 
 use crate::domain::Category;
 
-/// The stored name of the category that goes last in its group.
-const MARKETING: &str = "marketing";
-
 /// Where a queue entry stands in the claim order; lower is claimed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ClaimPriority {
@@ -27,6 +24,9 @@ pub enum ClaimPriority {
 }
 
 impl ClaimPriority {
+    /// The stored name of the category that goes last in its group.
+    pub const MARKETING: &'static str = "marketing";
+
     /// Every priority, in claim order.
     pub const ALL: [Self; 4] = [
         Self::Single,
@@ -38,7 +38,7 @@ impl ClaimPriority {
     /// The priority of a message of `category`, sent alone or (`bulk`) as a row of a batch.
     #[must_use]
     pub fn of(category: &Category, bulk: bool) -> Self {
-        let marketing = category.as_str() == MARKETING;
+        let marketing = category.as_str() == Self::MARKETING;
         match (bulk, marketing) {
             (false, false) => Self::Single,
             (false, true) => Self::SingleMarketing,

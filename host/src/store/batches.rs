@@ -1,0 +1,686 @@
+//! Bulk batches: the batch row, its messages written many at a time, and the batch-wide moves
+//! (send a draft, cancel what is not yet claimed), each in one transaction.
+//!
+//! A batch's messages are ordinary message rows carrying `batch_id`. They are inserted a chunk
+//! at a time with multi-row `INSERT ... VALUES` statements (one statement per
+//! [`ROWS_PER_STATEMENT`] rows, so neither backend's bind-parameter limit is reached), with
+//! their first events, one transaction per chunk, and no queue entries: the batch is staged.
+//! [`Store::send_batch`] then queues all of them with one `INSERT ... SELECT` in one
+//! transaction that wakes the dispatchers once, so a batch is queued whole or not at all, and a
+//! crash half-way through an upload leaves nothing half-sent.
+//!
+//! Duplicates are refused by the database, not by memory: `batch_recipient` holds the number
+//! (or NULL when the batch allows duplicates) under a unique index, and the insert skips a row
+//! that collides, so a million-line upload stays deduplicated whatever its order.
+
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
+
+use super::dialect::{Dialect, Queries, Value};
+use super::error::Result;
+use super::ids::{decode_cursor, encode_cursor};
+use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
+use super::priority::ClaimPriority;
+use super::shared::{DEFAULT_PAGE, MAX_PAGE, category, db_int, json, status, tenant};
+use super::{Backend, Store};
+
+/// Message rows per `INSERT` statement: 20 parameters each stays under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters.
+pub const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The columns of a batch message insert bound per row (the rest are constants).
+const MESSAGE_PARAMS: usize = 20;
+
+/// Where a batch is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Stored and validated, waiting for `POST /batches/{id}/send`.
+    Draft,
+    /// Its messages are queued (or already sent).
+    Sending,
+    /// Canceled: its unclaimed messages were withdrawn.
+    Canceled,
+}
+
+impl BatchState {
+    /// The state's snake_case name, as stored.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Sending => "sending",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self> {
+        [Self::Draft, Self::Sending, Self::Canceled]
+            .into_iter()
+            .find(|state| state.as_str() == name)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("batch status {name:?}")))
+    }
+}
+
+/// A stored batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Batch {
+    /// The batch id (`bat_…`).
+    pub id: String,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The caller's name for it.
+    pub name: Option<String>,
+    /// Where it is in its life.
+    pub state: BatchState,
+    /// The category every message takes unless its row names one.
+    pub category: Option<Category>,
+    /// The template rows without content use.
+    pub template_id: Option<String>,
+    /// Values for the template's variables, under each row's own.
+    pub template_variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Whether a number may get more than one message.
+    pub allow_duplicates: bool,
+    /// When its messages are due; `None` for as soon as it is sent.
+    pub send_at: Option<i64>,
+    /// When it was created.
+    pub created_at: i64,
+    /// When its messages were queued.
+    pub started_at: Option<i64>,
+    /// When it was canceled.
+    pub canceled_at: Option<i64>,
+}
+
+/// How many of a batch's messages are in each status, and when the last one changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Messages per status, only statuses with at least one message.
+    pub by_status: Vec<(MessageStatus, u64)>,
+    /// The latest change to any of its messages.
+    pub last_change: Option<i64>,
+}
+
+/// What canceling a batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canceled {
+    /// The batch, now canceled.
+    pub batch: Batch,
+    /// How many messages were withdrawn.
+    pub messages: u64,
+}
+
+impl<DB: Dialect> Queries<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Value<'a, DB> + ColumnIndex<DB::Row>,
+    for<'a> Option<&'a str>: Value<'a, DB>,
+    String: for<'a> Decode<'a, DB> + Type<DB>,
+    bool: for<'a> Value<'a, DB>,
+    i32: for<'a> Value<'a, DB>,
+    i64: for<'a> Value<'a, DB>,
+    Option<i32>: for<'a> Value<'a, DB>,
+    Option<i64>: for<'a> Value<'a, DB>,
+{
+    fn batch_from_row(row: &DB::Row) -> Result<Batch> {
+        let state: String = row.try_get("status")?;
+        let category_name: Option<String> = row.try_get("category")?;
+        let variables: Option<String> = row.try_get("template_variables")?;
+        Ok(Batch {
+            id: row.try_get("id")?,
+            tenant_id: tenant(row.try_get("tenant_id")?)?,
+            name: row.try_get("name")?,
+            state: BatchState::parse(&state)?,
+            category: category_name.map(category).transpose()?,
+            template_id: row.try_get("template_id")?,
+            template_variables: variables
+                .map(|text| json(&text, "template_variables"))
+                .transpose()?,
+            allow_duplicates: row.try_get("allow_duplicates")?,
+            send_at: row.try_get("send_at")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            canceled_at: row.try_get("canceled_at")?,
+        })
+    }
+
+    /// Stores a new batch.
+    async fn create_batch(pool: &Pool<DB>, batch: &Batch) -> Result<()> {
+        let variables = batch
+            .template_variables
+            .as_ref()
+            .map(|variables| serde_json::Value::Object(variables.clone()).to_string());
+        sqlx::query(
+            "INSERT INTO batches (id, tenant_id, name, status, category, template_id,
+                 allow_duplicates, send_at, created_at, started_at, canceled_at, updated_at,
+                 template_variables)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9, $12)",
+        )
+        .bind(batch.id.as_str())
+        .bind(batch.tenant_id.as_str())
+        .bind(batch.name.as_deref())
+        .bind(batch.state.as_str())
+        .bind(batch.category.as_ref().map(Category::as_str))
+        .bind(batch.template_id.as_deref())
+        .bind(batch.allow_duplicates)
+        .bind(batch.send_at)
+        .bind(batch.created_at)
+        .bind(batch.started_at)
+        .bind(batch.canceled_at)
+        .bind(variables.as_deref())
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reads one batch.
+    async fn get_batch(pool: &Pool<DB>, tenant: &str, id: &str) -> Result<Option<Batch>> {
+        let row = sqlx::query("SELECT * FROM batches WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(Self::batch_from_row).transpose()
+    }
+
+    /// Lists batches newest first, one keyset page at a time.
+    async fn list_batches(
+        pool: &Pool<DB>,
+        tenant: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Batch>> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let rows = sqlx::query(
+            "SELECT * FROM batches
+             WHERE tenant_id = $1
+               AND ($2 IS NULL OR created_at < $2 OR (created_at = $2 AND id < $3))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(after.as_ref().map(|(created_at, _)| *created_at))
+        .bind(after.as_ref().map(|(_, id)| id.as_str()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(Self::batch_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page(items, limit, |b| encode_cursor(b.created_at, &b.id)))
+    }
+
+    /// Lists a batch's messages oldest first, one keyset page at a time.
+    async fn list_batch_messages(
+        pool: &Pool<DB>,
+        tenant: &str,
+        batch: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Message>> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let rows = sqlx::query(
+            "SELECT * FROM messages
+             WHERE tenant_id = $1 AND batch_id = $2
+               AND ($3 IS NULL OR created_at > $3 OR (created_at = $3 AND id > $4))
+             ORDER BY created_at, id
+             LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(batch)
+        .bind(after.as_ref().map(|(created_at, _)| *created_at))
+        .bind(after.as_ref().map(|(_, id)| id.as_str()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(Self::message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page(items, limit, |m| encode_cursor(m.created_at, &m.id)))
+    }
+
+    /// Counts a batch's messages by status.
+    async fn batch_counts(pool: &Pool<DB>, tenant: &str, batch: &str) -> Result<BatchCounts> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n, MAX(updated_at) AS last_change FROM messages
+             WHERE tenant_id = $1 AND batch_id = $2
+             GROUP BY status",
+        )
+        .bind(tenant)
+        .bind(batch)
+        .fetch_all(pool)
+        .await?;
+        let mut counts = BatchCounts::default();
+        for row in rows {
+            let name: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            let last: Option<i64> = row.try_get("last_change")?;
+            counts
+                .by_status
+                .push((status(&name)?, u64::try_from(n).unwrap_or_default()));
+            counts.last_change = counts.last_change.max(last);
+        }
+        Ok(counts)
+    }
+
+    /// Inserts `messages` of draft batch `batch` in one transaction, each with its `queued`
+    /// event and without a queue entry; a row whose recipient the batch already has is skipped
+    /// when `dedupe` is set. Returns the ids inserted, in no particular order, or `None` (and
+    /// inserts nothing) when the batch is no longer a draft.
+    async fn insert_batch_messages(
+        pool: &Pool<DB>,
+        tenant: &str,
+        batch: &str,
+        messages: &[NewMessage],
+        dedupe: bool,
+    ) -> Result<Option<Vec<String>>> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        // Under the batch's row lock, so that a send or a cancel waits for this chunk and then
+        // sees it, or this chunk sees the batch already gone from draft.
+        let state = sqlx::query(AssertSqlSafe(format!(
+            "SELECT status FROM batches WHERE tenant_id = $1 AND id = $2{}",
+            DB::LOCK_ROWS
+        )))
+        .bind(tenant)
+        .bind(batch)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let state: Option<String> = state.map(|row| row.try_get("status")).transpose()?;
+        if state.as_deref() != Some(BatchState::Draft.as_str()) {
+            return Ok(None);
+        }
+        let mut inserted = Vec::with_capacity(messages.len());
+        for rows in messages.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_statement(
+                "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
+                     encoding, segments, units, provider, max_attempts, customer_id, order_id,
+                     reservation_id, metadata, created_at, category, batch_id, batch_recipient,
+                     template_version, status, attempts, updated_at)
+                 VALUES ",
+                rows.len(),
+                MESSAGE_PARAMS,
+                0,
+                // status, attempts and updated_at (= created_at, the 16th parameter).
+                |first| format!(", 'queued', 0, ${}", first + 15),
+                " ON CONFLICT DO NOTHING RETURNING id",
+            );
+            let metadata: Vec<Option<String>> = rows
+                .iter()
+                .map(|new| new.metadata.as_ref().map(serde_json::Value::to_string))
+                .collect();
+            let mut query = sqlx::query(sql);
+            for (new, metadata) in rows.iter().zip(&metadata) {
+                query = query
+                    .bind(new.id.as_str())
+                    .bind(tenant)
+                    .bind(new.to_number.as_str())
+                    .bind(new.sender.as_deref())
+                    .bind(new.body.as_str())
+                    .bind(new.template_id.as_deref())
+                    .bind(new.encoding.as_str())
+                    .bind(db_int(new.segments))
+                    .bind(db_int(new.units))
+                    .bind(new.provider.as_str())
+                    .bind(db_int(new.max_attempts))
+                    .bind(new.customer_id.as_deref())
+                    .bind(new.order_id.as_deref())
+                    .bind(new.reservation_id.as_deref())
+                    .bind(metadata.as_deref())
+                    .bind(new.now)
+                    .bind(new.category.as_str())
+                    .bind(batch)
+                    .bind(dedupe.then_some(new.to_number.as_str()))
+                    .bind(new.template_version);
+            }
+            let ids = query.fetch_all(&mut *tx).await?;
+            let first_new = inserted.len();
+            for row in &ids {
+                inserted.push(row.try_get::<String, _>("id")?);
+            }
+            let fresh = &inserted[first_new..];
+            if fresh.is_empty() {
+                continue;
+            }
+            let now = rows[0].now;
+            let sql = values_statement(
+                "INSERT INTO status_events (message_id, tenant_id, occurred_at, status, source)
+                 VALUES ",
+                fresh.len(),
+                1,
+                2,
+                |_| ", $1, $2, 'queued', 'api'".to_owned(),
+                "",
+            );
+            let mut query = sqlx::query(sql).bind(tenant).bind(now);
+            for id in fresh {
+                query = query.bind(id.as_str());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(inserted))
+    }
+
+    /// Queues every message of draft batch `id`, due at `due_at`, and marks the batch sending;
+    /// `None` when the batch is not a draft (or does not exist).
+    async fn send_batch(
+        pool: &Pool<DB>,
+        tenant: &str,
+        id: &str,
+        due_at: i64,
+        now: i64,
+    ) -> Result<Option<Batch>> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let row = sqlx::query(
+            "UPDATE batches SET status = 'sending', started_at = $3, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND status = 'draft'
+             RETURNING *",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
+             SELECT id, tenant_id, $3, CASE WHEN category = $4 THEN $5 ELSE $6 END FROM messages
+             WHERE tenant_id = $1 AND batch_id = $2 AND status = 'queued'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(due_at)
+        .bind(ClaimPriority::MARKETING)
+        .bind(ClaimPriority::BulkMarketing.as_i32())
+        .bind(ClaimPriority::Bulk.as_i32())
+        .execute(&mut *tx)
+        .await?;
+        if due_at > now {
+            // Due later: the rows wait as `scheduled`, as a single send with a `send_at` does.
+            sqlx::query(
+                "UPDATE messages SET status = 'scheduled', send_at = $3, updated_at = $4
+                 WHERE tenant_id = $1 AND batch_id = $2 AND status = 'queued'",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(due_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
+                 SELECT tenant_id, id, 'scheduled', 'api', $3 FROM messages
+                 WHERE tenant_id = $1 AND batch_id = $2 AND status = 'scheduled'",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(notify) = DB::NOTIFY {
+            sqlx::query(notify).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Self::batch_from_row(&row).map(Some)
+    }
+
+    /// Cancels batch `id`: every message not yet claimed (status `queued`, its queue entry not
+    /// leased) becomes `canceled` with an event, and its queue entry goes, in one transaction.
+    /// A message a dispatcher holds is left to finish. `None` when there is no such batch.
+    async fn cancel_batch(
+        pool: &Pool<DB>,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Canceled>> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let row = sqlx::query(
+            "UPDATE batches SET status = 'canceled', canceled_at = COALESCE(canceled_at, $3),
+                 updated_at = $3
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING *",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        // Queue entries first, as a claim takes them (entry, then message): a claim in flight
+        // either holds the entry (leased, so it is kept here) or finds it gone.
+        sqlx::query(
+            "DELETE FROM queue_entries
+             WHERE tenant_id = $1 AND lease_owner IS NULL
+               AND message_id IN (SELECT id FROM messages WHERE tenant_id = $1 AND batch_id = $2)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE messages SET status = 'canceled', updated_at = $3
+             WHERE tenant_id = $1 AND batch_id = $2 AND status IN ('queued', 'scheduled')
+               AND NOT EXISTS (SELECT 1 FROM queue_entries q WHERE q.message_id = messages.id)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // The messages this call canceled are the canceled ones without their event yet.
+        let canceled: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM messages
+             WHERE tenant_id = $1 AND batch_id = $2 AND status = 'canceled'
+               AND NOT EXISTS (SELECT 1 FROM status_events e
+                   WHERE e.tenant_id = $1 AND e.message_id = messages.id
+                     AND e.status = 'canceled')",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        sqlx::query(
+            "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
+             SELECT tenant_id, id, 'canceled', 'api', $3 FROM messages
+             WHERE tenant_id = $1 AND batch_id = $2 AND status = 'canceled'
+               AND NOT EXISTS (SELECT 1 FROM status_events e
+                   WHERE e.tenant_id = $1 AND e.message_id = messages.id
+                     AND e.status = 'canceled')",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Canceled {
+            batch: Self::batch_from_row(&row)?,
+            messages: u64::try_from(canceled).unwrap_or_default(),
+        }))
+    }
+}
+
+/// A page of `items` (fetched with one extra row to tell whether more follow).
+fn page<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = more.then(|| items.last().map(&cursor)).flatten();
+    Page { items, next_cursor }
+}
+
+/// `head` followed by `rows` tuples of `per_row` numbered placeholders each (numbered from
+/// `$shared + 1`, leaving `$1..=$shared` to values every row shares), then `constants` (given the
+/// row's first placeholder number) inside each tuple, then `tail`. Only numbers and this crate's
+/// constant text go in, which is what makes the assembled SQL safe to run.
+fn values_statement(
+    head: &str,
+    rows: usize,
+    per_row: usize,
+    shared: usize,
+    constants: impl Fn(usize) -> String,
+    tail: &str,
+) -> AssertSqlSafe<String> {
+    let mut sql = String::with_capacity(head.len() + rows * per_row * 8 + tail.len());
+    sql.push_str(head);
+    for row in 0..rows {
+        let first = shared + row * per_row + 1;
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for param in first..first + per_row {
+            if param > first {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&param.to_string());
+        }
+        sql.push_str(&constants(first));
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    AssertSqlSafe(sql)
+}
+
+impl Store {
+    /// Stores a new batch.
+    pub async fn create_batch(&self, batch: &Batch) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::create_batch(writer, batch).await,
+            Backend::Postgres(pool) => Queries::create_batch(pool, batch).await,
+        }
+    }
+
+    /// Reads one batch.
+    pub async fn get_batch(&self, tenant: &TenantId, id: &str) -> Result<Option<Batch>> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::get_batch(reader, tenant.as_str(), id).await,
+            Backend::Postgres(pool) => Queries::get_batch(pool, tenant.as_str(), id).await,
+        }
+    }
+
+    /// Lists a tenant's batches newest first (keyset pagination on `(created_at, id)`).
+    pub async fn list_batches(
+        &self,
+        tenant: &TenantId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Batch>> {
+        let tenant = tenant.as_str();
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::list_batches(reader, tenant, limit, cursor).await
+            }
+            Backend::Postgres(pool) => Queries::list_batches(pool, tenant, limit, cursor).await,
+        }
+    }
+
+    /// Lists a batch's messages in the order they were accepted (keyset pagination).
+    pub async fn list_batch_messages(
+        &self,
+        tenant: &TenantId,
+        batch: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Message>> {
+        let tenant = tenant.as_str();
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::list_batch_messages(reader, tenant, batch, limit, cursor).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::list_batch_messages(pool, tenant, batch, limit, cursor).await
+            }
+        }
+    }
+
+    /// Counts a batch's messages by status.
+    pub async fn batch_counts(&self, tenant: &TenantId, batch: &str) -> Result<BatchCounts> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::batch_counts(reader, tenant.as_str(), batch).await
+            }
+            Backend::Postgres(pool) => Queries::batch_counts(pool, tenant.as_str(), batch).await,
+        }
+    }
+
+    /// Inserts one chunk of draft batch `batch`'s messages in one transaction (see the module
+    /// docs), without queue entries: [`Store::send_batch`] queues them. Their tenant and batch
+    /// are `tenant` and `batch`, whatever the rows say. A recipient the batch already has is
+    /// skipped when `dedupe` is set. Returns the ids inserted, or `None` when the batch is no
+    /// longer a draft.
+    pub async fn insert_batch_messages(
+        &self,
+        tenant: &TenantId,
+        batch: &str,
+        messages: &[NewMessage],
+        dedupe: bool,
+    ) -> Result<Option<Vec<String>>> {
+        let tenant = tenant.as_str();
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::insert_batch_messages(writer, tenant, batch, messages, dedupe).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::insert_batch_messages(pool, tenant, batch, messages, dedupe).await
+            }
+        }
+    }
+
+    /// Queues a draft batch's messages at `due_at` and marks it sending, in one transaction
+    /// that wakes the dispatchers once; `None` when it is not a draft.
+    pub async fn send_batch(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        due_at: i64,
+        now: i64,
+    ) -> Result<Option<Batch>> {
+        let tenant = tenant.as_str();
+        let sent = match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::send_batch(writer, tenant, id, due_at, now).await
+            }
+            Backend::Postgres(pool) => Queries::send_batch(pool, tenant, id, due_at, now).await,
+        }?;
+        if sent.is_some() {
+            self.inner.wake.notify_one();
+        }
+        Ok(sent)
+    }
+
+    /// Cancels a batch's unclaimed messages in one transaction; `None` when there is no such
+    /// batch.
+    pub async fn cancel_batch(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Canceled>> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                Queries::cancel_batch(writer, tenant.as_str(), id, now).await
+            }
+            Backend::Postgres(pool) => Queries::cancel_batch(pool, tenant.as_str(), id, now).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows get consecutive placeholders after the shared ones, with their constants.
+    #[test]
+    fn values_statements_number_their_rows() {
+        let sql = values_statement("INSERT INTO t VALUES ", 2, 2, 0, |f| format!(", ${f}"), ";");
+        assert_eq!(sql.0, "INSERT INTO t VALUES ($1, $2, $1), ($3, $4, $3);");
+        let shared = values_statement("V ", 3, 1, 2, |_| ", $1, $2".to_owned(), "");
+        assert_eq!(shared.0, "V ($3, $1, $2), ($4, $1, $2), ($5, $1, $2)");
+    }
+}
