@@ -12,6 +12,7 @@ use std::sync::Arc;
 use common::app::{self, Backend, TestApp};
 use herald::clock::ManualClock;
 use herald::pipeline::accept::{self, Content};
+use herald::pipeline::bulk::{self, BatchRequest, Recipient};
 use herald::pipeline::schedules::{self, Audience, ScheduleRequest};
 use herald::pipeline::templates::{self, TemplateDraft};
 use herald::store::{Message, MessageFilter, ScheduleTiming};
@@ -26,6 +27,7 @@ on_both_backends!(
     downtime_fires_once_late_or_is_skipped,
     daylight_saving_changes_neither_repeat_nor_lose_a_firing,
     two_heralds_on_one_database_fire_once,
+    a_batch_schedule_sends_to_the_batchs_recipients,
 );
 
 const RECIPIENTS: [&str; 2] = ["+14155550101", "+14155550102"];
@@ -167,10 +169,6 @@ async fn bad_schedules_are_refused(backend: Backend) {
         (json!({"recipients": []}), "invalid_field"),
         (json!({"recipients": null}), "invalid_field"),
         (json!({"batch_id": "bat_1"}), "invalid_field"),
-        (
-            json!({"recipients": null, "batch_id": "bat_1"}),
-            "invalid_field",
-        ),
         (json!({"template_id": "tpl_nope"}), "unknown_template"),
         (
             json!({"template_variables": {}}),
@@ -190,6 +188,15 @@ async fn bad_schedules_are_refused(backend: Backend) {
         );
         assert_eq!(body["error"]["code"], code, "{changes}: {body}");
     }
+    // A batch that is not the tenant's is not found.
+    let (status, body) = app
+        .post(
+            "/api/v1/sms/schedules",
+            &with(json!({"recipients": null, "batch_id": "bat_nope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "batch_not_found");
     let (_, body) = app
         .post(
             "/api/v1/sms/schedules",
@@ -477,4 +484,76 @@ async fn two_heralds_on_one_database_fire_once(backend: Backend) {
         .map(|m| m.idempotency_key.as_deref().unwrap())
         .collect();
     assert_eq!(keys.len(), messages.len());
+}
+
+/// A schedule naming a bulk batch sends its content to the batch's recipients at each fire
+/// time, once each (keyed by their place in the batch), and a repeated pass creates nothing;
+/// an empty batch cannot be scheduled.
+async fn a_batch_schedule_sends_to_the_batchs_recipients(backend: Backend) {
+    let manual = Manual::start(backend, utc("2026-03-02 08:00")).await;
+    let pipeline = manual.herald.pipeline();
+    let tenant = TenantId::default_tenant();
+    let draft = |send_immediately| BatchRequest {
+        name: Some("weekly list".into()),
+        send_immediately,
+        template: None,
+        template_variables: Default::default(),
+        category: None,
+        send_at: None,
+        allow_duplicates: false,
+    };
+    let rows: Vec<Recipient> = ["+14155550111", "+14155550112", "+14155550113"]
+        .iter()
+        .map(|number| Recipient {
+            to_number: (*number).into(),
+            message: Some("list entry".into()),
+            ..Recipient::default()
+        })
+        .collect();
+    let batch = bulk::create(pipeline, &tenant, draft(false), rows)
+        .await
+        .unwrap()
+        .batch;
+    let request = |batch_id: String| ScheduleRequest {
+        name: "weekly".into(),
+        cron: "0 9 * * MON".into(),
+        timezone: "UTC".into(),
+        content: Content::Text("Weekly hello".into()),
+        audience: Audience::Batch(batch_id),
+        category: None,
+        catch_up: true,
+    };
+    let id = schedules::create(pipeline, &tenant, request(batch.batch.id.clone()))
+        .await
+        .unwrap()
+        .schedule
+        .id;
+    let pass = manual.fire_at(utc("2026-03-02 09:00")).await;
+    assert_eq!((pass.fired, pass.messages), (1, 3), "{pass:?}");
+    let sent: Vec<Message> = manual
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| m.body == "Weekly hello")
+        .collect();
+    let mut numbers: Vec<&str> = sent.iter().map(|m| m.to_number.as_str()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["+14155550111", "+14155550112", "+14155550113"]);
+    let due = utc("2026-03-02 09:00");
+    let keys: HashSet<String> = sent
+        .iter()
+        .map(|m| m.idempotency_key.clone().unwrap())
+        .collect();
+    let expected: HashSet<String> = (0..3).map(|i| schedules::fire_key(&id, due, i)).collect();
+    assert_eq!(keys, expected);
+    assert_eq!(manual.fire_at(utc("2026-03-02 09:05")).await.messages, 0);
+
+    let empty = bulk::create(pipeline, &tenant, draft(false), Vec::new())
+        .await
+        .unwrap()
+        .batch;
+    let refused = schedules::create(pipeline, &tenant, request(empty.batch.id))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, herald::ErrorCode::EmptyBatch);
 }

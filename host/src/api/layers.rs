@@ -63,26 +63,39 @@ pub async fn read_limited(
     let bytes = match tokio::time::timeout(Duration::from_millis(timeout_ms), read).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return ApiError::new(
+            return closing(ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the request body is larger than {max_bytes} bytes"),
-            )
-            .into_response();
+            ));
         }
         Ok(Err(error)) => {
             // The client hung up or sent a malformed chunked body; it may not read this.
             tracing::debug!(%error, "reading a request body failed");
-            return ApiError::new(ErrorCode::BadRequest, "the request body could not be read")
-                .into_response();
+            return closing(ApiError::new(
+                ErrorCode::BadRequest,
+                "the request body could not be read",
+            ));
         }
         Err(_) => {
-            return ApiError::new(
+            return closing(ApiError::new(
                 ErrorCode::RequestTimeout,
                 format!("the request body did not arrive within {timeout_ms} ms"),
-            )
-            .into_response();
+            ));
         }
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// The response to a request whose body was left unread, with `Connection: close`: the rest of
+/// that body is still on the connection, so the server closes it after answering, and a client
+/// that sees the header opens a new connection for its next request instead of reusing this one
+/// and finding it closed.
+fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }

@@ -23,7 +23,7 @@ use super::Pipeline;
 use super::accept::{self, Content, References, SendRequest};
 use super::error::{ErrorCode, PipelineError, Result};
 use super::recurrence::Recurrence;
-use super::{count, render, tenants};
+use super::{bulk, count, render, tenants};
 use crate::domain::{Category, PhoneNumber, TenantId};
 use crate::store::{self, Page, Schedule, ScheduleTiming, StoreError, new_id};
 
@@ -37,6 +37,8 @@ pub const CATCH_UP_GRACE_MS: i64 = 60_000;
 /// How long a process holds a fire time while it creates its messages; after this another
 /// process may take it over (the messages' idempotency keys keep the takeover harmless).
 const FIRE_LEASE_MS: i64 = 60_000;
+/// How many of a batch's recipients a fire time reads at once.
+const BATCH_PAGE: u32 = 500;
 /// How many due schedules one pass takes.
 const PASS_SIZE: u32 = 32;
 /// How many upcoming fire times a schedule shows.
@@ -125,7 +127,7 @@ pub async fn create(
     let recurrence = Recurrence::parse(&request.cron, &request.timezone)?;
     let now = pipeline.now();
     let next = first_fire(&recurrence, now)?;
-    let recipients = match request.audience {
+    let (recipients, batch_id) = match request.audience {
         Audience::Recipients(list) if list.is_empty() => {
             return Err(invalid("`recipients` must name at least one number".into()));
         }
@@ -134,11 +136,18 @@ pub async fn create(
                 "`recipients` may name at most {MAX_RECIPIENTS} numbers; send to more with a bulk batch"
             )));
         }
-        Audience::Recipients(list) => list,
-        Audience::Batch(_) => {
-            return Err(invalid(
-                "`batch_id` schedules are not available yet; name the `recipients`".into(),
-            ));
+        Audience::Recipients(list) => (list, None),
+        Audience::Batch(id) => {
+            // The batch must be the tenant's and hold at least one recipient; its first one
+            // stands in for the trial below.
+            let first = bulk::messages(pipeline, tenant, &id, Some(1), None).await?;
+            let Some(first) = first.items.into_iter().next() else {
+                return Err(PipelineError::new(
+                    ErrorCode::EmptyBatch,
+                    format!("batch `{id}` has no recipients to schedule"),
+                ));
+            };
+            (vec![accept::recipient(&first.to_number)?], Some(id))
         }
     };
     // What every fire time will send, tried once now for the first recipient.
@@ -164,8 +173,10 @@ pub async fn create(
         message,
         template_id,
         template_variables: variables,
-        recipients: Some(recipients.iter().map(ToString::to_string).collect()),
-        batch_id: None,
+        recipients: batch_id
+            .is_none()
+            .then(|| recipients.iter().map(ToString::to_string).collect()),
+        batch_id,
         category: request.category,
         catch_up: request.catch_up,
         paused: false,
@@ -359,32 +370,91 @@ async fn send_fire(pipeline: &Pipeline, schedule: &Schedule, due: i64) -> Result
             variables: schedule.template_variables.clone().into_iter().collect(),
         },
     };
-    let metadata = serde_json::json!({ "schedule_id": schedule.id, "fire_at": due });
-    let (mut created, mut refused) = (0, 0);
-    for (index, number) in schedule.recipients.iter().flatten().enumerate() {
-        let Ok(to) = PhoneNumber::parse(number) else {
-            refused += 1;
-            continue;
-        };
-        let request = SendRequest {
-            content: content.clone(),
-            category: schedule.category.clone(),
-            references: References::default(),
-            metadata: metadata.as_object().cloned(),
-            idempotency_key: Some(fire_key(&schedule.id, due, index)),
-            bulk: true,
-            ..SendRequest::text(to, String::new())
-        };
-        match pipeline.send(&schedule.tenant_id, request).await {
-            Ok(submitted) => created += usize::from(!submitted.replayed),
-            Err(e) if transient(e.code) => return Err(e),
-            Err(e) => {
-                tracing::warn!(schedule_id = %schedule.id, due, recipient = index, code = %e.code, error = %e.message, "a scheduled message was refused");
-                refused += 1;
+    let mut fired = Fired::default();
+    match &schedule.batch_id {
+        None => {
+            for (index, number) in schedule.recipients.iter().flatten().enumerate() {
+                send_one(pipeline, schedule, due, &content, index, number, &mut fired).await?;
+            }
+        }
+        Some(batch) => {
+            // The batch's recipients in the order they were accepted, a page at a time; a
+            // recipient's index (and so its idempotency key) is its place in that order.
+            let mut index = 0;
+            let mut cursor = None;
+            loop {
+                let page = bulk::messages(
+                    pipeline,
+                    &schedule.tenant_id,
+                    batch,
+                    Some(BATCH_PAGE),
+                    cursor.as_deref(),
+                )
+                .await?;
+                for message in &page.items {
+                    send_one(
+                        pipeline,
+                        schedule,
+                        due,
+                        &content,
+                        index,
+                        &message.to_number,
+                        &mut fired,
+                    )
+                    .await?;
+                    index += 1;
+                }
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
             }
         }
     }
-    Ok((created, refused))
+    Ok((fired.created, fired.refused))
+}
+
+/// What a fire time has done so far.
+#[derive(Debug, Default)]
+struct Fired {
+    created: usize,
+    refused: usize,
+}
+
+/// Sends `content` of fire time `due` to recipient `index` (`number`) of `schedule`. A refusal
+/// that may pass is returned, to stop the fire; any other refusal is counted and logged.
+async fn send_one(
+    pipeline: &Pipeline,
+    schedule: &Schedule,
+    due: i64,
+    content: &Content,
+    index: usize,
+    number: &str,
+    fired: &mut Fired,
+) -> Result<()> {
+    let Ok(to) = PhoneNumber::parse(number) else {
+        fired.refused += 1;
+        return Ok(());
+    };
+    let metadata = serde_json::json!({ "schedule_id": schedule.id, "fire_at": due });
+    let request = SendRequest {
+        content: content.clone(),
+        category: schedule.category.clone(),
+        references: References::default(),
+        metadata: metadata.as_object().cloned(),
+        idempotency_key: Some(fire_key(&schedule.id, due, index)),
+        bulk: true,
+        ..SendRequest::text(to, String::new())
+    };
+    match pipeline.send(&schedule.tenant_id, request).await {
+        Ok(submitted) => fired.created += usize::from(!submitted.replayed),
+        Err(e) if transient(e.code) => return Err(e),
+        Err(e) => {
+            tracing::warn!(schedule_id = %schedule.id, due, recipient = index, code = %e.code, error = %e.message, "a scheduled message was refused");
+            fired.refused += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The idempotency key of recipient `index`'s message of fire time `due` of schedule `id`.
