@@ -20,7 +20,7 @@ use super::error::Result;
 use super::ids::{decode_cursor, encode_cursor};
 use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
 use super::priority::ClaimPriority;
-use super::shared::{DEFAULT_PAGE, MAX_PAGE, category, db_int, json, status, tenant};
+use super::shared::{category, db_int, json, page_size, paged, status, tenant};
 use super::{Backend, Store};
 
 /// Message rows per `INSERT` statement: 20 parameters each stays under SQLite's 32,766 and
@@ -189,7 +189,7 @@ where
         cursor: Option<&str>,
     ) -> Result<Page<Batch>> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let limit = page_size(limit);
         let rows = sqlx::query(
             "SELECT * FROM batches
              WHERE tenant_id = $1
@@ -207,7 +207,7 @@ where
             .iter()
             .map(Self::batch_from_row)
             .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, |b| encode_cursor(b.created_at, &b.id)))
+        Ok(paged(items, limit, |b| encode_cursor(b.created_at, &b.id)))
     }
 
     /// Lists a batch's messages oldest first, one keyset page at a time.
@@ -219,7 +219,7 @@ where
         cursor: Option<&str>,
     ) -> Result<Page<Message>> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let limit = page_size(limit);
         let rows = sqlx::query(
             "SELECT * FROM messages
              WHERE tenant_id = $1 AND batch_id = $2
@@ -238,7 +238,7 @@ where
             .iter()
             .map(Self::message_from_row)
             .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, |m| encode_cursor(m.created_at, &m.id)))
+        Ok(paged(items, limit, |m| encode_cursor(m.created_at, &m.id)))
     }
 
     /// Counts a batch's messages by status.
@@ -506,14 +506,6 @@ where
             messages: u64::try_from(canceled).unwrap_or_default(),
         }))
     }
-}
-
-/// A page of `items` (fetched with one extra row to tell whether more follow).
-fn page<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more.then(|| items.last().map(&cursor)).flatten();
-    Page { items, next_cursor }
 }
 
 /// `head` followed by `rows` tuples of `per_row` numbered placeholders each (numbered from

@@ -13,8 +13,8 @@ use super::model::{
 };
 use super::priority::ClaimPriority;
 use super::shared::{
-    Change, DEFAULT_PAGE, Facts, MAX_PAGE, category, count, db_int, encoding, error_info, json,
-    name_of, status, tenant, word,
+    Change, Facts, category, count, db_int, encoding, error_info, json, name_of, page_size, paged,
+    status, tenant, word,
 };
 
 /// One message by id; [`Dialect::LOCK_ROWS`] is appended when it is read to be written.
@@ -404,7 +404,7 @@ where
         filter: &MessageFilter,
     ) -> Result<Page<Message>> {
         let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
-        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let limit = page_size(filter.limit);
         let rows = sqlx::query(
             "SELECT * FROM messages
              WHERE tenant_id = $1
@@ -428,20 +428,13 @@ where
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(Self::message_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| {
-                items
-                    .last()
-                    .map(|last| encode_cursor(last.created_at, &last.id))
-            })
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(paged(items, limit, |last| {
+            encode_cursor(last.created_at, &last.id)
+        }))
     }
 }
 

@@ -16,7 +16,7 @@ use super::error::{Result, StoreError};
 use super::ids::{decode_cursor, encode_cursor};
 use super::model::{Category, InboundMessage, Keyword, OptOutEvent, OptOutMethod, Page, TenantId};
 use super::records::method;
-use super::shared::{DEFAULT_PAGE, MAX_PAGE, category, name_of, tenant, word};
+use super::shared::{category, name_of, page_size, paged, tenant, word};
 use super::{Backend, Store};
 
 /// An opt-out in force.
@@ -109,20 +109,6 @@ fn cursor(text: &str) -> Result<(i64, String)> {
         return Err(StoreError::InvalidCursor);
     }
     Ok((at, key))
-}
-
-/// The page size a filter asks for, within bounds.
-fn page_size(limit: Option<u32>) -> u32 {
-    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
-}
-
-/// Cuts the extra row a listing fetched to learn whether another page follows, and makes the
-/// cursor of that page from the last row kept.
-fn paged<T>(mut items: Vec<T>, limit: u32, position: impl Fn(&T) -> String) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more.then(|| items.last().map(&position)).flatten();
-    Page { items, next_cursor }
 }
 
 impl<DB: Dialect> Queries<DB>

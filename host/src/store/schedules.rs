@@ -17,7 +17,7 @@ use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
 use super::ids::{decode_cursor, encode_cursor};
 use super::model::{Category, Page, TenantId};
-use super::shared::{DEFAULT_PAGE, MAX_PAGE, category, json, tenant};
+use super::shared::{category, json, page_size, paged, tenant};
 use super::{Backend, Store};
 
 /// A recurring schedule.
@@ -161,7 +161,7 @@ where
         cursor: Option<&str>,
     ) -> Result<Page<Schedule>> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let limit = page_size(limit);
         let rows = sqlx::query(
             "SELECT * FROM schedules
              WHERE tenant_id = $1
@@ -175,20 +175,13 @@ where
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(Self::schedule_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| {
-                items
-                    .last()
-                    .map(|last| encode_cursor(last.created_at, &last.id))
-            })
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(paged(items, limit, |last| {
+            encode_cursor(last.created_at, &last.id)
+        }))
     }
 
     async fn update_schedule_timing(

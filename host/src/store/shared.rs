@@ -3,7 +3,7 @@
 //! encodings, snake_case names, JSON).
 
 use super::error::{Result, StoreError};
-use super::model::{ErrorInfo, EventSource, MessageStatus, Money};
+use super::model::{ErrorInfo, EventSource, MessageStatus, Money, Page};
 use crate::segments::Encoding;
 
 /// The largest page [`list_messages`](super::Store::list_messages) returns.
@@ -112,4 +112,19 @@ pub(super) fn tenant(id: String) -> Result<crate::domain::TenantId> {
 pub(super) fn category(name: String) -> Result<crate::domain::Category> {
     crate::domain::Category::parse(&name)
         .map_err(|_| StoreError::Corrupt(format!("category {name:?}")))
+}
+
+/// The page size a listing asks for (`limit`), within 1 and [`MAX_PAGE`] ([`DEFAULT_PAGE`] when
+/// not given).
+pub(super) fn page_size(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// One page of a keyset listing that fetched `limit + 1` rows: the extra row, when it came, is
+/// cut and says another page follows, whose cursor `position` makes from the last row kept.
+pub(super) fn paged<T>(mut items: Vec<T>, limit: u32, position: impl Fn(&T) -> String) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = more.then(|| items.last().map(&position)).flatten();
+    Page { items, next_cursor }
 }

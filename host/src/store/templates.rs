@@ -16,7 +16,7 @@ use super::model::{
     Category, NewTemplate, Page, Template, TemplateChange, TemplateFilter, TemplateVersion,
     TemplateWrite, TenantId,
 };
-use super::shared::{DEFAULT_PAGE, MAX_PAGE, category, json, tenant};
+use super::shared::{category, json, page_size, paged, tenant};
 use super::{Backend, Store};
 
 /// One template by id, deleted or not.
@@ -199,7 +199,7 @@ where
         filter: &TemplateFilter,
     ) -> Result<Page<Template>> {
         let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
-        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let limit = page_size(filter.limit);
         let rows = sqlx::query(
             "SELECT * FROM templates
              WHERE tenant_id = $1
@@ -221,20 +221,13 @@ where
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(Self::template_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| {
-                items
-                    .last()
-                    .map(|last| encode_cursor(last.created_at, &last.id))
-            })
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(paged(items, limit, |last| {
+            encode_cursor(last.created_at, &last.id)
+        }))
     }
 
     /// Reads a template for a read-decide-write, locking its row where the backend needs it.
