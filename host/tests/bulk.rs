@@ -23,6 +23,7 @@ on_both_backends!(
     duplicates_are_sent_once_unless_allowed,
     batch_template_and_defaults,
     draft_is_sent_later,
+    a_batch_due_later_waits_scheduled,
     ndjson_upload_reports_lines,
     csv_upload_reports_lines,
     bad_requests_get_their_codes,
@@ -226,19 +227,89 @@ async fn batch_template_and_defaults(backend: Backend) {
     app.stop().await;
 }
 
-/// A draft queues nothing until it is sent; sending it twice is `batch_not_draft`, and an
-/// empty draft cannot be sent.
+/// A batch with a `send_at` an hour ahead is `scheduled` (not `completed`): its rows wait as
+/// `scheduled` messages with their due time, none reaches the carrier, and a cancel withdraws them.
+async fn a_batch_due_later_waits_scheduled(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let at = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let send_at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = json!({
+        "send_at": send_at,
+        "recipients": [
+            {"to_number": number(0), "message": "later"},
+            {"to_number": number(1), "message": "later"},
+        ],
+    });
+    let (status, answer) = send_bulk(&app, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let id = answer["batch_id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, batch) = app.get(&format!("/api/v1/sms/batches/{id}")).await;
+    assert_eq!(batch["status"], "scheduled", "{batch}");
+    assert_eq!(batch["counts"], json!({"scheduled": 2}), "{batch}");
+    assert_eq!(batch["progress"], 0.0, "{batch}");
+    assert_eq!(batch["finished_at"], Value::Null, "{batch}");
+    assert_eq!(app.carrier_requests_to(&number(0)), 0);
+    let (_, listed) = app.get(&format!("/api/v1/sms/batches/{id}/messages")).await;
+    for message in listed["items"].as_array().unwrap() {
+        assert_eq!(message["status"], "scheduled", "{message}");
+    }
+    let (status, canceled) = app
+        .post(&format!("/api/v1/sms/batches/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    let (_, batch) = app.get(&format!("/api/v1/sms/batches/{id}")).await;
+    assert_eq!(batch["counts"], json!({"canceled": 2}), "{batch}");
+    assert_eq!(app.herald.store().count_queue().await.unwrap(), 0);
+    app.stop().await;
+}
+
+/// A draft queues nothing until it is sent: its messages say `draft` (one can be canceled on
+/// its own, and the send leaves it out), then `queued` with an event when the batch is sent.
+/// Sending it twice is `batch_not_draft`, and an empty draft cannot be sent.
 async fn draft_is_sent_later(backend: Backend) {
     let app = TestApp::start(backend).await;
     let body = json!({
         "send_immediately": false,
-        "recipients": [{"to_number": number(0), "message": "later"}],
+        "recipients": [
+            {"to_number": number(0), "message": "later"},
+            {"to_number": number(1), "message": "never"},
+        ],
     });
     let (status, answer) = send_bulk(&app, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["status"], "draft");
     let id = answer["batch_id"].as_str().unwrap();
     assert_eq!(app.herald.store().count_queue().await.unwrap(), 0);
+    let (_, batch) = app.get(&format!("/api/v1/sms/batches/{id}")).await;
+    assert_eq!(batch["counts"], json!({"draft": 2}), "{batch}");
+    assert_eq!(batch["progress"], 0.0, "{batch}");
+    let (_, listed) = app.get(&format!("/api/v1/sms/batches/{id}/messages")).await;
+    let message_of = |to: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["to_number"] == to)
+            .unwrap()
+            .clone()
+    };
+    let (kept, dropped) = (message_of(&number(0)), message_of(&number(1)));
+    assert_eq!(
+        (&kept["status"], &dropped["status"]),
+        (&json!("draft"), &json!("draft"))
+    );
+    let dropped_id = dropped["id"].as_str().unwrap();
+    let (status, canceled) = app
+        .post(
+            &format!("/api/v1/sms/messages/{dropped_id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    assert_eq!(canceled["status"], "canceled");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.carrier_requests_to(&number(0)), 0);
 
@@ -247,6 +318,20 @@ async fn draft_is_sent_later(backend: Backend) {
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
     wait_for_batch(&app, id, "completed").await;
     assert_eq!(app.carrier_requests_to(&number(0)), 1);
+    assert_eq!(
+        app.carrier_requests_to(&number(1)),
+        0,
+        "a canceled draft stays out"
+    );
+    let kept = app.message(kept["id"].as_str().unwrap()).await;
+    let statuses: Vec<&str> = kept["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .take(3)
+        .collect();
+    assert_eq!(statuses, ["draft", "queued", "sending"], "{kept}");
     let (status, again) = app.post(&send, &json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(again["error"]["code"], "batch_not_draft");
@@ -457,7 +542,7 @@ async fn batches_are_listed_by_cursor(backend: Backend) {
         .collect();
     assert_eq!(listed, [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]);
     assert_eq!(second["next_cursor"], Value::Null);
-    assert_eq!(first["items"][0]["counts"]["queued"], 3);
+    assert_eq!(first["items"][0]["counts"]["draft"], 3);
 
     let (_, page) = app
         .get(&format!("/api/v1/sms/batches/{}/messages?limit=2", ids[0]))

@@ -7,10 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::app::{Backend, OUR_NUMBER, TestApp};
+use common::app::{API_KEY, Backend, OUR_NUMBER, TestApp};
 use herald_testkit::carrier::ScriptedResponse;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 on_both_backends!(
     opt_out_check_and_opt_in,
@@ -19,6 +20,7 @@ on_both_backends!(
     list_filters_and_pages,
     stats_count_and_rate,
     import_reports_each_bad_row,
+    import_streams_past_the_body_limit,
     keyword_and_provider_opt_outs_in_the_export,
     bad_input_is_refused,
     each_tenant_has_its_own_list,
@@ -438,6 +440,66 @@ async fn import_reports_each_bad_row(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{error}");
+    app.stop().await;
+}
+
+/// An import is read as it arrives, so a file longer than `server.max_body_bytes` (here 4 KiB)
+/// is imported whole: sent chunked in frames that cut rows (and a CRLF) in two, and sent again
+/// with a length, when every row is already in force. Other routes keep the limit.
+async fn import_streams_past_the_body_limit(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.server.max_body_bytes = 4096).await;
+    let rows = 300;
+    let mut csv = String::from("phone_number,category,reason\r\n");
+    for i in 0..rows {
+        csv.push_str(&format!("+1415600{i:04},marketing,from the old list\r\n"));
+    }
+    assert!(csv.len() > 3 * 4096);
+
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/sms/opt-outs/import HTTP/1.1\r\nhost: {address}\r\n\
+         authorization: Bearer {API_KEY}\r\ncontent-type: text/csv\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for frame in csv.as_bytes().chunks(997) {
+        stream
+            .write_all(format!("{:x}\r\n", frame.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(frame).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    let report: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(report["rows"], rows, "{report}");
+    assert_eq!(report["opted_out"], rows, "{report}");
+    assert_eq!(report["rejected"], 0, "{report}");
+
+    let (status, again) = post_csv(&app, "/api/v1/sms/opt-outs/import", &csv).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (&again["unchanged"], &again["opted_out"]),
+        (&json!(rows), &json!(0))
+    );
+    let (_, state) = app.get("/api/v1/sms/opt-out/check/+14156000299").await;
+    assert_eq!(category(&state, "marketing")["opted_out"], true, "{state}");
+
+    let long = "x".repeat(5000);
+    let (status, error) = app
+        .post(
+            "/api/v1/sms/send",
+            &json!({"to_number": NUMBER, "message": long}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{error}");
     app.stop().await;
 }
 

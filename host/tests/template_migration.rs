@@ -39,7 +39,11 @@ async fn check(store: Store) {
         .unwrap();
     assert_eq!((template.version, template.deleted_at), (1, None));
     assert_eq!(template.body, "Old {{x}}");
-    let versions = store.template_versions(&tenant, "tpl_old").await.unwrap();
+    let versions = store
+        .template_versions(&tenant, "tpl_old", None, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(versions.len(), 1);
     assert_eq!(
         (versions[0].version, versions[0].body.as_str()),

@@ -285,6 +285,45 @@ async fn versions_and_roll_back(backend: Backend) {
         "versions never change"
     );
 
+    // `null` removes a description or a category (a new version); an absent field keeps it.
+    let (status, v5) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"description": null, "category": null})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v5}");
+    assert_eq!(v5["version"], 5);
+    assert_eq!(
+        (&v5["description"], &v5["category"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(v5["template_body"], "Hello {{name}}");
+
+    // Versions come a page at a time, oldest first.
+    let mut seen = Vec::new();
+    let mut query = "limit=2".to_owned();
+    loop {
+        let (status, page) = app.get(&format!("{path}/versions?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["versions"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|v| v["version"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    for bad in ["limit=0", "limit=501", "cursor=zz", "page=2"] {
+        refused(
+            app.get(&format!("{path}/versions?{bad}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+        );
+    }
+
     // Messages keep the version they were rendered from.
     let stored = app.message(first["id"].as_str().unwrap()).await;
     assert_eq!(stored["template_version"], 1);

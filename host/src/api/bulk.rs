@@ -15,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Tenant;
@@ -292,28 +291,8 @@ pub async fn recipients(
     let idle = Duration::from_millis(pipeline.config().server.body_read_timeout_ms);
     let mut upload = upload::start(&pipeline, &tenant, &id, format).await?;
     let mut body = request.into_body();
-    loop {
-        // A deadline per read, not per body: a million lines take a while, a stalled client
-        // does not hold the connection for longer than one deadline.
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::RequestTimeout,
-                    format!("no part of the body arrived within {} ms", idle.as_millis()),
-                ));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(ApiError::new(
-                    ErrorCode::BadRequest,
-                    "the request body could not be read",
-                ));
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data() {
-            upload.feed(&data).await?;
-        }
+    while let Some(data) = layers::next_data(&mut body, idle).await? {
+        upload.feed(&data).await?;
     }
     let staged = upload.finish().await?;
     let batch = BatchView::from(bulk::summary(&pipeline, &tenant, &id).await?);

@@ -87,6 +87,42 @@ pub async fn read_limited(
         .await
 }
 
+/// The next data of a body read as it arrives (the streamed uploads), `None` at its end. Each
+/// read has its own deadline, `idle`, not the whole body: a million lines take a while, but a
+/// stalled client does not hold the connection longer than one deadline.
+///
+/// # Errors
+///
+/// `408 request_timeout` when nothing arrives within `idle`; `400 bad_request` when the body
+/// cannot be read.
+pub async fn next_data(
+    body: &mut Body,
+    idle: Duration,
+) -> Result<Option<axum::body::Bytes>, ApiError> {
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!("no part of the body arrived within {} ms", idle.as_millis()),
+                ));
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "the request body could not be read",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers carry no data; read on.
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+}
+
 /// The response to a request whose body was left unread, with `Connection: close`: the rest of
 /// that body is still on the connection, so the server closes it after answering, and a client
 /// that sees the header opens a new connection for its next request instead of reusing this one

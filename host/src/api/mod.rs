@@ -85,6 +85,7 @@ pub fn router(pipeline: Pipeline) -> Router {
         ))
         // After the whole-body reader: the bulk routes read their bodies their own way.
         .merge(bulk::routes(&pipeline))
+        .merge(opt_outs::streamed_routes())
         .layer(middleware::from_fn(request_limits))
         .layer(middleware::from_fn(layers::log_request))
         .with_state(pipeline)

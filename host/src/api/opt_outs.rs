@@ -7,11 +7,12 @@
 //! decodes to the same number. Every rule lives in [`pipeline::opt_outs`]; the handlers parse,
 //! call it and shape the answer.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,10 +22,11 @@ use serde::{Deserialize, Serialize};
 use super::auth::Tenant;
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
+use super::layers;
 use super::messages::{Reference, iso, parse_date};
 use super::params::{ApiQuery, PathId};
 use crate::domain::ErrorCode;
-use crate::pipeline::opt_out_import::{self, ImportReport};
+use crate::pipeline::opt_out_import::{Import, ImportReport};
 use crate::pipeline::opt_outs::{self, Changed, NumberState, OptOutRequest, Stats};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::store::{OptOut, OptOutEvent, OptOutFilter, OptOutMethod};
@@ -38,7 +40,14 @@ pub fn routes() -> Router<Pipeline> {
         .route("/api/v1/sms/opt-outs", get(list))
         .route("/api/v1/sms/opt-outs/stats", get(stats))
         .route("/api/v1/sms/opt-outs/export", get(export))
+}
+
+/// The opt-out import, which reads its body as it arrives (merged into [`super::router`]
+/// outside the API's whole-body reader, like the batch uploads).
+pub fn streamed_routes() -> Router<Pipeline> {
+    Router::new()
         .route("/api/v1/sms/opt-outs/import", post(import))
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// The body of `POST /api/v1/sms/opt-out`.
@@ -382,12 +391,13 @@ fn spreadsheet_safe(text: &str) -> String {
 }
 
 /// `POST /api/v1/sms/opt-outs/import`: a CSV (`text/csv`) with the header
-/// `phone_number,category[,reason]`; `200` with the per-row report.
+/// `phone_number,category[,reason]`, of any length, applied as it arrives; `200` with the
+/// per-row report.
 pub async fn import(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> ApiResult<Json<ImportReport>> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -408,12 +418,14 @@ pub async fn import(
             "send the import as Content-Type: text/csv",
         ));
     }
-    let body = body?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidCsv, "the CSV is not UTF-8 text"))?;
-    Ok(Json(
-        opt_out_import::import(&pipeline, &tenant, text).await?,
-    ))
+    crate::pipeline::tenants::ensure_active(&pipeline, &tenant).await?;
+    let idle = Duration::from_millis(pipeline.config().server.body_read_timeout_ms);
+    let mut import = Import::start(&pipeline, &tenant);
+    let mut body = request.into_body();
+    while let Some(data) = layers::next_data(&mut body, idle).await? {
+        import.feed(&data).await?;
+    }
+    Ok(Json(import.finish().await?))
 }
 
 /// A category named in a query string, refused as an invalid query.

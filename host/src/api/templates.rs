@@ -63,12 +63,36 @@ pub struct CreateTemplate {
 pub struct UpdateTemplate {
     /// A new text (a new version).
     pub template_body: Option<String>,
-    /// A new description (a new version).
-    pub description: Option<String>,
-    /// A new category (a new version).
-    pub category: Option<String>,
+    /// A new description (a new version); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    /// A new category (a new version); `null` removes it (messages then take the send's own
+    /// category, `transactional` by default).
+    #[serde(default, deserialize_with = "present")]
+    pub category: Option<Option<String>>,
     /// Activates or deactivates it (no new version).
     pub is_active: Option<bool>,
+}
+
+/// A page size outside 1–500 is `invalid_query`.
+fn check_limit(limit: Option<u32>) -> ApiResult<()> {
+    match limit {
+        Some(limit) if !(1..=500).contains(&limit) => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "limit must be between 1 and 500",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a field that is present (so `null` becomes `Some(None)`, "remove it", while an absent
+/// field stays `None` through `#[serde(default)]`, "leave it").
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Query of `GET /api/v1/sms/templates`.
@@ -151,6 +175,18 @@ pub struct VersionsView {
     current_version: i64,
     deleted: bool,
     versions: Vec<VersionView>,
+    /// Cursor of the next page, `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// Query of `GET /api/v1/sms/templates/{id}/versions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsQuery {
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
 }
 
 /// A preview as the API shows it.
@@ -240,14 +276,7 @@ pub async fn list(
     Tenant(tenant): Tenant,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TemplatePage>> {
-    if let Some(limit) = q.limit
-        && !(1..=500).contains(&limit)
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            "limit must be between 1 and 500",
-        ));
-    }
+    check_limit(q.limit)?;
     let category = q
         .category
         .as_deref()
@@ -290,7 +319,10 @@ pub async fn update(
     let edit = TemplateEdit {
         body: body.template_body,
         description: body.description,
-        category: body.category.as_deref().map(accept::category).transpose()?,
+        category: body
+            .category
+            .map(|category| category.as_deref().map(accept::category).transpose())
+            .transpose()?,
         is_active: body.is_active,
     };
     Ok(Json(
@@ -311,13 +343,16 @@ pub async fn delete(
     ))
 }
 
-/// `GET /api/v1/sms/templates/{id}/versions`: every version, oldest first.
+/// `GET /api/v1/sms/templates/{id}/versions`: its versions, oldest first, a page at a time.
 pub async fn versions(
     State(pipeline): State<Pipeline>,
     Tenant(tenant): Tenant,
     PathId(id): PathId,
+    ApiQuery(q): ApiQuery<VersionsQuery>,
 ) -> ApiResult<Json<VersionsView>> {
-    let (template, versions) = templates::versions(&pipeline, &tenant, &id).await?;
+    check_limit(q.limit)?;
+    let (template, page) =
+        templates::versions(&pipeline, &tenant, &id, q.limit, q.cursor.as_deref()).await?;
     let view = |v: TemplateVersion| VersionView {
         current: v.version == template.version,
         version: v.version,
@@ -328,7 +363,8 @@ pub async fn versions(
         created_at: v.created_at,
     };
     Ok(Json(VersionsView {
-        versions: versions.into_iter().map(view).collect(),
+        versions: page.items.into_iter().map(view).collect(),
+        next_cursor: page.next_cursor,
         template_id: template.id.clone(),
         current_version: template.version,
         deleted: template.deleted_at.is_some(),

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
+    /// A recipient of a draft bulk batch: stored and checked, but not queued until the batch
+    /// is sent (then `queued` or `scheduled`).
+    Draft,
     /// Accepted by Herald and waiting in the queue.
     Queued,
     /// Accepted by Herald and waiting for its `send_at` time; it becomes `sending` when a
@@ -32,7 +35,8 @@ pub enum MessageStatus {
 
 impl MessageStatus {
     /// Every status, in rank order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
+        Self::Draft,
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
@@ -49,6 +53,7 @@ impl MessageStatus {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Draft => "draft",
             Self::Queued => "queued",
             Self::Scheduled => "scheduled",
             Self::Sending => "sending",
@@ -72,7 +77,7 @@ impl MessageStatus {
     #[must_use]
     pub const fn rank(self) -> u8 {
         match self {
-            Self::Queued | Self::Scheduled => 0,
+            Self::Draft | Self::Queued | Self::Scheduled => 0,
             Self::Sending => 1,
             Self::Sent | Self::Unknown => 2,
             Self::Delivered | Self::Undelivered | Self::Failed | Self::Canceled => 3,
@@ -80,11 +85,11 @@ impl MessageStatus {
         }
     }
 
-    /// Returns whether the message is waiting in the queue (`queued` or `scheduled`): no
+    /// Returns whether the message is waiting to be sent (`draft`, `queued` or `scheduled`): no
     /// provider has it, and it may still be canceled.
     #[must_use]
     pub const fn is_waiting(self) -> bool {
-        matches!(self, Self::Queued | Self::Scheduled)
+        matches!(self, Self::Draft | Self::Queued | Self::Scheduled)
     }
 
     /// Returns whether the status is an outcome that later reports cannot overturn.

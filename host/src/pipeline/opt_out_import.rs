@@ -4,13 +4,17 @@
 //!
 //! The format is RFC 4180 on one line: fields separated by commas, a field in double quotes may
 //! hold commas and doubled quotes (`""`), and a field cannot span lines. Blank lines are
-//! skipped. An empty category means `all`. The import is bounded by the request body limit
-//! (`server.max_body_bytes`); a longer list is sent in several files.
+//! skipped. An empty category means `all`.
+//!
+//! The file is read as it arrives ([`Import::feed`], a frame at a time, cut into [`Lines`]), and
+//! each row is applied before the next is read, so memory stays flat whatever the file's size:
+//! only the report's first [`MAX_REPORTED_ROWS`] refusals are kept.
 
 use serde::Serialize;
 
 use super::Pipeline;
 use super::error::{ErrorCode, PipelineError, Result};
+use super::lines::{Lines, split_csv};
 use super::opt_outs::{self, MAX_REPORTED_ROWS};
 use crate::domain::TenantId;
 use crate::store::{OptOutChange, OptOutMethod};
@@ -42,49 +46,118 @@ pub struct RowError {
     pub message: String,
 }
 
-/// Imports the opt-outs listed in `csv` for `tenant`, each audited as made by `import`.
-///
-/// # Errors
-///
-/// `invalid_csv` when the first line is not the header; storage errors end the import (rows
-/// before them stay imported).
-pub async fn import(pipeline: &Pipeline, tenant: &TenantId, csv: &str) -> Result<ImportReport> {
-    let mut lines = csv.lines().enumerate();
-    let header = lines.next().map(|(_, line)| line).unwrap_or_default();
-    let with_reason = header_columns(header)?;
-    let mut report = ImportReport::default();
-    for (index, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        report.rows += 1;
-        let row = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
-        let change = match parse_row(tenant, line, with_reason, pipeline.now()) {
-            Ok(change) => change,
-            Err(error) => {
-                report.rejected += 1;
-                if report.errors.len() < MAX_REPORTED_ROWS {
-                    report.errors.push(RowError {
-                        row,
-                        code: error.code,
-                        message: error.message,
-                    });
-                }
-                continue;
-            }
-        };
-        if pipeline.store().opt_out(&change).await? {
-            report.opted_out += 1;
-        } else {
-            report.unchanged += 1;
+/// An import in progress: [`Import::feed`] it the file's bytes as they arrive, then
+/// [`Import::finish`].
+#[derive(Debug)]
+pub struct Import<'p> {
+    pipeline: &'p Pipeline,
+    tenant: TenantId,
+    lines: Lines,
+    /// Whether rows carry a reason, once the header is read.
+    with_reason: Option<bool>,
+    report: ImportReport,
+}
+
+impl<'p> Import<'p> {
+    /// Starts importing opt-outs for `tenant`, each audited as made by `import`.
+    pub fn start(pipeline: &'p Pipeline, tenant: &TenantId) -> Self {
+        Self {
+            pipeline,
+            tenant: tenant.clone(),
+            lines: Lines::new(),
+            with_reason: None,
+            report: ImportReport::default(),
         }
     }
-    Ok(report)
+
+    /// Takes the next bytes of the file, applying every row they complete.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_csv` when the first line is not the header; storage errors end the import (rows
+    /// before them stay imported).
+    pub async fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while let Some((number, line)) = self.lines.next(&mut bytes) {
+            apply_line(
+                self.pipeline,
+                &self.tenant,
+                &mut self.with_reason,
+                &mut self.report,
+                number,
+                line,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the last row (one without a final newline) and answers the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`Import::feed`]; also `invalid_csv` for a file without even a header.
+    pub async fn finish(mut self) -> Result<ImportReport> {
+        if let Some((number, line)) = self.lines.last() {
+            apply_line(
+                self.pipeline,
+                &self.tenant,
+                &mut self.with_reason,
+                &mut self.report,
+                number,
+                line,
+            )
+            .await?;
+        }
+        if self.with_reason.is_none() {
+            header_columns("")?;
+        }
+        Ok(self.report)
+    }
+}
+
+/// Reads the header, or applies one row and counts it in `report`.
+async fn apply_line(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    with_reason: &mut Option<bool>,
+    report: &mut ImportReport,
+    number: u64,
+    line: std::result::Result<&str, String>,
+) -> Result<()> {
+    let Some(reason_column) = *with_reason else {
+        let header = line.map_err(|message| invalid_csv(format!("the header: {message}")))?;
+        *with_reason = Some(header_columns(header)?);
+        return Ok(());
+    };
+    report.rows += 1;
+    let parsed = line
+        .map_err(invalid_csv)
+        .and_then(|line| parse_row(tenant, line, reason_column, pipeline.now()));
+    let change = match parsed {
+        Ok(change) => change,
+        Err(error) => {
+            report.rejected += 1;
+            if report.errors.len() < MAX_REPORTED_ROWS {
+                report.errors.push(RowError {
+                    row: number,
+                    code: error.code,
+                    message: error.message,
+                });
+            }
+            return Ok(());
+        }
+    };
+    if pipeline.store().opt_out(&change).await? {
+        report.opted_out += 1;
+    } else {
+        report.unchanged += 1;
+    }
+    Ok(())
 }
 
 /// Checks the header; returns whether rows carry a reason.
 fn header_columns(header: &str) -> Result<bool> {
-    let names: Vec<String> = split(header.trim_start_matches('\u{feff}'))
+    let names: Vec<String> = split_csv(header.trim_start_matches('\u{feff}'))
         .map_err(|message| invalid_csv(format!("the header: {message}")))?
         .iter()
         .map(|name| name.trim().to_ascii_lowercase())
@@ -101,7 +174,7 @@ fn header_columns(header: &str) -> Result<bool> {
 
 /// Reads one row into the opt-out it asks for.
 fn parse_row(tenant: &TenantId, line: &str, with_reason: bool, now: i64) -> Result<OptOutChange> {
-    let fields = split(line).map_err(invalid_csv)?;
+    let fields = split_csv(line).map_err(invalid_csv)?;
     let expected = if with_reason { 3 } else { 2 };
     // A row may leave out a trailing empty reason.
     if fields.len() != expected && !(with_reason && fields.len() == 2) {
@@ -124,54 +197,6 @@ fn parse_row(tenant: &TenantId, line: &str, with_reason: bool, now: i64) -> Resu
     })
 }
 
-/// Splits one CSV line into its fields, unquoting quoted ones.
-fn split(line: &str) -> std::result::Result<Vec<String>, String> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.contains('\0') {
-        return Err("the line contains a NUL character".into());
-    }
-    let mut fields = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
-                    None => return Err("a quoted field is not closed on its line".into()),
-                }
-            }
-            match chars.next() {
-                None => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(',') => fields.push(field),
-                Some(_) => return Err("text after a closing quote".into()),
-            }
-        } else {
-            loop {
-                match chars.next() {
-                    None => {
-                        fields.push(field);
-                        return Ok(fields);
-                    }
-                    Some(',') => break,
-                    Some('"') => return Err("a quote inside an unquoted field".into()),
-                    Some(c) => field.push(c),
-                }
-            }
-            fields.push(field);
-        }
-    }
-}
-
 fn invalid_csv(message: impl Into<String>) -> PipelineError {
     PipelineError::new(ErrorCode::InvalidCsv, message)
 }
@@ -179,21 +204,6 @@ fn invalid_csv(message: impl Into<String>) -> PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Quoted fields keep their commas and doubled quotes; malformed quoting is refused.
-    #[test]
-    fn fields_split_as_rfc_4180_says() {
-        assert_eq!(split("a,b,c").unwrap(), ["a", "b", "c"]);
-        assert_eq!(
-            split("+14155550100,marketing,\"said \"\"no\"\", twice\"\r").unwrap(),
-            ["+14155550100", "marketing", "said \"no\", twice"]
-        );
-        assert_eq!(split("a,,").unwrap(), ["a", "", ""]);
-        assert_eq!(split("").unwrap(), [""]);
-        for bad in ["\"open,b", "a,b\"c", "\"a\"b,c", "a\0"] {
-            assert!(split(bad).is_err(), "{bad:?}");
-        }
-    }
 
     /// The header decides whether rows carry a reason; anything else is refused.
     #[test]

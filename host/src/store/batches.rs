@@ -2,9 +2,11 @@
 //! (send a draft, cancel what is not yet claimed), each in one transaction.
 //!
 //! A batch's messages are ordinary message rows carrying `batch_id`. They are inserted a chunk
-//! at a time with multi-row `INSERT ... VALUES` statements (one statement per
-//! [`ROWS_PER_STATEMENT`] rows, so neither backend's bind-parameter limit is reached), with
-//! their first events, one transaction per chunk, and no queue entries: the batch is staged.
+//! at a time, one transaction per chunk, with their first events and no queue entries: the
+//! batch is staged. On SQLite a chunk is a few multi-row `INSERT ... VALUES` statements (one per
+//! [`ROWS_PER_STATEMENT`] rows, under its bind-parameter limit); on PostgreSQL it is one
+//! statement whatever its size, each column bound as one array and the rows formed by `UNNEST`,
+//! with the events inserted from the same statement's `RETURNING`.
 //! [`Store::send_batch`] then queues all of them with one `INSERT ... SELECT` in one
 //! transaction that wakes the dispatchers once, so a batch is queued whole or not at all, and a
 //! crash half-way through an upload leaves nothing half-sent.
@@ -13,7 +15,7 @@
 //! (or NULL when the batch allows duplicates) under a unique index, and the insert skips a row
 //! that collides, so a million-line upload stays deduplicated whatever its order.
 
-use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, PgPool, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
@@ -265,7 +267,7 @@ where
         Ok(counts)
     }
 
-    /// Inserts `messages` of draft batch `batch` in one transaction, each with its `queued`
+    /// Inserts `messages` of draft batch `batch` in one transaction, each `draft` with its
     /// event and without a queue entry; a row whose recipient the batch already has is skipped
     /// when `dedupe` is set. Returns the ids inserted, in no particular order, or `None` (and
     /// inserts nothing) when the batch is no longer a draft.
@@ -303,7 +305,7 @@ where
                 MESSAGE_PARAMS,
                 0,
                 // status, attempts and updated_at (= created_at, the 16th parameter).
-                |first| format!(", 'queued', 0, ${}", first + 15),
+                |first| format!(", 'draft', 0, ${}", first + 15),
                 " ON CONFLICT DO NOTHING RETURNING id",
             );
             let metadata: Vec<Option<String>> = rows
@@ -350,7 +352,7 @@ where
                 fresh.len(),
                 1,
                 2,
-                |_| ", $1, $2, 'queued', 'api'".to_owned(),
+                |_| ", $1, $2, 'draft', 'api'".to_owned(),
                 "",
             );
             let mut query = sqlx::query(sql).bind(tenant).bind(now);
@@ -389,7 +391,7 @@ where
         sqlx::query(
             "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
              SELECT id, tenant_id, $3, CASE WHEN category = $4 THEN $5 ELSE $6 END FROM messages
-             WHERE tenant_id = $1 AND batch_id = $2 AND status = 'queued'",
+             WHERE tenant_id = $1 AND batch_id = $2 AND status = 'draft'",
         )
         .bind(tenant)
         .bind(id)
@@ -399,29 +401,35 @@ where
         .bind(ClaimPriority::Bulk.as_i32())
         .execute(&mut *tx)
         .await?;
-        if due_at > now {
-            // Due later: the rows wait as `scheduled`, as a single send with a `send_at` does.
-            sqlx::query(
-                "UPDATE messages SET status = 'scheduled', send_at = $3, updated_at = $4
-                 WHERE tenant_id = $1 AND batch_id = $2 AND status = 'queued'",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(due_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
-                 SELECT tenant_id, id, 'scheduled', 'api', $3 FROM messages
-                 WHERE tenant_id = $1 AND batch_id = $2 AND status = 'scheduled'",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // The drafts become `queued`, or wait as `scheduled` when due later (as a single send
+        // with a `send_at` does), each with its event.
+        let (status, send_at) = if due_at > now {
+            (MessageStatus::Scheduled, Some(due_at))
+        } else {
+            (MessageStatus::Queued, None)
+        };
+        sqlx::query(
+            "UPDATE messages SET status = $3, send_at = $4, updated_at = $5
+             WHERE tenant_id = $1 AND batch_id = $2 AND status = 'draft'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(send_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
+             SELECT tenant_id, id, status, 'api', $3 FROM messages
+             WHERE tenant_id = $1 AND batch_id = $2 AND status = $4",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .bind(status.as_str())
+        .execute(&mut *tx)
+        .await?;
         if let Some(notify) = DB::NOTIFY {
             sqlx::query(notify).execute(&mut *tx).await?;
         }
@@ -466,7 +474,8 @@ where
         .await?;
         sqlx::query(
             "UPDATE messages SET status = 'canceled', updated_at = $3
-             WHERE tenant_id = $1 AND batch_id = $2 AND status IN ('queued', 'scheduled')
+             WHERE tenant_id = $1 AND batch_id = $2
+               AND status IN ('draft', 'queued', 'scheduled')
                AND NOT EXISTS (SELECT 1 FROM queue_entries q WHERE q.message_id = messages.id)",
         )
         .bind(tenant)
@@ -537,6 +546,95 @@ fn values_statement(
     }
     sql.push_str(tail);
     AssertSqlSafe(sql)
+}
+
+/// PostgreSQL's [`Queries::insert_batch_messages`]: the whole chunk in one statement, each
+/// column bound once as an array and turned back into rows by `UNNEST`, the `queued` events
+/// inserted by a second `INSERT` fed from the first one's `RETURNING` (so a skipped duplicate
+/// gets no event). The statement text is the same for every chunk, so it is prepared once per
+/// connection.
+async fn insert_batch_messages_unnest(
+    pool: &PgPool,
+    tenant: &str,
+    batch: &str,
+    messages: &[NewMessage],
+    dedupe: bool,
+) -> Result<Option<Vec<String>>> {
+    let mut tx = pool.begin().await?;
+    // Under the batch's row lock, as on SQLite (see the generic version).
+    let state: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM batches WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(batch)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if state.as_deref() != Some(BatchState::Draft.as_str()) {
+        return Ok(None);
+    }
+    if messages.is_empty() {
+        tx.commit().await?;
+        return Ok(Some(Vec::new()));
+    }
+    fn column<'m, T>(messages: &'m [NewMessage], f: impl Fn(&'m NewMessage) -> T) -> Vec<T> {
+        messages.iter().map(f).collect()
+    }
+    let metadata: Vec<Option<String>> = column(messages, |new| {
+        new.metadata.as_ref().map(serde_json::Value::to_string)
+    });
+    let ids: Vec<String> = sqlx::query_scalar(
+        "WITH rows AS (
+             SELECT * FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                 $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int4[], $13::text[],
+                 $14::text[], $15::text[], $16::text[], $17::int8[], $18::text[], $19::text[],
+                 $20::int8[])
+             AS r(id, to_number, sender, body, template_id, encoding, segments, units, provider,
+                 max_attempts, customer_id, order_id, reservation_id, metadata, created_at,
+                 category, batch_recipient, template_version)
+         ), inserted AS (
+             INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
+                 encoding, segments, units, provider, max_attempts, customer_id, order_id,
+                 reservation_id, metadata, created_at, category, batch_id, batch_recipient,
+                 template_version, status, attempts, updated_at)
+             SELECT id, $1, to_number, sender, body, template_id, encoding, segments, units,
+                 provider, max_attempts, customer_id, order_id, reservation_id, metadata,
+                 created_at, category, $2, batch_recipient, template_version, 'draft', 0,
+                 created_at
+             FROM rows
+             ON CONFLICT DO NOTHING
+             RETURNING id, created_at
+         ), events AS (
+             INSERT INTO status_events (message_id, tenant_id, occurred_at, status, source)
+             SELECT id, $1, created_at, 'draft', 'api' FROM inserted
+         )
+         SELECT id FROM inserted",
+    )
+    .bind(tenant)
+    .bind(batch)
+    .bind(column(messages, |new| new.id.as_str()))
+    .bind(column(messages, |new| new.to_number.as_str()))
+    .bind(column(messages, |new| new.sender.as_deref()))
+    .bind(column(messages, |new| new.body.as_str()))
+    .bind(column(messages, |new| new.template_id.as_deref()))
+    .bind(column(messages, |new| new.encoding.as_str()))
+    .bind(column(messages, |new| db_int(new.segments)))
+    .bind(column(messages, |new| db_int(new.units)))
+    .bind(column(messages, |new| new.provider.as_str()))
+    .bind(column(messages, |new| db_int(new.max_attempts)))
+    .bind(column(messages, |new| new.customer_id.as_deref()))
+    .bind(column(messages, |new| new.order_id.as_deref()))
+    .bind(column(messages, |new| new.reservation_id.as_deref()))
+    .bind(metadata)
+    .bind(column(messages, |new| new.now))
+    .bind(column(messages, |new| new.category.as_str()))
+    .bind(column(messages, |new| {
+        dedupe.then_some(new.to_number.as_str())
+    }))
+    .bind(column(messages, |new| new.template_version))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(ids))
 }
 
 impl Store {
@@ -619,7 +717,7 @@ impl Store {
                 Queries::insert_batch_messages(writer, tenant, batch, messages, dedupe).await
             }
             Backend::Postgres(pool) => {
-                Queries::insert_batch_messages(pool, tenant, batch, messages, dedupe).await
+                insert_batch_messages_unnest(pool, tenant, batch, messages, dedupe).await
             }
         }
     }

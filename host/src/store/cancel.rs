@@ -57,7 +57,10 @@ where
         let Some(current) = Self::lock_message(&mut tx, tenant, id).await? else {
             return Ok(CancelOutcome::NotFound);
         };
-        if removed.is_none() || !current.status.is_waiting() {
+        // A draft batch's message has no queue entry yet: it is withdrawn all the same, and the
+        // batch's send leaves it out.
+        let queued = removed.is_some() || current.status == MessageStatus::Draft;
+        if !queued || !current.status.is_waiting() {
             tx.rollback().await?;
             return Ok(CancelOutcome::NotCancelable(current));
         }
@@ -75,8 +78,8 @@ where
 }
 
 impl Store {
-    /// Cancels message `id` of `tenant` if it is still waiting (`queued` or `scheduled`) and no
-    /// dispatcher has claimed it: its queue entry is removed and it moves to `canceled`, with an
+    /// Cancels message `id` of `tenant` if it is still waiting (`draft`, `queued` or `scheduled`)
+    /// and no dispatcher has claimed it: its queue entry is removed and it moves to `canceled`, with an
     /// event, atomically.
     pub async fn cancel_message(
         &self,

@@ -595,10 +595,10 @@ pub struct TemplateVersion {
 pub struct TemplateChange {
     /// The new source, with the variables the renderer found in it.
     pub body: Option<(String, Vec<String>)>,
-    /// The new description.
-    pub description: Option<String>,
-    /// The new category.
-    pub category: Option<Category>,
+    /// The new description (`Some(None)` removes it; `None` keeps it).
+    pub description: Option<Option<String>>,
+    /// The new category (`Some(None)` removes it; `None` keeps it).
+    pub category: Option<Option<Category>>,
     /// Activates or deactivates the template.
     pub is_active: Option<bool>,
     /// The time of the change.

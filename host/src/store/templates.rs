@@ -291,10 +291,10 @@ where
             next.variables.clone_from(variables);
         }
         if let Some(description) = &change.description {
-            next.description = Some(description.clone());
+            next.description.clone_from(description);
         }
         if let Some(category) = &change.category {
-            next.category = Some(category.clone());
+            next.category.clone_from(category);
         }
         let new_version = next.body != current.body
             || next.description != current.description
@@ -414,21 +414,35 @@ where
         Self::version_in(&mut conn, tenant, id, version).await
     }
 
-    /// Reads every version of a template, oldest first.
+    /// Reads one page of a template's versions, oldest first.
     pub(super) async fn template_versions(
         pool: &Pool<DB>,
         tenant: &str,
         id: &str,
-    ) -> Result<Vec<TemplateVersion>> {
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<TemplateVersion>> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let limit = page_size(limit);
         let rows = sqlx::query(
-            "SELECT * FROM template_versions WHERE tenant_id = $1 AND template_id = $2
-             ORDER BY version",
+            "SELECT * FROM template_versions
+             WHERE tenant_id = $1 AND template_id = $2 AND ($3 IS NULL OR version > $3)
+             ORDER BY version
+             LIMIT $4",
         )
         .bind(tenant)
         .bind(id)
+        .bind(after.map(|(version, _)| version))
+        .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await?;
-        rows.iter().map(Self::version_from_row).collect()
+        let items = rows
+            .iter()
+            .map(Self::version_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(paged(items, limit, |last| {
+            encode_cursor(last.version, &last.template_id)
+        }))
     }
 }
 
@@ -563,17 +577,23 @@ impl Store {
         }
     }
 
-    /// Reads every version of a template, oldest first.
+    /// Reads one page of a template's versions, oldest first; a cursor this store did not
+    /// make is [`StoreError::InvalidCursor`].
     pub async fn template_versions(
         &self,
         tenant: &TenantId,
         id: &str,
-    ) -> Result<Vec<TemplateVersion>> {
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<TemplateVersion>> {
+        let tenant = tenant.as_str();
         match &self.inner.backend {
             Backend::Sqlite { reader, .. } => {
-                Queries::template_versions(reader, tenant.as_str(), id).await
+                Queries::template_versions(reader, tenant, id, limit, cursor).await
             }
-            Backend::Postgres(pool) => Queries::template_versions(pool, tenant.as_str(), id).await,
+            Backend::Postgres(pool) => {
+                Queries::template_versions(pool, tenant, id, limit, cursor).await
+            }
         }
     }
 }

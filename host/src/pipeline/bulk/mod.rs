@@ -125,10 +125,12 @@ pub struct BatchSummary {
 impl BatchSummary {
     fn new(batch: Batch, counts: BatchCounts, now: i64) -> Self {
         let total: u64 = counts.by_status.iter().map(|(_, n)| n).sum();
+        // Not yet out of Herald's hands: drafts, queued, scheduled (a batch with a `send_at`)
+        // and the ones being sent.
         let waiting: u64 = counts
             .by_status
             .iter()
-            .filter(|(status, _)| matches!(status, MessageStatus::Queued | MessageStatus::Sending))
+            .filter(|(status, _)| status.rank() <= MessageStatus::Sending.rank())
             .map(|(_, n)| n)
             .sum();
         let status = match batch.state {

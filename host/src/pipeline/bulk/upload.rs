@@ -1,9 +1,9 @@
 //! Uploading a draft batch's recipients as NDJSON (one [`Recipient`] object a line) or CSV (a
 //! header line naming the columns, then one record a line), fed as the body arrives.
 //!
-//! The body is never held whole: bytes are cut into lines as they come, each line is parsed and
-//! staged, and the stager writes a chunk at a time, so memory stays flat whatever the size. A
-//! line that does not parse is reported by its number (the first line is 1) with
+//! The body is never held whole: bytes are cut into lines as they come ([`Lines`]), each line is
+//! parsed and staged, and the stager writes a chunk at a time, so memory stays flat whatever the
+//! size. A line that does not parse is reported by its number (the first line is 1) with
 //! `malformed_line`, and the rest go on.
 //!
 //! CSV columns: `to_number` (required), `message`, `template_id`, `from_number`, `category`,
@@ -18,10 +18,9 @@ use super::stage::{Staged, Stager};
 use crate::domain::TenantId;
 use crate::pipeline::Pipeline;
 use crate::pipeline::error::{ErrorCode, PipelineError, Result};
+use crate::pipeline::lines::{Lines, split_csv};
 use crate::store::BatchState;
 
-/// The longest line accepted, in bytes; a longer one is reported and skipped.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// The most refused lines an upload reports one by one (all are counted).
 pub const MAX_REPORTED: usize = 1_000;
 
@@ -39,12 +38,7 @@ pub enum Format {
 pub struct Upload<'p> {
     stager: Stager<'p>,
     format: Format,
-    /// The current line so far.
-    line: Vec<u8>,
-    /// The number of the current line.
-    number: u64,
-    /// The current line passed [`MAX_LINE_BYTES`]: the rest of it is dropped.
-    overlong: bool,
+    lines: Lines,
     /// The CSV header, once read.
     header: Option<Vec<String>>,
 }
@@ -53,7 +47,7 @@ impl std::fmt::Debug for Upload<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upload")
             .field("format", &self.format)
-            .field("line", &self.number)
+            .field("lines", &self.lines)
             .finish_non_exhaustive()
     }
 }
@@ -73,9 +67,7 @@ pub async fn start<'p>(
     Ok(Upload {
         stager: Stager::new(pipeline, batch, MAX_REPORTED).await?,
         format,
-        line: Vec::new(),
-        number: 1,
-        overlong: false,
+        lines: Lines::new(),
         header: None,
     })
 }
@@ -83,19 +75,30 @@ pub async fn start<'p>(
 impl Upload<'_> {
     /// Takes the next bytes of the body, staging every line they complete.
     pub async fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-            self.append(&bytes[..end]);
-            bytes = &bytes[end + 1..];
-            self.end_line().await?;
+        while let Some((number, line)) = self.lines.next(&mut bytes) {
+            stage_line(
+                &mut self.stager,
+                &mut self.header,
+                self.format,
+                number,
+                line,
+            )
+            .await?;
         }
-        self.append(bytes);
         Ok(())
     }
 
     /// Stages the last line (one without a final newline) and writes what is pending.
     pub async fn finish(mut self) -> Result<Staged> {
-        if !self.line.is_empty() || self.overlong {
-            self.end_line().await?;
+        if let Some((number, line)) = self.lines.last() {
+            stage_line(
+                &mut self.stager,
+                &mut self.header,
+                self.format,
+                number,
+                line,
+            )
+            .await?;
         }
         if self.format == Format::Csv && self.header.is_none() {
             return Err(PipelineError::new(
@@ -105,58 +108,38 @@ impl Upload<'_> {
         }
         self.stager.finish().await
     }
+}
 
-    fn append(&mut self, bytes: &[u8]) {
-        if self.overlong {
-            return;
-        }
-        if self.line.len() + bytes.len() > MAX_LINE_BYTES {
-            self.overlong = true;
-            self.line = Vec::new();
-        } else {
-            self.line.extend_from_slice(bytes);
-        }
-    }
-
-    /// Parses and stages the line just completed.
-    async fn end_line(&mut self) -> Result<()> {
-        let number = self.number;
-        self.number += 1;
-        let mut line = std::mem::take(&mut self.line);
-        if std::mem::take(&mut self.overlong) {
-            self.stager.reject(
-                number,
-                malformed(format!("the line is longer than {MAX_LINE_BYTES} bytes")),
-            );
+/// Parses and stages one line (the header, for a CSV upload's first).
+async fn stage_line(
+    stager: &mut Stager<'_>,
+    header: &mut Option<Vec<String>>,
+    format: Format,
+    number: u64,
+    line: std::result::Result<&str, String>,
+) -> Result<()> {
+    let text = match line {
+        Ok(text) => text,
+        Err(reason) => {
+            stager.reject(number, malformed(reason));
             return Ok(());
         }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
-        }
-        let Ok(text) = std::str::from_utf8(&line) else {
-            self.stager
-                .reject(number, malformed("the line is not UTF-8".into()));
-            return Ok(());
-        };
-        let parsed = match self.format {
-            Format::Ndjson => ndjson(text),
-            Format::Csv => match &self.header {
-                None => {
-                    self.header = Some(header(text)?);
-                    return Ok(());
-                }
-                Some(header) => csv_record(header, text),
-            },
-        };
-        match parsed {
-            Ok(row) => self.stager.push(number, row).await,
-            Err(error) => {
-                self.stager.reject(number, error);
-                Ok(())
+    };
+    let parsed = match format {
+        Format::Ndjson => ndjson(text),
+        Format::Csv => match header {
+            None => {
+                *header = Some(read_header(text)?);
+                return Ok(());
             }
+            Some(header) => csv_record(header, text),
+        },
+    };
+    match parsed {
+        Ok(row) => stager.push(number, row).await,
+        Err(error) => {
+            stager.reject(number, error);
+            Ok(())
         }
     }
 }
@@ -174,7 +157,7 @@ fn ndjson(text: &str) -> Result<Recipient> {
 }
 
 /// The CSV header: its column names, which must include `to_number` and be distinct.
-fn header(text: &str) -> Result<Vec<String>> {
+fn read_header(text: &str) -> Result<Vec<String>> {
     let names = split_csv(text).map_err(|e| malformed(format!("line 1: {e}")))?;
     let mut seen = HashSet::new();
     for name in &names {
@@ -231,71 +214,21 @@ fn csv_record(header: &[String], text: &str) -> Result<Recipient> {
     Ok(row)
 }
 
-/// Splits one CSV record into its fields (RFC 4180 quoting, within one line).
-fn split_csv(text: &str) -> std::result::Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() && !was_quoted => {
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, '"') => return Err("a quote inside an unquoted field".into()),
-            (false, ',') => {
-                fields.push(std::mem::take(&mut field));
-                was_quoted = false;
-            }
-            (false, c) if was_quoted => {
-                return Err(format!("`{c}` after a closing quote"));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("a quoted field is not closed on its line".into());
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Quoted fields keep commas and doubled quotes; broken quoting is refused.
-    #[test]
-    fn csv_fields_split() {
-        assert_eq!(split_csv("a,b,,c").unwrap(), ["a", "b", "", "c"]);
-        assert_eq!(
-            split_csv(r#""x, y","say ""hi""",z"#).unwrap(),
-            ["x, y", r#"say "hi""#, "z"]
-        );
-        assert!(split_csv(r#""open"#).is_err());
-        assert!(split_csv(r#"a"b"#).is_err());
-        assert!(split_csv(r#""a"b"#).is_err());
-    }
-
     /// Known columns fill the row; the others are template variables; empty cells are absent.
     #[test]
     fn csv_records_name_their_cells() {
-        let header = header("to_number,template_id,name,customer_id").unwrap();
+        let header = read_header("to_number,template_id,name,customer_id").unwrap();
         let row = csv_record(&header, "+14155552671,order_ready,Ann,").unwrap();
         assert_eq!(row.to_number, "+14155552671");
         assert_eq!(row.template_id.as_deref(), Some("order_ready"));
         assert_eq!(row.customer_id, None);
         assert_eq!(row.template_variables["name"], "Ann");
         assert!(csv_record(&header, "+14155552671,x").is_err());
-        assert!(super::header("name,message").is_err());
-        assert!(super::header("to_number,to_number").is_err());
+        assert!(read_header("name,message").is_err());
+        assert!(read_header("to_number,to_number").is_err());
     }
 }

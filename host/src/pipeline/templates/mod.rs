@@ -52,10 +52,10 @@ pub struct TemplateDraft {
 pub struct TemplateEdit {
     /// A new source (validated by the renderer).
     pub body: Option<String>,
-    /// A new description.
-    pub description: Option<String>,
-    /// A new category.
-    pub category: Option<Category>,
+    /// A new description; `Some(None)` removes it.
+    pub description: Option<Option<String>>,
+    /// A new category; `Some(None)` removes it.
+    pub category: Option<Option<Category>>,
     /// Activates or deactivates the template (writes no version).
     pub is_active: Option<bool>,
 }
@@ -148,7 +148,7 @@ pub async fn update(
     edit: TemplateEdit,
 ) -> Result<Template> {
     let template = get(pipeline, tenant, id_or_name).await?;
-    if let Some(description) = &edit.description {
+    if let Some(Some(description)) = &edit.description {
         check_description(description)?;
     }
     let body = match edit.body {
@@ -204,18 +204,27 @@ pub async fn delete(pipeline: &Pipeline, tenant: &TenantId, id_or_name: &str) ->
     written(outcome, &template)
 }
 
-/// The template `id_or_name` with every one of its versions, oldest first.
+/// The template `id_or_name` with one page of its versions, oldest first.
 pub async fn versions(
     pipeline: &Pipeline,
     tenant: &TenantId,
     id_or_name: &str,
-) -> Result<(Template, Vec<TemplateVersion>)> {
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(Template, Page<TemplateVersion>)> {
     let template = get(pipeline, tenant, id_or_name).await?;
-    let versions = pipeline
+    match pipeline
         .store()
-        .template_versions(tenant, &template.id)
-        .await?;
-    Ok((template, versions))
+        .template_versions(tenant, &template.id, limit, cursor)
+        .await
+    {
+        Ok(page) => Ok((template, page)),
+        Err(StoreError::InvalidCursor) => Err(PipelineError::new(
+            ErrorCode::InvalidQuery,
+            "the cursor is not valid",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The template after a write, or why the write was refused.
