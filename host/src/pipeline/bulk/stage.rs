@@ -1,6 +1,7 @@
 //! Staging a batch's rows: each row goes through the same steps as a single send (accept,
 //! render, count, check) and is written to the batch a chunk at a time; a row that a step
-//! refuses is reported by its position and the others go on.
+//! refuses is reported by its position and the others go on. The opt-out check runs once per
+//! chunk ([`check::check_many`]), one read for all its rows instead of one each.
 //!
 //! Memory stays flat whatever the number of rows: at most [`CHUNK_ROWS`] prepared messages, at
 //! most [`MAX_CACHED_RENDERS`] cached renders and, when a cap is set, that many reported
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use super::Recipient;
+use crate::domain::Category;
 use crate::pipeline::accept::{self, Content, References, SendRequest};
 use crate::pipeline::error::{ErrorCode, PipelineError, Result};
 use crate::pipeline::render::Rendered;
@@ -118,19 +120,13 @@ impl<'p> Stager<'p> {
         Ok(self.staged)
     }
 
-    /// Accept, render, count and check one row: the steps of a single send.
+    /// Accept, render and count one row: the steps of a single send but the check, which
+    /// [`Stager::flush`] runs for the whole chunk.
     async fn prepare(&mut self, row: Recipient) -> Result<NewMessage> {
         let request = self.request(row)?;
         let draft = accept::accept(&self.batch.tenant_id, request)?;
         let rendered = self.render(&draft).await?;
         let counted = count::count(&rendered.body, self.smart_encoding)?;
-        check::check(
-            self.pipeline,
-            &draft.tenant,
-            &draft.request.to,
-            &rendered.category,
-        )
-        .await?;
         let outgoing = enqueue::routed(draft, rendered, counted, &self.provider);
         let mut message = enqueue::new_message(self.pipeline, outgoing);
         message.batch_id = Some(self.batch.id.clone());
@@ -195,13 +191,34 @@ impl<'p> Stager<'p> {
         Ok(rendered)
     }
 
-    /// Writes the pending rows in one transaction; a row whose number the batch already has
-    /// (and duplicates are not allowed) is reported as `duplicate_recipient`.
+    /// Checks the pending rows (opt-outs) and writes those that pass in one transaction; a row
+    /// whose number the batch already has (and duplicates are not allowed) is reported as
+    /// `duplicate_recipient`.
     async fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (positions, messages): (Vec<u64>, Vec<NewMessage>) = self.pending.drain(..).unzip();
+        let pending = std::mem::take(&mut self.pending);
+        let rows: Vec<(&str, &Category)> = pending
+            .iter()
+            .map(|(_, message)| (message.to_number.as_str(), &message.category))
+            .collect();
+        let checked = check::check_many(self.pipeline, &self.batch.tenant_id, &rows).await?;
+        let mut positions = Vec::with_capacity(pending.len());
+        let mut messages = Vec::with_capacity(pending.len());
+        for ((position, message), verdict) in pending.into_iter().zip(checked) {
+            match verdict {
+                Ok(()) => {
+                    positions.push(position);
+                    messages.push(message);
+                }
+                Err(error) => self.reject(position, error),
+            }
+        }
+        self.pending = Vec::with_capacity(CHUNK_ROWS);
+        if messages.is_empty() {
+            return Ok(());
+        }
         let inserted = self
             .pipeline
             .store()
