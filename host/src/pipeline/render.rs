@@ -11,6 +11,7 @@ use super::Pipeline;
 use super::accept::{Content, Draft};
 use super::error::{ErrorCode, PipelineError, Result};
 use crate::domain::{Category, TenantId};
+use crate::plugin::LoadedPlugin;
 use crate::plugin::model::{MissingVariables, RenderError, RenderedText, Variables};
 use crate::store::Template;
 
@@ -63,25 +64,33 @@ pub async fn render_content(
         } => (template, variables),
     };
     let stored = usable_template(pipeline, tenant, template).await?;
+    let renderer = super::tenants::renderer(pipeline, tenant).await?;
+    render_template_with(&renderer, &stored, variables, requested).await
+}
+
+/// [`render_content`] for a template already looked up ([`usable_template`]) with the tenant's
+/// renderer already chosen: a bulk batch looks both up once, not once per row.
+pub async fn render_template_with(
+    renderer: &LoadedPlugin,
+    stored: &Template,
+    variables: &Variables,
+    requested: Option<Category>,
+) -> Result<Rendered> {
     if !stored.is_active {
         return Err(PipelineError::new(
             ErrorCode::InactiveTemplate,
             format!("template `{}` is not active", stored.name),
         ));
     }
-    let rendered = render_text(
-        pipeline,
-        tenant,
-        &stored,
-        variables,
-        MissingVariables::Refuse,
-    )
-    .await?;
+    let rendered = render_text_with(renderer, stored, variables, MissingVariables::Refuse).await?;
     // Templates are created with message categories only; a reserved one would be ignored.
-    let template_category = stored.category.filter(|c| matches!(c, Category::Named(_)));
+    let template_category = stored
+        .category
+        .clone()
+        .filter(|c| matches!(c, Category::Named(_)));
     Ok(Rendered {
         body: rendered.text,
-        template_id: Some(stored.id),
+        template_id: Some(stored.id.clone()),
         template_version: Some(stored.version),
         category: requested
             .or(template_category)
@@ -124,6 +133,16 @@ pub async fn render_text(
     missing: MissingVariables,
 ) -> Result<RenderedText> {
     let renderer = super::tenants::renderer(pipeline, tenant).await?;
+    render_text_with(&renderer, template, variables, missing).await
+}
+
+/// [`render_text`] with the renderer already chosen.
+async fn render_text_with(
+    renderer: &LoadedPlugin,
+    template: &Template,
+    variables: &Variables,
+    missing: MissingVariables,
+) -> Result<RenderedText> {
     match renderer.render(&template.body, variables, missing).await {
         Ok(Ok(rendered)) => Ok(rendered),
         Ok(Err(RenderError::MissingVariable(name))) => Err(PipelineError::new(

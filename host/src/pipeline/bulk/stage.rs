@@ -8,6 +8,7 @@
 //! rejections are held at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -17,13 +18,16 @@ use crate::pipeline::accept::{self, Content, References, SendRequest};
 use crate::pipeline::error::{ErrorCode, PipelineError, Result};
 use crate::pipeline::render::Rendered;
 use crate::pipeline::{Pipeline, check, count, enqueue, render, tenants};
-use crate::store::{Batch, NewMessage};
+use crate::plugin::LoadedPlugin;
+use crate::store::{Batch, NewMessage, Template};
 
 /// Rows prepared before they are written, in one transaction.
 pub const CHUNK_ROWS: usize = 5_000;
 /// Distinct (template, variables, category) renders remembered; the cache is emptied when full,
 /// since rows that share variables usually come together.
 const MAX_CACHED_RENDERS: usize = 10_000;
+/// Distinct templates (by the id or name rows give) remembered; emptied when full.
+const MAX_CACHED_TEMPLATES: usize = 256;
 
 /// A row a step refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,6 +58,10 @@ pub(super) struct Stager<'p> {
     provider: String,
     smart_encoding: bool,
     renders: HashMap<String, Rendered>,
+    /// Templates looked up, by the id or name rows gave, and the renderer: once per batch, so
+    /// that every row of a batch renders from the same version with the same renderer.
+    templates: HashMap<String, Template>,
+    renderer: Option<Arc<LoadedPlugin>>,
     pending: Vec<(u64, NewMessage)>,
     report_cap: usize,
     staged: Staged,
@@ -73,6 +81,8 @@ impl<'p> Stager<'p> {
             smart_encoding: pipeline.config().delivery.smart_encoding,
             batch,
             renders: HashMap::new(),
+            templates: HashMap::new(),
+            renderer: None,
             pending: Vec::with_capacity(CHUNK_ROWS),
             report_cap,
             staged: Staged::default(),
@@ -173,17 +183,45 @@ impl<'p> Stager<'p> {
     }
 
     /// Renders `draft`, once per distinct template, variables and category: the renderer is a
-    /// plugin call, and a batch usually repeats the same variables many times.
+    /// plugin call, and a batch usually repeats the same variables many times. The template
+    /// and the renderer are looked up once for the batch.
     async fn render(&mut self, draft: &accept::Draft) -> Result<Rendered> {
-        if matches!(draft.request.content, Content::Text(_)) {
+        let Content::Template {
+            template,
+            variables,
+        } = &draft.request.content
+        else {
             return render::render(self.pipeline, draft).await;
-        }
+        };
         let key = serde_json::to_string(&(&draft.request.content, &draft.request.category))
             .map_err(PipelineError::internal)?;
         if let Some(rendered) = self.renders.get(&key) {
             return Ok(rendered.clone());
         }
-        let rendered = render::render(self.pipeline, draft).await?;
+        let renderer = match &self.renderer {
+            Some(renderer) => Arc::clone(renderer),
+            None => {
+                let renderer = tenants::renderer(self.pipeline, &self.batch.tenant_id).await?;
+                self.renderer = Some(Arc::clone(&renderer));
+                renderer
+            }
+        };
+        if !self.templates.contains_key(template) {
+            let stored =
+                render::usable_template(self.pipeline, &self.batch.tenant_id, template).await?;
+            if self.templates.len() >= MAX_CACHED_TEMPLATES {
+                self.templates.clear();
+            }
+            self.templates.insert(template.clone(), stored);
+        }
+        let stored = &self.templates[template];
+        let rendered = render::render_template_with(
+            &renderer,
+            stored,
+            variables,
+            draft.request.category.clone(),
+        )
+        .await?;
         if self.renders.len() >= MAX_CACHED_RENDERS {
             self.renders.clear();
         }
