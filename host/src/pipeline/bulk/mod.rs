@@ -306,7 +306,27 @@ async fn queue(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<()> {
         .await?
         .ok_or_else(|| not_draft(id))?;
     tracing::info!(tenant = %tenant, batch_id = %id, due_at, "batch queued");
+    count_accepted(pipeline, tenant, id).await;
     Ok(())
+}
+
+/// Counts a batch's messages just queued as accepted. The count is read back (one aggregate
+/// query per batch, not per row); a failure to read it costs the metric, never the batch.
+async fn count_accepted(pipeline: &Pipeline, tenant: &TenantId, id: &str) {
+    let provider = match tenants::provider(pipeline, tenant).await {
+        Ok(provider) => provider.name().to_owned(),
+        Err(_) => return,
+    };
+    match pipeline.store().batch_counts(tenant, id).await {
+        Ok(counts) => {
+            for (status, n) in counts.by_status {
+                if matches!(status, MessageStatus::Queued | MessageStatus::Scheduled) {
+                    pipeline.metrics().accepted_many(tenant, &provider, status, n);
+                }
+            }
+        }
+        Err(e) => tracing::debug!(batch_id = %id, error = %e, "could not count a queued batch"),
+    }
 }
 
 /// Cancels batch `id`: every message not yet claimed is withdrawn (`canceled`); the ones a
