@@ -24,6 +24,8 @@ use std::time::Duration;
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::{MessageStatus, TenantId};
 
 /// Messages accepted (stored and queued or scheduled); labels `tenant`, `provider`, `status`.
@@ -55,6 +57,40 @@ pub const BUDGET_SPENT: &str = "herald_budget_spent_micros";
 pub const BUDGET_RESERVED: &str = "herald_budget_reserved_micros";
 /// Budget alert thresholds crossed; labels `tenant`, `budget`, `threshold` (percent).
 pub const BUDGET_ALERTS: &str = "herald_budget_alerts_total";
+
+/// The `[metrics]` configuration section: whether `GET /metrics` is served and to whom. Read
+/// at each request, so a reload applies it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Whether `GET /metrics` answers (default `true`); when off it is `404 not_found`.
+    pub enabled: bool,
+    /// Who may scrape (default `loopback`).
+    pub access: MetricsAccess,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            access: MetricsAccess::Loopback,
+        }
+    }
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// A client on a loopback address (`127.0.0.0/8`, `::1`) without a key; anyone else with
+    /// the admin key. Behind a proxy on the same host every client looks local: use `admin`.
+    #[default]
+    Loopback,
+    /// Only with the admin key (`Authorization: Bearer <server.admin_key>`).
+    Admin,
+    /// Anyone who can reach the server.
+    Open,
+}
 
 /// The route label of a request no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
