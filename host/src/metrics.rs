@@ -33,8 +33,10 @@ pub const ACCEPTED: &str = "herald_messages_accepted_total";
 /// Delivery attempts recorded, by the status the attempt left the message in (`sent`, `queued`
 /// for a retry, `failed`, `unknown`, …); labels `tenant`, `provider`, `status`.
 pub const DISPATCHED: &str = "herald_messages_dispatched_total";
-/// Messages that reached a final status (`delivered`, `undelivered`, `failed`, `canceled`,
-/// `read`), from an attempt or a provider's report; labels `tenant`, `provider`, `status`.
+/// Messages that reached a final status (`delivered`, `undelivered`, `failed`, `canceled`;
+/// `read` when no `delivered` came first),
+/// from an attempt, a provider's report or a single message's cancel (a batch's cancel is not
+/// counted); labels `tenant`, `provider`, `status`.
 pub const FINAL: &str = "herald_messages_final_total";
 /// Queue entries (due, scheduled or leased), read from storage at scrape time.
 pub const QUEUE_DEPTH: &str = "herald_queue_depth";
@@ -392,5 +394,23 @@ mod tests {
             one.render()
         );
         assert!(!two.render().contains(ACCEPTED), "{}", two.render());
+    }
+
+    /// The budget metrics the ledger sets render under their names, with bounded labels.
+    #[test]
+    fn budget_metrics_render() {
+        let metrics = Metrics::new();
+        let tenant = TenantId::default_tenant();
+        metrics.budget_usage(&tenant, "monthly", "USD", 1_500_000, 250_000);
+        metrics.budget_alert(&tenant, "monthly", 80);
+        let text = metrics.render();
+        for line in [
+            "herald_budget_spent_micros{tenant=\"default\",budget=\"monthly\",currency=\"USD\"} 1500000",
+            "herald_budget_reserved_micros{tenant=\"default\",budget=\"monthly\",currency=\"USD\"} 250000",
+            "herald_budget_alerts_total{tenant=\"default\",budget=\"monthly\",threshold=\"80\"} 1",
+            "# TYPE herald_budget_spent_micros gauge",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }
