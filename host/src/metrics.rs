@@ -396,6 +396,30 @@ mod tests {
         assert!(!two.render().contains(ACCEPTED), "{}", two.render());
     }
 
+    /// `[metrics]` defaults to enabled and loopback, takes `admin` and `open`, and refuses an
+    /// unknown key or access; the example configuration loads with its `[metrics]` section.
+    #[test]
+    fn the_metrics_section_loads() {
+        use figment::providers::{Format, Toml};
+        let load = |text: &str| {
+            figment::Figment::from(Toml::string(text)).extract::<crate::config::Config>()
+        };
+        assert_eq!(load("").unwrap().metrics, MetricsConfig::default());
+        let config = load("[metrics]\nenabled = false\naccess = \"admin\"\n").unwrap();
+        assert!(!config.metrics.enabled);
+        assert_eq!(config.metrics.access, MetricsAccess::Admin);
+        assert_eq!(
+            load("[metrics]\naccess = \"open\"\n").unwrap().metrics.access,
+            MetricsAccess::Open
+        );
+        assert!(load("[metrics]\naccess = \"anyone\"\n").is_err());
+        assert!(load("[metrics]\nport = 9100\n").is_err());
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/herald.toml");
+        let example = std::fs::read_to_string(example).unwrap();
+        assert_eq!(load(&example).unwrap().metrics, MetricsConfig::default());
+    }
+
     /// The budget metrics the ledger sets render under their names, with bounded labels.
     #[test]
     fn budget_metrics_render() {
