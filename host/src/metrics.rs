@@ -21,8 +21,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -300,7 +304,10 @@ impl ReloadOutcome {
 
 /// Describes every metric, so each has its `# HELP` and `# TYPE` from the first scrape on.
 fn describe() {
-    describe_counter!(ACCEPTED, "Messages accepted (stored and queued or scheduled).");
+    describe_counter!(
+        ACCEPTED,
+        "Messages accepted (stored and queued or scheduled)."
+    );
     describe_counter!(
         DISPATCHED,
         "Delivery attempts recorded, by the status the attempt left the message in."
@@ -373,7 +380,10 @@ mod tests {
         assert_eq!(label(""), "invalid");
         assert_eq!(label("a\"b"), "invalid");
         assert_eq!(label(&"x".repeat(65)), "invalid");
-        assert_eq!(route_label("/api/v1/sms/messages/{id}"), "/api/v1/sms/messages/{id}");
+        assert_eq!(
+            route_label("/api/v1/sms/messages/{id}"),
+            "/api/v1/sms/messages/{id}"
+        );
         assert_eq!(route_label("/a b"), "invalid");
     }
 
@@ -402,20 +412,25 @@ mod tests {
     fn the_metrics_section_loads() {
         use figment::providers::{Format, Toml};
         let load = |text: &str| {
-            figment::Figment::from(Toml::string(text)).extract::<crate::config::Config>()
+            figment::Figment::from(Toml::string(text))
+                .extract::<crate::config::Config>()
+                .map_err(Box::new)
         };
         assert_eq!(load("").unwrap().metrics, MetricsConfig::default());
         let config = load("[metrics]\nenabled = false\naccess = \"admin\"\n").unwrap();
         assert!(!config.metrics.enabled);
         assert_eq!(config.metrics.access, MetricsAccess::Admin);
         assert_eq!(
-            load("[metrics]\naccess = \"open\"\n").unwrap().metrics.access,
+            load("[metrics]\naccess = \"open\"\n")
+                .unwrap()
+                .metrics
+                .access,
             MetricsAccess::Open
         );
         assert!(load("[metrics]\naccess = \"anyone\"\n").is_err());
         assert!(load("[metrics]\nport = 9100\n").is_err());
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/herald.toml");
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/herald.toml");
         let example = std::fs::read_to_string(example).unwrap();
         assert_eq!(load(&example).unwrap().metrics, MetricsConfig::default());
     }

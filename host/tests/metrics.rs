@@ -79,9 +79,7 @@ async fn counters_after_deliveries(backend: Backend) {
         .admin(reqwest::Method::POST, "/admin/plugins/reload", None)
         .await;
     let outcome = match status {
-        StatusCode::OK if reload["rejected"].as_object().is_none_or(|r| r.is_empty()) => {
-            "applied"
-        }
+        StatusCode::OK if reload["rejected"].as_object().is_none_or(|r| r.is_empty()) => "applied",
         StatusCode::OK => "partial",
         _ => "refused",
     };
@@ -189,7 +187,11 @@ async fn counters_after_deliveries(backend: Backend) {
         "{reload} {text}"
     );
     // Nothing is left to send.
-    assert_eq!(metrics.value("herald_queue_depth", &[]), Some(0.0), "{text}");
+    assert_eq!(
+        metrics.value("herald_queue_depth", &[]),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(
         metrics.value("herald_queue_oldest_due_age_seconds", &[]),
         Some(0.0),
@@ -207,7 +209,10 @@ async fn queue_gauges_come_from_storage(backend: Backend) {
     let herald = built(&storage, Some(clock.clone()), |_| {}).await;
     let tenant = TenantId::default_tenant();
     herald
-        .send(&tenant, SendRequest::text(DELIVERED_TO.parse().unwrap(), "now"))
+        .send(
+            &tenant,
+            SendRequest::text(DELIVERED_TO.parse().unwrap(), "now"),
+        )
         .await
         .unwrap();
     let mut later = SendRequest::text(DELIVERED_TO.parse().unwrap(), "later");
@@ -218,7 +223,11 @@ async fn queue_gauges_come_from_storage(backend: Backend) {
     let (status, text) = scrape(&herald, Some(loopback()), None).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let metrics = Exposition::parse(&text);
-    assert_eq!(metrics.value("herald_queue_depth", &[]), Some(2.0), "{text}");
+    assert_eq!(
+        metrics.value("herald_queue_depth", &[]),
+        Some(2.0),
+        "{text}"
+    );
     assert_eq!(
         metrics.value("herald_queue_oldest_due_age_seconds", &[]),
         Some(5.0),
@@ -249,21 +258,54 @@ async fn the_guard_follows_the_configuration() {
     let remote = SocketAddr::from(([192, 0, 2, 7], 40_000));
 
     let herald = built(&storage, None, |_| {}).await;
-    assert_eq!(scrape(&herald, Some(loopback()), None).await.0, StatusCode::OK);
+    assert_eq!(
+        scrape(&herald, Some(loopback()), None).await.0,
+        StatusCode::OK
+    );
     let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
     assert_eq!(scrape(&herald, Some(mapped), None).await.0, StatusCode::OK);
-    refused(&herald, Some(remote), None, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    refused(&herald, None, None, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    refused(&herald, Some(remote), Some("wrong"), StatusCode::UNAUTHORIZED, "unauthorized").await;
+    refused(
+        &herald,
+        Some(remote),
+        None,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    refused(
+        &herald,
+        None,
+        None,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    refused(
+        &herald,
+        Some(remote),
+        Some("wrong"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
     let (status, text) = scrape(&herald, Some(remote), Some(ADMIN_KEY)).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     Exposition::parse(&text);
     herald.close().await;
 
     let admin_only = built(&storage, None, |c| c.metrics.access = MetricsAccess::Admin).await;
-    refused(&admin_only, Some(loopback()), None, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    refused(
+        &admin_only,
+        Some(loopback()),
+        None,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
     assert_eq!(
-        scrape(&admin_only, Some(loopback()), Some(ADMIN_KEY)).await.0,
+        scrape(&admin_only, Some(loopback()), Some(ADMIN_KEY))
+            .await
+            .0,
         StatusCode::OK
     );
     admin_only.close().await;
@@ -273,12 +315,29 @@ async fn the_guard_follows_the_configuration() {
     open.close().await;
 
     let no_admin = built(&storage, None, |c| c.server.admin_key.clear()).await;
-    refused(&no_admin, Some(remote), None, StatusCode::FORBIDDEN, "admin_disabled").await;
-    assert_eq!(scrape(&no_admin, Some(loopback()), None).await.0, StatusCode::OK);
+    refused(
+        &no_admin,
+        Some(remote),
+        None,
+        StatusCode::FORBIDDEN,
+        "admin_disabled",
+    )
+    .await;
+    assert_eq!(
+        scrape(&no_admin, Some(loopback()), None).await.0,
+        StatusCode::OK
+    );
     no_admin.close().await;
 
     let off = built(&storage, None, |c| c.metrics.enabled = false).await;
-    refused(&off, Some(loopback()), Some(ADMIN_KEY), StatusCode::NOT_FOUND, "not_found").await;
+    refused(
+        &off,
+        Some(loopback()),
+        Some(ADMIN_KEY),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     off.close().await;
 }
 
@@ -329,7 +388,11 @@ async fn built(
 
 /// `GET /metrics` through the router, from `peer` (none: a router served without connect
 /// info), with `key` as the bearer token.
-async fn scrape(herald: &Herald, peer: Option<SocketAddr>, key: Option<&str>) -> (StatusCode, String) {
+async fn scrape(
+    herald: &Herald,
+    peer: Option<SocketAddr>,
+    key: Option<&str>,
+) -> (StatusCode, String) {
     let mut request = Request::get("/metrics");
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
@@ -360,6 +423,9 @@ async fn refused(
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
 }
+
+/// A label set without `le`, as the key of a histogram's series.
+type Labels = Vec<(String, String)>;
 
 /// One sample of an exposition.
 #[derive(Debug)]
@@ -393,9 +459,15 @@ impl Exposition {
                     ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
                     "unknown type {kind:?}"
                 );
-                assert!(!seen_families.contains(name), "TYPE of {name} after its samples");
                 assert!(
-                    parsed.types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    !seen_families.contains(name),
+                    "TYPE of {name} after its samples"
+                );
+                assert!(
+                    parsed
+                        .types
+                        .insert(name.to_owned(), kind.to_owned())
+                        .is_none(),
                     "TYPE of {name} twice"
                 );
                 continue;
@@ -420,7 +492,10 @@ impl Exposition {
     fn family(&self, name: &str) -> String {
         for suffix in ["_bucket", "_sum", "_count"] {
             if let Some(base) = name.strip_suffix(suffix)
-                && self.types.get(base).is_some_and(|t| t == "histogram" || t == "summary")
+                && self
+                    .types
+                    .get(base)
+                    .is_some_and(|t| t == "histogram" || t == "summary")
             {
                 return base.to_owned();
             }
@@ -430,10 +505,18 @@ impl Exposition {
 
     fn check_histograms(&self) {
         for (family, _) in self.types.iter().filter(|(_, t)| *t == "histogram") {
-            let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
-            for sample in self.samples.iter().filter(|s| s.name == format!("{family}_bucket")) {
+            let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+            for sample in self
+                .samples
+                .iter()
+                .filter(|s| s.name == format!("{family}_bucket"))
+            {
                 let le = sample.labels.get("le").expect("a bucket has `le`");
-                let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
                 let rest = sample
                     .labels
                     .iter()
@@ -455,10 +538,16 @@ impl Exposition {
                     .iter()
                     .find(|s| {
                         s.name == format!("{family}_count")
-                            && s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).eq(labels.iter().cloned())
+                            && s.labels
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .eq(labels.iter().cloned())
                     })
                     .unwrap_or_else(|| panic!("{family} has no _count for {labels:?}"));
-                assert_eq!(count.value, total, "{family}: +Inf bucket and _count disagree");
+                assert_eq!(
+                    count.value, total,
+                    "{family}: +Inf bucket and _count disagree"
+                );
             }
         }
     }
@@ -491,7 +580,7 @@ fn valid_name(name: &str) -> bool {
 
 fn parse_sample(line: &str) -> Sample {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
+        .find(['{', ' '])
         .unwrap_or_else(|| panic!("no value in {line:?}"));
     let name = &line[..name_end];
     assert!(valid_name(name), "bad metric name in {line:?}");
@@ -520,7 +609,11 @@ fn parse_sample(line: &str) -> Sample {
             while chars.peek().is_some_and(|&(i, _)| i <= eq) {
                 chars.next();
             }
-            assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "unquoted value in {line:?}");
+            assert_eq!(
+                chars.next().map(|(_, c)| c),
+                Some('"'),
+                "unquoted value in {line:?}"
+            );
             let mut value = String::new();
             loop {
                 match chars.next().map(|(_, c)| c) {

@@ -78,7 +78,9 @@ pub fn authorize(
     match settings.access {
         MetricsAccess::Open => Ok(()),
         MetricsAccess::Loopback if local => Ok(()),
-        MetricsAccess::Loopback | MetricsAccess::Admin => super::admin::authorize(pipeline, headers),
+        MetricsAccess::Loopback | MetricsAccess::Admin => {
+            super::admin::authorize(pipeline, headers)
+        }
     }
 }
 

@@ -165,7 +165,13 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
                     .store()
                     .reschedule(job.lease(), now + STORE_RETRY_MS, &error, now)
                     .await;
-                record(pipeline, result, &job, MessageStatus::Queued, &message.provider);
+                record(
+                    pipeline,
+                    result,
+                    &job,
+                    MessageStatus::Queued,
+                    &message.provider,
+                );
                 return;
             }
         }

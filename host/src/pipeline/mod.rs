@@ -196,7 +196,8 @@ impl Pipeline {
         let config = match self.source.load() {
             Ok(config) => config,
             Err(e) => {
-                self.metrics().reload(crate::metrics::ReloadOutcome::Refused);
+                self.metrics()
+                    .reload(crate::metrics::ReloadOutcome::Refused);
                 return Err(e);
             }
         };

@@ -321,7 +321,9 @@ async fn count_accepted(pipeline: &Pipeline, tenant: &TenantId, id: &str) {
         Ok(counts) => {
             for (status, n) in counts.by_status {
                 if matches!(status, MessageStatus::Queued | MessageStatus::Scheduled) {
-                    pipeline.metrics().accepted_many(tenant, &provider, status, n);
+                    pipeline
+                        .metrics()
+                        .accepted_many(tenant, &provider, status, n);
                 }
             }
         }
