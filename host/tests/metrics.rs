@@ -21,7 +21,11 @@ use herald::{Herald, SendRequest, TenantId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-on_both_backends!(counters_after_deliveries, queue_gauges_come_from_storage);
+on_both_backends!(
+    counters_after_deliveries,
+    queue_gauges_come_from_storage,
+    bulk_rows_count_as_accepted,
+);
 
 /// A number the carrier delivers to, and one it fails (`…0070`).
 const DELIVERED_TO: &str = "+14155552671";
@@ -195,6 +199,51 @@ async fn counters_after_deliveries(backend: Backend) {
     assert_eq!(
         metrics.value("herald_queue_oldest_due_age_seconds", &[]),
         Some(0.0),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+/// A bulk batch's accepted rows are counted once the batch is queued, however far the
+/// dispatcher has taken them by then; a refused row is not.
+async fn bulk_rows_count_as_accepted(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (status, answer) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &json!({
+                "batch_name": "metrics",
+                "recipients": [
+                    {"to_number": "+14155550101", "message": "one"},
+                    {"to_number": "+14155550102", "message": "two"},
+                    {"to_number": "+12", "message": "bad number"},
+                    {"to_number": "+14155550103", "message": "three"},
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = Exposition::parse(&text);
+    assert_eq!(
+        metrics.value(
+            "herald_messages_accepted_total",
+            &[
+                ("tenant", "default"),
+                ("provider", "twilio"),
+                ("status", "queued")
+            ]
+        ),
+        Some(3.0),
         "{text}"
     );
     app.stop().await;
