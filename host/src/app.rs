@@ -35,6 +35,9 @@ use crate::watch;
 /// not spin).
 const DISPATCHER_RESTART: Duration = Duration::from_secs(1);
 
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// Errors from starting or serving Herald.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -196,6 +199,18 @@ impl Herald {
             Ok(task) => background.push(task),
             Err(e) => tracing::warn!(error = %e, "SIGHUP reloads are unavailable"),
         }
+        background.push(tokio::spawn({
+            // Histogram samples wait in memory until folded into buckets; fold them now and
+            // then, so memory stays flat when nobody scrapes (see `crate::metrics`).
+            let metrics = self.pipeline.metrics().clone();
+            async move {
+                let mut every = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    every.tick().await;
+                    metrics.upkeep();
+                }
+            }
+        }));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let reconciler = tokio::spawn(reconcile::run(self.pipeline.clone(), stopped.clone()));
         let scheduler = tokio::spawn(schedules::run(self.pipeline.clone(), stopped.clone()));

@@ -54,6 +54,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What the log looks like and how much of it there is.
     pub logging: LoggingConfig,
+    /// `GET /metrics`: whether it is served and to whom.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// HTTP server settings.

@@ -35,6 +35,7 @@
 //! - [`plugin`]: the WebAssembly plugin runtime (contract bindings, limits, hot reload).
 //! - [`segments`]: GSM-7 / UCS-2 encoding and segment counting.
 //! - [`keywords`]: STOP / START / HELP in inbound messages.
+//! - [`metrics`]: the Prometheus metrics of one Herald (`GET /metrics`).
 //! - [`watch`]: the reload triggers (file changes, SIGHUP).
 //! - [`config`]: typed configuration (file, then environment).
 //! - [`domain`]: the value types every layer shares; [`clock`]: time as a dependency.
@@ -45,6 +46,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod keywords;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod segments;

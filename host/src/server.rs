@@ -9,12 +9,14 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt as _;
 
 /// Hyper answers a bare `431` to a request with more header lines than this. The API refuses
 /// headers over 32 KiB with its own JSON `431`; a client needs more than 1,024 lines averaging
@@ -54,8 +56,8 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         accept_failed(error).await;
                         continue;
@@ -65,7 +67,13 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let connection = http.serve_connection(
                     TokioIo::new(stream),
-                    TowerToHyperService::new(router.clone()),
+                    // The peer's address, for handlers that ask (`/metrics` serves loopback).
+                    TowerToHyperService::new(router.clone().map_request(
+                        move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                            request.extensions_mut().insert(ConnectInfo(peer));
+                            request
+                        },
+                    )),
                 );
                 let mut closing = closing_seen.clone();
                 connections.spawn(async move {

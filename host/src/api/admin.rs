@@ -18,7 +18,7 @@ use crate::plugin::PluginSummary;
 use crate::store::{ApiKey, Tenant};
 
 /// Checks `Authorization: Bearer <admin_key>`; admin routes are off when no key is configured.
-fn authorize(pipeline: &Pipeline, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn authorize(pipeline: &Pipeline, headers: &HeaderMap) -> ApiResult<()> {
     let config = pipeline.config();
     let expected = &config.server.admin_key;
     if expected.is_empty() {

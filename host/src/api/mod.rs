@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod json;
 pub mod layers;
 pub mod messages;
+pub mod metrics;
 pub mod opt_outs;
 pub mod params;
 pub mod scheduling;
@@ -76,6 +77,7 @@ pub fn router(pipeline: Pipeline) -> Router {
             put(admin::put_settings).get(admin::get_settings),
         )
         .merge(scheduling::routes())
+        .merge(metrics::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -88,6 +90,10 @@ pub fn router(pipeline: Pipeline) -> Router {
         .merge(opt_outs::streamed_routes())
         .layer(middleware::from_fn(request_limits))
         .layer(middleware::from_fn(layers::log_request))
+        .layer(middleware::from_fn_with_state(
+            pipeline.clone(),
+            metrics::observe,
+        ))
         .with_state(pipeline)
 }
 

@@ -23,6 +23,9 @@ pub async fn cancel(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<
         .await?
     {
         CancelOutcome::Canceled(message) => {
+            pipeline
+                .metrics()
+                .finished(tenant, &message.provider, message.status);
             tracing::info!(%tenant, message_id = %message.id, "message canceled");
             Ok(message)
         }

@@ -165,7 +165,13 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
                     .store()
                     .reschedule(job.lease(), now + STORE_RETRY_MS, &error, now)
                     .await;
-                record(result, &job, MessageStatus::Queued, &message.provider);
+                record(
+                    pipeline,
+                    result,
+                    &job,
+                    MessageStatus::Queued,
+                    &message.provider,
+                );
                 return;
             }
         }
@@ -256,6 +262,7 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
     match next {
         Next::Sent(accepted) => {
             record(
+                pipeline,
                 store.complete_accepted(lease, &accepted, now).await,
                 job,
                 MessageStatus::Sent,
@@ -264,6 +271,7 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
         }
         Next::RetryAt { due_at, error } => {
             record(
+                pipeline,
                 store.reschedule(lease, due_at, &error, now).await,
                 job,
                 MessageStatus::Queued,
@@ -273,6 +281,7 @@ async fn apply(pipeline: &Pipeline, job: &ClaimedJob, next: Next) {
         Next::Defer { due_at, error } => {
             tracing::info!(message_id = %job.message.id, due_at, "provider busy; message deferred without counting the attempt");
             record(
+                pipeline,
                 store.defer(lease, due_at, &error, now).await,
                 job,
                 MessageStatus::Queued,
@@ -316,7 +325,7 @@ async fn finish(pipeline: &Pipeline, job: &ClaimedJob, status: MessageStatus, er
         .store()
         .finish(job.lease(), status, error, pipeline.now())
         .await;
-    record(result, job, status, &job.message.provider);
+    record(pipeline, result, job, status, &job.message.provider);
 }
 
 /// An error Herald itself reports for an attempt.
@@ -328,8 +337,9 @@ fn herald_error(code: &str, message: &str) -> ErrorInfo {
 }
 
 /// Logs what became of an attempt's outcome: on success one info line per status change
-/// (`status` is the status the attempt left the message in).
+/// (`status` is the status the attempt left the message in), counted in the metrics.
 fn record(
+    pipeline: &Pipeline,
     result: store::Result<LeaseOutcome>,
     job: &ClaimedJob,
     status: MessageStatus,
@@ -337,14 +347,19 @@ fn record(
 ) {
     let message_id = &job.message.id;
     match result {
-        Ok(LeaseOutcome::Applied) => tracing::info!(
-            tenant = %job.message.tenant_id,
-            %message_id,
-            provider,
-            attempt = job.attempt,
-            %status,
-            "message attempt recorded"
-        ),
+        Ok(LeaseOutcome::Applied) => {
+            pipeline
+                .metrics()
+                .dispatched(&job.message.tenant_id, provider, status);
+            tracing::info!(
+                tenant = %job.message.tenant_id,
+                %message_id,
+                provider,
+                attempt = job.attempt,
+                %status,
+                "message attempt recorded"
+            );
+        }
         Ok(LeaseOutcome::Lost) => {
             tracing::warn!(%message_id, "lease lost before the outcome was recorded; another attempt owns it")
         }

@@ -139,6 +139,9 @@ pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitte
     let new = new_message(pipeline, outgoing);
     match pipeline.store().enqueue(&new).await {
         Ok(Enqueued::Created(message)) => {
+            pipeline
+                .metrics()
+                .accepted(&message.tenant_id, &message.provider, message.status);
             tracing::info!(
                 tenant = %message.tenant_id,
                 message_id = %message.id,

@@ -139,6 +139,13 @@ impl Pipeline {
         &self.plugins
     }
 
+    /// This Herald's metrics (the recorder its plugin runtime records into; see
+    /// [`crate::metrics`]).
+    #[must_use]
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.plugins.metrics()
+    }
+
     /// The configuration in force now (a reload may replace it between two calls).
     #[must_use]
     pub fn config(&self) -> Arc<Config> {
@@ -186,10 +193,22 @@ impl Pipeline {
     /// validate is refused whole and the running one keeps serving. Settings that only a restart
     /// applies (the listen address, the storage URL, …) are named in the outcome.
     pub async fn reload(&self) -> std::result::Result<ReloadOutcome, crate::config::ConfigError> {
-        let config = self.source.load()?;
+        let config = match self.source.load() {
+            Ok(config) => config,
+            Err(e) => {
+                self.metrics()
+                    .reload(crate::metrics::ReloadOutcome::Refused);
+                return Err(e);
+            }
+        };
         let restart_required = self.config().restart_required(&config);
         let plugins = self.plugins.apply(&config).await;
         self.config.store(Arc::new(config));
+        self.metrics().reload(if plugins.rejected.is_empty() {
+            crate::metrics::ReloadOutcome::Applied
+        } else {
+            crate::metrics::ReloadOutcome::Partial
+        });
         Ok(ReloadOutcome {
             plugins,
             restart_required,

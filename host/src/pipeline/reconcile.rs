@@ -125,6 +125,13 @@ async fn ask_provider(
                     .apply_status(&candidate.tenant_id, &change)
                     .await?;
                 if let Some(applied) = applied.filter(|a| a.changed) {
+                    if applied.message.status.is_final() && !applied.previous.is_final() {
+                        pipeline.metrics().finished(
+                            &candidate.tenant_id,
+                            provider,
+                            applied.message.status,
+                        );
+                    }
                     tracing::info!(message_id = %candidate.id, %provider, from = %applied.previous, to = %applied.message.status, "reconciled a status whose callback was lost");
                     pass.moved += 1;
                 }

@@ -51,11 +51,25 @@ pub struct Receipt {
 /// tenant; an inbound message names the number it was sent to, which a tenant owns. The webhook
 /// is then verified with that tenant's settings. An inbound message to a number no tenant owns
 /// is verified with the operator's settings, acknowledged and logged, but not stored.
+///
+/// A webhook refused as not genuine (`invalid_signature`) is counted in the metrics, by
+/// provider (only a loaded provider's name gets that far).
 pub async fn receive_webhook(
     pipeline: &Pipeline,
     provider: &str,
     webhook: Webhook,
 ) -> Result<Receipt> {
+    let received = receive(pipeline, provider, webhook).await;
+    if let Err(e) = &received
+        && e.code == ErrorCode::InvalidSignature
+    {
+        pipeline.metrics().webhook_verification_failed(provider);
+    }
+    received
+}
+
+/// [`receive_webhook`] before the metrics.
+async fn receive(pipeline: &Pipeline, provider: &str, webhook: Webhook) -> Result<Receipt> {
     let base = pipeline
         .plugins()
         .get(provider)
@@ -237,14 +251,21 @@ pub async fn apply_status(
     let provider_message_id = update.provider_message_id.clone();
     let change = store_update(lookup, update, EventSource::Webhook, pipeline.now());
     match pipeline.store().apply_status(tenant, &change).await? {
-        Some(applied) if applied.changed => tracing::info!(
-            tenant = %tenant,
-            message_id = %applied.message.id,
-            provider,
-            status = %applied.message.status,
-            previous = %applied.previous,
-            "message status changed by the provider"
-        ),
+        Some(applied) if applied.changed => {
+            if applied.message.status.is_final() && !applied.previous.is_final() {
+                pipeline
+                    .metrics()
+                    .finished(tenant, provider, applied.message.status);
+            }
+            tracing::info!(
+                tenant = %tenant,
+                message_id = %applied.message.id,
+                provider,
+                status = %applied.message.status,
+                previous = %applied.previous,
+                "message status changed by the provider"
+            );
+        }
         Some(applied) => tracing::debug!(
             tenant = %tenant,
             message_id = %applied.message.id,

@@ -118,6 +118,8 @@ pub struct LoadedPlugin {
     pub(crate) pre: Pre,
     pub(crate) engine: Engine,
     pub(crate) gate: Arc<Gate>,
+    /// Where each call's latency is recorded.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl LoadedPlugin {
@@ -181,9 +183,24 @@ impl LoadedPlugin {
         (store, made_request)
     }
 
-    /// Runs one call in a fresh store under this plugin's limits, holding a permit of `share`
-    /// for its whole length (refused as [`FailureKind::Busy`] when none comes free in time).
+    /// Runs one call of `function` in a fresh store under this plugin's limits, holding a
+    /// permit of `share` for its whole length (refused as [`FailureKind::Busy`] when none comes
+    /// free in time), and records its latency, the wait for a permit included: that wait is
+    /// part of what a caller sees.
     pub(crate) async fn run<T: Send>(
+        &self,
+        function: &'static str,
+        share: Share,
+        call: impl for<'s> FnOnce(&'s mut Store<HostState>) -> CallFuture<'s, T>,
+    ) -> Result<T, CallFailure> {
+        let started = std::time::Instant::now();
+        let result = self.run_unmeasured(share, call).await;
+        self.metrics
+            .plugin_call(&self.name, function, started.elapsed());
+        result
+    }
+
+    async fn run_unmeasured<T: Send>(
         &self,
         share: Share,
         call: impl for<'s> FnOnce(&'s mut Store<HostState>) -> CallFuture<'s, T>,
@@ -255,7 +272,7 @@ impl LoadedPlugin {
     /// Calls `describe`, whatever the role.
     pub(crate) async fn describe(&self) -> Result<PluginInfo, CallFailure> {
         let pre = self.pre.clone();
-        self.run(Share::Validation, move |store| {
+        self.run("describe", Share::Validation, move |store| {
             Box::pin(async move {
                 match pre {
                     Pre::Provider(pre) => pre.describe(store).await,
@@ -282,7 +299,7 @@ impl LoadedPlugin {
         let config = self.config.clone();
         let message = message.clone();
         let result = self
-            .run(Share::Calls, move |store| {
+            .run("send", Share::Calls, move |store| {
                 Box::pin(async move { pre.send(store, &config, &message).await })
             })
             .await;
@@ -329,7 +346,7 @@ impl LoadedPlugin {
         let config = self.config.clone();
         let id = provider_message_id.to_string();
         let result = self
-            .run(Share::Calls, move |store| {
+            .run("fetch_status", Share::Calls, move |store| {
                 Box::pin(async move { pre.fetch_status(store, &config, &id).await })
             })
             .await;
@@ -354,7 +371,7 @@ impl LoadedPlugin {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let request = request.clone();
-        self.run(Share::Webhooks, move |store| {
+        self.run("receive_webhook", Share::Webhooks, move |store| {
             Box::pin(async move { pre.receive_webhook(store, &config, &request).await })
         })
         .await
@@ -369,7 +386,7 @@ impl LoadedPlugin {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let request = request.clone();
-        self.run(Share::Webhooks, move |store| {
+        self.run("verify_webhook", Share::Webhooks, move |store| {
             Box::pin(async move { pre.verify_webhook(store, &config, &request).await })
         })
         .await
@@ -384,7 +401,7 @@ impl LoadedPlugin {
         let pre = self.provider_pre()?;
         let config = self.config.clone();
         let request = request.clone();
-        self.run(Share::Webhooks, move |store| {
+        self.run("parse_webhook", Share::Webhooks, move |store| {
             Box::pin(async move { pre.parse_webhook(store, &config, &request).await })
         })
         .await
@@ -398,7 +415,7 @@ impl LoadedPlugin {
     ) -> Result<Result<Vec<String>, TemplateError>, CallFailure> {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
-        self.run(Share::Calls, move |store| {
+        self.run("validate", Share::Calls, move |store| {
             Box::pin(async move { pre.validate(store, &template).await })
         })
         .await
@@ -416,7 +433,7 @@ impl LoadedPlugin {
         let pre = self.renderer_pre()?;
         let template = template.to_string();
         let variables = variables.clone();
-        self.run(Share::Calls, move |store| {
+        self.run("render", Share::Calls, move |store| {
             Box::pin(async move { pre.render(store, &template, &variables, missing).await })
         })
         .await

@@ -138,6 +138,8 @@ struct Inner {
     gates: Mutex<BTreeMap<String, Arc<Gate>>>,
     /// How many instances the pooling allocator holds.
     pool: usize,
+    /// Where plugin call latencies are recorded.
+    metrics: crate::metrics::Metrics,
 }
 
 impl Inner {
@@ -167,6 +169,14 @@ impl Plugins {
     /// The pool holds `runtime.max_instances` instances, or more when the configured plugins'
     /// shares need more (plus one instance to validate a reload).
     pub async fn start(config: &Config) -> Result<Self, PluginError> {
+        Self::start_with_metrics(config, crate::metrics::Metrics::new()).await
+    }
+
+    /// [`Plugins::start`], recording each plugin call's latency into `metrics`.
+    pub async fn start_with_metrics(
+        config: &Config,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<Self, PluginError> {
         let rt = &config.runtime;
         let pool = Self::wanted(config)
             .values()
@@ -193,6 +203,7 @@ impl Plugins {
                 reloading: tokio::sync::Mutex::new(()),
                 gates: Mutex::new(BTreeMap::new()),
                 pool,
+                metrics,
             }),
         };
         let mut report = plugins.apply(config).await;
@@ -433,6 +444,7 @@ impl Plugins {
             pre,
             engine: self.inner.engine.engine().clone(),
             gate: self.gate(name, GateLimits::of(settings)),
+            metrics: self.inner.metrics.clone(),
         };
         let info = plugin
             .describe()
@@ -483,6 +495,12 @@ impl Plugins {
                 gate
             }
         }
+    }
+
+    /// Where this runtime records plugin call latencies.
+    #[must_use]
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The current version of the plugin called `name`.

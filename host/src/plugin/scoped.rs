@@ -56,6 +56,7 @@ impl LoadedPlugin {
             engine: self.engine.clone(),
             // Every tenant's calls count against the plugin's one set of limits.
             gate: self.gate.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }

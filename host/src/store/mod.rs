@@ -12,6 +12,7 @@
 //! - `sqlite`, `postgres`: connecting, migrating, and each backend's `Dialect` (how a write
 //!   transaction begins, row locks, the claim statement, cross-process wake-ups).
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
+//! - `gauges`: the queue's depth and oldest due entry, read for the metrics.
 //! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
 //!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
 //!
@@ -32,6 +33,7 @@ mod batches;
 mod cancel;
 mod dialect;
 mod error;
+mod gauges;
 mod ids;
 mod messages;
 pub mod model;
@@ -58,6 +60,7 @@ pub use batches::{Batch, BatchCounts, BatchState, Canceled};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
+pub use gauges::QueueGauges;
 pub use ids::{new_id, now_millis};
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};

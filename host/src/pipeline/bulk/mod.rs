@@ -306,7 +306,38 @@ async fn queue(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<()> {
         .await?
         .ok_or_else(|| not_draft(id))?;
     tracing::info!(tenant = %tenant, batch_id = %id, due_at, "batch queued");
+    let status = if due_at > now {
+        MessageStatus::Scheduled
+    } else {
+        MessageStatus::Queued
+    };
+    count_accepted(pipeline, tenant, id, status).await;
     Ok(())
+}
+
+/// Counts a batch's messages just queued, all as `status`, as accepted. The count is read back
+/// (one aggregate query per batch, not per row), and counts every message but those left
+/// `draft` or `canceled`: dispatchers may already have taken some further. A failure to read
+/// it costs the metric, never the batch.
+async fn count_accepted(pipeline: &Pipeline, tenant: &TenantId, id: &str, status: MessageStatus) {
+    let provider = match tenants::provider(pipeline, tenant).await {
+        Ok(provider) => provider.name().to_owned(),
+        Err(_) => return,
+    };
+    match pipeline.store().batch_counts(tenant, id).await {
+        Ok(counts) => {
+            let queued: u64 = counts
+                .by_status
+                .iter()
+                .filter(|(s, _)| !matches!(s, MessageStatus::Draft | MessageStatus::Canceled))
+                .map(|(_, n)| n)
+                .sum();
+            pipeline
+                .metrics()
+                .accepted_many(tenant, &provider, status, queued);
+        }
+        Err(e) => tracing::debug!(batch_id = %id, error = %e, "could not count a queued batch"),
+    }
 }
 
 /// Cancels batch `id`: every message not yet claimed is withdrawn (`canceled`); the ones a
