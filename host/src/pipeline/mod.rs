@@ -55,6 +55,7 @@ pub mod callback;
 pub mod cancel;
 pub mod error;
 pub mod estimate;
+pub mod events;
 pub mod lines;
 pub mod opt_out_import;
 pub mod opt_outs;

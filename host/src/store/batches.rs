@@ -19,6 +19,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, PgPool, Pool, Row as _,
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
+use super::events::{MESSAGE_STATUS, PREVIOUS_STATUS, log_status_sql, status_payload};
 use super::ids::{decode_cursor, encode_cursor};
 use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
 use super::priority::ClaimPriority;
@@ -360,6 +361,24 @@ where
                 query = query.bind(id.as_str());
             }
             query.execute(&mut *tx).await?;
+            let payload = status_payload::<DB>("'draft'", "NULL", "NULL", "NULL", "'api'", "$2");
+            let sql = values_statement(
+                &format!(
+                    "INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
+                     SELECT m.tenant_id, '{MESSAGE_STATUS}', m.id, {payload}, $2
+                     FROM messages m WHERE m.tenant_id = $1 AND m.id IN (VALUES "
+                ),
+                fresh.len(),
+                1,
+                2,
+                |_| String::new(),
+                ")",
+            );
+            let mut query = sqlx::query(sql).bind(tenant).bind(now);
+            for id in fresh {
+                query = query.bind(id.as_str());
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(Some(inserted))
@@ -417,6 +436,18 @@ where
         .bind(status.as_str())
         .bind(send_at)
         .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let payload = status_payload::<DB>("m.status", "'draft'", "NULL", "NULL", "'api'", "$3");
+        sqlx::query(log_status_sql::<DB>(
+            &payload,
+            "$3",
+            "FROM messages m WHERE m.tenant_id = $1 AND m.batch_id = $2 AND m.status = $4",
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .bind(status.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -496,6 +527,22 @@ where
         .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
+        // Logged first: the log's entry reads the previous status from the history.
+        let payload =
+            status_payload::<DB>("'canceled'", PREVIOUS_STATUS, "NULL", "NULL", "'api'", "$3");
+        sqlx::query(log_status_sql::<DB>(
+            &payload,
+            "$3",
+            "FROM messages m
+             WHERE m.tenant_id = $1 AND m.batch_id = $2 AND m.status = 'canceled'
+               AND NOT EXISTS (SELECT 1 FROM status_events e
+                   WHERE e.tenant_id = $1 AND e.message_id = m.id AND e.status = 'canceled')",
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
              SELECT tenant_id, id, 'canceled', 'api', $3 FROM messages
@@ -582,7 +629,12 @@ async fn insert_batch_messages_unnest(
     let metadata: Vec<Option<String>> = column(messages, |new| {
         new.metadata.as_ref().map(serde_json::Value::to_string)
     });
-    let ids: Vec<String> = sqlx::query_scalar(
+    // The events' payloads are read from the insert's `RETURNING`: the rows it inserts are not
+    // visible to the rest of the statement.
+    let payload = status_payload::<sqlx::Postgres>(
+        "'draft'", "NULL", "NULL", "NULL", "'api'", "m.created_at",
+    );
+    let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "WITH rows AS (
              SELECT * FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                  $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int4[], $13::text[],
@@ -602,13 +654,17 @@ async fn insert_batch_messages_unnest(
                  created_at
              FROM rows
              ON CONFLICT DO NOTHING
-             RETURNING id, created_at
+             RETURNING id, tenant_id, created_at, provider, to_number, sender, category, batch_id
          ), events AS (
              INSERT INTO status_events (message_id, tenant_id, occurred_at, status, source)
              SELECT id, $1, created_at, 'draft', 'api' FROM inserted
+         ), logged AS (
+             INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
+             SELECT m.tenant_id, '{MESSAGE_STATUS}', m.id, {payload}, m.created_at
+             FROM inserted m
          )
-         SELECT id FROM inserted",
-    )
+         SELECT id FROM inserted"
+    )))
     .bind(tenant)
     .bind(batch)
     .bind(column(messages, |new| new.id.as_str()))
@@ -712,14 +768,16 @@ impl Store {
         dedupe: bool,
     ) -> Result<Option<Vec<String>>> {
         let tenant = tenant.as_str();
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::insert_batch_messages(writer, tenant, batch, messages, dedupe).await
             }
             Backend::Postgres(pool) => {
                 insert_batch_messages_unnest(pool, tenant, batch, messages, dedupe).await
             }
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Queues a draft batch's messages at `due_at` and marks it sending, in one transaction
@@ -740,6 +798,7 @@ impl Store {
         }?;
         if sent.is_some() {
             self.inner.wake.notify_one();
+            self.events_written();
         }
         Ok(sent)
     }
@@ -752,12 +811,14 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<Canceled>> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::cancel_batch(writer, tenant.as_str(), id, now).await
             }
             Backend::Postgres(pool) => Queries::cancel_batch(pool, tenant.as_str(), id, now).await,
-        }
+        };
+        self.events_written();
+        result
     }
 }
 
