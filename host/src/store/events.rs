@@ -35,8 +35,12 @@ pub const MESSAGE_INBOUND: &str = "message.inbound";
 /// The kind of an opt-out or opt-in that changed the list.
 pub const OPT_OUT_CHANGED: &str = "opt_out.changed";
 
-/// How long the horizon task sleeps with nothing written (a fallback: writes wake it).
+/// How long the horizon task sleeps with nothing written on SQLite, where writes of this
+/// process wake it and this poll catches those of other processes on the same file.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The same on PostgreSQL, where every commit that writes events notifies (and a lost listener
+/// connection wakes the task too), so this is only a safety net.
+const IDLE_POLL_NOTIFIED: Duration = Duration::from_secs(30);
 /// How soon it looks again while ids are waiting for older transactions to end.
 const SETTLE_POLL: Duration = Duration::from_millis(10);
 /// How long it waits after a failed read of the horizon.
@@ -295,10 +299,10 @@ async fn track(reader: Reader, written: Arc<Notify>, horizon: watch::Sender<i64>
     // PostgreSQL: (highest committed id, transactions in progress just after it was read).
     let mut waiting: VecDeque<(i64, BTreeSet<i64>)> = VecDeque::new();
     loop {
-        let pause = if waiting.is_empty() {
-            IDLE_POLL
-        } else {
-            SETTLE_POLL
+        let pause = match &reader {
+            _ if !waiting.is_empty() => SETTLE_POLL,
+            Reader::Sqlite(_) => IDLE_POLL,
+            Reader::Postgres(_) => IDLE_POLL_NOTIFIED,
         };
         let _ = tokio::time::timeout(pause, written.notified()).await;
         let next = match &reader {
