@@ -477,3 +477,38 @@ async fn an_event_from_another_instance_reaches_the_stream() {
     assert_eq!(statuses_of(&events, &id), TestApp::history(&message));
     app.stop().await;
 }
+
+/// On PostgreSQL, an event whose transaction took its id first but commits last is not skipped:
+/// the stream holds back the later id until the earlier one commits, then sends both in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_that_commits_late_is_not_skipped() {
+    let app = TestApp::start(Backend::Postgres).await;
+    let pool = sqlx::PgPool::connect(&app.storage).await.unwrap();
+    let mut stream = SseClient::open(&app.base, API_KEY, None).await;
+    // A writer takes an id (after its transaction has begun writing, as the store's do) and
+    // holds it uncommitted.
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    let early: i64 = sqlx::query_scalar(
+        "INSERT INTO events (tenant_id, kind, payload, created_at)
+         VALUES ('default', 'test.early', '{}', 0) RETURNING id",
+    )
+    .fetch_one(&mut *slow)
+    .await
+    .unwrap();
+    // A later id commits first.
+    opt_out(&app, API_KEY, ALICE).await;
+    let held = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+    assert!(held.is_err(), "an event passed the uncommitted id: {held:?}");
+    slow.commit().await.unwrap();
+    let first = stream.next().await;
+    assert_eq!((first.id, first.event.as_str()), (Some(early), "test.early"));
+    let second = stream.next().await;
+    assert_eq!(second.event, "opt_out.changed");
+    assert!(second.id.unwrap() > early);
+    pool.close().await;
+    app.stop().await;
+}

@@ -118,7 +118,7 @@ pub async fn stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let after = match headers.get("last-event-id") {
         Some(value) => last_event_id(value.to_str().ok())?,
-        None => events::current_position(&pipeline).await,
+        None => events::current_position(&pipeline).await?,
     };
     let feed = events::follow(&pipeline, &tenant, after);
     let stream = futures_util::stream::unfold(feed, |mut feed: Feed| async move {

@@ -18,14 +18,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 use super::Pipeline;
-use super::error::Result;
-use crate::domain::TenantId;
+use super::error::{PipelineError, Result};
+use crate::domain::{ErrorCode, TenantId};
 use crate::store::{LoggedEvent, MESSAGE_STATUS};
 
 /// The most events a feed holds for its client before the client counts as too slow.
 pub const FEED_BUFFER: usize = 1_024;
 /// How many events a feed reads from the log at a time.
 const READ_PAGE: u32 = 500;
+/// How long a new stream waits for the log's horizon to be read for the first time.
+const FIRST_READING: std::time::Duration = std::time::Duration::from_secs(5);
 /// The largest `limit` of [`latest_status_changes`].
 pub const MAX_LATEST: u32 = 500;
 
@@ -100,15 +102,18 @@ pub fn follow(pipeline: &Pipeline, tenant: &TenantId, after: i64) -> Feed {
     }
 }
 
-/// The id a new feed starts after to see only what happens from now on: the log's horizon.
-pub async fn current_position(pipeline: &Pipeline) -> i64 {
+/// The id a new feed starts after to see only what happens from now on: the log's horizon, once
+/// it has been read (storage that does not answer within a few seconds is `storage_unavailable`).
+pub async fn current_position(pipeline: &Pipeline) -> Result<i64> {
     let mut horizon = pipeline.store().event_horizon();
-    // The horizon task publishes its first reading right after it starts.
-    if *horizon.borrow() == 0 {
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), horizon.changed())
-            .await;
+    let known = tokio::time::timeout(FIRST_READING, horizon.wait_for(|id| *id >= 0)).await;
+    match known {
+        Ok(Ok(id)) => Ok(*id),
+        _ => Err(PipelineError::new(
+            ErrorCode::StorageUnavailable,
+            "the event log could not be read",
+        )),
     }
-    *horizon.borrow()
 }
 
 /// The feed's reader: follows the horizon and hands on the tenant's events in id order until the

@@ -306,11 +306,12 @@ async fn track(reader: Reader, written: Arc<Notify>, horizon: watch::Sender<i64>
         };
         let _ = tokio::time::timeout(pause, written.notified()).await;
         let next = match &reader {
-            Reader::Sqlite(pool) => Queries::max_event_id(pool).await,
+            Reader::Sqlite(pool) => Queries::max_event_id(pool).await.map(Some),
             Reader::Postgres(pool) => settle(pool, &mut waiting).await,
         };
         match next {
-            Ok(top) => {
+            Ok(None) => {}
+            Ok(Some(top)) => {
                 horizon.send_if_modified(|current| {
                     let moved = top > *current;
                     if moved {
@@ -327,15 +328,18 @@ async fn track(reader: Reader, written: Arc<Notify>, horizon: watch::Sender<i64>
     }
 }
 
-/// One PostgreSQL step: the highest id now known final.
-async fn settle(pool: &sqlx::PgPool, waiting: &mut VecDeque<(i64, BTreeSet<i64>)>) -> Result<i64> {
+/// One PostgreSQL step: the highest id now known final, if this step learnt one.
+async fn settle(
+    pool: &sqlx::PgPool,
+    waiting: &mut VecDeque<(i64, BTreeSet<i64>)>,
+) -> Result<Option<i64>> {
     // The order matters: the id first, the transactions in progress after it.
     let top = Queries::max_event_id(pool).await?;
     let running = in_progress(pool).await?;
-    let mut settled = 0;
+    let mut settled = None;
     while let Some((id, writers)) = waiting.front() {
         if writers.is_disjoint(&running) {
-            settled = *id;
+            settled = Some(*id);
             waiting.pop_front();
         } else {
             break;
@@ -343,7 +347,7 @@ async fn settle(pool: &sqlx::PgPool, waiting: &mut VecDeque<(i64, BTreeSet<i64>)
     }
     if running.is_empty() {
         waiting.clear();
-        return Ok(top);
+        return Ok(Some(top));
     }
     if waiting.back().is_none_or(|(id, _)| *id < top) {
         waiting.push_back((top, running));
@@ -353,12 +357,12 @@ async fn settle(pool: &sqlx::PgPool, waiting: &mut VecDeque<(i64, BTreeSet<i64>)
 
 impl Store {
     /// The event log's horizon: every event with an id up to it is committed (or rolled back)
-    /// and readable, and it changes as events commit in any process. Starts the task that
-    /// moves it on first use.
+    /// and readable, and it changes as events commit in any process; `-1` until the task that
+    /// moves it (started on first use) has read it once.
     pub fn event_horizon(&self) -> watch::Receiver<i64> {
         let horizon = &self.inner.horizon;
         let (receiver, _) = horizon.started.get_or_init(|| {
-            let (sender, receiver) = watch::channel(0);
+            let (sender, receiver) = watch::channel(-1);
             let reader = match &self.inner.backend {
                 Backend::Sqlite { reader, .. } => Reader::Sqlite(reader.clone()),
                 Backend::Postgres(pool) => Reader::Postgres(pool.clone()),
