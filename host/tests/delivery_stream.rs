@@ -301,10 +301,7 @@ async fn tenants_see_only_their_own_events(backend: Backend) {
     assert_eq!(next.data["payload"]["phone_number"], "+14155550177");
 
     let (status, listing) = app
-        .request_as(
-            &other,
-            app.client.get(format!("{}{REAL_TIME}", app.base)),
-        )
+        .request_as(&other, app.client.get(format!("{}{REAL_TIME}", app.base)))
         .await;
     assert_eq!(status, StatusCode::OK, "{listing}");
     assert_eq!(listing["items"], json!([]));
@@ -330,10 +327,8 @@ async fn a_client_that_stops_reading_is_dropped(backend: Backend) {
     socket.set_recv_buffer_size(4096).unwrap();
     let mut slow = socket.connect(address).await.unwrap();
     slow.write_all(
-        format!(
-            "GET {STREAM} HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer {API_KEY}\r\n\r\n"
-        )
-        .as_bytes(),
+        format!("GET {STREAM} HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer {API_KEY}\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
@@ -502,10 +497,16 @@ async fn an_id_that_commits_late_is_not_skipped() {
     // A later id commits first.
     opt_out(&app, API_KEY, ALICE).await;
     let held = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
-    assert!(held.is_err(), "an event passed the uncommitted id: {held:?}");
+    assert!(
+        held.is_err(),
+        "an event passed the uncommitted id: {held:?}"
+    );
     slow.commit().await.unwrap();
     let first = stream.next().await;
-    assert_eq!((first.id, first.event.as_str()), (Some(early), "test.early"));
+    assert_eq!(
+        (first.id, first.event.as_str()),
+        (Some(early), "test.early")
+    );
     let second = stream.next().await;
     assert_eq!(second.event, "opt_out.changed");
     assert!(second.id.unwrap() > early);

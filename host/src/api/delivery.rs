@@ -124,9 +124,9 @@ pub async fn stream(
     let stream = futures_util::stream::unfold(feed, |mut feed: Feed| async move {
         let event = match feed.next().await? {
             FeedItem::Event(event) => sse_event(event),
-            FeedItem::Dropped => Event::default()
-                .event("dropped")
-                .data(r#"{"reason":"the client fell too far behind; reconnect with Last-Event-ID"}"#),
+            FeedItem::Dropped => Event::default().event("dropped").data(
+                r#"{"reason":"the client fell too far behind; reconnect with Last-Event-ID"}"#,
+            ),
         };
         Some((Ok(event), feed))
     });
@@ -151,7 +151,6 @@ fn last_event_id(value: Option<&str>) -> ApiResult<i64> {
 fn sse_event(event: LoggedEvent) -> Event {
     let id = event.id.to_string();
     let kind = event.kind.clone();
-    let data = serde_json::to_string(&EventView::from(event))
-        .unwrap_or_else(|_| "{}".to_owned());
+    let data = serde_json::to_string(&EventView::from(event)).unwrap_or_else(|_| "{}".to_owned());
     Event::default().id(id).event(kind).data(data)
 }

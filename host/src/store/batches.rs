@@ -632,7 +632,12 @@ async fn insert_batch_messages_unnest(
     // The events' payloads are read from the insert's `RETURNING`: the rows it inserts are not
     // visible to the rest of the statement.
     let payload = status_payload::<sqlx::Postgres>(
-        "'draft'", "NULL", "NULL", "NULL", "'api'", "m.created_at",
+        "'draft'",
+        "NULL",
+        "NULL",
+        "NULL",
+        "'api'",
+        "m.created_at",
     );
     let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "WITH rows AS (

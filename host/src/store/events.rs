@@ -91,7 +91,11 @@ pub(super) const PREVIOUS_STATUS: &str = "(SELECT e.status FROM status_events e
 
 /// Logs a `message.status` event for every message row `m` that `filter` (a `FROM messages m
 /// WHERE …` tail, its parameters the caller's) selects. Only constants of this crate go in.
-pub(super) fn log_status_sql<DB: Dialect>(payload: &str, at: &str, filter: &str) -> AssertSqlSafe<String> {
+pub(super) fn log_status_sql<DB: Dialect>(
+    payload: &str,
+    at: &str,
+    filter: &str,
+) -> AssertSqlSafe<String> {
     AssertSqlSafe(format!(
         "INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
          SELECT m.tenant_id, '{MESSAGE_STATUS}', m.id, {payload}, {at} {filter}"

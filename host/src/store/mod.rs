@@ -145,8 +145,7 @@ impl Store {
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = postgres::connect(url, options).await?;
                 let listener =
-                    postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written))
-                        .await?;
+                    postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written)).await?;
                 (Backend::Postgres(pool), Some(listener))
             } else {
                 let (writer, reader) = sqlite::connect(url, options).await?;
