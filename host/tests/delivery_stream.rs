@@ -23,6 +23,7 @@ on_both_backends!(
     tenants_see_only_their_own_events,
     a_client_that_stops_reading_is_dropped,
     real_time_lists_newest_first_and_checks_its_limit,
+    shutdown_ends_open_streams,
 );
 
 const STREAM: &str = "/api/v1/sms/delivery/stream";
@@ -448,6 +449,25 @@ async fn real_time_lists_newest_first_and_checks_its_limit(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     app.stop().await;
+}
+
+/// Shutting Herald down ends its open streams at once (their clients resume elsewhere with
+/// `Last-Event-ID`) rather than holding the shutdown for its whole grace (here a minute).
+async fn shutdown_ends_open_streams(backend: Backend) {
+    let mut app = TestApp::start_with(backend, |config| {
+        config.server.shutdown_grace_ms = 60_000;
+    })
+    .await;
+    let mut stream = SseClient::open(&app.base, API_KEY, None).await;
+    opt_out(&app, API_KEY, ALICE).await;
+    assert_eq!(stream.next().await.event, "opt_out.changed");
+    tokio::time::timeout(Duration::from_secs(20), app.shutdown())
+        .await
+        .expect("an open stream held the shutdown up");
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.response.chunk())
+        .await
+        .expect("the stream did not end");
+    assert!(matches!(end, Ok(None)), "{end:?}");
 }
 
 /// On PostgreSQL, a stream served by a Herald that writes nothing itself (its router only: no

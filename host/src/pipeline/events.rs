@@ -117,7 +117,7 @@ pub async fn current_position(pipeline: &Pipeline) -> Result<i64> {
 }
 
 /// The feed's reader: follows the horizon and hands on the tenant's events in id order until the
-/// client goes away, falls too far behind, or storage fails.
+/// client goes away, falls too far behind, storage fails or the process shuts down.
 async fn read_log(
     pipeline: Pipeline,
     tenant: TenantId,
@@ -126,7 +126,11 @@ async fn read_log(
     dropped: Arc<AtomicBool>,
 ) {
     let mut horizon = pipeline.store().event_horizon();
+    let mut ended = pipeline.store().event_streams_ended();
     loop {
+        if *ended.borrow_and_update() {
+            return;
+        }
         let upto = *horizon.borrow_and_update();
         while after < upto {
             let page = match pipeline
@@ -165,6 +169,7 @@ async fn read_log(
                 }
             }
             () = sender.closed() => return,
+            _ = ended.changed() => {}
         }
     }
 }

@@ -43,6 +43,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const IDLE_POLL_NOTIFIED: Duration = Duration::from_secs(30);
 /// How soon it looks again while ids are waiting for older transactions to end.
 const SETTLE_POLL: Duration = Duration::from_millis(10);
+/// The least time between two readings of the horizon.
+const MIN_GAP: Duration = Duration::from_millis(5);
 /// How long it waits after a failed read of the horizon.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -270,6 +272,9 @@ pub(super) struct Horizon {
     /// Wakes the task: a write of this process committed, or (PostgreSQL) a `herald_events`
     /// notification arrived from any process.
     pub(super) written: Arc<Notify>,
+    /// Set when the process shuts down: streams end (their clients resume elsewhere with
+    /// `Last-Event-ID`) and the task stops.
+    ended: watch::Sender<bool>,
     started: std::sync::OnceLock<(watch::Receiver<i64>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -278,6 +283,7 @@ impl Horizon {
     pub(super) fn new() -> Self {
         Self {
             written: Arc::new(Notify::new()),
+            ended: watch::Sender::new(false),
             started: std::sync::OnceLock::new(),
         }
     }
@@ -298,8 +304,13 @@ enum Reader {
     Postgres(sqlx::PgPool),
 }
 
-/// Moves the horizon forward for as long as the store lives.
-async fn track(reader: Reader, written: Arc<Notify>, horizon: watch::Sender<i64>) {
+/// Moves the horizon forward until the streams end (or the store is dropped).
+async fn track(
+    reader: Reader,
+    written: Arc<Notify>,
+    mut ended: watch::Receiver<bool>,
+    horizon: watch::Sender<i64>,
+) {
     // PostgreSQL: (highest committed id, transactions in progress just after it was read).
     let mut waiting: VecDeque<(i64, BTreeSet<i64>)> = VecDeque::new();
     loop {
@@ -308,7 +319,10 @@ async fn track(reader: Reader, written: Arc<Notify>, horizon: watch::Sender<i64>
             Reader::Sqlite(_) => IDLE_POLL,
             Reader::Postgres(_) => IDLE_POLL_NOTIFIED,
         };
-        let _ = tokio::time::timeout(pause, written.notified()).await;
+        tokio::select! {
+            _ = tokio::time::timeout(pause, written.notified()) => {}
+            _ = ended.wait_for(|ended| *ended) => return,
+        }
         let next = match &reader {
             Reader::Sqlite(pool) => Queries::max_event_id(pool).await.map(Some),
             Reader::Postgres(pool) => settle(pool, &mut waiting).await,
@@ -329,6 +343,9 @@ async fn track(reader: Reader, written: Arc<Notify>, horizon: watch::Sender<i64>
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
+        // Under a steady stream of commits, read at most once per pause: streams lose a few
+        // milliseconds, the database is spared a query pair per commit.
+        tokio::time::sleep(MIN_GAP).await;
     }
 }
 
@@ -374,9 +391,26 @@ impl Store {
             let written = Arc::clone(&horizon.written);
             // Look at once rather than after the first idle pause.
             written.notify_one();
-            (receiver, tokio::spawn(track(reader, written, sender)))
+            let ended = horizon.ended.subscribe();
+            (
+                receiver,
+                tokio::spawn(track(reader, written, ended, sender)),
+            )
         });
         receiver.clone()
+    }
+
+    /// Ends every event stream of this process (at shutdown, so that their clients resume
+    /// elsewhere with `Last-Event-ID` instead of holding the shutdown up) and stops the horizon
+    /// task; streams started later end at once.
+    pub fn end_event_streams(&self) {
+        self.inner.horizon.ended.send_replace(true);
+    }
+
+    /// Becomes `true` when [`Store::end_event_streams`] is called.
+    #[must_use]
+    pub fn event_streams_ended(&self) -> watch::Receiver<bool> {
+        self.inner.horizon.ended.subscribe()
     }
 
     /// Wakes the horizon task after a commit that may have written events, so readers in this

@@ -172,6 +172,7 @@ impl Store {
     /// Closes the pools, waiting for connections in use to be returned (SQLite checkpoints its
     /// WAL as the last connection closes). Operations after this fail.
     pub async fn close(&self) {
+        self.end_event_streams();
         match &self.inner.backend {
             Backend::Sqlite { writer, reader } => {
                 reader.close().await;
