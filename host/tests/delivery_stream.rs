@@ -495,41 +495,45 @@ async fn an_event_from_another_instance_reaches_the_stream() {
 
 /// On PostgreSQL, an event whose transaction took its id first but commits last is not skipped:
 /// the stream holds back the later id until the earlier one commits, then sends both in order.
+/// The held transaction's xid is the newer one, so no snapshot's `xip` lists it while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_that_commits_late_is_not_skipped() {
     let app = TestApp::start(Backend::Postgres).await;
     let pool = sqlx::PgPool::connect(&app.storage).await.unwrap();
     let mut stream = SseClient::open(&app.base, API_KEY, None).await;
-    // A writer takes an id (after its transaction has begun writing, as the store's do) and
-    // holds it uncommitted.
+    let insert = |kind: &'static str| {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO events (tenant_id, kind, payload, created_at)
+             VALUES ('default', '{kind}', '{{}}', 0) RETURNING id"
+        )))
+    };
+    // Two writers, each writing first (as the store's do, so each has its xid): the older
+    // xid will take the later id and commit first.
+    let mut quick = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *quick)
+        .await
+        .unwrap();
     let mut slow = pool.begin().await.unwrap();
     sqlx::query("SELECT pg_current_xact_id()")
         .execute(&mut *slow)
         .await
         .unwrap();
-    let early: i64 = sqlx::query_scalar(
-        "INSERT INTO events (tenant_id, kind, payload, created_at)
-         VALUES ('default', 'test.early', '{}', 0) RETURNING id",
-    )
-    .fetch_one(&mut *slow)
-    .await
-    .unwrap();
-    // A later id commits first.
+    let early = insert("test.early").fetch_one(&mut *slow).await.unwrap();
+    let late = insert("test.late").fetch_one(&mut *quick).await.unwrap();
+    assert!(late > early);
+    quick.commit().await.unwrap();
+    // An opt-out through the API commits after both ids were taken.
     opt_out(&app, API_KEY, ALICE).await;
     let held = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
-    assert!(
-        held.is_err(),
-        "an event passed the uncommitted id: {held:?}"
-    );
+    assert!(held.is_err(), "an event passed the uncommitted id: {held:?}");
     slow.commit().await.unwrap();
     let first = stream.next().await;
-    assert_eq!(
-        (first.id, first.event.as_str()),
-        (Some(early), "test.early")
-    );
+    assert_eq!((first.id, first.event.as_str()), (Some(early), "test.early"));
     let second = stream.next().await;
-    assert_eq!(second.event, "opt_out.changed");
-    assert!(second.id.unwrap() > early);
+    assert_eq!((second.id, second.event.as_str()), (Some(late), "test.late"));
+    let third = stream.next().await;
+    assert_eq!(third.event, "opt_out.changed");
     pool.close().await;
     app.stop().await;
 }
