@@ -526,12 +526,21 @@ async fn an_id_that_commits_late_is_not_skipped() {
     // An opt-out through the API commits after both ids were taken.
     opt_out(&app, API_KEY, ALICE).await;
     let held = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
-    assert!(held.is_err(), "an event passed the uncommitted id: {held:?}");
+    assert!(
+        held.is_err(),
+        "an event passed the uncommitted id: {held:?}"
+    );
     slow.commit().await.unwrap();
     let first = stream.next().await;
-    assert_eq!((first.id, first.event.as_str()), (Some(early), "test.early"));
+    assert_eq!(
+        (first.id, first.event.as_str()),
+        (Some(early), "test.early")
+    );
     let second = stream.next().await;
-    assert_eq!((second.id, second.event.as_str()), (Some(late), "test.late"));
+    assert_eq!(
+        (second.id, second.event.as_str()),
+        (Some(late), "test.late")
+    );
     let third = stream.next().await;
     assert_eq!(third.event, "opt_out.changed");
     pool.close().await;

@@ -14,6 +14,8 @@
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
 //! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
 //!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
+//! - `events`: the event log (a row per status change, inbound message and opt-out change,
+//!   written in the transaction of the change) and its horizon, up to which readers read.
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
