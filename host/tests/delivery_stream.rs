@@ -24,6 +24,7 @@ on_both_backends!(
     a_client_that_stops_reading_is_dropped,
     real_time_lists_newest_first_and_checks_its_limit,
     shutdown_ends_open_streams,
+    bulk_moves_are_logged_row_by_row,
 );
 
 const STREAM: &str = "/api/v1/sms/delivery/stream";
@@ -448,6 +449,67 @@ async fn real_time_lists_newest_first_and_checks_its_limit(backend: Backend) {
         .request_as("wrong-key", app.client.get(format!("{}{STREAM}", app.base)))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    app.stop().await;
+}
+
+/// A bulk batch's set-based moves are logged one event per message: its drafts, their queuing
+/// (as `scheduled`, due tomorrow) and a cancel, each change naming the previous status.
+async fn bulk_moves_are_logged_row_by_row(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut stream = SseClient::open(&app.base, API_KEY, None).await;
+    let numbers = ["+14155550101", "+14155550102", "+14155550103"];
+    let recipients: Vec<Value> = numbers
+        .iter()
+        .map(|to| json!({"to_number": to, "message": "bulk"}))
+        .collect();
+    // Due tomorrow: staged as drafts, then queued (as `scheduled`) in one statement.
+    let send_at = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, batch) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &json!({"batch_name": "later", "send_at": send_at, "recipients": recipients}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+    let id = batch["batch_id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .post(&format!("/api/v1/sms/batches/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut seen = Vec::new();
+    while seen.len() < 9 {
+        let event = stream.next().await;
+        assert_eq!(event.event, "message.status");
+        assert_eq!(event.data["payload"]["batch_id"], id.as_str());
+        seen.push(event);
+    }
+    let moves: Vec<(String, Value)> = seen
+        .iter()
+        .map(|e| {
+            (
+                e.data["payload"]["status"].as_str().unwrap().to_owned(),
+                e.data["payload"]["previous_status"].clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Value)> = [
+        ("draft", Value::Null),
+        ("scheduled", json!("draft")),
+        ("canceled", json!("scheduled")),
+    ]
+    .iter()
+    .flat_map(|(status, previous)| (0..3).map(|_| ((*status).to_owned(), previous.clone())))
+    .collect();
+    assert_eq!(moves, expected);
+    let mut tos: Vec<&str> = seen[..3]
+        .iter()
+        .map(|e| e.data["payload"]["to"].as_str().unwrap())
+        .collect();
+    tos.sort_unstable();
+    assert_eq!(tos, numbers);
     app.stop().await;
 }
 
