@@ -366,7 +366,10 @@ impl Store {
             }
             Backend::Postgres(pool) => Queries::claim(pool, worker, now, lease, limit).await,
         };
-        self.events_written();
+        // An idle dispatcher claims nothing, often: only a claim that moved messages wrote.
+        if result.as_ref().is_ok_and(|jobs| !jobs.is_empty()) {
+            self.events_written();
+        }
         result
     }
 
