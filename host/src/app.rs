@@ -279,9 +279,13 @@ impl Herald {
             })
         };
         self.log_ready(&listener);
+        let store = self.store().clone();
         let result = crate::server::serve(listener, self.router(), options, async move {
             shutdown.await;
             let _ = stop.send(true);
+            // Event streams never finish on their own: end them, or they hold the shutdown up
+            // for its whole grace.
+            store.end_event_streams();
         })
         .await;
         // Should the server end on an error, `stop` is dropped with it and the dispatcher stops

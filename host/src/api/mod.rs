@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bulk;
+pub mod delivery;
 pub mod error;
 pub mod estimate;
 pub mod health;
@@ -57,6 +58,7 @@ pub fn router(pipeline: Pipeline) -> Router {
         .merge(opt_outs::routes())
         .merge(inbound::routes())
         .merge(estimate::routes())
+        .merge(delivery::routes())
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .route(

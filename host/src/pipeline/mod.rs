@@ -25,7 +25,8 @@
 //! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
 //! [`recurrence`] computes their fire times), [`opt_outs`] and [`opt_out_import`] (the
 //! opt-out list managed by callers: state, changes, counts, export, CSV import), [`estimate`]
-//! (the dry run: render and count, explained, nothing sent), [`tenants`] (who
+//! (the dry run: render and count, explained, nothing sent), [`events`] (the event log read
+//! back: the latest status changes and live per-tenant feeds), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -55,6 +56,7 @@ pub mod callback;
 pub mod cancel;
 pub mod error;
 pub mod estimate;
+pub mod events;
 pub mod lines;
 pub mod opt_out_import;
 pub mod opt_outs;

@@ -14,10 +14,13 @@
 //! (or NULL when the batch allows duplicates) under a unique index, and the insert skips a row
 //! that collides, so a million-line upload stays deduplicated whatever its order.
 
-use sqlx::{ColumnIndex, Decode, Executor, PgPool, Pool, Row as _, Sqlite, SqlitePool, Type};
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Decode, Executor, PgPool, Pool, Row as _, Sqlite, SqlitePool, Type,
+};
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
+use super::events::{MESSAGE_STATUS, PREVIOUS_STATUS, log_status_sql, status_payload};
 use super::ids::{decode_cursor, encode_cursor};
 use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
 use super::priority::ClaimPriority;
@@ -313,6 +316,18 @@ where
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        let payload = status_payload::<DB>("m.status", "'draft'", "NULL", "NULL", "'api'", "$3");
+        sqlx::query(log_status_sql::<DB>(
+            &payload,
+            "$3",
+            "FROM messages m WHERE m.tenant_id = $1 AND m.batch_id = $2 AND m.status = $4",
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .bind(status.as_str())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
              SELECT tenant_id, id, status, 'api', $3 FROM messages
@@ -390,6 +405,22 @@ where
         .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
+        // Logged first: the log's entry reads the previous status from the history.
+        let payload =
+            status_payload::<DB>("'canceled'", PREVIOUS_STATUS, "NULL", "NULL", "'api'", "$3");
+        sqlx::query(log_status_sql::<DB>(
+            &payload,
+            "$3",
+            "FROM messages m
+             WHERE m.tenant_id = $1 AND m.batch_id = $2 AND m.status = 'canceled'
+               AND NOT EXISTS (SELECT 1 FROM status_events e
+                   WHERE e.tenant_id = $1 AND e.message_id = m.id AND e.status = 'canceled')",
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
              SELECT tenant_id, id, 'canceled', 'api', $3 FROM messages
@@ -436,8 +467,8 @@ struct JsonRow<'a>(
 );
 
 /// SQLite's batch insert: the whole chunk in one statement, bound as one JSON array of rows
-/// that `json_each` turns back into rows, and the `draft` events from a second statement bound
-/// as a JSON array of the ids inserted.
+/// that `json_each` turns back into rows, and the `draft` events (history and log) from two
+/// more statements bound with a JSON array of the ids inserted.
 ///
 /// Why not multi-row `VALUES`: SQLite looks a bound parameter up by a linear scan of the
 /// statement's parameters, so binding a statement of p parameters costs O(p²); at 1,000 rows of
@@ -518,7 +549,19 @@ async fn insert_batch_messages_json(
             "INSERT INTO status_events (message_id, tenant_id, occurred_at, status, source)
              SELECT value, $2, $3, 'draft', 'api' FROM json_each($1)",
         )
-        .bind(inserted)
+        .bind(inserted.as_str())
+        .bind(tenant)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let payload = status_payload::<Sqlite>("'draft'", "NULL", "NULL", "NULL", "'api'", "$3");
+        sqlx::query(log_status_sql::<Sqlite>(
+            &payload,
+            "$3",
+            "FROM messages m
+             WHERE m.tenant_id = $2 AND m.id IN (SELECT value FROM json_each($1))",
+        ))
+        .bind(inserted.as_str())
         .bind(tenant)
         .bind(now)
         .execute(&mut *tx)
@@ -528,10 +571,9 @@ async fn insert_batch_messages_json(
     Ok(Some(ids.into_iter().map(|(id, _)| id).collect()))
 }
 
-/// PostgreSQL's batch insert: the whole chunk in one statement, each
-/// column bound once as an array and turned back into rows by `UNNEST`, the `queued` events
-/// inserted by a second `INSERT` fed from the first one's `RETURNING` (so a skipped duplicate
-/// gets no event). The statement text is the same for every chunk, so it is prepared once per
+/// PostgreSQL's batch insert: the whole chunk in one statement, each column bound once as an
+/// array and turned back into rows by `UNNEST`, the `draft` events (history and log) inserted
+/// by further `INSERT`s fed from the first one's `RETURNING` (so a skipped duplicate gets none). The statement text is the same for every chunk, so it is prepared once per
 /// connection.
 async fn insert_batch_messages_unnest(
     pool: &PgPool,
@@ -563,7 +605,17 @@ async fn insert_batch_messages_unnest(
     let metadata: Vec<Option<String>> = column(messages, |new| {
         new.metadata.as_ref().map(serde_json::Value::to_string)
     });
-    let ids: Vec<String> = sqlx::query_scalar(
+    // The events' payloads are read from the insert's `RETURNING`: the rows it inserts are not
+    // visible to the rest of the statement.
+    let payload = status_payload::<sqlx::Postgres>(
+        "'draft'",
+        "NULL",
+        "NULL",
+        "NULL",
+        "'api'",
+        "m.created_at",
+    );
+    let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "WITH rows AS (
              SELECT * FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                  $8::text[], $9::int4[], $10::int4[], $11::text[], $12::int4[], $13::text[],
@@ -583,13 +635,17 @@ async fn insert_batch_messages_unnest(
                  created_at
              FROM rows
              ON CONFLICT DO NOTHING
-             RETURNING id, created_at
+             RETURNING id, tenant_id, created_at, provider, to_number, sender, category, batch_id
          ), events AS (
              INSERT INTO status_events (message_id, tenant_id, occurred_at, status, source)
              SELECT id, $1, created_at, 'draft', 'api' FROM inserted
+         ), logged AS (
+             INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
+             SELECT m.tenant_id, '{MESSAGE_STATUS}', m.id, {payload}, m.created_at
+             FROM inserted m
          )
-         SELECT id FROM inserted",
-    )
+         SELECT id FROM inserted"
+    )))
     .bind(tenant)
     .bind(batch)
     .bind(column(messages, |new| new.id.as_str()))
@@ -693,14 +749,16 @@ impl Store {
         dedupe: bool,
     ) -> Result<Option<Vec<String>>> {
         let tenant = tenant.as_str();
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 insert_batch_messages_json(writer, tenant, batch, messages, dedupe).await
             }
             Backend::Postgres(pool) => {
                 insert_batch_messages_unnest(pool, tenant, batch, messages, dedupe).await
             }
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Queues a draft batch's messages at `due_at` and marks it sending, in one transaction
@@ -721,6 +779,7 @@ impl Store {
         }?;
         if sent.is_some() {
             self.inner.wake.notify_one();
+            self.events_written();
         }
         Ok(sent)
     }
@@ -733,11 +792,13 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<Canceled>> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::cancel_batch(writer, tenant.as_str(), id, now).await
             }
             Backend::Postgres(pool) => Queries::cancel_batch(pool, tenant.as_str(), id, now).await,
-        }
+        };
+        self.events_written();
+        result
     }
 }

@@ -87,13 +87,15 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<CancelOutcome> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::cancel_message(writer, tenant.as_str(), id, now).await
             }
             Backend::Postgres(pool) => {
                 Queries::cancel_message(pool, tenant.as_str(), id, now).await
             }
-        }
+        };
+        self.events_written();
+        result
     }
 }

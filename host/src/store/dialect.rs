@@ -35,6 +35,13 @@ pub(super) trait Dialect: Database<Arguments: IntoArguments<Self>> {
     /// Run in the enqueue transaction to wake dispatchers in other processes, where the backend
     /// can reach them.
     const NOTIFY: Option<&'static str>;
+
+    /// Opens a JSON object built from `'key', value` pairs (the event log's payloads): SQLite's
+    /// `json_object(`, PostgreSQL's `json_build_object(`.
+    const JSON_OBJECT: &'static str;
+
+    /// Closes [`Dialect::JSON_OBJECT`], as text.
+    const JSON_END: &'static str;
 }
 
 /// The shared queries over backend `DB`, all associated functions: `Queries::enqueue(pool, ..)`

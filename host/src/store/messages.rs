@@ -94,13 +94,15 @@ where
         })
     }
 
-    /// Records a status change in the message's history.
+    /// Records a status change in the message's history and in the event log.
     pub(super) async fn insert_event(
         conn: &mut DB::Connection,
         tenant: &str,
         id: &str,
         change: &Change<'_>,
     ) -> Result<()> {
+        // First: the log's entry reads the previous status from the history.
+        Self::log_status(conn, tenant, id, change).await?;
         sqlx::query(
             "INSERT INTO status_events (tenant_id, message_id, status, provider_status,
                  error_code, error_message, source, occurred_at)

@@ -15,6 +15,8 @@
 //! - `gauges`: the queue's depth and oldest due entry, read for the metrics.
 //! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
 //!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
+//! - `events`: the event log (a row per status change, inbound message and opt-out change,
+//!   written in the transaction of the change) and its horizon, up to which readers read.
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
@@ -33,6 +35,7 @@ mod batches;
 mod cancel;
 mod dialect;
 mod error;
+mod events;
 mod gauges;
 mod ids;
 mod messages;
@@ -60,6 +63,7 @@ pub use batches::{Batch, BatchCounts, BatchState, Canceled};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
+pub use events::{LoggedEvent, MESSAGE_INBOUND, MESSAGE_STATUS, OPT_OUT_CHANGED};
 pub use gauges::QueueGauges;
 pub use ids::{new_id, now_millis};
 pub use model::*;
@@ -110,6 +114,8 @@ struct Inner {
     wake: Arc<Notify>,
     /// PostgreSQL's `LISTEN` task, stopped when the last clone of the store is dropped.
     listener: Option<JoinHandle<()>>,
+    /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
+    horizon: events::Horizon,
 }
 
 impl Drop for Inner {
@@ -139,10 +145,12 @@ impl Store {
     /// enforced and a busy lock is waited for up to [`StoreOptions::busy_timeout`].
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         let wake = Arc::new(Notify::new());
+        let horizon = events::Horizon::new();
         let (backend, listener) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = postgres::connect(url, options).await?;
-                let listener = postgres::listen(url, Arc::clone(&wake)).await?;
+                let listener =
+                    postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written)).await?;
                 (Backend::Postgres(pool), Some(listener))
             } else {
                 let (writer, reader) = sqlite::connect(url, options).await?;
@@ -153,6 +161,7 @@ impl Store {
                 backend,
                 wake,
                 listener,
+                horizon,
             }),
         })
     }
@@ -168,6 +177,7 @@ impl Store {
     /// Closes the pools, waiting for connections in use to be returned (SQLite checkpoints its
     /// WAL as the last connection closes). Operations after this fail.
     pub async fn close(&self) {
+        self.end_event_streams();
         match &self.inner.backend {
             Backend::Sqlite { writer, reader } => {
                 reader.close().await;
@@ -336,6 +346,7 @@ impl Store {
         }?;
         if matches!(enqueued, Enqueued::Created(_)) {
             self.inner.wake.notify_one();
+            self.events_written();
         }
         Ok(enqueued)
     }
@@ -352,12 +363,17 @@ impl Store {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedJob>> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::claim(writer, worker, now, lease, limit).await
             }
             Backend::Postgres(pool) => Queries::claim(pool, worker, now, lease, limit).await,
+        };
+        // An idle dispatcher claims nothing, often: only a claim that moved messages wrote.
+        if result.as_ref().is_ok_and(|jobs| !jobs.is_empty()) {
+            self.events_written();
         }
+        result
     }
 
     /// Waits until a message is enqueued (in this process, or on PostgreSQL in any process) or
@@ -378,12 +394,14 @@ impl Store {
         accepted: &Accepted,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::complete_accepted(writer, lease, accepted, now).await
             }
             Backend::Postgres(pool) => Queries::complete_accepted(pool, lease, accepted, now).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Returns the message to `queued`, due again at `due_at`, recording the attempt's error.
@@ -395,12 +413,14 @@ impl Store {
         error: &ErrorInfo,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::reschedule(writer, lease, due_at, error, now).await
             }
             Backend::Postgres(pool) => Queries::reschedule(pool, lease, due_at, error, now).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Like [`Store::reschedule`], and gives back the attempt the claim counted: for an attempt
@@ -413,12 +433,14 @@ impl Store {
         error: &ErrorInfo,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::defer(writer, lease, due_at, error, now).await
             }
             Backend::Postgres(pool) => Queries::defer(pool, lease, due_at, error, now).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Removes the queue entry and moves the message to `status` (normally `failed` or
@@ -431,12 +453,14 @@ impl Store {
         error: &ErrorInfo,
         now: i64,
     ) -> Result<LeaseOutcome> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::finish(writer, lease, status, error, now).await
             }
             Backend::Postgres(pool) => Queries::finish(pool, lease, status, error, now).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Applies a provider's status report atomically with the monotonic rule
@@ -449,12 +473,14 @@ impl Store {
         tenant: &TenantId,
         update: &StatusUpdate,
     ) -> Result<Option<ApplyResult>> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::apply_status(writer, tenant.as_str(), update).await
             }
             Backend::Postgres(pool) => Queries::apply_status(pool, tenant.as_str(), update).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// The messages due to be asked about again because their final status may have been lost:
@@ -562,10 +588,12 @@ impl Store {
 
     /// Stores an inbound message; `false` when the provider already delivered this one.
     pub async fn record_inbound(&self, inbound: &InboundMessage) -> Result<bool> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => Queries::record_inbound(writer, inbound).await,
             Backend::Postgres(pool) => Queries::record_inbound(pool, inbound).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Claims the compliance action (opt-out change, confirmation) keyed `key` for inbound
@@ -592,19 +620,23 @@ impl Store {
     /// Records `change` as an opt-out of its category ([`Category::All`] for everything), with an
     /// audit event; `false` when the number already was opted out of it.
     pub async fn opt_out(&self, change: &OptOutChange) -> Result<bool> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => Queries::opt_out(writer, change).await,
             Backend::Postgres(pool) => Queries::opt_out(pool, change).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Records `change` as an opt-in: lifts the opt-out of its category ([`Category::All`] lifts
     /// every opt-out), with an audit event; `false` when there was nothing to lift.
     pub async fn opt_in(&self, change: &OptOutChange) -> Result<bool> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => Queries::opt_in(writer, change).await,
             Backend::Postgres(pool) => Queries::opt_in(pool, change).await,
-        }
+        };
+        self.events_written();
+        result
     }
 
     /// Returns whether `phone` may not be sent `category` messages: opted out of that category or

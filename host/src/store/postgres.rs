@@ -20,6 +20,9 @@ use super::error::Result;
 
 /// The channel enqueues notify and dispatchers listen on (also named in [`Dialect::NOTIFY`]).
 const CHANNEL: &str = "herald_queue";
+/// The channel the event log's trigger notifies at each commit that wrote events (migration
+/// 0011), waking the event streams of every process.
+const EVENTS_CHANNEL: &str = "herald_events";
 
 /// Opens the connection pool.
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<PgPool> {
@@ -38,19 +41,32 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-/// Listens on the queue channel on a connection of its own and wakes `wake` for each notification.
-pub(super) async fn listen(url: &str, wake: Arc<Notify>) -> Result<JoinHandle<()>> {
+/// Listens on the queue and event channels on a connection of its own and wakes `wake` for
+/// each queue notification, `events` for each event-log one.
+pub(super) async fn listen(
+    url: &str,
+    wake: Arc<Notify>,
+    events: Arc<Notify>,
+) -> Result<JoinHandle<()>> {
     let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, EVENTS_CHANNEL]).await?;
     Ok(tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
+                Ok(Some(notification)) if notification.channel() == EVENTS_CHANNEL => {
+                    events.notify_one();
+                }
+                Ok(Some(_)) => wake.notify_one(),
                 // `None` means the connection dropped and was re-established: notifications sent
                 // in between are lost, so wake the dispatchers to look for work anyway.
-                Ok(_) => wake.notify_one(),
+                Ok(None) => {
+                    wake.notify_one();
+                    events.notify_one();
+                }
                 Err(error) => {
                     tracing::warn!(%error, "queue listener lost its connection; retrying");
                     wake.notify_one();
+                    events.notify_one();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -118,4 +134,6 @@ impl Dialect for Postgres {
         WHERE q.message_id = picked.message_id
         RETURNING q.message_id, q.tenant_id";
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('herald_queue', '')");
+    const JSON_OBJECT: &'static str = "json_build_object(";
+    const JSON_END: &'static str = ")::text";
 }

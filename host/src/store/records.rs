@@ -41,6 +41,7 @@ where
     /// Stores an inbound message unless the provider already delivered it; returns whether it
     /// was stored.
     pub(super) async fn record_inbound(pool: &Pool<DB>, inbound: &InboundMessage) -> Result<bool> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
         let inserted = sqlx::query(
             "INSERT INTO inbound_messages (id, tenant_id, provider, provider_message_id,
                  from_number, to_number, body, keyword, received_at)
@@ -57,8 +58,12 @@ where
         .bind(inbound.body.as_str())
         .bind(inbound.keyword.as_ref().map(name_of).as_deref())
         .bind(inbound.received_at)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        if inserted.is_some() {
+            Self::log_inbound(&mut tx, inbound).await?;
+        }
+        tx.commit().await?;
         Ok(inserted.is_some())
     }
 
@@ -107,7 +112,7 @@ where
         .bind(change.occurred_at)
         .execute(&mut *conn)
         .await?;
-        Ok(())
+        Self::log_opt_out(conn, change, action).await
     }
 
     /// Adds an opt-out (and its audit event) unless it exists; returns whether it was added.

@@ -142,4 +142,6 @@ impl Dialect for Sqlite {
         )
         RETURNING message_id, tenant_id";
     const NOTIFY: Option<&'static str> = None;
+    const JSON_OBJECT: &'static str = "json_object(";
+    const JSON_END: &'static str = ")";
 }
