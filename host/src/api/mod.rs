@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod budgets;
 pub mod bulk;
 pub mod error;
 pub mod estimate;
@@ -56,6 +57,7 @@ pub fn router(pipeline: Pipeline) -> Router {
         .merge(opt_outs::routes())
         .merge(inbound::routes())
         .merge(estimate::routes())
+        .merge(budgets::routes())
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .route(

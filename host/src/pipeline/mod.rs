@@ -55,6 +55,9 @@ pub mod callback;
 pub mod cancel;
 pub mod error;
 pub mod estimate;
+pub mod budgets;
+pub mod ledger;
+pub mod pricing;
 pub mod lines;
 pub mod opt_out_import;
 pub mod opt_outs;
@@ -172,7 +175,16 @@ impl Pipeline {
         let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
         check::check(self, tenant, &draft.request.to, &rendered.category).await?;
         let outgoing = enqueue::outgoing(self, draft, rendered, counted).await?;
-        enqueue::enqueue(self, outgoing).await
+        let charge = ledger::charge(
+            self,
+            tenant,
+            &outgoing.provider,
+            &outgoing.to,
+            &outgoing.category,
+            &outgoing.body.count,
+        )
+        .await?;
+        enqueue::enqueue_charged(self, outgoing, Some(charge)).await
     }
 
     /// The message `id` of `tenant`, with its status history.
