@@ -148,6 +148,17 @@ pub struct Usage {
     pub period_start: String,
     /// When the period ends and usage starts again from zero (RFC 3339, UTC).
     pub resets_at: String,
+    /// The alert thresholds reached in this period, each fired once, lowest first.
+    pub alerts: Vec<FiredAlert>,
+}
+
+/// A threshold that fired in the current period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FiredAlert {
+    /// The threshold, in percent of the limit.
+    pub threshold: u32,
+    /// When it fired (RFC 3339, UTC).
+    pub fired_at: String,
 }
 
 /// Creates or replaces budget `name`; returns it with its usage and whether it was created.
@@ -185,6 +196,16 @@ async fn view(pipeline: &Pipeline, budget: StoredBudget) -> Result<BudgetView> {
         .store()
         .budget_usage(&budget.tenant, &budget.name, start)
         .await?;
+    let alerts = pipeline
+        .store()
+        .budget_alerts(&budget.tenant, &budget.name, start)
+        .await?
+        .into_iter()
+        .map(|(threshold, at)| FiredAlert {
+            threshold,
+            fired_at: iso(at),
+        })
+        .collect();
     let money = |micros| Money::new(micros, budget.limit.currency.clone());
     let remaining = budget
         .limit
@@ -198,6 +219,7 @@ async fn view(pipeline: &Pipeline, budget: StoredBudget) -> Result<BudgetView> {
             remaining: money(remaining),
             period_start: iso(start),
             resets_at: iso(end),
+            alerts,
         },
         name: budget.name,
         period: budget.period,

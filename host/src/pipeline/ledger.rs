@@ -16,6 +16,8 @@
 //! reconciler lookup; one per attempt), replaces the estimate by it, keeps the difference, and
 //! settles or releases the reservations ([`crate::store::Charge`]).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::Pipeline;
@@ -24,7 +26,7 @@ use super::error::{ErrorCode, PipelineError, Result};
 use super::pricing::{self, PriceSource};
 use crate::domain::{Category, Money, PhoneNumber, TenantId};
 use crate::segments::SegmentCount;
-use crate::store::{Charge, Hold};
+use crate::store::{Charge, Hold, PriceAverage};
 
 /// Why a message has no estimate: no price entry fits and no actual price was seen.
 pub const NO_PRICE: &str = "no price entry fits this provider, country and encoding, and no \
@@ -54,8 +56,142 @@ pub struct CostFields {
     pub cost_unavailable: Option<String>,
 }
 
-/// The estimate for `segments` of `count` sent by `provider` to `to` for `tenant`, with where
-/// its price came from; `None` when no price is known.
+/// What pricing a tenant's messages needs, read once for many messages (a batch's rows): the
+/// tenant's price table, its budgets and the running averages looked up so far.
+#[derive(Debug)]
+pub struct Rates {
+    tenant: TenantId,
+    pricing: Option<pricing::PriceTable>,
+    budgets: Vec<crate::store::StoredBudget>,
+    averages: HashMap<(String, Option<String>), Option<PriceAverage>>,
+}
+
+impl Rates {
+    /// Reads `tenant`'s price table and budgets.
+    pub async fn load(pipeline: &Pipeline, tenant: &TenantId) -> Result<Self> {
+        Ok(Self {
+            tenant: tenant.clone(),
+            pricing: super::tenants::settings(pipeline, tenant).await?.pricing,
+            budgets: pipeline.store().list_budgets(tenant).await?,
+            averages: HashMap::new(),
+        })
+    }
+
+    /// The estimate for a message of `count` sent by `provider` to `to`, with where its price
+    /// came from; `None` when no price is known.
+    pub async fn estimate(
+        &mut self,
+        pipeline: &Pipeline,
+        provider: &str,
+        to: Option<&PhoneNumber>,
+        count: &SegmentCount,
+    ) -> Result<Option<(Money, PriceSource)>> {
+        let country = to.and_then(PhoneNumber::country);
+        let segments = i64::from(count.segments);
+        if let Some((price, source)) = pricing::price(
+            self.pricing.as_ref(),
+            &pipeline.config().pricing,
+            provider,
+            country,
+            count.encoding,
+        ) {
+            let micros = price.micros.saturating_mul(segments);
+            return Ok(Some((Money::new(micros, price.currency), source)));
+        }
+        let key = (provider.to_owned(), country.map(str::to_owned));
+        let average = match self.averages.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let found = pipeline
+                    .store()
+                    .price_averages(&self.tenant, provider, country)
+                    .await?
+                    .into_iter()
+                    .next();
+                self.averages.insert(key, found.clone());
+                found
+            }
+        };
+        Ok(average.map(|average| {
+            // segments × (total ÷ total segments), multiplied first so no precision is lost.
+            let micros = i128::from(average.total_micros) * i128::from(segments)
+                / i128::from(average.total_segments.max(1));
+            let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+            (Money::new(micros, average.currency), PriceSource::Average)
+        }))
+    }
+
+    /// What a new message charges: its estimate and the reservations of the budgets that apply
+    /// to its `category`. Refuses with `budget_exceeded` a message a hard-capped budget cannot
+    /// charge (no estimate, or another currency); the room itself is checked in the enqueue.
+    pub async fn charge(
+        &mut self,
+        pipeline: &Pipeline,
+        provider: &str,
+        to: &PhoneNumber,
+        category: &Category,
+        count: &SegmentCount,
+    ) -> Result<Charge> {
+        let estimate = self.estimate(pipeline, provider, Some(to), count).await?;
+        let now = pipeline.now();
+        let mut holds = Vec::new();
+        for budget in &self.budgets {
+            if budget
+                .category
+                .as_deref()
+                .is_some_and(|c| c != category.as_str())
+            {
+                continue;
+            }
+            let period = match budget.period.as_str() {
+                "daily" => Period::Daily,
+                _ => Period::Monthly,
+            };
+            let micros = match &estimate {
+                Some((money, _)) if money.currency == budget.limit.currency => money.micros,
+                other if budget.hard_cap => {
+                    let why = match other {
+                        Some((money, _)) => format!(
+                            "its estimate is in {}, the budget in {}",
+                            money.currency, budget.limit.currency
+                        ),
+                        None => "the message has no cost estimate".to_owned(),
+                    };
+                    return Err(PipelineError::new(
+                        ErrorCode::BudgetExceeded,
+                        format!(
+                            "hard-capped budget `{}` cannot charge this message: {why}",
+                            budget.name
+                        ),
+                    ));
+                }
+                // Charged when its actual price arrives, if that is in the budget's currency.
+                _ => 0,
+            };
+            holds.push(Hold {
+                budget: budget.name.clone(),
+                period_start: period.bounds(now).0,
+                micros,
+                hard_cap: budget.hard_cap,
+                limit_micros: budget.limit.micros,
+                thresholds: budget.alert_thresholds.clone(),
+            });
+        }
+        let (estimate, source) = estimate.unzip();
+        Ok(Charge {
+            provider: provider.to_owned(),
+            country: to.country().map(str::to_owned),
+            segments: count.segments,
+            reason: estimate.is_none().then(|| NO_PRICE.to_owned()),
+            estimate,
+            source: source.map(|s| s.as_str().to_owned()),
+            holds,
+        })
+    }
+}
+
+/// The estimate for a message of `count` sent by `provider` to `to` for `tenant` (see
+/// [`Rates::estimate`]).
 pub async fn estimate(
     pipeline: &Pipeline,
     tenant: &TenantId,
@@ -63,36 +199,11 @@ pub async fn estimate(
     to: Option<&PhoneNumber>,
     count: &SegmentCount,
 ) -> Result<Option<(Money, PriceSource)>> {
-    let country = to.and_then(PhoneNumber::country);
-    let settings = super::tenants::settings(pipeline, tenant).await?;
-    let config = pipeline.config();
-    let segments = i64::from(count.segments);
-    if let Some((price, source)) = pricing::price(
-        settings.pricing.as_ref(),
-        &config.pricing,
-        provider,
-        country,
-        count.encoding,
-    ) {
-        let micros = price.micros.saturating_mul(segments);
-        return Ok(Some((Money::new(micros, price.currency), source)));
-    }
-    let averages = pipeline
-        .store()
-        .price_averages(tenant, provider, country)
-        .await?;
-    Ok(averages.into_iter().next().map(|average| {
-        // segments × (total ÷ total segments), multiplied first so no precision is lost.
-        let micros = i128::from(average.total_micros) * i128::from(segments)
-            / i128::from(average.total_segments.max(1));
-        let micros = i64::try_from(micros).unwrap_or(i64::MAX);
-        (Money::new(micros, average.currency), PriceSource::Average)
-    }))
+    let mut rates = Rates::load(pipeline, tenant).await?;
+    rates.estimate(pipeline, provider, to, count).await
 }
 
-/// What a new message charges: its estimate and the reservations of the tenant's budgets that
-/// apply to its `category`. Refuses with `budget_exceeded` a message a hard-capped budget cannot
-/// charge (no estimate, or another currency); the room itself is checked in the enqueue.
+/// What one new message of `tenant` charges (see [`Rates::charge`]).
 pub async fn charge(
     pipeline: &Pipeline,
     tenant: &TenantId,
@@ -101,61 +212,8 @@ pub async fn charge(
     category: &Category,
     count: &SegmentCount,
 ) -> Result<Charge> {
-    let estimate = estimate(pipeline, tenant, provider, Some(to), count).await?;
-    let now = pipeline.now();
-    let mut holds = Vec::new();
-    for budget in pipeline.store().list_budgets(tenant).await? {
-        if budget
-            .category
-            .as_deref()
-            .is_some_and(|c| c != category.as_str())
-        {
-            continue;
-        }
-        let period = match budget.period.as_str() {
-            "daily" => Period::Daily,
-            _ => Period::Monthly,
-        };
-        let micros = match &estimate {
-            Some((money, _)) if money.currency == budget.limit.currency => money.micros,
-            other if budget.hard_cap => {
-                let why = match other {
-                    Some((money, _)) => format!(
-                        "its estimate is in {}, the budget in {}",
-                        money.currency, budget.limit.currency
-                    ),
-                    None => "the message has no cost estimate".to_owned(),
-                };
-                return Err(PipelineError::new(
-                    ErrorCode::BudgetExceeded,
-                    format!(
-                        "hard-capped budget `{}` cannot charge this message: {why}",
-                        budget.name
-                    ),
-                ));
-            }
-            // Charged when its actual price arrives, if that is in the budget's currency.
-            _ => 0,
-        };
-        holds.push(Hold {
-            budget: budget.name,
-            period_start: period.bounds(now).0,
-            micros,
-            hard_cap: budget.hard_cap,
-            limit_micros: budget.limit.micros,
-            thresholds: budget.alert_thresholds,
-        });
-    }
-    let (estimate, source) = estimate.unzip();
-    Ok(Charge {
-        provider: provider.to_owned(),
-        country: to.country().map(str::to_owned),
-        segments: count.segments,
-        reason: estimate.is_none().then(|| NO_PRICE.to_owned()),
-        estimate,
-        source: source.map(|s| s.as_str().to_owned()),
-        holds,
-    })
+    let mut rates = Rates::load(pipeline, tenant).await?;
+    rates.charge(pipeline, provider, to, category, count).await
 }
 
 /// The cost fields of message `id` of `tenant`.

@@ -25,6 +25,15 @@ use super::priority::ClaimPriority;
 use super::shared::{category, db_int, json, page_size, paged, status, tenant};
 use super::{Backend, Store};
 
+/// What one chunk of a batch's rows wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkInserted {
+    /// The ids inserted, in no particular order.
+    pub inserted: Vec<String>,
+    /// The ids of rows a hard-capped budget had no room for: not stored.
+    pub over_budget: Vec<String>,
+}
+
 /// Message rows per `INSERT` statement: 20 parameters each stays under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters.
 pub const ROWS_PER_STATEMENT: usize = 1_000;
@@ -277,7 +286,7 @@ where
         batch: &str,
         messages: &[NewMessage],
         dedupe: bool,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<ChunkInserted>> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         // Under the batch's row lock, so that a send or a cancel waits for this chunk and then
         // sees it, or this chunk sees the batch already gone from draft.
@@ -361,8 +370,14 @@ where
             }
             query.execute(&mut *tx).await?;
         }
+        let (over_budget, alerts) =
+            Self::charge_rows(&mut tx, tenant, messages, &mut inserted).await?;
         tx.commit().await?;
-        Ok(Some(inserted))
+        super::ledger::log_alerts(&alerts);
+        Ok(Some(ChunkInserted {
+            inserted,
+            over_budget,
+        }))
     }
 
     /// Queues every message of draft batch `id`, due at `due_at`, and marks the batch sending;
@@ -509,6 +524,7 @@ where
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        Self::release_batch_holds(&mut tx, tenant, id, now).await?;
         tx.commit().await?;
         Ok(Some(Canceled {
             batch: Self::batch_from_row(&row)?,
@@ -559,7 +575,7 @@ async fn insert_batch_messages_unnest(
     batch: &str,
     messages: &[NewMessage],
     dedupe: bool,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<ChunkInserted>> {
     let mut tx = pool.begin().await?;
     // Under the batch's row lock, as on SQLite (see the generic version).
     let state: Option<String> = sqlx::query_scalar(
@@ -574,7 +590,7 @@ async fn insert_batch_messages_unnest(
     }
     if messages.is_empty() {
         tx.commit().await?;
-        return Ok(Some(Vec::new()));
+        return Ok(Some(ChunkInserted::default()));
     }
     fn column<'m, T>(messages: &'m [NewMessage], f: impl Fn(&'m NewMessage) -> T) -> Vec<T> {
         messages.iter().map(f).collect()
@@ -633,8 +649,15 @@ async fn insert_batch_messages_unnest(
     .bind(column(messages, |new| new.template_version))
     .fetch_all(&mut *tx)
     .await?;
+    let mut inserted = ids;
+    let (over_budget, alerts) =
+        Queries::<sqlx::Postgres>::charge_rows(&mut tx, tenant, messages, &mut inserted).await?;
     tx.commit().await?;
-    Ok(Some(ids))
+    super::ledger::log_alerts(&alerts);
+    Ok(Some(ChunkInserted {
+        inserted,
+        over_budget,
+    }))
 }
 
 impl Store {
@@ -710,7 +733,7 @@ impl Store {
         batch: &str,
         messages: &[NewMessage],
         dedupe: bool,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<ChunkInserted>> {
         let tenant = tenant.as_str();
         match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {

@@ -279,6 +279,56 @@ where
         Ok(alerts)
     }
 
+    /// Charges the rows of a bulk chunk just inserted in `conn`'s transaction, in row order, each
+    /// under its own savepoint: a row that a hard-capped budget has no room for is taken out
+    /// again (its message row and event) and returned among the refused ids; `inserted` keeps
+    /// the others.
+    pub(super) async fn charge_rows(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        messages: &[super::model::NewMessage],
+        inserted: &mut Vec<String>,
+    ) -> Result<(Vec<String>, Vec<BudgetAlert>)> {
+        let mut refused = Vec::new();
+        let mut alerts = Vec::new();
+        if messages.iter().all(|new| new.charge.is_none()) {
+            return Ok((refused, alerts));
+        }
+        let kept: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+        for new in messages {
+            let Some(charge) = &new.charge else { continue };
+            if !kept.contains(new.id.as_str()) {
+                continue;
+            }
+            sqlx::query("SAVEPOINT ledger_row").execute(&mut *conn).await?;
+            match Self::charge(conn, tenant, &new.id, charge, new.now).await {
+                Ok(fired) => alerts.extend(fired),
+                Err(StoreError::BudgetExceeded { .. }) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT ledger_row")
+                        .execute(&mut *conn)
+                        .await?;
+                    for table in [
+                        "DELETE FROM status_events WHERE tenant_id = $1 AND message_id = $2",
+                        "DELETE FROM messages WHERE tenant_id = $1 AND id = $2",
+                    ] {
+                        sqlx::query(table)
+                            .bind(tenant)
+                            .bind(new.id.as_str())
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    refused.push(new.id.clone());
+                }
+                Err(e) => return Err(e),
+            }
+            sqlx::query("RELEASE SAVEPOINT ledger_row")
+                .execute(&mut *conn)
+                .await?;
+        }
+        inserted.retain(|id| !refused.contains(id));
+        Ok((refused, alerts))
+    }
+
     /// Records that thresholds of a budget were crossed, once per period each.
     async fn fire_thresholds(
         conn: &mut DB::Connection,
@@ -541,6 +591,30 @@ where
         Ok(())
     }
 
+    /// Gives back the reservations of batch `batch`'s canceled messages, inside the cancel.
+    pub(super) async fn release_batch_holds(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        batch: &str,
+        now: i64,
+    ) -> Result<()> {
+        let held = sqlx::query(
+            "SELECT DISTINCT h.message_id FROM budget_holds h
+             JOIN messages m ON m.tenant_id = h.tenant_id AND m.id = h.message_id
+             WHERE h.tenant_id = $1 AND m.batch_id = $2 AND m.status = 'canceled'
+               AND h.state = 'held'",
+        )
+        .bind(tenant)
+        .bind(batch)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in held {
+            let id: String = row.try_get("message_id")?;
+            Self::release_holds(conn, tenant, &id, now).await?;
+        }
+        Ok(())
+    }
+
     async fn message_cost(pool: &Pool<DB>, tenant: &str, id: &str) -> Result<Option<MessageCost>> {
         let row = sqlx::query("SELECT * FROM message_costs WHERE tenant_id = $1 AND message_id = $2")
             .bind(tenant)
@@ -669,6 +743,32 @@ where
             .collect()
     }
 
+    async fn budget_alerts(
+        pool: &Pool<DB>,
+        tenant: &str,
+        budget: &str,
+        period_start: i64,
+    ) -> Result<Vec<(u32, i64)>> {
+        let rows = sqlx::query(
+            "SELECT threshold, fired_at FROM budget_alerts
+             WHERE tenant_id = $1 AND budget = $2 AND period_start = $3
+             ORDER BY threshold",
+        )
+        .bind(tenant)
+        .bind(budget)
+        .bind(period_start)
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let threshold: i32 = row.try_get("threshold")?;
+                let threshold = u32::try_from(threshold)
+                    .map_err(|_| StoreError::Corrupt(format!("threshold {threshold}")))?;
+                Ok((threshold, row.try_get("fired_at")?))
+            })
+            .collect()
+    }
+
     async fn budget_usage(
         pool: &Pool<DB>,
         tenant: &str,
@@ -766,6 +866,24 @@ impl Store {
                 Queries::list_budgets(reader, tenant.as_str()).await
             }
             super::Backend::Postgres(pool) => Queries::list_budgets(pool, tenant.as_str()).await,
+        }
+    }
+
+    /// The thresholds of a budget that fired in the period starting at `period_start`, with
+    /// when (UTC ms), lowest first.
+    pub async fn budget_alerts(
+        &self,
+        tenant: &TenantId,
+        budget: &str,
+        period_start: i64,
+    ) -> Result<Vec<(u32, i64)>> {
+        match &self.inner.backend {
+            super::Backend::Sqlite { reader, .. } => {
+                Queries::budget_alerts(reader, tenant.as_str(), budget, period_start).await
+            }
+            super::Backend::Postgres(pool) => {
+                Queries::budget_alerts(pool, tenant.as_str(), budget, period_start).await
+            }
         }
     }
 

@@ -55,7 +55,7 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-pub use batches::{Batch, BatchCounts, BatchState, Canceled};
+pub use batches::{Batch, BatchCounts, BatchState, Canceled, ChunkInserted};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};

@@ -199,7 +199,7 @@ pub async fn create(
     let batch = new_batch(pipeline, tenant, request)?;
     pipeline.store().create_batch(&batch).await?;
     let id = batch.id.clone();
-    let staged = match stage_rows(pipeline, batch, rows).await {
+    let staged = match stage_rows(pipeline, batch, rows, send_immediately).await {
         Ok(staged) => staged,
         Err(error) => {
             // Leave nothing of a batch that stopped half-way to be sent later.
@@ -229,8 +229,17 @@ pub async fn create(
     })
 }
 
-async fn stage_rows(pipeline: &Pipeline, batch: Batch, rows: Vec<Recipient>) -> Result<Staged> {
+/// Stages `rows`; rows sent right away are charged to the budgets as they are written.
+async fn stage_rows(
+    pipeline: &Pipeline,
+    batch: Batch,
+    rows: Vec<Recipient>,
+    charge: bool,
+) -> Result<Staged> {
     let mut stager = stage::Stager::new(pipeline, batch, usize::MAX).await?;
+    if charge {
+        stager = stager.charging().await?;
+    }
     for (index, row) in (0u64..).zip(rows) {
         stager.push(index, row).await?;
     }
