@@ -117,7 +117,10 @@ async fn put_and_list_with_usage(backend: Backend) {
     assert_eq!(created["usage"]["remaining"]["micros"], 100_000);
     let (status, replaced) = put(&app, "main", &daily(200_000, false)).await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
-    assert_eq!(replaced["limit"], json!({"micros": 200_000, "currency": "USD"}));
+    assert_eq!(
+        replaced["limit"],
+        json!({"micros": 200_000, "currency": "USD"})
+    );
     let monthly = json!({"period": "monthly", "limit": {"micros": 50_000, "currency": "USD"},
         "category": "marketing", "hard_cap": true});
     let (status, body) = put(&app, "promos", &monthly).await;
@@ -128,12 +131,14 @@ async fn put_and_list_with_usage(backend: Backend) {
     assert_eq!(main["usage"]["resets_at"], tomorrow.as_str(), "{main:#}");
     assert_eq!(main["alert_thresholds"], json!([50, 80, 100]));
     let promos = budget(&app, "promos").await;
-    assert_eq!(promos["usage"]["resets_at"], next_month.as_str(), "{promos:#}");
+    assert_eq!(
+        promos["usage"]["resets_at"],
+        next_month.as_str(),
+        "{promos:#}"
+    );
     assert_eq!(promos["category"], "marketing");
 
-    let id = app
-        .send(json!({"to_number": TO, "message": "hello"}))
-        .await["id"]
+    let id = app.send(json!({"to_number": TO, "message": "hello"})).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -150,22 +155,54 @@ async fn put_and_list_with_usage(backend: Backend) {
 async fn bad_budgets_are_refused(backend: Backend) {
     let app = start(backend).await;
     let cases = [
-        ("main", json!({"period": "weekly", "limit": {"micros": 1, "currency": "USD"}}), "invalid_budget"),
-        ("main", json!({"period": "daily", "limit": {"micros": -1, "currency": "USD"}}), "invalid_budget"),
-        ("main", json!({"period": "daily", "limit": {"micros": 1, "currency": "dollars"}}), "invalid_budget"),
-        ("main", json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
-            "alert_thresholds": [0]}), "invalid_budget"),
-        ("main", json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
-            "category": "all"}), "invalid_budget"),
+        (
+            "main",
+            json!({"period": "weekly", "limit": {"micros": 1, "currency": "USD"}}),
+            "invalid_budget",
+        ),
+        (
+            "main",
+            json!({"period": "daily", "limit": {"micros": -1, "currency": "USD"}}),
+            "invalid_budget",
+        ),
+        (
+            "main",
+            json!({"period": "daily", "limit": {"micros": 1, "currency": "dollars"}}),
+            "invalid_budget",
+        ),
+        (
+            "main",
+            json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
+            "alert_thresholds": [0]}),
+            "invalid_budget",
+        ),
+        (
+            "main",
+            json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
+            "category": "all"}),
+            "invalid_budget",
+        ),
         ("a%20b", daily(1, true), "invalid_budget"),
-        ("main", json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
-            "extra": 1}), "invalid_field"),
+        (
+            "main",
+            json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
+            "extra": 1}),
+            "invalid_field",
+        ),
         ("main", json!({"period": "daily"}), "invalid_field"),
-        ("main", json!({"period": "daily", "limit": {"micros": 1.5, "currency": "USD"}}), "invalid_field"),
+        (
+            "main",
+            json!({"period": "daily", "limit": {"micros": 1.5, "currency": "USD"}}),
+            "invalid_field",
+        ),
     ];
     for (name, body, code) in cases {
         let (status, answer) = put(&app, name, &body).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {answer}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} → {answer}"
+        );
         assert_eq!(answer["error"]["code"], code, "{body} → {answer}");
     }
     let (status, answer) = app.get(&format!("{BUDGETS}?period=daily")).await;
@@ -217,7 +254,10 @@ async fn hard_cap_holds_under_64_concurrent_clients(backend: Backend) {
     wait_usage(&app, "cap", 10 * PRICE, 0).await;
     assert_eq!(budget(&app, "cap").await["usage"]["remaining"]["micros"], 0);
     let (status, _) = app
-        .post("/api/v1/sms/send", &json!({"to_number": TO, "message": "one more"}))
+        .post(
+            "/api/v1/sms/send",
+            &json!({"to_number": TO, "message": "one more"}),
+        )
         .await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     app.stop().await;
@@ -325,15 +365,24 @@ async fn capped_budgets_refuse_what_they_cannot_charge(backend: Backend) {
         "hard_cap": true});
     put(&app, "cap", &euros).await;
     let (status, refused) = app
-        .post("/api/v1/sms/send", &json!({"to_number": TO, "message": "dollars"}))
+        .post(
+            "/api/v1/sms/send",
+            &json!({"to_number": TO, "message": "dollars"}),
+        )
         .await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{refused}");
-    assert!(refused["error"]["message"].as_str().unwrap().contains("EUR"));
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EUR")
+    );
 
     let mut soft = euros.clone();
     soft["hard_cap"] = json!(false);
     put(&app, "cap", &soft).await;
-    app.send(json!({"to_number": TO, "message": "dollars"})).await;
+    app.send(json!({"to_number": TO, "message": "dollars"}))
+        .await;
     app.send(json!({"to_number": "+447911123456", "message": "unpriced"}))
         .await;
     assert_eq!(app.message_count().await, 2);
@@ -372,10 +421,7 @@ async fn thresholds_fire_once_per_period(backend: Backend) {
     assert_eq!(after_one[0].0, 40);
     app.send(schedule("two")).await;
     let after_two = fired(budget(&app, "alerts").await);
-    assert_eq!(
-        after_two.iter().map(|a| a.0).collect::<Vec<_>>(),
-        [40, 80]
-    );
+    assert_eq!(after_two.iter().map(|a| a.0).collect::<Vec<_>>(), [40, 80]);
 
     // Back under 80 % (41.5 %), then over it again: 80 does not fire a second time.
     let id = first["id"].as_str().unwrap();

@@ -52,7 +52,10 @@ async fn send(app: &TestApp, to: &str, text: &str) -> Value {
 async fn estimate_from_config_is_reconciled(backend: Backend) {
     let app = start(backend, vec![twilio("*", 1_000), twilio("US", 5_000)]).await;
     let sent = send(&app, TO, "hello").await;
-    assert_eq!(sent["cost"]["estimate"], json!({"micros": 5_000, "currency": "USD"}));
+    assert_eq!(
+        sent["cost"]["estimate"],
+        json!({"micros": 5_000, "currency": "USD"})
+    );
     assert_eq!(sent["cost"]["estimate_source"], "config");
     assert!(sent.get("cost_unavailable").is_none(), "{sent:#}");
     let id = sent["id"].as_str().unwrap();
@@ -69,7 +72,10 @@ async fn estimate_from_config_is_reconciled(backend: Backend) {
     let delivered = wait_priced(&app, id).await;
     let cost = &delivered["cost"];
     assert_eq!(cost["estimate"]["micros"], 5_000);
-    assert_eq!(cost["actual"], json!({"micros": CARRIER_PRICE, "currency": "USD"}));
+    assert_eq!(
+        cost["actual"],
+        json!({"micros": CARRIER_PRICE, "currency": "USD"})
+    );
     assert_eq!(cost["difference_micros"], CARRIER_PRICE - 5_000);
     app.stop().await;
 }
@@ -118,7 +124,10 @@ async fn estimate_from_running_average_or_none(backend: Backend) {
     assert!(delivered["cost_unavailable"].is_string());
 
     let second = send(&app, TO, "hello again").await;
-    assert_eq!(second["cost"]["estimate"]["micros"], CARRIER_PRICE, "{second:#}");
+    assert_eq!(
+        second["cost"]["estimate"]["micros"], CARRIER_PRICE,
+        "{second:#}"
+    );
     assert_eq!(second["cost"]["estimate_source"], "average");
     // Another country has no average yet.
     let gb = send(&app, "+447911123456", "hello").await;
@@ -140,11 +149,16 @@ async fn every_attempt_counts(backend: Backend) {
 
     // The provider bills another attempt of this message (its own id), twice over.
     for _ in 0..2 {
-        let status = priced_callback(&app, id, "SMearlierattempt0000000000000000", "-0.00500").await;
+        let status =
+            priced_callback(&app, id, "SMearlierattempt0000000000000000", "-0.00500").await;
         assert_eq!(status, StatusCode::OK);
     }
     let message = app.message(id).await;
-    assert_eq!(message["cost"]["actual"]["micros"], CARRIER_PRICE + 5_000, "{message:#}");
+    assert_eq!(
+        message["cost"]["actual"]["micros"],
+        CARRIER_PRICE + 5_000,
+        "{message:#}"
+    );
     assert_eq!(message["cost"]["difference_micros"], 5_000);
     // The price of the first attempt is corrected, not added again.
     let status = priced_callback(&app, id, "SMearlierattempt0000000000000000", "-0.00600").await;

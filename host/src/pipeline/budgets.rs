@@ -64,7 +64,10 @@ impl Period {
                     Month::December => (day.year() + 1, Month::January),
                     month => (day.year(), month.next()),
                 };
-                (first, Date::from_calendar_date(year, month, 1).unwrap_or(first))
+                (
+                    first,
+                    Date::from_calendar_date(year, month, 1).unwrap_or(first),
+                )
             }
         };
         (millis(start), millis(end))
@@ -83,7 +86,10 @@ fn iso(ms: i64) -> String {
 }
 
 fn millis(date: Date) -> i64 {
-    let nanos = date.with_time(Time::MIDNIGHT).assume_utc().unix_timestamp_nanos();
+    let nanos = date
+        .with_time(Time::MIDNIGHT)
+        .assume_utc()
+        .unix_timestamp_nanos();
     i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
 }
 
@@ -263,8 +269,7 @@ fn check(tenant: &TenantId, name: &str, spec: BudgetSpec, now: i64) -> Result<St
         ),
     };
     let mut thresholds = spec.alert_thresholds;
-    if thresholds.len() > MAX_THRESHOLDS
-        || thresholds.iter().any(|t| *t == 0 || *t > MAX_THRESHOLD)
+    if thresholds.len() > MAX_THRESHOLDS || thresholds.iter().any(|t| *t == 0 || *t > MAX_THRESHOLD)
     {
         return Err(invalid(format!(
             "`alert_thresholds` are at most {MAX_THRESHOLDS} percentages from 1 to {MAX_THRESHOLD}"

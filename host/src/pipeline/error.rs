@@ -57,9 +57,7 @@ impl From<crate::store::StoreError> for PipelineError {
         if let crate::store::StoreError::BudgetExceeded { budget } = &error {
             return Self::new(
                 ErrorCode::BudgetExceeded,
-                format!(
-                    "budget `{budget}` has no room for this message's estimate in this period"
-                ),
+                format!("budget `{budget}` has no room for this message's estimate in this period"),
             );
         }
         if error.is_unavailable() {

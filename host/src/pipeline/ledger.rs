@@ -227,9 +227,10 @@ pub async fn cost(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Co
         Some(stored) => {
             let known = stored.estimate.is_some() || stored.actual.is_some();
             CostFields {
-                cost_unavailable: stored.estimate.is_none().then(|| {
-                    stored.reason.clone().unwrap_or_else(|| NO_PRICE.to_owned())
-                }),
+                cost_unavailable: stored
+                    .estimate
+                    .is_none()
+                    .then(|| stored.reason.clone().unwrap_or_else(|| NO_PRICE.to_owned())),
                 cost: known.then_some(Cost {
                     estimate: stored.estimate,
                     estimate_source: stored.source,

@@ -50,17 +50,17 @@ pub mod inbound;
 
 pub mod reconcile;
 
+pub mod budgets;
 pub mod bulk;
 pub mod callback;
 pub mod cancel;
 pub mod error;
 pub mod estimate;
-pub mod budgets;
 pub mod ledger;
-pub mod pricing;
 pub mod lines;
 pub mod opt_out_import;
 pub mod opt_outs;
+pub mod pricing;
 pub mod read;
 pub mod recurrence;
 pub mod schedules;

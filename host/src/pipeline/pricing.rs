@@ -92,7 +92,8 @@ impl PriceTable {
                 return Err(format!("{at}.provider must be 1 to 64 characters"));
             }
             let country_ok = entry.country == ANY_COUNTRY
-                || (entry.country.len() == 2 && entry.country.bytes().all(|b| b.is_ascii_uppercase()));
+                || (entry.country.len() == 2
+                    && entry.country.bytes().all(|b| b.is_ascii_uppercase()));
             if !country_ok {
                 return Err(format!(
                     "{at}.country must be an ISO 3166 alpha-2 code (`US`) or `*`"
@@ -219,8 +220,14 @@ mod tests {
         let tenant = PriceTable {
             prices: vec![entry("twilio", "*", None, 5_000)],
         };
-        let (money, source) =
-            price(Some(&tenant), &operator, "twilio", Some("US"), Encoding::Gsm7).unwrap();
+        let (money, source) = price(
+            Some(&tenant),
+            &operator,
+            "twilio",
+            Some("US"),
+            Encoding::Gsm7,
+        )
+        .unwrap();
         assert_eq!((money.micros, source), (5_000, PriceSource::Tenant));
         let (money, source) = price(None, &operator, "twilio", Some("CA"), Encoding::Gsm7).unwrap();
         assert_eq!((money.micros, source), (8_300, PriceSource::Config));

@@ -300,7 +300,9 @@ where
             if !kept.contains(new.id.as_str()) {
                 continue;
             }
-            sqlx::query("SAVEPOINT ledger_row").execute(&mut *conn).await?;
+            sqlx::query("SAVEPOINT ledger_row")
+                .execute(&mut *conn)
+                .await?;
             match Self::charge(conn, tenant, &new.id, charge, new.now).await {
                 Ok(fired) => alerts.extend(fired),
                 Err(StoreError::BudgetExceeded { .. }) => {
@@ -421,7 +423,17 @@ where
             return Ok(Vec::new());
         }
         let change = Money::new(delta, price.currency.clone());
-        Self::ledger_row(conn, tenant, id, "actual", None, Some(attempt_ref), &change, now).await?;
+        Self::ledger_row(
+            conn,
+            tenant,
+            id,
+            "actual",
+            None,
+            Some(attempt_ref),
+            &change,
+            now,
+        )
+        .await?;
         sqlx::query(
             "UPDATE message_costs
              SET actual_micros = COALESCE(actual_micros, 0) + $3, actual_currency = $4,
@@ -616,11 +628,12 @@ where
     }
 
     async fn message_cost(pool: &Pool<DB>, tenant: &str, id: &str) -> Result<Option<MessageCost>> {
-        let row = sqlx::query("SELECT * FROM message_costs WHERE tenant_id = $1 AND message_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM message_costs WHERE tenant_id = $1 AND message_id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let money = |micros: Option<i64>, currency: Option<String>| match (micros, currency) {
             (Some(micros), Some(currency)) => Some(Money { micros, currency }),
@@ -630,7 +643,10 @@ where
             estimate: money(row.try_get("estimate_micros")?, row.try_get("currency")?),
             source: row.try_get("estimate_source")?,
             reason: row.try_get("reason")?,
-            actual: money(row.try_get("actual_micros")?, row.try_get("actual_currency")?),
+            actual: money(
+                row.try_get("actual_micros")?,
+                row.try_get("actual_currency")?,
+            ),
             difference_micros: row.try_get("difference_micros")?,
         }))
     }
