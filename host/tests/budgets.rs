@@ -381,11 +381,16 @@ async fn capped_budgets_refuse_what_they_cannot_charge(backend: Backend) {
     let mut soft = euros.clone();
     soft["hard_cap"] = json!(false);
     put(&app, "cap", &soft).await;
-    app.send(json!({"to_number": TO, "message": "dollars"}))
+    let dollars = app
+        .send(json!({"to_number": TO, "message": "dollars"}))
         .await;
     app.send(json!({"to_number": "+447911123456", "message": "unpriced"}))
         .await;
     assert_eq!(app.message_count().await, 2);
+    // Its USD price cannot be charged to a EUR budget: nothing is spent or left reserved.
+    app.wait_for(dollars["id"].as_str().unwrap(), "delivered")
+        .await;
+    assert_eq!(usage(&app, "cap").await, (0, 0));
     app.stop().await;
 }
 

@@ -472,7 +472,9 @@ where
     }
 
     /// Moves a message's reservations into spending as its actual price (change) arrives: a
-    /// held reservation is given back and the price spent; a settled one adds the change.
+    /// held reservation is given back and the price spent; a settled one adds the change. A
+    /// budget in another currency than the price cannot be charged with it: its reservation is
+    /// given back all the same, so it is not held for ever.
     async fn settle(
         conn: &mut DB::Connection,
         tenant: &str,
@@ -482,16 +484,14 @@ where
     ) -> Result<Vec<BudgetAlert>> {
         let holds = sqlx::query(
             "SELECT h.budget, h.period_start, h.micros, h.state, b.limit_micros,
-                 b.alert_thresholds
+                 b.alert_thresholds, b.currency
              FROM budget_holds h
              JOIN budgets b ON b.tenant_id = h.tenant_id AND b.name = h.budget
              WHERE h.tenant_id = $1 AND h.message_id = $2 AND h.state <> 'released'
-               AND b.currency = $3
              ORDER BY h.budget",
         )
         .bind(tenant)
         .bind(id)
-        .bind(change.currency.as_str())
         .fetch_all(&mut *conn)
         .await?;
         let mut alerts = Vec::new();
@@ -501,6 +501,12 @@ where
             let state: String = hold.try_get("state")?;
             let held: i64 = if state == "held" {
                 hold.try_get("micros")?
+            } else {
+                0
+            };
+            let currency: String = hold.try_get("currency")?;
+            let spend = if currency == change.currency {
+                change.micros
             } else {
                 0
             };
@@ -514,12 +520,12 @@ where
             .bind(budget.as_str())
             .bind(period_start)
             .bind(held)
-            .bind(change.micros)
+            .bind(spend)
             .fetch_optional(&mut *conn)
             .await?;
             if state == "held" {
                 Self::mark_hold(conn, tenant, id, &budget, "settled").await?;
-                let released = Money::new(held, change.currency.clone());
+                let released = Money::new(held, currency.clone());
                 let at = Some((budget.as_str(), period_start));
                 Self::ledger_row(conn, tenant, id, "release", at, None, &released, now).await?;
             }
@@ -533,7 +539,7 @@ where
                 period_start,
                 limit: hold.try_get("limit_micros")?,
                 thresholds: &thresholds,
-                before: after - change.micros + held,
+                before: after - spend + held,
                 after,
             };
             Self::fire_thresholds(conn, tenant, &crossing, now, &mut alerts).await?;
