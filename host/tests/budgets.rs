@@ -17,6 +17,7 @@ on_both_backends!(
     bad_budgets_are_refused,
     hard_cap_holds_under_64_concurrent_clients,
     bulk_rows_past_the_cap_are_rejected,
+    a_draft_is_charged_when_sent,
     failures_and_cancels_release,
     capped_budgets_refuse_what_they_cannot_charge,
     thresholds_fire_once_per_period,
@@ -305,6 +306,55 @@ async fn bulk_rows_past_the_cap_are_rejected(backend: Backend) {
     let (spent, reserved) = usage(&app, "cap").await;
     assert_eq!(spent + reserved, 3 * PRICE);
     assert_eq!(app.message_count().await, 3);
+    app.stop().await;
+}
+
+/// A draft batch holds nothing while it is kept; sent under a hard cap with room for 3 of its 5
+/// messages, the first 3 are queued and the last 2 end `failed` with `budget_exceeded`.
+async fn a_draft_is_charged_when_sent(backend: Backend) {
+    let app = start(backend).await;
+    let recipients: Vec<Value> = (0..5)
+        .map(|i| json!({"to_number": format!("+1415555{:04}", 2671 + i), "message": "draft"}))
+        .collect();
+    let (status, created) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &json!({"batch_name": "kept", "send_immediately": false, "recipients": recipients}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["batch_id"].as_str().unwrap();
+    put(&app, "cap", &daily(3 * PRICE, true)).await;
+    assert_eq!(usage(&app, "cap").await, (0, 0));
+
+    let (status, sent) = app
+        .post(&format!("/api/v1/sms/batches/{id}/send"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let (_, page) = app.get(&format!("/api/v1/sms/batches/{id}/messages")).await;
+    let outcomes: Vec<(String, Value)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["to_number"].as_str().unwrap().to_owned(),
+                m["error"]["code"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 5, "{page:#}");
+    for (i, (to, code)) in outcomes.iter().enumerate() {
+        assert_eq!(to, &format!("+1415555{:04}", 2671 + i));
+        let expected = if i < 3 {
+            Value::Null
+        } else {
+            json!("budget_exceeded")
+        };
+        assert_eq!(code, &expected, "{page:#}");
+    }
+    let (spent, reserved) = usage(&app, "cap").await;
+    assert_eq!(spent + reserved, 3 * PRICE);
     app.stop().await;
 }
 

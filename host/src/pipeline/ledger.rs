@@ -25,7 +25,7 @@ use super::budgets::Period;
 use super::error::{ErrorCode, PipelineError, Result};
 use super::pricing::{self, PriceSource};
 use crate::domain::{Category, Money, PhoneNumber, TenantId};
-use crate::segments::SegmentCount;
+use crate::segments::{Encoding, SegmentCount};
 use crate::store::{Charge, Hold, PriceAverage};
 
 /// Why a message has no estimate: no price entry fits and no actual price was seen.
@@ -77,23 +77,24 @@ impl Rates {
         })
     }
 
-    /// The estimate for a message of `count` sent by `provider` to `to`, with where its price
+    /// The estimate for a message of `count` (encoding and segments) sent by `provider` to `to`, with where its price
     /// came from; `None` when no price is known.
     pub async fn estimate(
         &mut self,
         pipeline: &Pipeline,
         provider: &str,
         to: Option<&PhoneNumber>,
-        count: &SegmentCount,
+        count: (Encoding, u32),
     ) -> Result<Option<(Money, PriceSource)>> {
+        let (encoding, segments) = count;
         let country = to.and_then(PhoneNumber::country);
-        let segments = i64::from(count.segments);
+        let segments = i64::from(segments);
         if let Some((price, source)) = pricing::price(
             self.pricing.as_ref(),
             &pipeline.config().pricing,
             provider,
             country,
-            count.encoding,
+            encoding,
         ) {
             let micros = price.micros.saturating_mul(segments);
             return Ok(Some((Money::new(micros, price.currency), source)));
@@ -130,7 +131,7 @@ impl Rates {
         provider: &str,
         to: &PhoneNumber,
         category: &Category,
-        count: &SegmentCount,
+        count: (Encoding, u32),
     ) -> Result<Charge> {
         let estimate = self.estimate(pipeline, provider, Some(to), count).await?;
         let now = pipeline.now();
@@ -181,7 +182,7 @@ impl Rates {
         Ok(Charge {
             provider: provider.to_owned(),
             country: to.country().map(str::to_owned),
-            segments: count.segments,
+            segments: count.1,
             reason: estimate.is_none().then(|| NO_PRICE.to_owned()),
             estimate,
             source: source.map(|s| s.as_str().to_owned()),
@@ -200,6 +201,7 @@ pub async fn estimate(
     count: &SegmentCount,
 ) -> Result<Option<(Money, PriceSource)>> {
     let mut rates = Rates::load(pipeline, tenant).await?;
+    let count = (count.encoding, count.segments);
     rates.estimate(pipeline, provider, to, count).await
 }
 
@@ -213,6 +215,7 @@ pub async fn charge(
     count: &SegmentCount,
 ) -> Result<Charge> {
     let mut rates = Rates::load(pipeline, tenant).await?;
+    let count = (count.encoding, count.segments);
     rates.charge(pipeline, provider, to, category, count).await
 }
 

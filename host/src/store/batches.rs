@@ -20,6 +20,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, PgPool, Pool, Row as _,
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
 use super::ids::{decode_cursor, encode_cursor};
+use super::ledger::DraftCharges;
 use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
 use super::priority::ClaimPriority;
 use super::shared::{category, db_int, json, page_size, paged, status, tenant};
@@ -388,6 +389,7 @@ where
         id: &str,
         due_at: i64,
         now: i64,
+        drafts: &DraftCharges,
     ) -> Result<Option<Batch>> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let row = sqlx::query(
@@ -403,6 +405,8 @@ where
         let Some(row) = row else {
             return Ok(None);
         };
+        // Refused messages leave `draft` here, so the statements below pass them by.
+        Self::charge_drafts(&mut tx, tenant, drafts, now).await?;
         sqlx::query(
             "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
              SELECT id, tenant_id, $3, CASE WHEN category = $4 THEN $5 ELSE $6 END FROM messages
@@ -746,20 +750,24 @@ impl Store {
     }
 
     /// Queues a draft batch's messages at `due_at` and marks it sending, in one transaction
-    /// that wakes the dispatchers once; `None` when it is not a draft.
+    /// that wakes the dispatchers once, charging them as `drafts` says (see
+    /// [`DraftCharges`]); `None` when it is not a draft.
     pub async fn send_batch(
         &self,
         tenant: &TenantId,
         id: &str,
         due_at: i64,
         now: i64,
+        drafts: &DraftCharges,
     ) -> Result<Option<Batch>> {
         let tenant = tenant.as_str();
         let sent = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
-                Queries::send_batch(writer, tenant, id, due_at, now).await
+                Queries::send_batch(writer, tenant, id, due_at, now, drafts).await
             }
-            Backend::Postgres(pool) => Queries::send_batch(pool, tenant, id, due_at, now).await,
+            Backend::Postgres(pool) => {
+                Queries::send_batch(pool, tenant, id, due_at, now, drafts).await
+            }
         }?;
         if sent.is_some() {
             self.inner.wake.notify_one();

@@ -34,6 +34,16 @@ pub struct Charge {
     pub holds: Vec<Hold>,
 }
 
+/// What sending a draft batch charges: the charge of each of its draft messages, and the
+/// messages refused before any room was checked (a hard-capped budget cannot charge them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DraftCharges {
+    /// Message id and its charge.
+    pub charges: Vec<(String, Charge)>,
+    /// Message id and why it is refused.
+    pub refused: Vec<(String, String)>,
+}
+
 /// One reservation of a message on one budget's period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
@@ -298,6 +308,11 @@ where
         for new in messages {
             let Some(charge) = &new.charge else { continue };
             if !kept.contains(new.id.as_str()) {
+                continue;
+            }
+            if !charge.holds.iter().any(|hold| hold.hard_cap) {
+                // Nothing can refuse it: no savepoint needed.
+                alerts.extend(Self::charge(conn, tenant, &new.id, charge, new.now).await?);
                 continue;
             }
             sqlx::query("SAVEPOINT ledger_row")
@@ -605,6 +620,93 @@ where
             let released = Money::new(micros, currency.unwrap_or_default());
             let at = Some((budget.as_str(), period_start));
             Self::ledger_row(conn, tenant, id, "release", at, None, &released, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Charges the draft messages of a batch being sent, inside the send's transaction, each
+    /// under its own savepoint. A message refused up front, or that a hard-capped budget has no
+    /// room for, ends `failed` with `budget_exceeded` (and an event) instead of being queued.
+    pub(super) async fn charge_drafts(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        drafts: &DraftCharges,
+        now: i64,
+    ) -> Result<()> {
+        let mut alerts = Vec::new();
+        for (id, charge) in &drafts.charges {
+            // Only messages still waiting as drafts: one canceled meanwhile charges nothing.
+            let status =
+                sqlx::query("SELECT status FROM messages WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let status: Option<String> = status.map(|row| row.try_get("status")).transpose()?;
+            if status.as_deref() != Some("draft") {
+                continue;
+            }
+            sqlx::query("SAVEPOINT ledger_draft")
+                .execute(&mut *conn)
+                .await?;
+            match Self::charge(conn, tenant, id, charge, now).await {
+                Ok(fired) => alerts.extend(fired),
+                Err(StoreError::BudgetExceeded { budget }) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT ledger_draft")
+                        .execute(&mut *conn)
+                        .await?;
+                    let why = format!(
+                        "budget `{budget}` has no room for this message's estimate in this period"
+                    );
+                    Self::refuse_draft(conn, tenant, id, &why, now).await?;
+                }
+                Err(e) => return Err(e),
+            }
+            sqlx::query("RELEASE SAVEPOINT ledger_draft")
+                .execute(&mut *conn)
+                .await?;
+        }
+        for (id, why) in &drafts.refused {
+            Self::refuse_draft(conn, tenant, id, why, now).await?;
+        }
+        // Logged before the send commits: a rolled-back send could leave a line for an alert
+        // that is not recorded, never the reverse.
+        log_alerts(&alerts);
+        Ok(())
+    }
+
+    /// Ends a draft message `failed` with `budget_exceeded`, with its event.
+    async fn refuse_draft(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        id: &str,
+        why: &str,
+        now: i64,
+    ) -> Result<()> {
+        let refused = sqlx::query(
+            "UPDATE messages SET status = 'failed', error_code = 'budget_exceeded',
+                 error_message = $3, updated_at = $4
+             WHERE tenant_id = $1 AND id = $2 AND status = 'draft'
+             RETURNING id",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(why)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if refused.is_some() {
+            sqlx::query(
+                "INSERT INTO status_events (tenant_id, message_id, status, error_code,
+                     error_message, source, occurred_at)
+                 VALUES ($1, $2, 'failed', 'budget_exceeded', $3, 'api', $4)",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(why)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }

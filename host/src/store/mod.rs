@@ -60,7 +60,9 @@ pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
-pub use ledger::{BudgetAlert, BudgetUsage, Charge, Hold, MessageCost, PriceAverage, StoredBudget};
+pub use ledger::{
+    BudgetAlert, BudgetUsage, Charge, DraftCharges, Hold, MessageCost, PriceAverage, StoredBudget,
+};
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;

@@ -152,7 +152,7 @@ impl<'p> Stager<'p> {
                         &outgoing.provider,
                         &outgoing.to,
                         &outgoing.category,
-                        &outgoing.body.count,
+                        (outgoing.body.count.encoding, outgoing.body.count.segments),
                     )
                     .await?,
             ),
