@@ -7,8 +7,10 @@
 //!    with the stored message right away ([`enqueue::replay`]);
 //! 2. [`render`]: a template is rendered by the tenant's renderer plugin;
 //! 3. [`count`]: the host computes encoding and segments exactly;
-//! 4. [`check`]: opt-out (budgets, quiet hours and rate limits hook in here);
-//! 5. [`enqueue`]: message, queue entry and first event in one transaction;
+//! 4. [`check`]: opt-out (quiet hours and rate limits hook in here); then [`ledger`] prices
+//!    the message and lists the [`budgets`] it reserves from;
+//! 5. [`enqueue`]: message, queue entry, first event, estimate and budget reservations in one
+//!    transaction (a hard-capped budget without room refuses it);
 //! 6. [`dispatch`]: workers claim due entries under a lease and call the provider;
 //! 7. [`classify`]: a pure function from the provider's outcome to what happens next;
 //! 8. [`track`]: verified status callbacks move the message by the monotonic rule;
@@ -25,7 +27,8 @@
 //! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
 //! [`recurrence`] computes their fire times), [`opt_outs`] and [`opt_out_import`] (the
 //! opt-out list managed by callers: state, changes, counts, export, CSV import), [`estimate`]
-//! (the dry run: render and count, explained, nothing sent), [`tenants`] (who
+//! (the dry run: render and count, explained, priced, nothing sent), [`pricing`] (the price
+//! table), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 

@@ -14,6 +14,9 @@
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
 //! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
 //!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
+//! - `ledger`: the cost ledger and budgets — estimates and reservations written inside the
+//!   enqueue, actual prices inside the transaction storing a provider's report, releases inside
+//!   a failure or cancel ([`Charge`]).
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
