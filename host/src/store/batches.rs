@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, PgPool, Pool, Row as _,
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
 use super::ids::{decode_cursor, encode_cursor};
-use super::ledger::DraftCharges;
+use super::ledger_bulk::DraftCharges;
 use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
 use super::priority::ClaimPriority;
 use super::shared::{category, db_int, json, page_size, paged, status, tenant};

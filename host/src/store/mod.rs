@@ -14,9 +14,10 @@
 //! - `error`, `ids`: the store's error type; ids, clocks and pagination cursors.
 //! - `priority`: the claim order of queue entries ([`ClaimPriority`]); `cancel`: withdrawing a
 //!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
-//! - `ledger`: the cost ledger and budgets — estimates and reservations written inside the
-//!   enqueue, actual prices inside the transaction storing a provider's report, releases inside
-//!   a failure or cancel ([`Charge`]).
+//! - `ledger`: the cost ledger — estimates and reservations written inside the enqueue, actual
+//!   prices inside the transaction storing a provider's report, releases inside a failure or
+//!   cancel ([`Charge`]); `ledger_bulk`: the same for a batch's rows and drafts; `budgets`:
+//!   budgets, their usage per period and the thresholds that fired.
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
@@ -32,11 +33,13 @@
 //! lease was taken over cannot overwrite the new holder's work.
 
 mod batches;
+mod budgets;
 mod cancel;
 mod dialect;
 mod error;
 mod ids;
 mod ledger;
+mod ledger_bulk;
 mod messages;
 pub mod model;
 mod opt_outs;
@@ -59,13 +62,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use batches::{Batch, BatchCounts, BatchState, Canceled, ChunkInserted};
+pub use budgets::{BudgetUsage, StoredBudget};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use ids::{new_id, now_millis};
-pub use ledger::{
-    BudgetAlert, BudgetUsage, Charge, DraftCharges, Hold, MessageCost, PriceAverage, StoredBudget,
-};
+pub use ledger::{BudgetAlert, Charge, Hold, MessageCost, PriceAverage};
+pub use ledger_bulk::DraftCharges;
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;
