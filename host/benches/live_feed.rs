@@ -42,6 +42,7 @@ fn setting(name: &str, default: usize) -> usize {
 /// A `queued` message for the default tenant, written at `now`.
 fn message(n: usize) -> NewMessage {
     NewMessage {
+        charge: None,
         id: new_id("msg"),
         tenant_id: TenantId::default_tenant(),
         to_number: format!("+1415555{:04}", n % 10_000),

@@ -467,6 +467,7 @@ async fn store_only(backend: Backend, total: usize) {
                     bulk: false,
                     batch_id: None,
                     now: herald::store::now_millis(),
+                    charge: None,
                 };
                 store.enqueue(&new).await.expect("enqueue");
             }

@@ -56,6 +56,9 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `GET /metrics`: whether it is served and to whom.
     pub metrics: crate::metrics::MetricsConfig,
+    /// The price per segment of each provider and destination (`[[pricing.prices]]`); the
+    /// shipped Twilio US and CA entries are examples to override.
+    pub pricing: crate::pipeline::pricing::PriceTable,
 }
 
 /// HTTP server settings.
@@ -556,6 +559,9 @@ impl Config {
 
     /// Checks what serde cannot: values that must agree with each other.
     pub fn check(&self) -> Result<()> {
+        self.pricing
+            .check()
+            .map_err(|e| ConfigError::Inconsistent(format!("pricing.{e}")))?;
         check_public_url(&self.server.public_url)?;
         if self
             .runtime

@@ -57,7 +57,7 @@ async fn text_is_explained(backend: Backend) {
         estimate["cost_unavailable"]
             .as_str()
             .unwrap()
-            .contains("ledger")
+            .contains("no price")
     );
     assert!(estimate.get("recipient_opted_out").is_none());
 

@@ -286,6 +286,7 @@ fn new_message(to: &str) -> NewMessage {
         bulk: false,
         batch_id: None,
         now: T0,
+        charge: None,
     }
 }
 

@@ -215,6 +215,7 @@ async fn a_queued_message_is_not_moved_by_a_callback(backend: Backend) {
             bulk: false,
             batch_id: None,
             now,
+            charge: None,
         })
         .await
         .unwrap();

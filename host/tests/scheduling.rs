@@ -232,6 +232,7 @@ fn new_message(to: &str, now: i64) -> NewMessage {
         bulk: false,
         batch_id: None,
         now,
+        charge: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn message(tenant: &str, to: &str, now: i64) -> NewMessage {
         bulk: false,
         batch_id: None,
         now,
+        charge: None,
     }
 }
 

@@ -33,3 +33,6 @@ $$;
 
 CREATE TRIGGER events_notify AFTER INSERT ON events
     FOR EACH STATEMENT EXECUTE FUNCTION herald_events_notify();
+
+-- A bulk row a hard-capped budget refuses takes its draft event out again, by message.
+CREATE INDEX events_message ON events (message_id);

@@ -18,3 +18,6 @@ CREATE TABLE events (
 
 -- A stream reads a tenant's events after an id; /delivery/real-time reads the newest back.
 CREATE INDEX events_tenant ON events (tenant_id, id);
+
+-- A bulk row a hard-capped budget refuses takes its draft event out again, by message.
+CREATE INDEX events_message ON events (message_id);

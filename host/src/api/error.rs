@@ -58,6 +58,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::ApiKeyNotFound
         | C::ScheduleNotFound
         | C::BatchNotFound => StatusCode::NOT_FOUND,
+        C::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::RecipientOptedOut
         | C::IdempotencyConflict
@@ -94,6 +95,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::InvalidTimezone
         | C::InvalidCsv
         | C::InvalidConfiguration
+        | C::InvalidBudget
         | C::EmptyBatch
         | C::MalformedLine => StatusCode::UNPROCESSABLE_ENTITY,
         C::RendererUnavailable | C::ProviderUnavailable | C::StorageUnavailable | C::PluginBusy => {

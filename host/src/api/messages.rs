@@ -21,7 +21,7 @@ use super::json::ApiJson;
 use super::params::{ApiQuery, PathId};
 use crate::domain::{ErrorCode, MessageStatus, PhoneNumber};
 use crate::pipeline::accept::{self, Content, MAX_REFERENCE, References, SendRequest};
-use crate::pipeline::{Pipeline, read};
+use crate::pipeline::{Pipeline, ledger, read};
 use crate::store::{Message, MessageFilter, StatusEvent};
 
 /// The body of `POST /api/v1/sms/send`.
@@ -151,6 +151,9 @@ pub struct MessageView {
     send_at_iso: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<EventView>>,
+    /// `cost` and `cost_unavailable`, in the answers about one message.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cost: Option<crate::pipeline::ledger::CostFields>,
 }
 
 /// One status change as the API shows it.
@@ -185,6 +188,7 @@ pub(crate) fn view(message: Message, history: Option<Vec<StatusEvent>>) -> Messa
     MessageView {
         created_at_iso: iso(message.created_at),
         send_at_iso: message.send_at.map(iso),
+        cost: None,
         message,
         history: history.map(|h| {
             h.into_iter()
@@ -218,7 +222,9 @@ pub async fn send(
         .transpose()?;
     let request = body.into_request(idempotency_key)?;
     let submitted = pipeline.send(&tenant, request).await?;
-    let mut response = (StatusCode::ACCEPTED, Json(view(submitted.message, None))).into_response();
+    let mut shown = view(submitted.message, None);
+    shown.cost = Some(ledger::cost(&pipeline, &tenant, &shown.message.id).await?);
+    let mut response = (StatusCode::ACCEPTED, Json(shown)).into_response();
     if submitted.replayed {
         response
             .headers_mut()
@@ -234,7 +240,9 @@ pub async fn get(
     PathId(id): PathId,
 ) -> ApiResult<Json<MessageView>> {
     let record = pipeline.message(&tenant, &id).await?;
-    Ok(Json(view(record.message, Some(record.history))))
+    let mut shown = view(record.message, Some(record.history));
+    shown.cost = Some(ledger::cost(&pipeline, &tenant, &id).await?);
+    Ok(Json(shown))
 }
 
 /// Query of `GET /api/v1/sms/messages`.

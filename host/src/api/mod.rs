@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod budgets;
 pub mod bulk;
 pub mod delivery;
 pub mod error;
@@ -59,6 +60,7 @@ pub fn router(pipeline: Pipeline) -> Router {
         .merge(inbound::routes())
         .merge(estimate::routes())
         .merge(delivery::routes())
+        .merge(budgets::routes())
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .route(

@@ -48,6 +48,10 @@ pub enum ErrorCode {
     /// No such bulk batch for this tenant.
     BatchNotFound,
 
+    /// 402: a hard-capped budget has no room for the message's estimate in this period (or the
+    /// message has no estimate, or one in another currency, to charge it with).
+    BudgetExceeded,
+
     /// 405: the route exists but not with that method.
     MethodNotAllowed,
 
@@ -136,6 +140,8 @@ pub enum ErrorCode {
     MalformedLine,
     /// A reloaded configuration is invalid; the old one keeps serving.
     InvalidConfiguration,
+    /// A budget's name, period, limit, currency, category or thresholds are not acceptable.
+    InvalidBudget,
 
     // 503: a dependency is not available right now.
     /// No renderer plugin is loaded, or it failed.
@@ -153,7 +159,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [Self; 60] = [
+    pub const ALL: [Self; 62] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::MalformedWebhook,
@@ -170,6 +176,7 @@ impl ErrorCode {
         Self::ApiKeyNotFound,
         Self::ScheduleNotFound,
         Self::BatchNotFound,
+        Self::BudgetExceeded,
         Self::MethodNotAllowed,
         Self::RecipientOptedOut,
         Self::IdempotencyConflict,
@@ -209,6 +216,7 @@ impl ErrorCode {
         Self::EmptyBatch,
         Self::MalformedLine,
         Self::InvalidConfiguration,
+        Self::InvalidBudget,
         Self::RendererUnavailable,
         Self::ProviderUnavailable,
         Self::StorageUnavailable,
@@ -236,6 +244,7 @@ impl ErrorCode {
             Self::ApiKeyNotFound => "api_key_not_found",
             Self::ScheduleNotFound => "schedule_not_found",
             Self::BatchNotFound => "batch_not_found",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RecipientOptedOut => "recipient_opted_out",
             Self::IdempotencyConflict => "idempotency_conflict",
@@ -275,6 +284,7 @@ impl ErrorCode {
             Self::EmptyBatch => "empty_batch",
             Self::MalformedLine => "malformed_line",
             Self::InvalidConfiguration => "invalid_configuration",
+            Self::InvalidBudget => "invalid_budget",
             Self::RendererUnavailable => "renderer_unavailable",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::StorageUnavailable => "storage_unavailable",

@@ -130,13 +130,26 @@ pub fn new_message(pipeline: &Pipeline, outgoing: Outgoing) -> NewMessage {
         bulk: outgoing.bulk,
         batch_id: None,
         now: pipeline.now(),
+        charge: None,
     }
 }
 
 /// Stores and queues `outgoing` in one transaction. A reused idempotency key returns the
 /// message it created the first time, or a conflict when the request differs.
 pub async fn enqueue(pipeline: &Pipeline, outgoing: Outgoing) -> Result<Submitted> {
-    let new = new_message(pipeline, outgoing);
+    enqueue_charged(pipeline, outgoing, None).await
+}
+
+/// Like [`enqueue`], and writes `charge` (the estimate and budget reservations, see
+/// [`super::ledger`]) in the same transaction: a hard-capped budget without room refuses the
+/// message with `budget_exceeded` and nothing is stored.
+pub async fn enqueue_charged(
+    pipeline: &Pipeline,
+    outgoing: Outgoing,
+    charge: Option<crate::store::Charge>,
+) -> Result<Submitted> {
+    let mut new = new_message(pipeline, outgoing);
+    new.charge = charge;
     match pipeline.store().enqueue(&new).await {
         Ok(Enqueued::Created(message)) => {
             pipeline

@@ -54,6 +54,12 @@ impl PipelineError {
 
 impl From<crate::store::StoreError> for PipelineError {
     fn from(error: crate::store::StoreError) -> Self {
+        if let crate::store::StoreError::BudgetExceeded { budget } = &error {
+            return Self::new(
+                ErrorCode::BudgetExceeded,
+                format!("budget `{budget}` has no room for this message's estimate in this period"),
+            );
+        }
         if error.is_unavailable() {
             // The database's state, not a fault in Herald: the caller may retry.
             tracing::warn!(%error, "storage unavailable");

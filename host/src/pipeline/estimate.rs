@@ -4,7 +4,9 @@
 //! Smart Encoding would change. Given a recipient, it also runs the opt-out
 //! [`check`](super::check) and says whether the message would be refused.
 //!
-//! The cost is `null` until the cost ledger exists; the answer says so in `cost_unavailable`.
+//! The cost is the estimate a send would record (see [`super::ledger`]), for the tenant's
+//! provider and the recipient's country (`*` prices without a recipient); where none is known,
+//! `cost` is `null` and `cost_unavailable` says why.
 
 use serde::Serialize;
 
@@ -17,10 +19,6 @@ use super::render;
 use crate::domain::{Category, PhoneNumber, TenantId};
 use crate::segments::explain::{CharAt, SmartAlternative};
 use crate::segments::{self, SegmentCount};
-
-/// Why [`Estimate::cost`] is `null`.
-pub const COST_UNAVAILABLE: &str =
-    "cost estimates need the price table of the cost ledger, which Herald does not have yet";
 
 /// What a caller wants estimated.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,10 +53,11 @@ pub struct Estimate {
     /// With a recipient: whether its opt-outs would refuse the message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient_opted_out: Option<bool>,
-    /// The estimated cost; always `None` for now (see `cost_unavailable`).
-    pub cost: Option<()>,
+    /// The estimated cost (segments × price per segment); `None` when no price is known.
+    pub cost: Option<crate::domain::Money>,
     /// Why `cost` is `None`.
-    pub cost_unavailable: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_unavailable: Option<&'static str>,
 }
 
 /// Renders and counts `request` for `tenant` as a send would, and explains the count.
@@ -89,7 +88,19 @@ pub async fn estimate(
             Err(e) => return Err(e),
         },
     };
+    let provider = super::tenants::provider(pipeline, tenant).await?;
+    let cost = super::ledger::estimate(
+        pipeline,
+        tenant,
+        provider.name(),
+        request.to.as_ref(),
+        &counted.count,
+    )
+    .await?
+    .map(|(money, _)| money);
     Ok(Estimate {
+        cost_unavailable: cost.is_none().then_some(super::ledger::NO_PRICE),
+        cost,
         body: rendered.body,
         template_id: rendered.template_id,
         category: rendered.category,
@@ -98,7 +109,5 @@ pub async fn estimate(
         ucs2_characters: explained.ucs2_characters,
         smart_encoding: explained.smart_encoding,
         recipient_opted_out,
-        cost: None,
-        cost_unavailable: COST_UNAVAILABLE,
     })
 }

@@ -7,8 +7,10 @@
 //!    with the stored message right away ([`enqueue::replay`]);
 //! 2. [`render`]: a template is rendered by the tenant's renderer plugin;
 //! 3. [`count`]: the host computes encoding and segments exactly;
-//! 4. [`check`]: opt-out (budgets, quiet hours and rate limits hook in here);
-//! 5. [`enqueue`]: message, queue entry and first event in one transaction;
+//! 4. [`check`]: opt-out (quiet hours and rate limits hook in here); then [`ledger`] prices
+//!    the message and lists the [`budgets`] it reserves from;
+//! 5. [`enqueue`]: message, queue entry, first event, estimate and budget reservations in one
+//!    transaction (a hard-capped budget without room refuses it);
 //! 6. [`dispatch`]: workers claim due entries under a lease and call the provider;
 //! 7. [`classify`]: a pure function from the provider's outcome to what happens next;
 //! 8. [`track`]: verified status callbacks move the message by the monotonic rule;
@@ -25,8 +27,9 @@
 //! claimed), [`schedules`] (recurring sends through [`Pipeline::send`], fired by the scheduler;
 //! [`recurrence`] computes their fire times), [`opt_outs`] and [`opt_out_import`] (the
 //! opt-out list managed by callers: state, changes, counts, export, CSV import), [`estimate`]
-//! (the dry run: render and count, explained, nothing sent), [`events`] (the event log read
-//! back: the latest status changes and live per-tenant feeds), [`tenants`] (who
+//! (the dry run: render and count, explained, priced, nothing sent), [`events`] (the event log
+//! read back: the latest status changes and live per-tenant feeds), [`pricing`] (the price
+//! table), [`tenants`] (who
 //! may send, with which keys, plugins and credentials) and [`error`] (the one error type, with
 //! its stable codes).
 
@@ -51,15 +54,18 @@ pub mod inbound;
 
 pub mod reconcile;
 
+pub mod budgets;
 pub mod bulk;
 pub mod callback;
 pub mod cancel;
 pub mod error;
 pub mod estimate;
 pub mod events;
+pub mod ledger;
 pub mod lines;
 pub mod opt_out_import;
 pub mod opt_outs;
+pub mod pricing;
 pub mod read;
 pub mod recurrence;
 pub mod schedules;
@@ -181,7 +187,16 @@ impl Pipeline {
         let counted = count::count(&rendered.body, self.config().delivery.smart_encoding)?;
         check::check(self, tenant, &draft.request.to, &rendered.category).await?;
         let outgoing = enqueue::outgoing(self, draft, rendered, counted).await?;
-        enqueue::enqueue(self, outgoing).await
+        let charge = ledger::charge(
+            self,
+            tenant,
+            &outgoing.provider,
+            &outgoing.to,
+            &outgoing.category,
+            &outgoing.body.count,
+        )
+        .await?;
+        enqueue::enqueue_charged(self, outgoing, Some(charge)).await
     }
 
     /// The message `id` of `tenant`, with its status history.

@@ -39,6 +39,9 @@ pub struct TenantSettings {
     pub plugins: BTreeMap<String, BTreeMap<String, String>>,
     /// Numbers the tenant owns: inbound messages to them belong to it.
     pub numbers: Vec<PhoneNumber>,
+    /// The tenant's own prices; an entry that fits a message overrides the operator's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::pricing::PriceTable>,
 }
 
 /// A tenant's routing; `None` takes the operator's.
@@ -261,6 +264,11 @@ pub async fn put_settings(
                 "routing.{role}: no {role} plugin `{name}` is loaded"
             )));
         }
+    }
+    if let Some(pricing) = &new.pricing {
+        pricing
+            .check()
+            .map_err(|e| invalid(format!("pricing.{e}")))?;
     }
     let current = settings(pipeline, id).await?;
     for (plugin, values) in &mut new.plugins {

@@ -22,10 +22,20 @@ use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
 use super::events::{MESSAGE_STATUS, PREVIOUS_STATUS, log_status_sql, status_payload};
 use super::ids::{decode_cursor, encode_cursor};
+use super::ledger_bulk::DraftCharges;
 use super::model::{Category, Message, MessageStatus, NewMessage, Page, TenantId};
 use super::priority::ClaimPriority;
 use super::shared::{category, db_int, json, page_size, paged, status, tenant};
 use super::{Backend, Store};
+
+/// What one chunk of a batch's rows wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkInserted {
+    /// The ids inserted, in no particular order.
+    pub inserted: Vec<String>,
+    /// The ids of rows a hard-capped budget had no room for: not stored.
+    pub over_budget: Vec<String>,
+}
 
 /// Where a batch is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -270,6 +280,7 @@ where
         id: &str,
         due_at: i64,
         now: i64,
+        drafts: &DraftCharges,
     ) -> Result<Option<Batch>> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let row = sqlx::query(
@@ -285,6 +296,8 @@ where
         let Some(row) = row else {
             return Ok(None);
         };
+        // Refused messages leave `draft` here, so the statements below pass them by.
+        Self::charge_drafts(&mut tx, tenant, drafts, now).await?;
         sqlx::query(
             "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
              SELECT id, tenant_id, $3, CASE WHEN category = $4 THEN $5 ELSE $6 END FROM messages
@@ -434,6 +447,7 @@ where
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        Self::release_batch_holds(&mut tx, tenant, id, now).await?;
         tx.commit().await?;
         Ok(Some(Canceled {
             batch: Self::batch_from_row(&row)?,
@@ -479,7 +493,7 @@ async fn insert_batch_messages_json(
     batch: &str,
     messages: &[NewMessage],
     dedupe: bool,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<ChunkInserted>> {
     let mut tx = pool.begin_with(Sqlite::BEGIN).await?;
     // Under the write lock (`BEGIN IMMEDIATE`), so that a send or a cancel waits for this chunk
     // and then sees it, or this chunk sees the batch already gone from draft.
@@ -494,7 +508,7 @@ async fn insert_batch_messages_json(
     }
     if messages.is_empty() {
         tx.commit().await?;
-        return Ok(Some(Vec::new()));
+        return Ok(Some(ChunkInserted::default()));
     }
     let rows: Vec<JsonRow<'_>> = messages
         .iter()
@@ -567,8 +581,15 @@ async fn insert_batch_messages_json(
         .execute(&mut *tx)
         .await?;
     }
+    let mut inserted: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
+    let (over_budget, alerts) =
+        Queries::<Sqlite>::charge_rows(&mut tx, tenant, messages, &mut inserted).await?;
     tx.commit().await?;
-    Ok(Some(ids.into_iter().map(|(id, _)| id).collect()))
+    super::ledger::log_alerts(&alerts);
+    Ok(Some(ChunkInserted {
+        inserted,
+        over_budget,
+    }))
 }
 
 /// PostgreSQL's batch insert: the whole chunk in one statement, each column bound once as an
@@ -581,7 +602,7 @@ async fn insert_batch_messages_unnest(
     batch: &str,
     messages: &[NewMessage],
     dedupe: bool,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<ChunkInserted>> {
     let mut tx = pool.begin().await?;
     // Under the batch's row lock, so that a send or a cancel waits for this chunk and then
     // sees it, or this chunk sees the batch already gone from draft.
@@ -597,7 +618,7 @@ async fn insert_batch_messages_unnest(
     }
     if messages.is_empty() {
         tx.commit().await?;
-        return Ok(Some(Vec::new()));
+        return Ok(Some(ChunkInserted::default()));
     }
     fn column<'m, T>(messages: &'m [NewMessage], f: impl Fn(&'m NewMessage) -> T) -> Vec<T> {
         messages.iter().map(f).collect()
@@ -670,8 +691,15 @@ async fn insert_batch_messages_unnest(
     .bind(column(messages, |new| new.template_version))
     .fetch_all(&mut *tx)
     .await?;
+    let mut inserted = ids;
+    let (over_budget, alerts) =
+        Queries::<sqlx::Postgres>::charge_rows(&mut tx, tenant, messages, &mut inserted).await?;
     tx.commit().await?;
-    Ok(Some(ids))
+    super::ledger::log_alerts(&alerts);
+    Ok(Some(ChunkInserted {
+        inserted,
+        over_budget,
+    }))
 }
 
 impl Store {
@@ -747,7 +775,7 @@ impl Store {
         batch: &str,
         messages: &[NewMessage],
         dedupe: bool,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<ChunkInserted>> {
         let tenant = tenant.as_str();
         let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
@@ -762,20 +790,24 @@ impl Store {
     }
 
     /// Queues a draft batch's messages at `due_at` and marks it sending, in one transaction
-    /// that wakes the dispatchers once; `None` when it is not a draft.
+    /// that wakes the dispatchers once, charging them as `drafts` says (see
+    /// [`DraftCharges`]); `None` when it is not a draft.
     pub async fn send_batch(
         &self,
         tenant: &TenantId,
         id: &str,
         due_at: i64,
         now: i64,
+        drafts: &DraftCharges,
     ) -> Result<Option<Batch>> {
         let tenant = tenant.as_str();
         let sent = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
-                Queries::send_batch(writer, tenant, id, due_at, now).await
+                Queries::send_batch(writer, tenant, id, due_at, now, drafts).await
             }
-            Backend::Postgres(pool) => Queries::send_batch(pool, tenant, id, due_at, now).await,
+            Backend::Postgres(pool) => {
+                Queries::send_batch(pool, tenant, id, due_at, now, drafts).await
+            }
         }?;
         if sent.is_some() {
             self.inner.wake.notify_one();

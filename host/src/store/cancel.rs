@@ -72,6 +72,7 @@ where
             now,
         };
         let message = Self::transition(&mut tx, tenant, id, &change).await?;
+        Self::release_holds(&mut tx, tenant, id, now).await?;
         tx.commit().await?;
         Ok(CancelOutcome::Canceled(message))
     }

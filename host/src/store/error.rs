@@ -12,6 +12,13 @@ pub enum StoreError {
         /// The reused key.
         key: String,
     },
+    /// A hard-capped budget has no room for the message's estimate in this period; nothing was
+    /// stored.
+    #[error("budget {budget:?} has no room for this message")]
+    BudgetExceeded {
+        /// The budget's name.
+        budget: String,
+    },
     /// A row with the same unique key exists (a template name, an id, ...).
     #[error("conflict: {0}")]
     Conflict(String),

@@ -287,10 +287,18 @@ where
             now: new.now,
         };
         Self::insert_event(&mut tx, new.tenant_id.as_str(), &new.id, &change).await?;
+        let alerts = match &new.charge {
+            // A budget without room rolls the whole enqueue back as the transaction drops.
+            Some(charge) => {
+                Self::charge(&mut tx, new.tenant_id.as_str(), &new.id, charge, new.now).await?
+            }
+            None => Vec::new(),
+        };
         if let Some(notify) = DB::NOTIFY {
             sqlx::query(notify).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        super::ledger::log_alerts(&alerts);
         Ok(Enqueued::Created(Self::message_from_row(&row)?))
     }
 
@@ -329,6 +337,16 @@ where
             sender: update.sender.as_deref(),
         };
         Self::record_facts(&mut tx, tenant, &current.id, &facts).await?;
+        let mut alerts = Vec::new();
+        if let Some(price) = &update.price {
+            // The attempt is the one the report names, else the one the message was sent as.
+            let attempt = update
+                .provider_message_id
+                .as_deref()
+                .or(current.provider_message_id.as_deref())
+                .unwrap_or_default();
+            alerts = Self::record_actual(&mut tx, &current, attempt, price, update.now).await?;
+        }
         let changed = advance_reported(current.status, update.status);
         let message = if changed {
             let change = Change {
@@ -347,6 +365,7 @@ where
                 .unwrap_or_else(|| current.clone())
         };
         tx.commit().await?;
+        super::ledger::log_alerts(&alerts);
         Ok(Some(ApplyResult {
             message,
             previous: current.status,

@@ -17,6 +17,10 @@
 //!   waiting message; `schedules`: recurring schedules and their exactly-once firing steps.
 //! - `events`: the event log (a row per status change, inbound message and opt-out change,
 //!   written in the transaction of the change) and its horizon, up to which readers read.
+//! - `ledger`: the cost ledger — estimates and reservations written inside the enqueue, actual
+//!   prices inside the transaction storing a provider's report, releases inside a failure or
+//!   cancel ([`Charge`]); `ledger_bulk`: the same for a batch's rows and drafts; `budgets`:
+//!   budgets, their usage per period and the thresholds that fired.
 //!
 //! Each [`Store`] method matches on the backend and calls the same `Queries` function with that
 //! backend's pool, so go-to-definition leads straight to the SQL.
@@ -32,12 +36,15 @@
 //! lease was taken over cannot overwrite the new holder's work.
 
 mod batches;
+mod budgets;
 mod cancel;
 mod dialect;
 mod error;
 mod events;
 mod gauges;
 mod ids;
+mod ledger;
+mod ledger_bulk;
 mod messages;
 pub mod model;
 mod opt_outs;
@@ -59,13 +66,16 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-pub use batches::{Batch, BatchCounts, BatchState, Canceled};
+pub use batches::{Batch, BatchCounts, BatchState, Canceled, ChunkInserted};
+pub use budgets::{BudgetUsage, StoredBudget};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use events::{LoggedEvent, MESSAGE_INBOUND, MESSAGE_STATUS, OPT_OUT_CHANGED};
 pub use gauges::QueueGauges;
 pub use ids::{new_id, now_millis};
+pub use ledger::{BudgetAlert, Charge, Hold, MessageCost, PriceAverage};
+pub use ledger_bulk::DraftCharges;
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;

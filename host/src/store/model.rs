@@ -147,6 +147,9 @@ pub struct NewMessage {
     pub batch_id: Option<String>,
     /// The time of acceptance.
     pub now: i64,
+    /// The estimate and budget reservations written with it (see [`Charge`](super::Charge));
+    /// `None` records no cost at accept.
+    pub charge: Option<super::Charge>,
 }
 
 /// A stored message.

@@ -134,6 +134,16 @@ where
             sender: accepted.sender.as_deref(),
         };
         Self::record_facts(&mut tx, lease.tenant_id.as_str(), lease.message_id, &facts).await?;
+        let alerts = match &accepted.price {
+            Some(price) => {
+                // Priced under the provider that took it (a failover may have changed it).
+                let mut sent = current.clone();
+                sent.provider.clone_from(&accepted.provider);
+                let attempt = accepted.provider_message_id.as_str();
+                Self::record_actual(&mut tx, &sent, attempt, price, now).await?
+            }
+            None => Vec::new(),
+        };
         if advance(current.status, MessageStatus::Sent) {
             let change = Change {
                 status: MessageStatus::Sent,
@@ -145,6 +155,7 @@ where
             Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
         tx.commit().await?;
+        super::ledger::log_alerts(&alerts);
         Ok(LeaseOutcome::Applied)
     }
 
@@ -230,9 +241,18 @@ where
         }
         let current =
             Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
+        // A message no provider took (no provider id) cannot be charged: its reservations go
+        // back. One that may have reached a provider (`unknown`) keeps them until its price or
+        // a final answer arrives.
+        let never_reached = current.as_ref().is_some_and(|message| {
+            message.provider_message_id.is_none() && new_status == MessageStatus::Failed
+        });
         if current.is_some_and(|message| advance(message.status, new_status)) {
             let change = Change::dispatcher(new_status, Some(error), now);
             Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
+        }
+        if never_reached {
+            Self::release_holds(&mut tx, lease.tenant_id.as_str(), lease.message_id, now).await?;
         }
         tx.commit().await?;
         Ok(LeaseOutcome::Applied)

@@ -24,8 +24,10 @@ use super::Pipeline;
 use super::accept;
 use super::error::{ErrorCode, PipelineError, Result};
 use super::tenants;
-use crate::domain::{Category, MessageStatus, TenantId};
-use crate::store::{Batch, BatchCounts, BatchState, Message, Page, StoreError, new_id};
+use crate::domain::{Category, MessageStatus, PhoneNumber, TenantId};
+use crate::store::{
+    Batch, BatchCounts, BatchState, DraftCharges, Message, Page, StoreError, new_id,
+};
 pub use stage::{Rejected, Staged};
 
 /// The most recipients one `/send-bulk` request may list; larger lists are uploaded.
@@ -199,7 +201,7 @@ pub async fn create(
     let batch = new_batch(pipeline, tenant, request)?;
     pipeline.store().create_batch(&batch).await?;
     let id = batch.id.clone();
-    let staged = match stage_rows(pipeline, batch, rows).await {
+    let staged = match stage_rows(pipeline, batch, rows, send_immediately).await {
         Ok(staged) => staged,
         Err(error) => {
             // Leave nothing of a batch that stopped half-way to be sent later.
@@ -214,7 +216,8 @@ pub async fn create(
         }
     };
     if send_immediately {
-        queue(pipeline, tenant, &id).await?;
+        // Its rows were charged as they were staged.
+        queue(pipeline, tenant, &id, &DraftCharges::default()).await?;
     }
     tracing::info!(
         tenant = %tenant,
@@ -229,8 +232,17 @@ pub async fn create(
     })
 }
 
-async fn stage_rows(pipeline: &Pipeline, batch: Batch, rows: Vec<Recipient>) -> Result<Staged> {
+/// Stages `rows`; rows sent right away are charged to the budgets as they are written.
+async fn stage_rows(
+    pipeline: &Pipeline,
+    batch: Batch,
+    rows: Vec<Recipient>,
+    charge: bool,
+) -> Result<Staged> {
     let mut stager = stage::Stager::new(pipeline, batch, usize::MAX).await?;
+    if charge {
+        stager = stager.charging().await?;
+    }
     for (index, row) in (0u64..).zip(rows) {
         stager.push(index, row).await?;
     }
@@ -290,19 +302,64 @@ pub async fn send(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<Ba
             format!("batch `{id}` has no recipients to send"),
         ));
     }
-    queue(pipeline, tenant, id).await?;
+    let drafts = draft_charges(pipeline, tenant, id).await?;
+    queue(pipeline, tenant, id, &drafts).await?;
     summary(pipeline, tenant, id).await
 }
 
-/// Queues draft batch `id`'s messages in one transaction.
-async fn queue(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<()> {
+/// The charges of draft batch `id`'s messages, priced now: a draft is charged when it is sent,
+/// not while it is kept. A message a hard-capped budget cannot charge (no estimate, another
+/// currency) is listed as refused.
+async fn draft_charges(pipeline: &Pipeline, tenant: &TenantId, id: &str) -> Result<DraftCharges> {
+    let mut rates = super::ledger::Rates::load(pipeline, tenant).await?;
+    let mut drafts = DraftCharges::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = pipeline
+            .store()
+            .list_batch_messages(tenant, id, Some(500), cursor.as_deref())
+            .await
+            .map_err(cursor_error)?;
+        for message in page.items {
+            if message.status != MessageStatus::Draft {
+                continue;
+            }
+            let Ok(to) = PhoneNumber::parse(&message.to_number) else {
+                continue;
+            };
+            let count = (message.encoding, message.segments);
+            match rates
+                .charge(pipeline, &message.provider, &to, &message.category, count)
+                .await
+            {
+                Ok(charge) => drafts.charges.push((message.id, charge)),
+                Err(e) if e.code == ErrorCode::BudgetExceeded => {
+                    drafts.refused.push((message.id, e.message));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(drafts),
+        }
+    }
+}
+
+/// Queues draft batch `id`'s messages in one transaction, charging them as `drafts` says.
+async fn queue(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    id: &str,
+    drafts: &DraftCharges,
+) -> Result<()> {
     let now = pipeline.now();
     let stored = batch(pipeline, tenant, id).await?;
     // Rows due later wait as `scheduled`, like a single send with a `send_at`.
     let due_at = stored.send_at.unwrap_or(now).max(now);
     pipeline
         .store()
-        .send_batch(tenant, id, due_at, now)
+        .send_batch(tenant, id, due_at, now, drafts)
         .await?
         .ok_or_else(|| not_draft(id))?;
     tracing::info!(tenant = %tenant, batch_id = %id, due_at, "batch queued");

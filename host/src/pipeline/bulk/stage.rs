@@ -17,7 +17,7 @@ use crate::domain::Category;
 use crate::pipeline::accept::{self, Content, References, SendRequest};
 use crate::pipeline::error::{ErrorCode, PipelineError, Result};
 use crate::pipeline::render::Rendered;
-use crate::pipeline::{Pipeline, check, count, enqueue, render, tenants};
+use crate::pipeline::{Pipeline, check, count, enqueue, ledger, render, tenants};
 use crate::plugin::LoadedPlugin;
 use crate::store::{Batch, NewMessage, Template};
 
@@ -65,6 +65,9 @@ pub(super) struct Stager<'p> {
     pending: Vec<(u64, NewMessage)>,
     report_cap: usize,
     staged: Staged,
+    /// Set when the rows are queued right after staging: each row is then priced and charged
+    /// to the tenant's budgets as it is written (see [`Self::charging`]).
+    rates: Option<ledger::Rates>,
 }
 
 impl<'p> Stager<'p> {
@@ -86,7 +89,16 @@ impl<'p> Stager<'p> {
             pending: Vec::with_capacity(CHUNK_ROWS),
             report_cap,
             staged: Staged::default(),
+            rates: None,
         })
+    }
+
+    /// Prices and charges every row as it is written, in the transaction that writes it: for a
+    /// batch sent right away. A row that a hard-capped budget has no room for is rejected with
+    /// `budget_exceeded` and the rows after it go on.
+    pub(super) async fn charging(mut self) -> Result<Self> {
+        self.rates = Some(ledger::Rates::load(self.pipeline, &self.batch.tenant_id).await?);
+        Ok(self)
     }
 
     /// Validates `row` (found at `position`) and adds it to the batch, or reports why not. Only
@@ -138,8 +150,23 @@ impl<'p> Stager<'p> {
         let rendered = self.render(&draft).await?;
         let counted = count::count(&rendered.body, self.smart_encoding)?;
         let outgoing = enqueue::routed(draft, rendered, counted, &self.provider);
+        let charge = match &mut self.rates {
+            Some(rates) => Some(
+                rates
+                    .charge(
+                        self.pipeline,
+                        &outgoing.provider,
+                        &outgoing.to,
+                        &outgoing.category,
+                        (outgoing.body.count.encoding, outgoing.body.count.segments),
+                    )
+                    .await?,
+            ),
+            None => None,
+        };
         let mut message = enqueue::new_message(self.pipeline, outgoing);
         message.batch_id = Some(self.batch.id.clone());
+        message.charge = charge;
         Ok(message)
     }
 
@@ -268,10 +295,17 @@ impl<'p> Stager<'p> {
             )
             .await?
             .ok_or_else(|| super::not_draft(&self.batch.id))?;
-        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let over_budget: HashSet<String> = inserted.over_budget.into_iter().collect();
+        let inserted: HashSet<String> = inserted.inserted.into_iter().collect();
         for (position, message) in positions.into_iter().zip(messages) {
             if inserted.contains(&message.id) {
                 self.staged.accepted += 1;
+            } else if over_budget.contains(&message.id) {
+                let error = PipelineError::new(
+                    ErrorCode::BudgetExceeded,
+                    "a hard-capped budget has no room for this row's estimate in this period",
+                );
+                self.reject(position, error);
             } else {
                 let error = PipelineError::new(
                     ErrorCode::DuplicateRecipient,
