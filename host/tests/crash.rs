@@ -270,6 +270,15 @@ fn toml_value(v: &Value) -> String {
             "[{}]",
             items.iter().map(toml_value).collect::<Vec<_>>().join(", ")
         ),
+        // An inline table (an array's element, such as a price entry); TOML has no null.
+        Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k} = {}", toml_value(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }
