@@ -19,6 +19,7 @@ on_both_backends!(
     estimate_from_running_average_or_none,
     every_attempt_counts,
     estimate_route_prices,
+    bulk_rows_are_estimated,
 );
 
 const TO: &str = "+14155552671";
@@ -77,6 +78,43 @@ async fn estimate_from_config_is_reconciled(backend: Backend) {
         json!({"micros": CARRIER_PRICE, "currency": "USD"})
     );
     assert_eq!(cost["difference_micros"], CARRIER_PRICE - 5_000);
+    app.stop().await;
+}
+
+/// Bulk rows without a budget are estimated a chunk at a time, each with its own price (its
+/// segments, its country) or its reason when none fits, as a single send would be.
+async fn bulk_rows_are_estimated(backend: Backend) {
+    let app = start(backend, vec![twilio("US", 5_000)]).await;
+    let (status, answer) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &json!({"recipients": [
+                {"to_number": TO, "message": "hello"},
+                {"to_number": "+14155550123", "message": "a".repeat(161)},
+                {"to_number": "+447911123456", "message": "hello"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let id = answer["batch_id"].as_str().unwrap();
+    let (_, listed) = app.get(&format!("/api/v1/sms/batches/{id}/messages")).await;
+    let mut costs: Vec<(String, Value)> = Vec::new();
+    for item in listed["items"].as_array().unwrap() {
+        let message = app.message(item["id"].as_str().unwrap()).await;
+        costs.push((
+            message["to_number"].as_str().unwrap().to_owned(),
+            message["cost"]["estimate"]["micros"].clone(),
+        ));
+    }
+    costs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        costs,
+        [
+            ("+14155550123".to_owned(), json!(10_000)),
+            ("+14155552671".to_owned(), json!(5_000)),
+            ("+447911123456".to_owned(), Value::Null),
+        ]
+    );
     app.stop().await;
 }
 

@@ -42,6 +42,10 @@ pub(super) trait Dialect: Database<Arguments: IntoArguments<Self>> {
 
     /// Closes [`Dialect::JSON_OBJECT`], as text.
     const JSON_END: &'static str;
+    /// A `FROM` source with one row per element of the JSON array bound as `$1` (text), the
+    /// element in column `value`, whose fields `value ->> n` reads as text: how a chunk of rows
+    /// is bound as one value instead of one parameter per field.
+    const JSON_ROWS: &'static str;
 }
 
 /// The shared queries over backend `DB`, all associated functions: `Queries::enqueue(pool, ..)`

@@ -46,9 +46,17 @@ where
             return Ok((refused, alerts));
         }
         let kept: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+        // Rows without a budget cannot be refused and fire no alert: their estimates are
+        // written for the whole chunk at once.
+        let unbudgeted: Vec<&super::model::NewMessage> = messages
+            .iter()
+            .filter(|new| kept.contains(new.id.as_str()))
+            .filter(|new| new.charge.as_ref().is_some_and(|c| c.holds.is_empty()))
+            .collect();
+        Self::charge_unbudgeted(conn, tenant, &unbudgeted).await?;
         for new in messages {
             let Some(charge) = &new.charge else { continue };
-            if !kept.contains(new.id.as_str()) {
+            if !kept.contains(new.id.as_str()) || charge.holds.is_empty() {
                 continue;
             }
             if !charge.holds.iter().any(|hold| hold.hard_cap) {
@@ -87,6 +95,74 @@ where
         }
         inserted.retain(|id| !refused.contains(id));
         Ok((refused, alerts))
+    }
+
+    /// [`Queries::charge`] for many messages without budget holds, in two statements: their
+    /// cost rows, and the ledger's `estimate` rows of those that have an estimate.
+    async fn charge_unbudgeted(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        messages: &[&super::model::NewMessage],
+    ) -> Result<()> {
+        #[derive(serde::Serialize)]
+        struct Row<'a>(
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            u32,
+            Option<i64>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            i64,
+        );
+        let rows: Vec<Row<'_>> = messages
+            .iter()
+            .filter_map(|new| {
+                let charge = new.charge.as_ref()?;
+                Some(Row(
+                    new.id.as_str(),
+                    charge.provider.as_str(),
+                    charge.country.as_deref(),
+                    charge.segments,
+                    charge.estimate.as_ref().map(|m| m.micros),
+                    charge.estimate.as_ref().map(|m| m.currency.as_str()),
+                    charge.source.as_deref(),
+                    charge.reason.as_deref(),
+                    new.now,
+                ))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
+                 estimate_micros, currency, estimate_source, reason, created_at)
+             SELECT $2, value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS INTEGER),
+                 CAST(value ->> 4 AS BIGINT), value ->> 5, value ->> 6, value ->> 7,
+                 CAST(value ->> 8 AS BIGINT)
+             FROM {}",
+            DB::JSON_ROWS
+        )))
+        .bind(rows.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO ledger_entries (tenant_id, message_id, kind, micros, currency,
+                 created_at)
+             SELECT $2, value ->> 0, 'estimate', CAST(value ->> 4 AS BIGINT), value ->> 5,
+                 CAST(value ->> 8 AS BIGINT)
+             FROM {} WHERE value ->> 4 IS NOT NULL",
+            DB::JSON_ROWS
+        )))
+        .bind(rows.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// Charges the draft messages of a batch being sent, inside the send's transaction, each

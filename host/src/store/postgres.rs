@@ -136,4 +136,5 @@ impl Dialect for Postgres {
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('herald_queue', '')");
     const JSON_OBJECT: &'static str = "json_build_object(";
     const JSON_END: &'static str = ")::text";
+    const JSON_ROWS: &'static str = "jsonb_array_elements(CAST($1 AS jsonb)) AS rows(value)";
 }

@@ -144,4 +144,5 @@ impl Dialect for Sqlite {
     const NOTIFY: Option<&'static str> = None;
     const JSON_OBJECT: &'static str = "json_object(";
     const JSON_END: &'static str = ")";
+    const JSON_ROWS: &'static str = "json_each($1)";
 }
