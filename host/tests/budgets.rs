@@ -8,7 +8,9 @@
 mod common;
 
 use common::app::{Backend, TestApp};
+use herald::TenantId;
 use herald::pipeline::pricing::{PriceEntry, PriceTable};
+use herald::store::BUDGET_THRESHOLD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -489,5 +491,19 @@ async fn thresholds_fire_once_per_period(backend: Backend) {
     app.send(schedule("three")).await;
     assert_eq!(usage(&app, "alerts").await, (0, 2 * PRICE));
     assert_eq!(fired(budget(&app, "alerts").await), after_two);
+    // Each firing is in the event log once, for the live stream (and later webhooks).
+    let logged = app
+        .herald
+        .store()
+        .latest_events(&TenantId::default_tenant(), BUDGET_THRESHOLD, i64::MAX, 10)
+        .await
+        .unwrap();
+    let mut thresholds: Vec<i64> = logged
+        .iter()
+        .map(|e| e.payload["threshold"].as_i64().unwrap())
+        .collect();
+    thresholds.sort_unstable();
+    assert_eq!(thresholds, [40, 80], "{logged:?}");
+    assert_eq!(logged[0].payload["budget"], "alerts");
     app.stop().await;
 }

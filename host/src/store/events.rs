@@ -34,6 +34,8 @@ pub const MESSAGE_STATUS: &str = "message.status";
 pub const MESSAGE_INBOUND: &str = "message.inbound";
 /// The kind of an opt-out or opt-in that changed the list.
 pub const OPT_OUT_CHANGED: &str = "opt_out.changed";
+/// The kind of a budget threshold crossed (once per threshold per period).
+pub const BUDGET_THRESHOLD: &str = "budget.threshold";
 
 /// How long the horizon task sleeps with nothing written on SQLite, where writes of this
 /// process wake it and this poll catches those of other processes on the same file.
@@ -55,7 +57,8 @@ pub struct LoggedEvent {
     pub id: i64,
     /// The owning tenant.
     pub tenant_id: TenantId,
-    /// What happened: [`MESSAGE_STATUS`], [`MESSAGE_INBOUND`] or [`OPT_OUT_CHANGED`].
+    /// What happened: [`MESSAGE_STATUS`], [`MESSAGE_INBOUND`], [`OPT_OUT_CHANGED`] or
+    /// [`BUDGET_THRESHOLD`].
     pub kind: String,
     /// The message concerned (outbound, inbound, or the source of an opt-out), if any.
     pub message_id: Option<String>,

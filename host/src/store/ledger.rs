@@ -276,6 +276,27 @@ where
             .fetch_optional(&mut *conn)
             .await?;
             if inserted.is_some() {
+                // Into the event log in the same transaction: the live stream carries it, and
+                // outbound webhooks will.
+                let payload = serde_json::json!({
+                    "budget": crossing.budget,
+                    "threshold": threshold,
+                    "period_start": crossing.period_start,
+                    "committed_micros": crossing.after,
+                    "limit_micros": crossing.limit,
+                    "fired_at": now,
+                });
+                let payload = payload.to_string();
+                sqlx::query(
+                    "INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
+                     VALUES ($1, $2, NULL, $3, $4)",
+                )
+                .bind(tenant)
+                .bind(super::events::BUDGET_THRESHOLD)
+                .bind(payload.as_str())
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
                 alerts.push(BudgetAlert {
                     tenant: super::shared::tenant(tenant.to_owned())?,
                     budget: crossing.budget.to_owned(),

@@ -71,7 +71,7 @@ pub use budgets::{BudgetUsage, StoredBudget};
 pub use cancel::CancelOutcome;
 use dialect::Queries;
 pub use error::{Result, StoreError};
-pub use events::{LoggedEvent, MESSAGE_INBOUND, MESSAGE_STATUS, OPT_OUT_CHANGED};
+pub use events::{BUDGET_THRESHOLD, LoggedEvent, MESSAGE_INBOUND, MESSAGE_STATUS, OPT_OUT_CHANGED};
 pub use gauges::QueueGauges;
 pub use ids::{new_id, now_millis};
 pub use ledger::{BudgetAlert, Charge, Hold, MessageCost, PriceAverage};
