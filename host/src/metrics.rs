@@ -267,14 +267,14 @@ impl Metrics {
         });
     }
 
-    /// A budget crossed its alert `threshold` (percent of its limit).
-    pub fn budget_alert(&self, tenant: &TenantId, budget: &str, threshold: u32) {
+    /// `total` alerts of `budget` at `threshold` fired so far, as the store counts them.
+    pub fn budget_alerts_fired(&self, tenant: &str, budget: &str, threshold: i32, total: u64) {
         let labels = [
-            ("tenant", label(tenant.as_str())),
+            ("tenant", label(tenant)),
             ("budget", label(budget)),
             ("threshold", threshold.to_string()),
         ];
-        self.record(|| counter!(BUDGET_ALERTS, &labels).increment(1));
+        self.record(|| counter!(BUDGET_ALERTS, &labels).absolute(total));
     }
 }
 
@@ -441,7 +441,7 @@ mod tests {
         let metrics = Metrics::new();
         let tenant = TenantId::default_tenant();
         metrics.budget_usage(&tenant, "monthly", "USD", 1_500_000, 250_000);
-        metrics.budget_alert(&tenant, "monthly", 80);
+        metrics.budget_alerts_fired(tenant.as_str(), "monthly", 80, 1);
         let text = metrics.render();
         for line in [
             "herald_budget_spent_micros{tenant=\"default\",budget=\"monthly\",currency=\"USD\"} 1500000",

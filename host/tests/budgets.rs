@@ -505,5 +505,28 @@ async fn thresholds_fire_once_per_period(backend: Backend) {
     thresholds.sort_unstable();
     assert_eq!(thresholds, [40, 80], "{logged:?}");
     assert_eq!(logged[0].payload["budget"], "alerts");
+    // The metrics read the same state: two reservations outstanding, each threshold fired once.
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    for line in [
+        format!(
+            "herald_budget_reserved_micros{{tenant=\"default\",budget=\"alerts\",currency=\"USD\"}} {}",
+            2 * PRICE
+        ),
+        "herald_budget_spent_micros{tenant=\"default\",budget=\"alerts\",currency=\"USD\"} 0"
+            .to_owned(),
+        "herald_budget_alerts_total{tenant=\"default\",budget=\"alerts\",threshold=\"40\"} 1"
+            .to_owned(),
+        "herald_budget_alerts_total{tenant=\"default\",budget=\"alerts\",threshold=\"80\"} 1"
+            .to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line} in {text}");
+    }
     app.stop().await;
 }

@@ -48,6 +48,9 @@ pub async fn scrape(State(pipeline): State<Pipeline>, request: Request) -> ApiRe
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the queue gauges"),
     }
+    if let Err(e) = crate::pipeline::budgets::record_metrics(&pipeline).await {
+        tracing::warn!(error = %e.message, "metrics: could not read the budgets");
+    }
     let mut response = metrics.render().into_response();
     response
         .headers_mut()

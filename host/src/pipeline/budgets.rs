@@ -194,6 +194,42 @@ pub async fn list(pipeline: &Pipeline, tenant: &TenantId) -> Result<Vec<BudgetVi
     Ok(views)
 }
 
+/// Sets the budget metrics from the store (at a scrape): every budget's spent and reserved in
+/// its current period, and how many alerts each threshold fired.
+///
+/// # Errors
+///
+/// Storage errors.
+pub async fn record_metrics(pipeline: &Pipeline) -> Result<()> {
+    let store = pipeline.store();
+    let metrics = pipeline.metrics();
+    for budget in store.all_budgets().await? {
+        let Some(period) = Period::parse(&budget.period) else {
+            continue;
+        };
+        let (start, _) = period.bounds(pipeline.now());
+        let usage = store
+            .budget_usage(&budget.tenant, &budget.name, start)
+            .await?;
+        metrics.budget_usage(
+            &budget.tenant,
+            &budget.name,
+            &budget.limit.currency,
+            usage.spent_micros,
+            usage.reserved_micros,
+        );
+    }
+    for (tenant, budget, threshold, fired) in store.budget_alert_counts().await? {
+        metrics.budget_alerts_fired(
+            &tenant,
+            &budget,
+            threshold,
+            u64::try_from(fired).unwrap_or(0),
+        );
+    }
+    Ok(())
+}
+
 async fn view(pipeline: &Pipeline, budget: StoredBudget) -> Result<BudgetView> {
     let period = Period::parse(&budget.period)
         .ok_or_else(|| PipelineError::internal(format!("budget period {:?}", budget.period)))?;

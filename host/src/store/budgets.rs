@@ -106,11 +106,13 @@ where
     }
 
     /// Every budget of a tenant, by name.
-    async fn list_budgets(pool: &Pool<DB>, tenant: &str) -> Result<Vec<StoredBudget>> {
-        let rows = sqlx::query("SELECT * FROM budgets WHERE tenant_id = $1 ORDER BY name")
-            .bind(tenant)
-            .fetch_all(pool)
-            .await?;
+    async fn list_budgets(pool: &Pool<DB>, tenant: Option<&str>) -> Result<Vec<StoredBudget>> {
+        let rows = sqlx::query(
+            "SELECT * FROM budgets WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, name",
+        )
+        .bind(tenant)
+        .fetch_all(pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 let thresholds: String = row.try_get("alert_thresholds")?;
@@ -196,9 +198,11 @@ impl Store {
     pub async fn list_budgets(&self, tenant: &TenantId) -> Result<Vec<StoredBudget>> {
         match &self.inner.backend {
             super::Backend::Sqlite { reader, .. } => {
-                Queries::list_budgets(reader, tenant.as_str()).await
+                Queries::list_budgets(reader, Some(tenant.as_str())).await
             }
-            super::Backend::Postgres(pool) => Queries::list_budgets(pool, tenant.as_str()).await,
+            super::Backend::Postgres(pool) => {
+                Queries::list_budgets(pool, Some(tenant.as_str())).await
+            }
         }
     }
 
@@ -218,6 +222,25 @@ impl Store {
                 Queries::budget_alerts(pool, tenant.as_str(), budget, period_start).await
             }
         }
+    }
+
+    /// Every tenant's budgets, for the metrics.
+    pub async fn all_budgets(&self) -> Result<Vec<StoredBudget>> {
+        match &self.inner.backend {
+            super::Backend::Sqlite { reader, .. } => Queries::list_budgets(reader, None).await,
+            super::Backend::Postgres(pool) => Queries::list_budgets(pool, None).await,
+        }
+    }
+
+    /// How many alerts fired over all periods, as (tenant, budget, threshold, count): a count
+    /// that only grows, so the metrics export it as a counter whichever process fired them.
+    pub async fn budget_alert_counts(&self) -> Result<Vec<(String, String, i32, i64)>> {
+        const SQL: &str = "SELECT tenant_id, budget, threshold, COUNT(*) FROM budget_alerts
+                           GROUP BY tenant_id, budget, threshold";
+        Ok(match &self.inner.backend {
+            super::Backend::Sqlite { reader, .. } => sqlx::query_as(SQL).fetch_all(reader).await?,
+            super::Backend::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+        })
     }
 
     /// A budget's usage in the period starting at `period_start` (zero when nothing was used).
