@@ -272,6 +272,26 @@ where
         Ok(counts)
     }
 
+    /// Whether batch `batch` is still a draft, read under its lock (the row lock on PostgreSQL,
+    /// the write lock `BEGIN IMMEDIATE` took on SQLite): a send or a cancel then waits for the
+    /// chunk being written and sees it, or the chunk sees the batch already gone from draft.
+    pub(super) async fn still_draft(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        batch: &str,
+    ) -> Result<bool> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT status FROM batches WHERE tenant_id = $1 AND id = $2{}",
+            DB::LOCK_ROWS
+        )))
+        .bind(tenant)
+        .bind(batch)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let state: Option<String> = row.map(|row| row.try_get("status")).transpose()?;
+        Ok(state.as_deref() == Some(BatchState::Draft.as_str()))
+    }
+
     /// Queues every message of draft batch `id`, due at `due_at`, and marks the batch sending;
     /// `None` when the batch is not a draft (or does not exist).
     async fn send_batch(
@@ -495,15 +515,7 @@ async fn insert_batch_messages_json(
     dedupe: bool,
 ) -> Result<Option<ChunkInserted>> {
     let mut tx = pool.begin_with(Sqlite::BEGIN).await?;
-    // Under the write lock (`BEGIN IMMEDIATE`), so that a send or a cancel waits for this chunk
-    // and then sees it, or this chunk sees the batch already gone from draft.
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT status FROM batches WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(batch)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if state.as_deref() != Some(BatchState::Draft.as_str()) {
+    if !Queries::<Sqlite>::still_draft(&mut tx, tenant, batch).await? {
         return Ok(None);
     }
     if messages.is_empty() {
@@ -604,16 +616,7 @@ async fn insert_batch_messages_unnest(
     dedupe: bool,
 ) -> Result<Option<ChunkInserted>> {
     let mut tx = pool.begin().await?;
-    // Under the batch's row lock, so that a send or a cancel waits for this chunk and then
-    // sees it, or this chunk sees the batch already gone from draft.
-    let state: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM batches WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(batch)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if state.as_deref() != Some(BatchState::Draft.as_str()) {
+    if !Queries::<sqlx::Postgres>::still_draft(&mut tx, tenant, batch).await? {
         return Ok(None);
     }
     if messages.is_empty() {
