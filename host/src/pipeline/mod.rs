@@ -68,6 +68,7 @@ pub mod opt_outs;
 pub mod pricing;
 pub mod read;
 pub mod recurrence;
+pub mod reports;
 pub mod schedules;
 pub mod templates;
 pub mod tenants;
