@@ -134,7 +134,8 @@ pub struct CurrencyCost {
     pub actual_micros: i64,
     /// Sum of the reconciled differences (actual - estimate, where both are known).
     pub difference_micros: i64,
-    /// Sum of the costs: the actual price where known, else the estimate.
+    /// Sum of the costs: the actual price where known, else the estimate (nothing for a
+    /// message that failed or was canceled without an actual price).
     pub cost_micros: i64,
     /// `cost_micros ÷ messages`, rounded down.
     pub cost_per_message_micros: Option<i64>,

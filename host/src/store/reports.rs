@@ -42,7 +42,9 @@ pub struct CostFact {
     pub actual_micros: i64,
     /// The sum of their reconciled differences (actual - estimate, where both are known).
     pub difference_micros: i64,
-    /// The sum of their costs: the actual price where known, else the estimate.
+    /// The sum of their costs: the actual price where known, else the estimate, except that a
+    /// message that failed before the carrier had it or was canceled (and has no actual
+    /// price) costs nothing, as its reservation was released.
     pub cost_micros: i64,
 }
 
@@ -67,7 +69,8 @@ pub struct DeliveryFact {
     pub to_sent_ms: Option<i64>,
     /// Milliseconds from acceptance to the first `delivered`, if it was delivered.
     pub to_delivered_ms: Option<i64>,
-    /// Its cost (actual price of every attempt, else the estimate), if priced.
+    /// Its cost (actual price of every attempt, else the estimate; nothing when it failed or
+    /// was canceled without an actual price), if priced.
     pub cost_micros: Option<i64>,
     /// The currency of `cost_micros`.
     pub currency: Option<String>,
@@ -83,7 +86,8 @@ const COST_FACTS: &str = "
                          THEN c.estimate_micros END) AS BIGINT) AS estimated,
            CAST(SUM(c.actual_micros) AS BIGINT) AS actual,
            CAST(SUM(c.difference_micros) AS BIGINT) AS difference,
-           CAST(SUM(COALESCE(c.actual_micros, c.estimate_micros)) AS BIGINT) AS cost
+           CAST(SUM(COALESCE(c.actual_micros, CASE WHEN m.status IN ('failed', 'canceled') THEN 0
+                         ELSE c.estimate_micros END)) AS BIGINT) AS cost
     FROM messages m
     LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
     WHERE m.tenant_id = $1 AND m.created_at >= $2 AND m.created_at < $3 AND m.status <> 'draft'
@@ -100,7 +104,8 @@ const DELIVERY_FACTS: &str = "
            (SELECT MIN(e.occurred_at) FROM status_events e
              WHERE e.tenant_id = m.tenant_id AND e.message_id = m.id AND e.status = 'delivered')
              - m.created_at AS to_delivered,
-           COALESCE(c.actual_micros, c.estimate_micros) AS cost,
+           COALESCE(c.actual_micros, CASE WHEN m.status IN ('failed', 'canceled') THEN 0
+                    ELSE c.estimate_micros END) AS cost,
            COALESCE(c.actual_currency, c.currency) AS currency
     FROM messages m
     LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
