@@ -228,11 +228,7 @@ async fn summary_report_and_metrics(backend: Backend) {
         figures["failure_reasons"],
         json!([{"error_code": code, "count": 1}])
     );
-    let mut to_sent: Vec<i64> = fixture
-        .delivered
-        .iter()
-        .map(|m| first(m, "sent"))
-        .collect();
+    let mut to_sent: Vec<i64> = fixture.delivered.iter().map(|m| first(m, "sent")).collect();
     let mut to_delivered: Vec<i64> = fixture
         .delivered
         .iter()
@@ -311,7 +307,11 @@ async fn bad_input_is_refused(backend: Backend) {
     for route in routes {
         for query in bad {
             let (status, body) = app.get(&format!("{route}?{query}")).await;
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{route}?{query}: {body}");
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{route}?{query}: {body}"
+            );
             assert_eq!(body["error"]["code"], "invalid_query", "{route}?{query}");
         }
     }

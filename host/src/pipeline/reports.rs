@@ -545,7 +545,7 @@ impl DeliveryAcc {
             .map(|(error_code, count)| FailureReason { error_code, count })
             .collect();
         // Stable: equal counts stay in code order.
-        reasons.sort_by(|a, b| b.count.cmp(&a.count));
+        reasons.sort_by_key(|reason| std::cmp::Reverse(reason.count));
         reasons.truncate(TOP);
         DeliveryFigures {
             messages: self.messages,
@@ -653,7 +653,7 @@ pub async fn delivery_metrics(
             delivery_rate: rate(delivered, messages),
         })
         .collect();
-    templates.sort_by(|a, b| b.messages.cmp(&a.messages));
+    templates.sort_by_key(|usage| std::cmp::Reverse(usage.messages));
     templates.truncate(TOP);
     let opt_outs =
         super::opt_outs::stats(pipeline, tenant, Some(period.start), Some(period.end)).await?;

@@ -74,13 +74,13 @@ use dialect::Queries;
 pub use error::{Result, StoreError};
 pub use events::{BUDGET_THRESHOLD, LoggedEvent, MESSAGE_INBOUND, MESSAGE_STATUS, OPT_OUT_CHANGED};
 pub use gauges::QueueGauges;
-pub use reports::{CostFact, DAY_MS, DeliveryFact};
 pub use ids::{new_id, now_millis};
 pub use ledger::{BudgetAlert, Charge, Hold, MessageCost, PriceAverage};
 pub use ledger_bulk::DraftCharges;
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;
+pub use reports::{CostFact, DAY_MS, DeliveryFact};
 pub use schedules::{Schedule, ScheduleTiming};
 
 /// How to connect; the defaults suit a single `herald serve`.

@@ -191,7 +191,12 @@ where
 impl Store {
     /// The tenant's messages accepted in `[start, end)` (UTC ms), grouped by day, provider,
     /// category, template, country, status and currency, with counts and money sums.
-    pub async fn cost_facts(&self, tenant: &TenantId, start: i64, end: i64) -> Result<Vec<CostFact>> {
+    pub async fn cost_facts(
+        &self,
+        tenant: &TenantId,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<CostFact>> {
         match &self.inner.backend {
             super::Backend::Sqlite { reader, .. } => {
                 Queries::cost_facts(reader, tenant.as_str(), start, end).await
