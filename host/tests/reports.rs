@@ -11,10 +11,14 @@ use chrono::{Duration, Utc};
 use common::app::{API_KEY, Backend, TestApp};
 use herald::pipeline::pricing::{PriceEntry, PriceTable};
 use herald_testkit::carrier::ScriptedResponse;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-on_both_backends!(summary_report_and_metrics, bad_input_is_refused);
+on_both_backends!(
+    summary_report_and_metrics,
+    templates_and_tenants,
+    bad_input_is_refused
+);
 
 /// What the local carrier charges per segment, in micros (its `-0.00830` USD).
 const CARRIER_PRICE: i64 = 8_300;
@@ -270,6 +274,96 @@ async fn summary_report_and_metrics(backend: Backend) {
         .await;
     assert_eq!(empty["totals"]["messages"], 0, "{empty:#}");
     assert_eq!(empty["totals"]["costs"], json!([]));
+    app.stop().await;
+}
+
+/// Template usage and the `template` grouping count the messages sent from each template, and
+/// another tenant's messages appear in none of the tenant's figures.
+async fn templates_and_tenants(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (status, template) = app
+        .post(
+            "/api/v1/sms/templates",
+            &json!({"name": "welcome", "template_body": "Hi {{name}}"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    let template = template["id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for (to, name) in [("+14155550111", "Ann"), ("+14155550112", "Bob")] {
+        let sent = app
+            .send(json!({"to_number": to, "template_id": template,
+                "template_variables": {"name": name}}))
+            .await;
+        ids.push(sent["id"].as_str().unwrap().to_owned());
+    }
+    let text = app
+        .send(json!({"to_number": "+14155550113", "message": "plain"}))
+        .await;
+    ids.push(text["id"].as_str().unwrap().to_owned());
+    for id in &ids {
+        app.wait_for(id, "delivered").await;
+    }
+
+    // Another tenant's message.
+    let (status, other) = app
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(&json!({"name": "other"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other_id = other["id"].as_str().unwrap();
+    let (status, key) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/tenants/{other_id}/api-keys"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let other_key = key["key"].as_str().unwrap();
+    let builder = app
+        .client
+        .post(format!("{}/api/v1/sms/send", app.base))
+        .json(&json!({"to_number": "+14155550114", "message": "elsewhere"}));
+    let (status, sent) = app.request_as(other_key, builder).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+
+    let (status, metrics) = app
+        .get(&format!("/api/v1/sms/delivery/metrics?{}", period()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{metrics}");
+    assert_eq!(metrics["totals"]["messages"], 3, "{metrics:#}");
+    assert_eq!(
+        metrics["templates"],
+        json!([{"template_id": template, "messages": 2, "delivered": 2, "delivery_rate": 1.0}])
+    );
+    let (_, grouped) = app
+        .get(&format!(
+            "/api/v1/sms/costs/summary?{}&group_by=template",
+            period()
+        ))
+        .await;
+    let groups = grouped["groups"].as_array().unwrap();
+    let counts: Vec<(&Value, &Value)> =
+        groups.iter().map(|g| (&g["key"], &g["messages"])).collect();
+    assert_eq!(
+        counts,
+        [(&Value::Null, &json!(1)), (&json!(template), &json!(2))],
+        "{grouped:#}"
+    );
+
+    // The other tenant sees only its own message.
+    let builder = app.client.get(format!(
+        "{}/api/v1/sms/costs/summary?{}",
+        app.base,
+        period()
+    ));
+    let (status, theirs) = app.request_as(other_key, builder).await;
+    assert_eq!(status, StatusCode::OK, "{theirs}");
+    assert_eq!(theirs["totals"]["messages"], 1, "{theirs:#}");
     app.stop().await;
 }
 
