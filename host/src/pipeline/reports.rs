@@ -1,13 +1,17 @@
 //! The cost and delivery reports of a period: `costs/summary` (totals and groups),
 //! `costs/report` (billing line items per day × provider × category) and `delivery/metrics`.
 //!
-//! Each report reads the tenant's messages accepted in the period with one set-based query
-//! (`store/reports.rs`) and folds the rows here, so the summary and the report of a period are
-//! sums of the same rows and agree to the micro. Money is summed per currency in integer micros;
-//! ratios for people (delivery and opt-out rates) are floats.
+//! The summary (totals, and groups by day, category or provider) and the report read the
+//! `rollups` table: counts and money per tenant × UTC day × provider × category × status ×
+//! currency, kept by triggers in the transaction of every change to a message or its cost
+//! (migration 0013), so their cost does not grow with the messages of a day. They fold the same
+//! rows here, so the summary and the report of a period agree to the micro. Money is summed per
+//! currency in integer micros; ratios for people (delivery and opt-out rates) are floats.
 //!
-//! The `template` and `country` groups come from the message (`template_id`) and from its cost
-//! row (`message_costs.country`, the destination as priced): a message with no cost row has no
+//! The rollups have no template or country: the `template` and `country` groups and the
+//! delivery metrics (which need each message's times) read the period's messages with one
+//! set-based query. `template` is the message's `template_id`; `country` is from its cost row
+//! (`message_costs.country`, the destination as priced): a message with no cost row has no
 //! country and is grouped under `null`.
 
 use std::collections::BTreeMap;
@@ -270,10 +274,14 @@ pub async fn summary(
     period: Period,
     group_by: Option<GroupBy>,
 ) -> Result<Summary> {
-    let facts = pipeline
-        .store()
-        .cost_facts(tenant, period.start, period.end)
-        .await?;
+    let facts = if matches!(group_by, Some(GroupBy::Template | GroupBy::Country)) {
+        pipeline
+            .store()
+            .cost_facts(tenant, period.start, period.end)
+            .await?
+    } else {
+        rollups(pipeline, tenant, &period).await?
+    };
     let mut totals = CostAcc::default();
     let mut groups: BTreeMap<Option<String>, CostAcc> = BTreeMap::new();
     for fact in &facts {
@@ -302,6 +310,14 @@ pub async fn summary(
             })
             .collect(),
     })
+}
+
+/// The rollup rows of `period` (whole UTC days).
+async fn rollups(pipeline: &Pipeline, tenant: &TenantId, period: &Period) -> Result<Vec<CostFact>> {
+    Ok(pipeline
+        .store()
+        .rollup_facts(tenant, period.start / DAY_MS, period.end / DAY_MS)
+        .await?)
 }
 
 /// One billing line: the messages of a day, provider, category and currency.
@@ -371,10 +387,7 @@ pub struct Report {
 
 /// The billing report of `tenant` over `period`.
 pub async fn report(pipeline: &Pipeline, tenant: &TenantId, period: Period) -> Result<Report> {
-    let facts = pipeline
-        .store()
-        .cost_facts(tenant, period.start, period.end)
-        .await?;
+    let facts = rollups(pipeline, tenant, &period).await?;
     type Key = (i64, String, String, Option<String>);
     let mut lines: BTreeMap<Key, LineItem> = BTreeMap::new();
     for fact in &facts {

@@ -94,6 +94,17 @@ const COST_FACTS: &str = "
     GROUP BY m.created_at / 86400000, m.provider, m.category, m.template_id, c.country,
              m.status, COALESCE(c.actual_currency, c.currency)";
 
+/// The rollup rows of days `[$2, $3)`: what [`COST_FACTS`] would sum without its template and
+/// country, kept by the triggers of migration 0013 (rows whose changes cancelled out are
+/// skipped).
+const ROLLUP_FACTS: &str = "
+    SELECT day, provider, category, status, currency, messages, segments, estimated_micros,
+           actual_micros, difference_micros, cost_micros
+    FROM rollups
+    WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND status <> 'draft'
+      AND (messages <> 0 OR segments <> 0 OR estimated_micros <> 0 OR actual_micros <> 0
+           OR difference_micros <> 0 OR cost_micros <> 0)";
+
 /// One row per message of `[$2, $3)` with its first `sent` and `delivered` times.
 const DELIVERY_FACTS: &str = "
     SELECT m.created_at / 86400000 AS day, m.provider, m.category, m.template_id, c.country,
@@ -156,6 +167,41 @@ where
             .collect()
     }
 
+    async fn rollup_facts(
+        pool: &Pool<DB>,
+        tenant: &str,
+        first_day: i64,
+        end_day: i64,
+    ) -> Result<Vec<CostFact>> {
+        let rows = sqlx::query(ROLLUP_FACTS)
+            .bind(tenant)
+            .bind(first_day)
+            .bind(end_day)
+            .fetch_all(pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let currency: String = row.try_get("currency")?;
+                Ok(CostFact {
+                    day: row.try_get("day")?,
+                    provider: row.try_get("provider")?,
+                    category: row.try_get("category")?,
+                    template_id: None,
+                    country: None,
+                    status: row.try_get("status")?,
+                    // '' is how the rollups key unpriced messages (a key column cannot be NULL).
+                    currency: (!currency.is_empty()).then_some(currency),
+                    messages: row.try_get("messages")?,
+                    segments: row.try_get("segments")?,
+                    estimated_micros: row.try_get("estimated_micros")?,
+                    actual_micros: row.try_get("actual_micros")?,
+                    difference_micros: row.try_get("difference_micros")?,
+                    cost_micros: row.try_get("cost_micros")?,
+                })
+            })
+            .collect()
+    }
+
     async fn delivery_facts(
         pool: &Pool<DB>,
         tenant: &str,
@@ -203,6 +249,25 @@ impl Store {
             }
             super::Backend::Postgres(pool) => {
                 Queries::cost_facts(pool, tenant.as_str(), start, end).await
+            }
+        }
+    }
+
+    /// The rollups of the tenant's messages accepted on UTC days `[first_day, end_day)` (days
+    /// since the epoch): [`CostFact`]s without template or country, read from the rollup table
+    /// instead of the messages.
+    pub async fn rollup_facts(
+        &self,
+        tenant: &TenantId,
+        first_day: i64,
+        end_day: i64,
+    ) -> Result<Vec<CostFact>> {
+        match &self.inner.backend {
+            super::Backend::Sqlite { reader, .. } => {
+                Queries::rollup_facts(reader, tenant.as_str(), first_day, end_day).await
+            }
+            super::Backend::Postgres(pool) => {
+                Queries::rollup_facts(pool, tenant.as_str(), first_day, end_day).await
             }
         }
     }
