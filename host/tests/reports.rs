@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     summary_report_and_metrics,
     templates_and_tenants,
+    rollups_follow_every_path,
     bad_input_is_refused
 );
 
@@ -364,6 +365,149 @@ async fn templates_and_tenants(backend: Backend) {
     let (status, theirs) = app.request_as(other_key, builder).await;
     assert_eq!(status, StatusCode::OK, "{theirs}");
     assert_eq!(theirs["totals"]["messages"], 1, "{theirs:#}");
+    app.stop().await;
+}
+
+/// The rollups (which the plain summary reads) equal the same figures computed from the messages
+/// (which a `country` grouping reads) after bulk sends, a draft batch sent, a canceled draft,
+/// a draft left unsent and bulk rows a hard-capped budget refuses.
+async fn rollups_follow_every_path(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| {
+        config.pricing = PriceTable {
+            prices: vec![PriceEntry {
+                provider: "twilio".into(),
+                country: "US".into(),
+                encoding: None,
+                micros_per_segment: 5_000,
+                currency: "USD".into(),
+            }],
+        }
+    })
+    .await;
+    let bulk = |recipients: Value, immediately: bool| json!({"recipients": recipients, "send_immediately": immediately});
+    let (status, sent) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &bulk(
+                json!([
+                    {"to_number": "+14155550121", "message": "one"},
+                    {"to_number": "+14155550122", "message": "a".repeat(200)},
+                    {"to_number": "+33612345678", "message": "three"},
+                ]),
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+
+    // A draft batch, then sent.
+    let (status, draft) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &bulk(
+                json!([
+                    {"to_number": "+14155550123", "message": "draft one"},
+                    {"to_number": "+14155550124", "message": "draft two"},
+                ]),
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{draft}");
+    let batch = draft["batch_id"].as_str().unwrap();
+    let (status, body) = app
+        .post(&format!("/api/v1/sms/batches/{batch}/send"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // A draft batch left a draft, one of its messages canceled.
+    let (status, kept) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &bulk(
+                json!([
+                    {"to_number": "+14155550125", "message": "kept"},
+                    {"to_number": "+14155550126", "message": "canceled"},
+                ]),
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{kept}");
+    let kept = kept["batch_id"].as_str().unwrap();
+    let (_, listed) = app
+        .get(&format!("/api/v1/sms/batches/{kept}/messages"))
+        .await;
+    let canceled = listed["items"][1]["id"].as_str().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/sms/messages/{canceled}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Wait for the five sent messages to be delivered and priced.
+    let mut settled = Value::Null;
+    for _ in 0..400 {
+        let (_, summary) = app
+            .get(&format!("/api/v1/sms/costs/summary?{}", period()))
+            .await;
+        if summary["totals"]["delivered"] == 5
+            && usd(&summary["totals"])["actual_micros"] == 6 * CARRIER_PRICE
+        {
+            settled = summary;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        !settled.is_null(),
+        "the sent messages were not all delivered and priced"
+    );
+
+    // A hard-capped budget far below one message refuses the rows of a bulk send.
+    let (status, budget) = app
+        .request(
+            app.client
+                .put(format!("{}/api/v1/sms/budgets/tiny", app.base))
+                .json(
+                    &json!({"period": "daily", "limit": {"micros": 1, "currency": "USD"},
+                    "hard_cap": true}),
+                ),
+        )
+        .await;
+    assert!(status.is_success(), "{budget}");
+    let (_, refused) = app
+        .post(
+            "/api/v1/sms/send-bulk",
+            &bulk(
+                json!([
+                    {"to_number": "+14155550127", "message": "over"},
+                    {"to_number": "+14155550128", "message": "over too"},
+                ]),
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(refused["accepted"], 0, "{refused}");
+
+    let (_, rolled) = app
+        .get(&format!("/api/v1/sms/costs/summary?{}", period()))
+        .await;
+    let (_, scanned) = app
+        .get(&format!(
+            "/api/v1/sms/costs/summary?{}&group_by=country",
+            period()
+        ))
+        .await;
+    assert_eq!(
+        rolled["totals"], scanned["totals"],
+        "{rolled:#}\n{scanned:#}"
+    );
+    // Five sent and one canceled; the draft is not counted.
+    assert_eq!(rolled["totals"]["messages"], 6, "{rolled:#}");
+    assert_eq!(rolled["totals"], settled["totals"]);
     app.stop().await;
 }
 
