@@ -1,7 +1,8 @@
 //! The aggregate routes: `GET /api/v1/sms/costs/summary`, `GET /api/v1/sms/costs/report`
 //! (JSON or CSV) and `GET /api/v1/sms/delivery/metrics`, each over a period of whole UTC days
 //! (`start_date` to `end_date`, inclusive); the figures are computed in
-//! [`pipeline::reports`](crate::pipeline::reports).
+//! [`pipeline::reports`](crate::pipeline::reports) and
+//! [`pipeline::delivery_metrics`](crate::pipeline::delivery_metrics).
 
 use axum::Json;
 use axum::Router;
@@ -15,7 +16,8 @@ use super::auth::Tenant;
 use super::error::ApiResult;
 use super::params::ApiQuery;
 use crate::pipeline::Pipeline;
-use crate::pipeline::reports::{self, DeliveryMetrics, GroupBy, Period, Report, Summary};
+use crate::pipeline::delivery_metrics::{self, DeliveryMetrics};
+use crate::pipeline::reports::{self, GroupBy, Period, Report, Summary};
 
 /// The report routes, under `/api/v1/sms`.
 pub fn routes() -> Router<Pipeline> {
@@ -106,7 +108,7 @@ pub async fn metrics(
 ) -> ApiResult<Json<DeliveryMetrics>> {
     let period = Period::parse(&q.start_date, &q.end_date)?;
     Ok(Json(
-        reports::delivery_metrics(&pipeline, &tenant, period, q.group_by).await?,
+        delivery_metrics::delivery_metrics(&pipeline, &tenant, period, q.group_by).await?,
     ))
 }
 

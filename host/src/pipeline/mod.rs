@@ -58,6 +58,7 @@ pub mod budgets;
 pub mod bulk;
 pub mod callback;
 pub mod cancel;
+pub mod delivery_metrics;
 pub mod error;
 pub mod estimate;
 pub mod events;
