@@ -18,6 +18,7 @@ pub mod messages;
 pub mod metrics;
 pub mod opt_outs;
 pub mod params;
+pub mod reports;
 pub mod scheduling;
 pub mod templates;
 pub mod webhooks;
@@ -61,6 +62,7 @@ pub fn router(pipeline: Pipeline) -> Router {
         .merge(estimate::routes())
         .merge(delivery::routes())
         .merge(budgets::routes())
+        .merge(reports::routes())
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/reload", post(admin::reload))
         .route(
