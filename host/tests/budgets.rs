@@ -170,6 +170,11 @@ async fn bad_budgets_are_refused(backend: Backend) {
         ),
         (
             "main",
+            json!({"period": "daily", "limit": {"micros": i64::MAX, "currency": "USD"}}),
+            "invalid_budget",
+        ),
+        (
+            "main",
             json!({"period": "daily", "limit": {"micros": 1, "currency": "dollars"}}),
             "invalid_budget",
         ),

@@ -23,6 +23,9 @@ const MAX_NAME: usize = 64;
 const MAX_THRESHOLDS: usize = 10;
 /// The largest threshold, in percent of the limit.
 const MAX_THRESHOLD: u32 = 1_000;
+/// The largest limit: a billion currency units, so that usage sums stay far inside 64 bits (on
+/// PostgreSQL an overflow would be an error) and exact as the metrics' floating-point gauges.
+const MAX_LIMIT_MICROS: i64 = 1_000_000_000 * 1_000_000;
 
 /// How long a budget's period lasts; periods start at UTC midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,8 +290,10 @@ fn check(tenant: &TenantId, name: &str, spec: BudgetSpec, now: i64) -> Result<St
     }
     let period = Period::parse(&spec.period)
         .ok_or_else(|| invalid("`period` must be `daily` or `monthly`".into()))?;
-    if spec.limit.micros < 0 {
-        return Err(invalid("`limit.micros` must not be negative".into()));
+    if !(0..=MAX_LIMIT_MICROS).contains(&spec.limit.micros) {
+        return Err(invalid(format!(
+            "`limit.micros` must be from 0 to {MAX_LIMIT_MICROS}"
+        )));
     }
     if !Money::is_currency_code(&spec.limit.currency) {
         return Err(invalid(

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Money;
+use crate::plugin::bounds::MAX_PRICE_MICROS;
 use crate::segments::Encoding;
 
 /// The country of a `*` entry: any destination of its provider.
@@ -104,8 +105,12 @@ impl PriceTable {
             {
                 return Err(format!("{at}.encoding must be `GSM-7` or `UCS-2`"));
             }
-            if entry.micros_per_segment < 0 {
-                return Err(format!("{at}.micros_per_segment must not be negative"));
+            // The bound a provider's own reported price has: an estimate can never be an amount
+            // no provider could charge, and sums of them stay far inside 64 bits.
+            if !(0..=MAX_PRICE_MICROS).contains(&entry.micros_per_segment) {
+                return Err(format!(
+                    "{at}.micros_per_segment must be from 0 to {MAX_PRICE_MICROS}"
+                ));
             }
             if !Money::is_currency_code(&entry.currency) {
                 return Err(format!(
@@ -234,7 +239,7 @@ mod tests {
         assert!(price(None, &operator, "twilio", Some("GB"), Encoding::Gsm7).is_none());
     }
 
-    /// Bad countries, encodings, negative prices and currencies are named.
+    /// Bad countries, encodings, negative or impossible prices and currencies are named.
     #[test]
     fn check_names_the_problem() {
         assert!(PriceTable::default().check().is_ok());
@@ -242,6 +247,10 @@ mod tests {
             (entry("twilio", "usa", None, 1), "country"),
             (entry("twilio", "US", Some("latin1"), 1), "encoding"),
             (entry("twilio", "US", None, -1), "micros_per_segment"),
+            (
+                entry("twilio", "US", None, MAX_PRICE_MICROS + 1),
+                "micros_per_segment",
+            ),
             (
                 PriceEntry {
                     currency: "usd".into(),
