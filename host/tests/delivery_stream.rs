@@ -341,16 +341,23 @@ async fn a_client_that_stops_reading_is_dropped(backend: Backend) {
     let recipients: Vec<Value> = (0..2_500)
         .map(|i| json!({"to_number": format!("+1415555{i:04}"), "message": "flood"}))
         .collect();
-    let (status, batch) = app
-        .post(
+    // Every step is bounded, so that a stall fails here, naming the step, instead of hanging.
+    let (status, batch) = within(
+        "the flood's /send-bulk",
+        app.post(
             "/api/v1/sms/send-bulk",
             &json!({"batch_name": "flood", "recipients": recipients}),
-        )
-        .await;
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
     // The pipeline does not wait for the stalled client.
     let started = std::time::Instant::now();
-    let id = send(&app, TO, "still accepted").await;
+    let id = within(
+        "the /send after the flood",
+        send(&app, TO, "still accepted"),
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Now read everything the server wrote: a run of events, then `dropped`.
@@ -378,11 +385,22 @@ async fn a_client_that_stops_reading_is_dropped(backend: Backend) {
 
     // The feed resumes after its last event, with the next ones.
     let last = *ids.last().unwrap();
-    let mut resumed = SseClient::open(&app.base, API_KEY, Some(last)).await;
+    let mut resumed = within(
+        "opening the resumed stream",
+        SseClient::open(&app.base, API_KEY, Some(last)),
+    )
+    .await;
     let next = resumed.next().await;
     assert!(next.id.unwrap() > last);
     app.wait_for(&id, "delivered").await;
-    app.stop().await;
+    within("the shutdown", app.stop()).await;
+}
+
+/// Awaits `step` for at most a minute, panicking with its name after that.
+async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), step)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within 60 s"))
 }
 
 /// `/delivery/real-time` lists status changes newest first, `limit` of them (default 100), and
