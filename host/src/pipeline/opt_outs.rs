@@ -270,7 +270,8 @@ pub async fn stats(
     }
     let store = pipeline.store();
     let current = store.count_opt_outs(tenant).await?;
-    let activity = store.opt_out_activity(tenant, start, end).await?;
+    let mut activity = store.opt_out_activity(tenant, start, end).await?;
+    activity.recipients = store.count_recipients(tenant, start, end).await?;
     // A ratio for people, not money: a float is the honest type.
     let opt_out_rate = (activity.recipients > 0)
         .then(|| activity.numbers_opted_out as f64 / activity.recipients as f64);

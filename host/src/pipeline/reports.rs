@@ -2,16 +2,14 @@
 //! `costs/report` (billing line items per day × provider × category), and what they share with
 //! `delivery/metrics` ([`delivery_metrics`](super::delivery_metrics)): the period and the groups.
 //!
-//! The summary (totals, and groups by day, category or provider) and the report read the
-//! `rollups` table: counts and money per tenant × UTC day × provider × category × status ×
-//! currency, kept by triggers in the transaction of every change to a message or its cost
-//! (migration 0013), so their cost does not grow with the messages of a day. They fold the same
-//! rows here, so the summary and the report of a period agree to the micro. Money is summed per
-//! currency in integer micros; ratios for people (delivery and opt-out rates) are floats.
+//! Every report reads the `rollups` table: counts and money per tenant × UTC day × provider ×
+//! category × template × country × status × failure code × currency, kept by triggers in the
+//! transaction of every change to a message or its cost (migration 0014), so their cost does
+//! not grow with the messages of a day. The summary and the report fold the same rows, so they
+//! agree to the micro. Money is summed per currency in integer micros; ratios for people
+//! (delivery and opt-out rates) are floats.
 //!
-//! The rollups have no template or country: the `template` and `country` groups and the
-//! delivery metrics (which need each message's times) read the period's messages with one
-//! set-based query. `template` is the message's `template_id`; `country` is from its cost row
+//! `template` is the message's `template_id`; `country` is from its cost row
 //! (`message_costs.country`, the destination as priced): a message with no cost row has no
 //! country and is grouped under `null`.
 
@@ -23,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::Pipeline;
 use super::error::{PipelineError, Result};
 use crate::domain::{ErrorCode, TenantId};
-use crate::store::{CostFact, DAY_MS};
+use crate::store::{CostFact, DAY_MS, Dimension};
 
 /// The longest period a report covers, in days, so one request's work stays bounded.
 pub const MAX_DAYS: i64 = 366;
@@ -44,6 +42,19 @@ pub enum GroupBy {
     Template,
     /// The destination country as priced (`null`: not priced).
     Country,
+}
+
+impl GroupBy {
+    /// The rollups' key column it reads.
+    pub(super) fn dimension(self) -> Dimension {
+        match self {
+            Self::Day => Dimension::Day,
+            Self::Category => Dimension::Category,
+            Self::Provider => Dimension::Provider,
+            Self::Template => Dimension::Template,
+            Self::Country => Dimension::Country,
+        }
+    }
 }
 
 /// A period of whole UTC days, `start_date` to `end_date` inclusive.
@@ -81,6 +92,13 @@ impl Period {
             start: start_day * DAY_MS,
             end: (end_day + 1) * DAY_MS,
         })
+    }
+}
+
+impl Period {
+    /// Its days since the Unix epoch, `[first, end)`.
+    pub fn days(&self) -> (i64, i64) {
+        (self.start / DAY_MS, self.end / DAY_MS)
     }
 }
 
@@ -275,14 +293,8 @@ pub async fn summary(
     period: Period,
     group_by: Option<GroupBy>,
 ) -> Result<Summary> {
-    let facts = if matches!(group_by, Some(GroupBy::Template | GroupBy::Country)) {
-        pipeline
-            .store()
-            .cost_facts(tenant, period.start, period.end)
-            .await?
-    } else {
-        rollups(pipeline, tenant, &period).await?
-    };
+    let dims: Vec<Dimension> = group_by.map(GroupBy::dimension).into_iter().collect();
+    let facts = rollups(pipeline, tenant, &period, &dims).await?;
     let mut totals = CostAcc::default();
     let mut groups: BTreeMap<Option<String>, CostAcc> = BTreeMap::new();
     for fact in &facts {
@@ -313,11 +325,16 @@ pub async fn summary(
     })
 }
 
-/// The rollup rows of `period` (whole UTC days).
-async fn rollups(pipeline: &Pipeline, tenant: &TenantId, period: &Period) -> Result<Vec<CostFact>> {
+/// The rollups of `period` (whole UTC days), keeping `dims` apart.
+pub(super) async fn rollups(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    period: &Period,
+    dims: &[Dimension],
+) -> Result<Vec<CostFact>> {
     Ok(pipeline
         .store()
-        .rollup_facts(tenant, period.start / DAY_MS, period.end / DAY_MS)
+        .rollup_facts(tenant, period.days(), dims)
         .await?)
 }
 
@@ -388,7 +405,8 @@ pub struct Report {
 
 /// The billing report of `tenant` over `period`.
 pub async fn report(pipeline: &Pipeline, tenant: &TenantId, period: Period) -> Result<Report> {
-    let facts = rollups(pipeline, tenant, &period).await?;
+    let dims = [Dimension::Day, Dimension::Provider, Dimension::Category];
+    let facts = rollups(pipeline, tenant, &period, &dims).await?;
     type Key = (i64, String, String, Option<String>);
     let mut lines: BTreeMap<Key, LineItem> = BTreeMap::new();
     for fact in &facts {

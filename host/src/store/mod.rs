@@ -80,7 +80,7 @@ pub use ledger_bulk::DraftCharges;
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;
-pub use reports::{CostFact, DAY_MS, DeliveryFact};
+pub use reports::{CostFact, DAY_MS, Dimension, LatencyFact, LatencyKind};
 pub use schedules::{Schedule, ScheduleTiming};
 
 /// How to connect; the defaults suit a single `herald serve`.

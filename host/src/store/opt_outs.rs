@@ -269,7 +269,7 @@ where
         })
     }
 
-    /// Opt-out and opt-in events, and distinct numbers messaged, in `[from, to)`.
+    /// Opt-out and opt-in events in `[from, to)` (`recipients` is left 0).
     async fn opt_out_activity(
         pool: &Pool<DB>,
         tenant: &str,
@@ -289,7 +289,17 @@ where
         .bind(to)
         .fetch_one(pool)
         .await?;
-        let recipients = sqlx::query(
+        Ok(OptOutActivity {
+            opt_outs: count(events.try_get("opt_outs")?),
+            numbers_opted_out: count(events.try_get("numbers")?),
+            opt_ins: count(events.try_get("opt_ins")?),
+            recipients: 0,
+        })
+    }
+
+    /// Distinct numbers sent a message in `[from, to)`, keyword confirmations left out.
+    async fn count_recipients(pool: &Pool<DB>, tenant: &str, from: i64, to: i64) -> Result<u64> {
+        let row = sqlx::query(
             "SELECT COUNT(DISTINCT to_number) AS n FROM messages
              WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
                AND category <> 'compliance'",
@@ -299,12 +309,7 @@ where
         .bind(to)
         .fetch_one(pool)
         .await?;
-        Ok(OptOutActivity {
-            opt_outs: count(events.try_get("opt_outs")?),
-            numbers_opted_out: count(events.try_get("numbers")?),
-            opt_ins: count(events.try_get("opt_ins")?),
-            recipients: count(recipients.try_get("n")?),
-        })
+        Ok(count(row.try_get("n")?))
     }
 
     /// Up to `limit` audit events after sequence number `after`, oldest first, occurred in
@@ -456,7 +461,8 @@ impl Store {
         }
     }
 
-    /// Counts a tenant's opt-out changes and the distinct numbers it messaged in `[from, to)`.
+    /// Counts a tenant's opt-out and opt-in events in `[from, to)` (`recipients` is left 0; see
+    /// [`Store::count_recipients`]).
     pub async fn opt_out_activity(
         &self,
         tenant: &TenantId,
@@ -469,6 +475,19 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 Queries::opt_out_activity(pool, tenant.as_str(), from, to).await
+            }
+        }
+    }
+
+    /// Distinct numbers the tenant sent a message in `[from, to)` (UTC ms), keyword
+    /// confirmations left out: a scan of the period's messages.
+    pub async fn count_recipients(&self, tenant: &TenantId, from: i64, to: i64) -> Result<u64> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                Queries::count_recipients(reader, tenant.as_str(), from, to).await
+            }
+            Backend::Postgres(pool) => {
+                Queries::count_recipients(pool, tenant.as_str(), from, to).await
             }
         }
     }

@@ -1,9 +1,16 @@
-//! The reads behind the cost and delivery reports: set-based aggregates over a tenant's
-//! messages in a UTC time range, joined with their costs (`message_costs`) and their status
-//! history (`status_events`). The pipeline (`pipeline/reports.rs`) folds these rows into totals
-//! and groups, so every report of a period is computed from the same rows.
+//! The reads behind the cost and delivery reports. Both read rollups that database triggers
+//! keep in the transaction of every change (migration 0014), never the period's messages, so a
+//! report's cost grows with the days and distinct keys of its period, not with its messages:
+//!
+//! - `rollups`: counts and money per tenant × UTC day × provider × category × template ×
+//!   country × status × failure code × currency;
+//! - `latency_rollups`: histograms of the times from acceptance to a message's first `sent` and
+//!   first `delivered`, per tenant × day × one dimension's value.
+//!
+//! The pipeline (`pipeline/reports.rs`, `pipeline/delivery_metrics.rs`) folds these rows into
+//! totals and groups, so every report of a period is computed from the same rows.
 
-use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::Store;
 use super::dialect::{Dialect, Queries, Value};
@@ -14,9 +21,49 @@ use super::model::TenantId;
 /// the Unix epoch on both backends (integer division of non-negative integers).
 pub const DAY_MS: i64 = 86_400_000;
 
-/// The messages of one day, provider, category, template, country, status and currency, with
-/// their counts and money sums.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A key column of the rollups that a read keeps apart (the others are summed over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    /// The UTC day of acceptance.
+    Day,
+    /// The provider plugin.
+    Provider,
+    /// The opt-out category.
+    Category,
+    /// The template, if sent from one.
+    Template,
+    /// The destination country as priced.
+    Country,
+}
+
+impl Dimension {
+    /// The rollup column.
+    fn column(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Provider => "provider",
+            Self::Category => "category",
+            Self::Template => "template_id",
+            Self::Country => "country",
+        }
+    }
+
+    /// The `dimension` of the latency rollups that keeps this one apart (`all` for the day,
+    /// which every latency row has).
+    fn latency_name(self) -> &'static str {
+        match self {
+            Self::Day => "all",
+            Self::Provider => "provider",
+            Self::Category => "category",
+            Self::Template => "template",
+            Self::Country => "country",
+        }
+    }
+}
+
+/// Messages of one status, failure code and currency, and of the [`Dimension`]s a read kept
+/// apart (the others are `0`, `""` or `None`), with their counts and money sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CostFact {
     /// Days since the Unix epoch (UTC) of the messages' acceptance.
     pub day: i64,
@@ -30,6 +77,8 @@ pub struct CostFact {
     pub country: Option<String>,
     /// The current status.
     pub status: String,
+    /// The failure code of failed and undelivered messages (`None`: none given, or not failed).
+    pub error_code: Option<String>,
     /// The currency of the money sums; `None` when none of the messages is priced.
     pub currency: Option<String>,
     /// How many messages.
@@ -48,79 +97,88 @@ pub struct CostFact {
     pub cost_micros: i64,
 }
 
-/// One message as the delivery metrics read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryFact {
-    /// Days since the Unix epoch (UTC) of its acceptance.
-    pub day: i64,
-    /// The provider plugin.
-    pub provider: String,
-    /// The opt-out category.
-    pub category: String,
-    /// The template, if sent from one.
-    pub template_id: Option<String>,
-    /// The destination country as priced, if priced.
-    pub country: Option<String>,
-    /// The current status.
-    pub status: String,
-    /// The provider's (or Herald's) error code of a failure.
-    pub error_code: Option<String>,
-    /// Milliseconds from acceptance to the first `sent`, if it was sent.
-    pub to_sent_ms: Option<i64>,
-    /// Milliseconds from acceptance to the first `delivered`, if it was delivered.
-    pub to_delivered_ms: Option<i64>,
-    /// Its cost (actual price of every attempt, else the estimate; nothing when it failed or
-    /// was canceled without an actual price), if priced.
-    pub cost_micros: Option<i64>,
-    /// The currency of `cost_micros`.
-    pub currency: Option<String>,
+impl CostFact {
+    /// Whether it counts nothing: a key whose messages all moved to other keys.
+    fn is_nothing(&self) -> bool {
+        self.messages == 0
+            && self.segments == 0
+            && self.estimated_micros == 0
+            && self.actual_micros == 0
+            && self.difference_micros == 0
+            && self.cost_micros == 0
+    }
 }
 
-/// The grouped cost facts of `[$2, $3)`: drafts are not messages yet, so they are left out.
-const COST_FACTS: &str = "
-    SELECT m.created_at / 86400000 AS day, m.provider, m.category, m.template_id, c.country,
-           m.status, COALESCE(c.actual_currency, c.currency) AS currency,
-           COUNT(*) AS messages,
-           CAST(SUM(m.segments) AS BIGINT) AS segments,
-           CAST(SUM(CASE WHEN c.actual_currency IS NULL OR c.actual_currency = c.currency
-                         THEN c.estimate_micros END) AS BIGINT) AS estimated,
-           CAST(SUM(c.actual_micros) AS BIGINT) AS actual,
-           CAST(SUM(c.difference_micros) AS BIGINT) AS difference,
-           CAST(SUM(COALESCE(c.actual_micros, CASE WHEN m.status IN ('failed', 'canceled') THEN 0
-                         ELSE c.estimate_micros END)) AS BIGINT) AS cost
-    FROM messages m
-    LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
-    WHERE m.tenant_id = $1 AND m.created_at >= $2 AND m.created_at < $3 AND m.status <> 'draft'
-    GROUP BY m.created_at / 86400000, m.provider, m.category, m.template_id, c.country,
-             m.status, COALESCE(c.actual_currency, c.currency)";
+/// Which duration a latency histogram counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LatencyKind {
+    /// From acceptance to the first `sent`.
+    Sent,
+    /// From acceptance to the first `delivered`.
+    Delivered,
+}
 
-/// The rollup rows of days `[$2, $3)`: what [`COST_FACTS`] would sum without its template and
-/// country, kept by the triggers of migration 0013 (rows whose changes cancelled out are
-/// skipped).
-const ROLLUP_FACTS: &str = "
-    SELECT day, provider, category, status, currency, messages, segments, estimated_micros,
-           actual_micros, difference_micros, cost_micros
-    FROM rollups
-    WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND status <> 'draft'
-      AND (messages <> 0 OR segments <> 0 OR estimated_micros <> 0 OR actual_micros <> 0
-           OR difference_micros <> 0 OR cost_micros <> 0)";
+/// One bucket of a latency histogram: how many messages took `[lower_ms, upper_ms)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyFact {
+    /// The day (when grouped by day; else 0).
+    pub day: i64,
+    /// The value of the dimension kept apart (`""`: none, or not kept apart).
+    pub value: String,
+    /// The duration counted.
+    pub kind: LatencyKind,
+    /// The bucket's lower bound (inclusive), milliseconds.
+    pub lower_ms: i64,
+    /// Its upper bound (exclusive).
+    pub upper_ms: i64,
+    /// How many messages fell in it.
+    pub messages: i64,
+    /// The sum of their durations, milliseconds.
+    pub total_ms: i64,
+}
 
-/// One row per message of `[$2, $3)` with its first `sent` and `delivered` times.
-const DELIVERY_FACTS: &str = "
-    SELECT m.created_at / 86400000 AS day, m.provider, m.category, m.template_id, c.country,
-           m.status, m.error_code,
-           (SELECT MIN(e.occurred_at) FROM status_events e
-             WHERE e.tenant_id = m.tenant_id AND e.message_id = m.id AND e.status = 'sent')
-             - m.created_at AS to_sent,
-           (SELECT MIN(e.occurred_at) FROM status_events e
-             WHERE e.tenant_id = m.tenant_id AND e.message_id = m.id AND e.status = 'delivered')
-             - m.created_at AS to_delivered,
-           COALESCE(c.actual_micros, CASE WHEN m.status IN ('failed', 'canceled') THEN 0
-                    ELSE c.estimate_micros END) AS cost,
-           COALESCE(c.actual_currency, c.currency) AS currency
-    FROM messages m
-    LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
-    WHERE m.tenant_id = $1 AND m.created_at >= $2 AND m.created_at < $3 AND m.status <> 'draft'";
+/// The rollup columns of a read: the dimensions kept apart, then what every read keeps apart.
+fn rollup_query(dims: &[Dimension]) -> String {
+    let mut keys: Vec<&str> = dims.iter().map(|dim| dim.column()).collect();
+    keys.extend(["status", "error_code", "currency"]);
+    let keys = keys.join(", ");
+    // Drafts are not messages yet; rows whose changes cancelled out are skipped.
+    format!(
+        "SELECT {keys}, CAST(SUM(messages) AS BIGINT) AS messages,
+                CAST(SUM(segments) AS BIGINT) AS segments,
+                CAST(SUM(estimated_micros) AS BIGINT) AS estimated,
+                CAST(SUM(actual_micros) AS BIGINT) AS actual,
+                CAST(SUM(difference_micros) AS BIGINT) AS difference,
+                CAST(SUM(cost_micros) AS BIGINT) AS cost
+         FROM rollups
+         WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND status <> 'draft'
+         GROUP BY {keys}"
+    )
+}
+
+/// The latency buckets of a read, by day when `by_day`, else by the dimension's value.
+fn latency_query(by_day: bool) -> &'static str {
+    if by_day {
+        "SELECT r.day AS day, '' AS value, r.kind, r.bucket_ms, b.upper_ms,
+                CAST(SUM(r.messages) AS BIGINT) AS messages,
+                CAST(SUM(r.total_ms) AS BIGINT) AS total_ms
+         FROM latency_rollups r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
+         WHERE r.tenant_id = $1 AND r.dimension = $2 AND r.day >= $3 AND r.day < $4
+         GROUP BY r.day, r.kind, r.bucket_ms, b.upper_ms"
+    } else {
+        "SELECT CAST(0 AS BIGINT) AS day, r.value AS value, r.kind, r.bucket_ms, b.upper_ms,
+                CAST(SUM(r.messages) AS BIGINT) AS messages,
+                CAST(SUM(r.total_ms) AS BIGINT) AS total_ms
+         FROM latency_rollups r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
+         WHERE r.tenant_id = $1 AND r.dimension = $2 AND r.day >= $3 AND r.day < $4
+         GROUP BY r.value, r.kind, r.bucket_ms, b.upper_ms"
+    }
+}
+
+/// `''` is how the rollups key "none" (a key column cannot be NULL).
+fn none_if_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
 
 impl<DB: Dialect> Queries<DB>
 where
@@ -131,16 +189,16 @@ where
     i64: for<'a> Value<'a, DB>,
     Option<i64>: for<'a> Value<'a, DB>,
 {
-    async fn cost_facts(
+    async fn rollup_facts(
         pool: &Pool<DB>,
         tenant: &str,
-        start: i64,
-        end: i64,
+        days: (i64, i64),
+        dims: &[Dimension],
     ) -> Result<Vec<CostFact>> {
-        let rows = sqlx::query(COST_FACTS)
+        let rows = sqlx::query(AssertSqlSafe(rollup_query(dims)))
             .bind(tenant)
-            .bind(start)
-            .bind(end)
+            .bind(days.0)
+            .bind(days.1)
             .fetch_all(pool)
             .await?;
         rows.iter()
@@ -148,144 +206,108 @@ where
                 let sum = |name: &str| -> Result<i64> {
                     Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0))
                 };
-                Ok(CostFact {
-                    day: row.try_get("day")?,
-                    provider: row.try_get("provider")?,
-                    category: row.try_get("category")?,
-                    template_id: row.try_get("template_id")?,
-                    country: row.try_get("country")?,
+                let mut fact = CostFact {
                     status: row.try_get("status")?,
-                    currency: row.try_get("currency")?,
-                    messages: row.try_get("messages")?,
+                    error_code: none_if_empty(row.try_get("error_code")?),
+                    currency: none_if_empty(row.try_get("currency")?),
+                    messages: sum("messages")?,
                     segments: sum("segments")?,
                     estimated_micros: sum("estimated")?,
                     actual_micros: sum("actual")?,
                     difference_micros: sum("difference")?,
                     cost_micros: sum("cost")?,
-                })
+                    ..CostFact::default()
+                };
+                for dim in dims {
+                    match dim {
+                        Dimension::Day => fact.day = row.try_get("day")?,
+                        Dimension::Provider => fact.provider = row.try_get("provider")?,
+                        Dimension::Category => fact.category = row.try_get("category")?,
+                        Dimension::Template => {
+                            fact.template_id = none_if_empty(row.try_get("template_id")?);
+                        }
+                        Dimension::Country => {
+                            fact.country = none_if_empty(row.try_get("country")?);
+                        }
+                    }
+                }
+                Ok(fact)
             })
+            // Keys whose messages all moved elsewhere sum to nothing.
+            .filter(|fact| !matches!(fact, Ok(fact) if fact.is_nothing()))
             .collect()
     }
 
-    async fn rollup_facts(
+    async fn latency_facts(
         pool: &Pool<DB>,
         tenant: &str,
-        first_day: i64,
-        end_day: i64,
-    ) -> Result<Vec<CostFact>> {
-        let rows = sqlx::query(ROLLUP_FACTS)
+        days: (i64, i64),
+        dim: Option<Dimension>,
+    ) -> Result<Vec<LatencyFact>> {
+        let name = dim.map_or("all", Dimension::latency_name);
+        let rows = sqlx::query(latency_query(dim == Some(Dimension::Day)))
             .bind(tenant)
-            .bind(first_day)
-            .bind(end_day)
+            .bind(name)
+            .bind(days.0)
+            .bind(days.1)
             .fetch_all(pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let currency: String = row.try_get("currency")?;
-                Ok(CostFact {
-                    day: row.try_get("day")?,
-                    provider: row.try_get("provider")?,
-                    category: row.try_get("category")?,
-                    template_id: None,
-                    country: None,
-                    status: row.try_get("status")?,
-                    // '' is how the rollups key unpriced messages (a key column cannot be NULL).
-                    currency: (!currency.is_empty()).then_some(currency),
-                    messages: row.try_get("messages")?,
-                    segments: row.try_get("segments")?,
-                    estimated_micros: row.try_get("estimated_micros")?,
-                    actual_micros: row.try_get("actual_micros")?,
-                    difference_micros: row.try_get("difference_micros")?,
-                    cost_micros: row.try_get("cost_micros")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delivery_facts(
-        pool: &Pool<DB>,
-        tenant: &str,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<DeliveryFact>> {
-        let rows = sqlx::query(DELIVERY_FACTS)
-            .bind(tenant)
-            .bind(start)
-            .bind(end)
-            .fetch_all(pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DeliveryFact {
-                    day: row.try_get("day")?,
-                    provider: row.try_get("provider")?,
-                    category: row.try_get("category")?,
-                    template_id: row.try_get("template_id")?,
-                    country: row.try_get("country")?,
-                    status: row.try_get("status")?,
-                    error_code: row.try_get("error_code")?,
-                    to_sent_ms: row.try_get("to_sent")?,
-                    to_delivered_ms: row.try_get("to_delivered")?,
-                    cost_micros: row.try_get("cost")?,
-                    currency: row.try_get("currency")?,
-                })
-            })
-            .collect()
+        let mut facts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind = match row.try_get::<String, _>("kind")?.as_str() {
+                "sent" => LatencyKind::Sent,
+                _ => LatencyKind::Delivered,
+            };
+            let messages: Option<i64> = row.try_get("messages")?;
+            facts.push(LatencyFact {
+                day: row.try_get("day")?,
+                value: row.try_get("value")?,
+                kind,
+                lower_ms: row.try_get("bucket_ms")?,
+                upper_ms: row.try_get("upper_ms")?,
+                messages: messages.unwrap_or(0),
+                total_ms: row.try_get::<Option<i64>, _>("total_ms")?.unwrap_or(0),
+            });
+        }
+        Ok(facts)
     }
 }
 
 impl Store {
-    /// The tenant's messages accepted in `[start, end)` (UTC ms), grouped by day, provider,
-    /// category, template, country, status and currency, with counts and money sums.
-    pub async fn cost_facts(
-        &self,
-        tenant: &TenantId,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<CostFact>> {
-        match &self.inner.backend {
-            super::Backend::Sqlite { reader, .. } => {
-                Queries::cost_facts(reader, tenant.as_str(), start, end).await
-            }
-            super::Backend::Postgres(pool) => {
-                Queries::cost_facts(pool, tenant.as_str(), start, end).await
-            }
-        }
-    }
-
     /// The rollups of the tenant's messages accepted on UTC days `[first_day, end_day)` (days
-    /// since the epoch): [`CostFact`]s without template or country, read from the rollup table
-    /// instead of the messages.
+    /// since the epoch), summed over every key column but `dims`, status, failure code and
+    /// currency.
     pub async fn rollup_facts(
         &self,
         tenant: &TenantId,
-        first_day: i64,
-        end_day: i64,
+        days: (i64, i64),
+        dims: &[Dimension],
     ) -> Result<Vec<CostFact>> {
         match &self.inner.backend {
             super::Backend::Sqlite { reader, .. } => {
-                Queries::rollup_facts(reader, tenant.as_str(), first_day, end_day).await
+                Queries::rollup_facts(reader, tenant.as_str(), days, dims).await
             }
             super::Backend::Postgres(pool) => {
-                Queries::rollup_facts(pool, tenant.as_str(), first_day, end_day).await
+                Queries::rollup_facts(pool, tenant.as_str(), days, dims).await
             }
         }
     }
 
-    /// The tenant's messages accepted in `[start, end)` (UTC ms), one row each, with their
-    /// times to `sent` and `delivered`, failure code and cost.
-    pub async fn delivery_facts(
+    /// The latency histograms of the tenant's messages accepted on UTC days `days`
+    /// (`[first, end)`), per bucket and kind, and per value of `dim` when given (per day for
+    /// [`Dimension::Day`]).
+    pub async fn latency_facts(
         &self,
         tenant: &TenantId,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<DeliveryFact>> {
+        days: (i64, i64),
+        dim: Option<Dimension>,
+    ) -> Result<Vec<LatencyFact>> {
         match &self.inner.backend {
             super::Backend::Sqlite { reader, .. } => {
-                Queries::delivery_facts(reader, tenant.as_str(), start, end).await
+                Queries::latency_facts(reader, tenant.as_str(), days, dim).await
             }
             super::Backend::Postgres(pool) => {
-                Queries::delivery_facts(pool, tenant.as_str(), start, end).await
+                Queries::latency_facts(pool, tenant.as_str(), days, dim).await
             }
         }
     }
