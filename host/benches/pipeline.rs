@@ -88,6 +88,7 @@ impl Backend {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     StoreOnly,
+    Ledger,
     StagedQuiet,
     StagedCallbacks,
     Concurrent,
@@ -97,6 +98,7 @@ impl Scenario {
     fn label(self) -> &'static str {
         match self {
             Scenario::StoreOnly => "store only, no HTTP",
+            Scenario::Ledger => "accept's store work, ledger and budget on / off",
             Scenario::StagedQuiet => "staged, callbacks off",
             Scenario::StagedCallbacks => "staged, callbacks on",
             Scenario::Concurrent => "concurrent, callbacks on",
@@ -424,6 +426,144 @@ impl Herald {
 
 /// Scenario 0: `Store::enqueue` called directly by `clients()` tasks, as the send handler calls it
 /// (same store options as Herald's), without HTTP, JSON, validation or the opt-out read.
+/// A message for the store-level scenarios: message `i` of a 64-task load, charged with
+/// `charge` (`None`: no cost row, as before the ledger).
+fn bench_message(i: usize, charge: Option<herald::store::Charge>) -> NewMessage {
+    let body = format!("Your Herald verification code is {i:06}.");
+    NewMessage {
+        id: herald::store::new_id("msg"),
+        tenant_id: herald::TenantId::default_tenant(),
+        to_number: TO.into(),
+        sender: None,
+        units: body.len() as u32,
+        body,
+        template_id: None,
+        template_version: None,
+        category: herald::Category::transactional(),
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        provider: "twilio".into(),
+        max_attempts: 5,
+        customer_id: None,
+        order_id: None,
+        reservation_id: None,
+        metadata: None,
+        idempotency_key: None,
+        request_hash: None,
+        due_at: None,
+        bulk: false,
+        batch_id: None,
+        now: herald::store::now_millis(),
+        charge,
+    }
+}
+
+/// The cost of the ledger and a budget on acceptance (the target: on ≥ 0.85 × off):
+/// `clients()` tasks each do what `POST /send` does after validation and the opt-out read,
+/// alternately with and without the ledger, in rounds of `total / 4` messages on one store.
+///
+/// * **on**: the price lookup and budget load (`pipeline::ledger::charge`, as the send path
+///   does), then the enqueue with its cost row, its `estimate` ledger entry and a reservation on
+///   a hard-capped monthly budget (a conditional `UPDATE … RETURNING`) with alert thresholds.
+/// * **off**: the same enqueue with no charge: no price lookup, cost row, ledger entry or
+///   reservation (what the store did before the ledger).
+///
+/// HTTP, JSON and validation cost the same either way and are left out, so the ratio here is
+/// the ledger's share of the store work alone: the HTTP ratio can only be closer to 1.
+async fn ledger(backend: Backend, total: usize) {
+    use herald::pipeline::budgets::{self, BudgetSpec};
+
+    let db = database(backend).await;
+    let config = herald_config(&db.url, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let state = herald::Herald::builder()
+        .config(config)
+        .source(ConfigSource::default())
+        .build()
+        .await
+        .expect("start Herald");
+    let pipeline = state.pipeline().clone();
+    let tenant = herald::TenantId::default_tenant();
+    let spec: BudgetSpec = serde_json::from_value(serde_json::json!({
+        "period": "monthly",
+        "limit": {"micros": 1_000_000_000_000_i64, "currency": "USD"},
+        "alert_thresholds": [50, 80, 100],
+        "hard_cap": true,
+    }))
+    .unwrap();
+    budgets::put(&pipeline, &tenant, "bench", spec)
+        .await
+        .expect("create the budget");
+    let to = herald::PhoneNumber::parse(TO).unwrap();
+    let round = (total / 4).max(1);
+    let mut rates = BTreeMap::<bool, Vec<f64>>::new();
+    for on in [false, true, false, true] {
+        let next = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(clients());
+        for _ in 0..clients() {
+            let pipeline = pipeline.clone();
+            let (next, tenant, to) = (Arc::clone(&next), tenant.clone(), to.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= round {
+                        return;
+                    }
+                    let charge = if on {
+                        let body = format!("Your Herald verification code is {i:06}.");
+                        let count = herald::segments::count(&body, Default::default()).unwrap();
+                        let category = herald::Category::transactional();
+                        let charge = herald::pipeline::ledger::charge(
+                            &pipeline, &tenant, "twilio", &to, &category, &count,
+                        )
+                        .await
+                        .expect("charge");
+                        assert_eq!(charge.holds.len(), 1, "the budget applies");
+                        Some(charge)
+                    } else {
+                        None
+                    };
+                    pipeline
+                        .store()
+                        .enqueue(&bench_message(i, charge))
+                        .await
+                        .expect("enqueue");
+                }
+            }));
+        }
+        within("enqueueing", async {
+            for task in tasks {
+                task.await.expect("an enqueue task failed");
+            }
+        })
+        .await;
+        let rate = round as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "[{}] ledger {}: {round} enqueued in {:.2} s: {rate:.0}/s",
+            backend.name(),
+            if on { "on " } else { "off" },
+            start.elapsed().as_secs_f64()
+        );
+        rates.entry(on).or_default().push(rate);
+    }
+    let mean = |on: bool| rates[&on].iter().sum::<f64>() / rates[&on].len() as f64;
+    println!(
+        "[{}] ledger and budget on / off: {:.0}/s / {:.0}/s = {:.2} (target ≥ 0.85)",
+        backend.name(),
+        mean(true),
+        mean(false),
+        mean(true) / mean(false)
+    );
+    let budgets = budgets::list(&pipeline, &tenant).await.unwrap();
+    assert_eq!(
+        budgets[0].usage.reserved.micros,
+        8_300 * 2 * round as i64,
+        "every message with the ledger on reserved its estimate"
+    );
+    state.close().await;
+    drop_database(&db).await;
+}
+
 async fn store_only(backend: Backend, total: usize) {
     let db = database(backend).await;
     let config = herald_config(&db.url, "http://127.0.0.1:9", "http://127.0.0.1:9");
@@ -442,33 +582,7 @@ async fn store_only(backend: Backend, total: usize) {
                 if i >= total {
                     return;
                 }
-                let body = format!("Your Herald verification code is {i:06}.");
-                let new = NewMessage {
-                    id: herald::store::new_id("msg"),
-                    tenant_id: herald::TenantId::default_tenant(),
-                    to_number: TO.into(),
-                    sender: None,
-                    units: body.len() as u32,
-                    body,
-                    template_id: None,
-                    template_version: None,
-                    category: herald::Category::transactional(),
-                    encoding: Encoding::Gsm7,
-                    segments: 1,
-                    provider: "twilio".into(),
-                    max_attempts: 5,
-                    customer_id: None,
-                    order_id: None,
-                    reservation_id: None,
-                    metadata: None,
-                    idempotency_key: None,
-                    request_hash: None,
-                    due_at: None,
-                    bulk: false,
-                    batch_id: None,
-                    now: herald::store::now_millis(),
-                    charge: None,
-                };
+                let new = bench_message(i, None);
                 store.enqueue(&new).await.expect("enqueue");
             }
         }));
@@ -497,6 +611,9 @@ async fn store_only(backend: Backend, total: usize) {
 async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwest::Client) {
     if scenario == Scenario::StoreOnly {
         return store_only(backend, total).await;
+    }
+    if scenario == Scenario::Ledger {
+        return ledger(backend, total).await;
     }
     let db = database(backend).await;
     let carrier_config = CarrierConfig {
@@ -627,6 +744,7 @@ fn main() {
         .split(',')
         .map(|name| match name.trim() {
             "store-only" => Scenario::StoreOnly,
+            "ledger" => Scenario::Ledger,
             "staged-quiet" => Scenario::StagedQuiet,
             "staged-callbacks" => Scenario::StagedCallbacks,
             "concurrent" => Scenario::Concurrent,

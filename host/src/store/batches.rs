@@ -372,9 +372,6 @@ where
         .bind(status.as_str())
         .execute(&mut *tx)
         .await?;
-        if let Some(notify) = DB::NOTIFY {
-            sqlx::query(notify).execute(&mut *tx).await?;
-        }
         tx.commit().await?;
         Self::batch_from_row(&row).map(Some)
     }
@@ -813,7 +810,7 @@ impl Store {
             }
         }?;
         if sent.is_some() {
-            self.inner.wake.notify_one();
+            self.queue_written();
             self.events_written();
         }
         Ok(sent)

@@ -32,10 +32,6 @@ pub(super) trait Dialect: Database<Arguments: IntoArguments<Self>> {
     /// `message_id, tenant_id` of each entry taken.
     const CLAIM: &'static str;
 
-    /// Run in the enqueue transaction to wake dispatchers in other processes, where the backend
-    /// can reach them.
-    const NOTIFY: Option<&'static str>;
-
     /// Opens a JSON object built from `'key', value` pairs (the event log's payloads): SQLite's
     /// `json_object(`, PostgreSQL's `json_build_object(`.
     const JSON_OBJECT: &'static str;

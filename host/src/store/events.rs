@@ -40,9 +40,10 @@ pub const BUDGET_THRESHOLD: &str = "budget.threshold";
 /// How long the horizon task sleeps with nothing written on SQLite, where writes of this
 /// process wake it and this poll catches those of other processes on the same file.
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// The same on PostgreSQL, where every commit that writes events notifies (and a lost listener
-/// connection wakes the task too), so this is only a safety net.
-const IDLE_POLL_NOTIFIED: Duration = Duration::from_secs(30);
+/// The same on PostgreSQL, where every process notifies the others after commits that wrote
+/// events (and a lost listener connection wakes the task too), so this is only a safety net:
+/// for a process that died between a commit and its notification.
+const IDLE_POLL_NOTIFIED: Duration = Duration::from_secs(5);
 /// How soon it looks again while ids are waiting for older transactions to end.
 const SETTLE_POLL: Duration = Duration::from_millis(10);
 /// The least time between two readings of the horizon.
@@ -424,9 +425,13 @@ impl Store {
     }
 
     /// Wakes the horizon task after a commit that may have written events, so readers in this
-    /// process see them at once (SQLite has no cross-process notification).
+    /// process see them at once, and (PostgreSQL) those of other processes through the
+    /// publisher. SQLite has no cross-process notification: other processes poll.
     pub(super) fn events_written(&self) {
         self.inner.horizon.written.notify_one();
+        if let Some((pending, _)) = &self.inner.publisher {
+            pending.events();
+        }
     }
 
     /// A tenant's events with `after < id <= upto`, oldest first, at most `limit`.

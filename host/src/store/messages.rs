@@ -294,9 +294,6 @@ where
             }
             None => Vec::new(),
         };
-        if let Some(notify) = DB::NOTIFY {
-            sqlx::query(notify).execute(&mut *tx).await?;
-        }
         tx.commit().await?;
         super::ledger::log_alerts(&alerts);
         Ok(Enqueued::Created(Self::message_from_row(&row)?))

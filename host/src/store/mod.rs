@@ -126,6 +126,9 @@ struct Inner {
     wake: Arc<Notify>,
     /// PostgreSQL's `LISTEN` task, stopped when the last clone of the store is dropped.
     listener: Option<JoinHandle<()>>,
+    /// PostgreSQL: the notifications owed to other processes, and the task that sends them
+    /// after each commit (stopped with the listener).
+    publisher: Option<(Arc<postgres::Pending>, JoinHandle<()>)>,
     /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
     horizon: events::Horizon,
 }
@@ -134,6 +137,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(listener) = &self.listener {
             listener.abort();
+        }
+        if let Some((_, publisher)) = &self.publisher {
+            publisher.abort();
         }
     }
 }
@@ -158,21 +164,28 @@ impl Store {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         let wake = Arc::new(Notify::new());
         let horizon = events::Horizon::new();
-        let (backend, listener) =
+        let (backend, listener, publisher) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = postgres::connect(url, options).await?;
                 let listener =
                     postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written)).await?;
-                (Backend::Postgres(pool), Some(listener))
+                let pending = Arc::new(postgres::Pending::default());
+                let publisher = postgres::publisher(pool.clone(), Arc::clone(&pending));
+                (
+                    Backend::Postgres(pool),
+                    Some(listener),
+                    Some((pending, publisher)),
+                )
             } else {
                 let (writer, reader) = sqlite::connect(url, options).await?;
-                (Backend::Sqlite { writer, reader }, None)
+                (Backend::Sqlite { writer, reader }, None, None)
             };
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
                 wake,
                 listener,
+                publisher,
                 horizon,
             }),
         })
@@ -259,7 +272,7 @@ impl Store {
             Backend::Postgres(pool) => Queries::set_tenant_status(pool, id.as_str(), status).await,
         }?;
         if status == TenantStatus::Active {
-            self.inner.wake.notify_one();
+            self.queue_written();
         }
         Ok(updated)
     }
@@ -357,7 +370,7 @@ impl Store {
             Backend::Postgres(pool) => Queries::enqueue(pool, new).await,
         }?;
         if matches!(enqueued, Enqueued::Created(_)) {
-            self.inner.wake.notify_one();
+            self.queue_written();
             self.events_written();
         }
         Ok(enqueued)
@@ -386,6 +399,15 @@ impl Store {
             self.events_written();
         }
         result
+    }
+
+    /// Wakes the dispatchers after a commit that queued messages: those of this process at once,
+    /// those of other processes (PostgreSQL) through the publisher.
+    fn queue_written(&self) {
+        self.inner.wake.notify_one();
+        if let Some((pending, _)) = &self.inner.publisher {
+            pending.queue();
+        }
     }
 
     /// Waits until a message is enqueued (in this process, or on PostgreSQL in any process) or

@@ -141,7 +141,6 @@ impl Dialect for Sqlite {
             LIMIT $4
         )
         RETURNING message_id, tenant_id";
-    const NOTIFY: Option<&'static str> = None;
     const JSON_OBJECT: &'static str = "json_object(";
     const JSON_END: &'static str = ")";
     const JSON_ROWS: &'static str = "json_each($1)";
