@@ -5,10 +5,10 @@
 //! holds still while it is read). The history is written first, with SQL through a separate
 //! connection, as 100,000-row statements with the rollup triggers on (so the rollups are the
 //! triggers' own work): `HERALD_BENCH_REPORT_MESSAGES` messages (default 1,000,000) spread
-//! evenly over 30 days, 2 providers, 3 categories, 20 templates (a quarter of the messages have
-//! none), 5 countries, 85 % delivered, 5 % failed and 3 % undelivered with 10 error codes, the
-//! rest sent or queued; every message has a cost row, and those sent or further have a `sent`
-//! event and, when delivered, a `delivered` event, at spread-out delays.
+//! evenly over 30 days, with templates, categories, countries, providers, statuses and error
+//! codes drawn for each message (see [`history_sql`]); every message has a cost row, and those
+//! sent or further have a `sent` event and, when delivered, a `delivered` event, at spread-out
+//! delays.
 //!
 //! Then each route is asked `HERALD_BENCH_REPORT_REQUESTS` times (default 30), one request at a
 //! time, for the whole 30 days: `/costs/summary` without a group and with each `group_by`,
@@ -50,60 +50,81 @@ fn setting(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A pseudo-random value in `0..modulus` of message `n`, one stream per `salt` (a prime), so that
+/// the dimensions vary independently of each other and of the message's place in time.
+fn pick(salt: u64, modulus: u32) -> String {
+    format!("((n * {salt}) % 1000003 % {modulus})")
+}
+
 /// The SQL that writes messages `[lo, hi)` of `total`, their cost rows and their first `sent` and
 /// `delivered` events, from `series` (a table expression of one column `n`).
+///
+/// The shape of one busy tenant: 28 template slots of which 20 are templates (each in one
+/// category) and 8 mean a literal message in a random category; half the messages to the US,
+/// 20 % to Canada, 10 % each to Great Britain, France and Germany; North America through
+/// Twilio and Europe through SNS, with 5 % failed over to the other; 85 % delivered, 5 % failed
+/// and 3 % undelivered (six error codes, unevenly), 4 % sent and 3 % still queued.
 fn history_sql(series: &str, first_day: i64, total: i64) -> [String; 4] {
-    // `text` with `x` replaced: an integer as text on either backend.
-    let text = "CAST(x AS TEXT)";
     let start = first_day * DAY_MS;
     let step = DAYS * DAY_MS / total;
-    let status = "CASE WHEN n % 100 < 85 THEN 'delivered' WHEN n % 100 < 90 THEN 'failed' \
-                  WHEN n % 100 < 93 THEN 'undelivered' WHEN n % 100 < 97 THEN 'sent' \
-                  ELSE 'queued' END";
+    let slot = pick(7919, 28);
+    let template = format!("CASE WHEN {slot} < 20 THEN 'tpl_bench' || CAST({slot} AS TEXT) END");
+    let category = format!(
+        "CASE CASE WHEN {slot} < 20 THEN {slot} % 3 ELSE {} END          WHEN 0 THEN 'transactional' WHEN 1 THEN 'marketing' ELSE 'alerts' END",
+        pick(104_729, 3)
+    );
+    let place = pick(15_485_863, 10);
+    let country = format!(
+        "CASE WHEN {place} < 5 THEN 'US' WHEN {place} < 7 THEN 'CA' WHEN {place} = 7 THEN 'GB'          WHEN {place} = 8 THEN 'FR' ELSE 'DE' END"
+    );
+    let provider = format!(
+        "CASE WHEN ({place} < 7) = ({} > 0) THEN 'twilio' ELSE 'sns' END",
+        pick(32_452_843, 20)
+    );
+    let roll = pick(49_979_687, 100);
+    let status = format!(
+        "CASE WHEN {roll} < 85 THEN 'delivered' WHEN {roll} < 90 THEN 'failed'          WHEN {roll} < 93 THEN 'undelivered' WHEN {roll} < 97 THEN 'sent' ELSE 'queued' END"
+    );
+    let error = pick(86_028_121, 100);
+    let error_code = format!(
+        "CASE WHEN {roll} >= 85 AND {roll} < 93 THEN '300' || CAST(({error} * {error}) % 10 AS TEXT) END"
+    );
+    let segments = format!("(1 + {})", pick(2_038_074_743, 2));
     let messages = format!(
         "INSERT INTO messages (id, tenant_id, to_number, body, template_id, category, encoding,
              segments, units, status, provider, max_attempts, error_code, created_at, updated_at)
-         SELECT 'msg_bench' || {n}, 'default', '+1415' || {n7}, 'Your order has shipped',
-             CASE WHEN n % 4 = 0 THEN NULL ELSE 'tpl_bench' || {t20} END,
-             CASE n % 3 WHEN 0 THEN 'transactional' WHEN 1 THEN 'marketing' ELSE 'alerts' END,
-             'GSM-7', 1 + n % 2, 1 + n % 2, {status},
-             CASE WHEN n % 5 < 3 THEN 'twilio' ELSE 'sns' END, 3,
-             CASE WHEN n % 100 >= 85 AND n % 100 < 93 THEN '300' || {e10} END,
-             {start} + n * {step}, {start} + n * {step}
-         FROM {series}",
-        n = text.replace('x', "n"),
-        n7 = text.replace('x', "(1000000 + n % 100000)"),
-        t20 = text.replace('x', "(n % 20)"),
-        e10 = text.replace('x', "(n % 10)"),
+         SELECT 'msg_bench' || CAST(n AS TEXT), 'default',
+             '+1415' || CAST(1000000 + n % 100000 AS TEXT), 'Your order has shipped',
+             {template}, {category}, 'GSM-7', {segments}, {segments}, {status}, {provider}, 3,
+             {error_code}, {start} + n * {step}, {start} + n * {step}
+         FROM {series}"
     );
+    let delivered = format!("{roll} < 85");
     let costs = format!(
         "INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
              estimate_micros, currency, estimate_source, actual_micros, actual_currency,
              difference_micros, created_at)
-         SELECT 'default', 'msg_bench' || {n}, CASE WHEN n % 5 < 3 THEN 'twilio' ELSE 'sns' END,
-             CASE n % 5 WHEN 0 THEN 'US' WHEN 1 THEN 'CA' WHEN 2 THEN 'GB' WHEN 3 THEN 'FR'
-                  ELSE 'DE' END,
-             1 + n % 2, 8300 * (1 + n % 2), 'USD', 'price_table',
-             CASE WHEN n % 100 < 85 THEN 7900 * (1 + n % 2) END,
-             CASE WHEN n % 100 < 85 THEN 'USD' END,
-             CASE WHEN n % 100 < 85 THEN -400 * (1 + n % 2) END,
+         SELECT 'default', 'msg_bench' || CAST(n AS TEXT), {provider}, {country}, {segments},
+             8300 * {segments}, 'USD', 'config',
+             CASE WHEN {delivered} THEN 7900 * {segments} END,
+             CASE WHEN {delivered} THEN 'USD' END,
+             CASE WHEN {delivered} THEN -400 * {segments} END,
              {start} + n * {step}
-         FROM {series}",
-        n = text.replace('x', "n"),
+         FROM {series}"
     );
     let sent = format!(
         "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
-         SELECT 'default', 'msg_bench' || {n}, 'sent', 'dispatcher',
-             {start} + n * {step} + 40 + (n * 7919) % 900
-         FROM {series} WHERE n % 100 < 97",
-        n = text.replace('x', "n"),
+         SELECT 'default', 'msg_bench' || CAST(n AS TEXT), 'sent', 'dispatcher',
+             {start} + n * {step} + 40 + {}
+         FROM {series} WHERE {roll} < 97",
+        pick(1_299_709, 900)
     );
     let delivered = format!(
         "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
-         SELECT 'default', 'msg_bench' || {n}, 'delivered', 'webhook',
-             {start} + n * {step} + 1500 + (n * 104729) % 30000
-         FROM {series} WHERE n % 100 < 85",
-        n = text.replace('x', "n"),
+         SELECT 'default', 'msg_bench' || CAST(n AS TEXT), 'delivered', 'webhook',
+             {start} + n * {step} + 1500 + {}
+         FROM {series} WHERE {delivered}",
+        pick(179_424_673, 30_000)
     );
     [messages, costs, sent, delivered]
 }
@@ -117,7 +138,7 @@ async fn write_history(backend: &str, url: &str, first_day: i64, total: i64) {
         match backend {
             "postgres" => {
                 let pool = sqlx::PgPool::connect(url).await.unwrap();
-                let series = format!("generate_series({lo}, {}) AS g(n)", hi - 1);
+                let series = format!("generate_series(CAST({lo} AS BIGINT), {}) AS g(n)", hi - 1);
                 let mut tx = pool.begin().await.unwrap();
                 for sql in history_sql(&series, first_day, total) {
                     tx.execute(AssertSqlSafe(sql)).await.unwrap();
