@@ -7,6 +7,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
 use super::ids::{decode_cursor, encode_cursor};
+use super::ledger::BudgetAlert;
 use super::model::{
     ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
@@ -209,6 +210,19 @@ where
     /// Stores and queues a new message in one transaction, or returns the message that its
     /// idempotency key already names.
     pub(super) async fn enqueue(pool: &Pool<DB>, new: &NewMessage) -> Result<Enqueued> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let (enqueued, alerts) = Self::enqueue_in(&mut tx, new).await?;
+        tx.commit().await?;
+        super::ledger::log_alerts(&alerts);
+        Ok(enqueued)
+    }
+
+    /// [`enqueue`](Self::enqueue)'s statements, inside the caller's transaction; also returns
+    /// the budget alerts to log once it commits.
+    pub(super) async fn enqueue_in(
+        conn: &mut DB::Connection,
+        new: &NewMessage,
+    ) -> Result<(Enqueued, Vec<BudgetAlert>)> {
         let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
         // A message due later waits as `scheduled`; a `send_at` in the past is due now.
         let send_at = new.due_at.filter(|due| *due > new.now);
@@ -217,7 +231,6 @@ where
         } else {
             MessageStatus::Queued
         };
-        let mut tx = pool.begin_with(DB::BEGIN).await?;
         let inserted = sqlx::query(
             "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                  encoding, segments, units, status, provider, attempts, max_attempts,
@@ -252,7 +265,7 @@ where
         .bind(status.as_str())
         .bind(send_at)
         .bind(new.batch_id.as_deref())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = inserted else {
             // Only the idempotency key can conflict silently: the key is set.
@@ -260,11 +273,11 @@ where
             let row = sqlx::query(SELECT_BY_IDEMPOTENCY_KEY)
                 .bind(new.tenant_id.as_str())
                 .bind(key.as_str())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
             let existing = Self::message_from_row(&row)?;
             return if existing.request_hash == new.request_hash {
-                Ok(Enqueued::Existing(existing))
+                Ok((Enqueued::Existing(existing), Vec::new()))
             } else {
                 Err(StoreError::IdempotencyConflict { key })
             };
@@ -277,7 +290,7 @@ where
         .bind(new.tenant_id.as_str())
         .bind(send_at.unwrap_or(new.now))
         .bind(ClaimPriority::of(&new.category, new.bulk).as_i32())
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         let change = Change {
             status,
@@ -286,17 +299,15 @@ where
             source: EventSource::Api,
             now: new.now,
         };
-        Self::insert_event(&mut tx, new.tenant_id.as_str(), &new.id, &change).await?;
+        Self::insert_event(conn, new.tenant_id.as_str(), &new.id, &change).await?;
         let alerts = match &new.charge {
             // A budget without room rolls the whole enqueue back as the transaction drops.
             Some(charge) => {
-                Self::charge(&mut tx, new.tenant_id.as_str(), &new.id, charge, new.now).await?
+                Self::charge(conn, new.tenant_id.as_str(), &new.id, charge, new.now).await?
             }
             None => Vec::new(),
         };
-        tx.commit().await?;
-        super::ledger::log_alerts(&alerts);
-        Ok(Enqueued::Created(Self::message_from_row(&row)?))
+        Ok((Enqueued::Created(Self::message_from_row(&row)?), alerts))
     }
 
     /// Applies a provider's status report with the monotonic rule
@@ -307,25 +318,38 @@ where
         update: &StatusUpdate,
     ) -> Result<Option<ApplyResult>> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let (result, alerts) = Self::apply_status_in(&mut tx, tenant, update).await?;
+        tx.commit().await?;
+        super::ledger::log_alerts(&alerts);
+        Ok(result)
+    }
+
+    /// [`apply_status`](Self::apply_status)'s statements in the caller's transaction; also
+    /// returns the budget alerts to log once it commits.
+    pub(super) async fn apply_status_in(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        update: &StatusUpdate,
+    ) -> Result<(Option<ApplyResult>, Vec<BudgetAlert>)> {
         let current = match &update.lookup {
-            MessageLookup::Id(id) => Self::lock_message(&mut tx, tenant, id).await?,
+            MessageLookup::Id(id) => Self::lock_message(conn, tenant, id).await?,
             MessageLookup::Provider {
                 provider,
                 provider_message_id,
-            } => Self::lock_by_provider_id(&mut tx, tenant, provider, provider_message_id).await?,
+            } => Self::lock_by_provider_id(conn, tenant, provider, provider_message_id).await?,
         };
         let Some(current) = current else {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         };
         if current.status.is_waiting() {
             // Not in flight: no provider has it, so the report is forged or misrouted. Nothing
             // it says is stored, not even its price or provider id.
-            tx.rollback().await?;
-            return Ok(Some(ApplyResult {
+            let unchanged = ApplyResult {
                 message: current.clone(),
                 previous: current.status,
                 changed: false,
-            }));
+            };
+            return Ok((Some(unchanged), Vec::new()));
         }
         let facts = Facts {
             provider_message_id: update.provider_message_id.as_deref(),
@@ -333,7 +357,7 @@ where
             price: update.price.as_ref(),
             sender: update.sender.as_deref(),
         };
-        Self::record_facts(&mut tx, tenant, &current.id, &facts).await?;
+        Self::record_facts(conn, tenant, &current.id, &facts).await?;
         let mut alerts = Vec::new();
         if let Some(price) = &update.price {
             // The attempt is the one the report names, else the one the message was sent as.
@@ -342,7 +366,7 @@ where
                 .as_deref()
                 .or(current.provider_message_id.as_deref())
                 .unwrap_or_default();
-            alerts = Self::record_actual(&mut tx, &current, attempt, price, update.now).await?;
+            alerts = Self::record_actual(conn, &current, attempt, price, update.now).await?;
         }
         let changed = advance_reported(current.status, update.status);
         let message = if changed {
@@ -353,21 +377,20 @@ where
                 source: update.source,
                 now: update.now,
             };
-            Self::transition(&mut tx, tenant, &current.id, &change).await?
+            Self::transition(conn, tenant, &current.id, &change).await?
         } else if facts.is_empty() {
             current.clone()
         } else {
-            Self::lock_message(&mut tx, tenant, &current.id)
+            Self::lock_message(conn, tenant, &current.id)
                 .await?
                 .unwrap_or_else(|| current.clone())
         };
-        tx.commit().await?;
-        super::ledger::log_alerts(&alerts);
-        Ok(Some(ApplyResult {
+        let applied = ApplyResult {
             message,
             previous: current.status,
             changed,
-        }))
+        };
+        Ok((Some(applied), alerts))
     }
 
     /// Reads one message.

@@ -42,6 +42,7 @@ mod dialect;
 mod error;
 mod events;
 mod gauges;
+mod group;
 mod ids;
 mod ledger;
 mod ledger_bulk;
@@ -63,7 +64,7 @@ mod tenants;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{PgPool, Sqlite, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -146,10 +147,12 @@ impl Drop for Inner {
 
 enum Backend {
     /// Writes are serialised on one connection (no busy-loops); reads use their own pool, which
-    /// WAL lets run alongside the writer.
+    /// WAL lets run alongside the writer. The hot writes (enqueues, attempt outcomes, status
+    /// reports) go through `group`, which commits the writes waiting together.
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
+        group: group::GroupWriter,
     },
     Postgres(PgPool),
 }
@@ -178,7 +181,16 @@ impl Store {
                 )
             } else {
                 let (writer, reader) = sqlite::connect(url, options).await?;
-                (Backend::Sqlite { writer, reader }, None, None)
+                let group = group::GroupWriter::start(writer.clone());
+                (
+                    Backend::Sqlite {
+                        writer,
+                        reader,
+                        group,
+                    },
+                    None,
+                    None,
+                )
             };
         Ok(Store {
             inner: Arc::new(Inner {
@@ -204,7 +216,7 @@ impl Store {
     pub async fn close(&self) {
         self.end_event_streams();
         match &self.inner.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 reader.close().await;
                 writer.close().await;
             }
@@ -366,7 +378,16 @@ impl Store {
     /// [`StoreError::IdempotencyConflict`] when it does not; either way nothing new is stored.
     pub async fn enqueue(&self, new: &NewMessage) -> Result<Enqueued> {
         let enqueued = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => Queries::enqueue(writer, new).await,
+            Backend::Sqlite { group, .. } => {
+                let new = new.clone();
+                let (enqueued, alerts) = group
+                    .write(move |conn| {
+                        Box::pin(async move { Queries::<Sqlite>::enqueue_in(conn, &new).await })
+                    })
+                    .await?;
+                ledger::log_alerts(&alerts);
+                Ok(enqueued)
+            }
             Backend::Postgres(pool) => Queries::enqueue(pool, new).await,
         }?;
         if matches!(enqueued, Enqueued::Created(_)) {
@@ -401,6 +422,16 @@ impl Store {
         result
     }
 
+    /// How many group-commit transactions the SQLite writer has run (`None` on PostgreSQL, which
+    /// commits each write on its own): with a count of the writes, a bench's average batch.
+    #[must_use]
+    pub fn group_commits(&self) -> Option<u64> {
+        match &self.inner.backend {
+            Backend::Sqlite { group, .. } => Some(group.batches()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Wakes the dispatchers after a commit that queued messages: those of this process at once,
     /// those of other processes (PostgreSQL) through the publisher.
     fn queue_written(&self) {
@@ -429,8 +460,26 @@ impl Store {
         now: i64,
     ) -> Result<LeaseOutcome> {
         let result = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                Queries::complete_accepted(writer, lease, accepted, now).await
+            Backend::Sqlite { group, .. } => {
+                let (lease, accepted) = (queue::OwnedLease::from(lease), accepted.clone());
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            let (outcome, alerts) = Queries::<Sqlite>::complete_accepted_in(
+                                conn,
+                                lease.as_ref(),
+                                &accepted,
+                                now,
+                            )
+                            .await?;
+                            Ok((outcome, alerts))
+                        })
+                    })
+                    .await
+                    .map(|(outcome, alerts)| {
+                        ledger::log_alerts(&alerts);
+                        outcome
+                    })
             }
             Backend::Postgres(pool) => Queries::complete_accepted(pool, lease, accepted, now).await,
         };
@@ -448,8 +497,23 @@ impl Store {
         now: i64,
     ) -> Result<LeaseOutcome> {
         let result = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                Queries::reschedule(writer, lease, due_at, error, now).await
+            Backend::Sqlite { group, .. } => {
+                let (lease, error) = (queue::OwnedLease::from(lease), error.clone());
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            Queries::<Sqlite>::release_in(
+                                conn,
+                                lease.as_ref(),
+                                due_at,
+                                &error,
+                                now,
+                                false,
+                            )
+                            .await
+                        })
+                    })
+                    .await
             }
             Backend::Postgres(pool) => Queries::reschedule(pool, lease, due_at, error, now).await,
         };
@@ -468,8 +532,23 @@ impl Store {
         now: i64,
     ) -> Result<LeaseOutcome> {
         let result = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                Queries::defer(writer, lease, due_at, error, now).await
+            Backend::Sqlite { group, .. } => {
+                let (lease, error) = (queue::OwnedLease::from(lease), error.clone());
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            Queries::<Sqlite>::release_in(
+                                conn,
+                                lease.as_ref(),
+                                due_at,
+                                &error,
+                                now,
+                                true,
+                            )
+                            .await
+                        })
+                    })
+                    .await
             }
             Backend::Postgres(pool) => Queries::defer(pool, lease, due_at, error, now).await,
         };
@@ -488,8 +567,16 @@ impl Store {
         now: i64,
     ) -> Result<LeaseOutcome> {
         let result = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                Queries::finish(writer, lease, status, error, now).await
+            Backend::Sqlite { group, .. } => {
+                let (lease, error) = (queue::OwnedLease::from(lease), error.clone());
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            Queries::<Sqlite>::finish_in(conn, lease.as_ref(), status, &error, now)
+                                .await
+                        })
+                    })
+                    .await
             }
             Backend::Postgres(pool) => Queries::finish(pool, lease, status, error, now).await,
         };
@@ -508,8 +595,19 @@ impl Store {
         update: &StatusUpdate,
     ) -> Result<Option<ApplyResult>> {
         let result = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                Queries::apply_status(writer, tenant.as_str(), update).await
+            Backend::Sqlite { group, .. } => {
+                let (tenant, update) = (tenant.clone(), update.clone());
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            Queries::<Sqlite>::apply_status_in(conn, tenant.as_str(), &update).await
+                        })
+                    })
+                    .await
+                    .map(|(result, alerts)| {
+                        ledger::log_alerts(&alerts);
+                        result
+                    })
             }
             Backend::Postgres(pool) => Queries::apply_status(pool, tenant.as_str(), update).await,
         };

@@ -9,10 +9,42 @@ use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
 use super::ids::lease_token;
+use super::ledger::BudgetAlert;
 use super::model::{
-    Accepted, ClaimedJob, ErrorInfo, EventSource, LeaseOutcome, LeaseRef, MessageStatus, advance,
+    Accepted, ClaimedJob, ErrorInfo, EventSource, LeaseOutcome, LeaseRef, MessageStatus, TenantId,
+    advance,
 };
 use super::shared::{Change, Facts};
+
+/// A [`LeaseRef`] that owns its parts, for a write that outlives the caller's borrow (one handed
+/// to the group writer).
+#[derive(Debug, Clone)]
+pub(super) struct OwnedLease {
+    tenant_id: TenantId,
+    message_id: String,
+    owner: String,
+}
+
+impl OwnedLease {
+    /// The lease it names.
+    pub(super) fn as_ref(&self) -> LeaseRef<'_> {
+        LeaseRef {
+            tenant_id: &self.tenant_id,
+            message_id: &self.message_id,
+            owner: &self.owner,
+        }
+    }
+}
+
+impl From<LeaseRef<'_>> for OwnedLease {
+    fn from(lease: LeaseRef<'_>) -> Self {
+        Self {
+            tenant_id: lease.tenant_id.clone(),
+            message_id: lease.message_id.to_owned(),
+            owner: lease.owner.to_owned(),
+        }
+    }
+}
 
 impl<DB: Dialect> Queries<DB>
 where
@@ -108,13 +140,28 @@ where
         now: i64,
     ) -> Result<LeaseOutcome> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        if !Self::delete_leased(&mut tx, lease).await? {
-            return Ok(LeaseOutcome::Lost);
+        let (outcome, alerts) = Self::complete_accepted_in(&mut tx, lease, accepted, now).await?;
+        if outcome == LeaseOutcome::Applied {
+            tx.commit().await?;
+            super::ledger::log_alerts(&alerts);
         }
-        let current =
-            Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
+        Ok(outcome)
+    }
+
+    /// [`complete_accepted`](Self::complete_accepted)'s statements in the caller's transaction;
+    /// also returns the budget alerts to log once it commits.
+    pub(super) async fn complete_accepted_in(
+        conn: &mut DB::Connection,
+        lease: LeaseRef<'_>,
+        accepted: &Accepted,
+        now: i64,
+    ) -> Result<(LeaseOutcome, Vec<BudgetAlert>)> {
+        if !Self::delete_leased(conn, lease).await? {
+            return Ok((LeaseOutcome::Lost, Vec::new()));
+        }
+        let current = Self::lock_message(conn, lease.tenant_id.as_str(), lease.message_id).await?;
         let Some(current) = current else {
-            return Ok(LeaseOutcome::Lost);
+            return Ok((LeaseOutcome::Lost, Vec::new()));
         };
         sqlx::query(
             "UPDATE messages SET provider = $3, provider_message_id = $4, updated_at = $5
@@ -125,7 +172,7 @@ where
         .bind(accepted.provider.as_str())
         .bind(accepted.provider_message_id.as_str())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         let facts = Facts {
             provider_message_id: None,
@@ -133,14 +180,14 @@ where
             price: accepted.price.as_ref(),
             sender: accepted.sender.as_deref(),
         };
-        Self::record_facts(&mut tx, lease.tenant_id.as_str(), lease.message_id, &facts).await?;
+        Self::record_facts(conn, lease.tenant_id.as_str(), lease.message_id, &facts).await?;
         let alerts = match &accepted.price {
             Some(price) => {
                 // Priced under the provider that took it (a failover may have changed it).
                 let mut sent = current.clone();
                 sent.provider.clone_from(&accepted.provider);
                 let attempt = accepted.provider_message_id.as_str();
-                Self::record_actual(&mut tx, &sent, attempt, price, now).await?
+                Self::record_actual(conn, &sent, attempt, price, now).await?
             }
             None => Vec::new(),
         };
@@ -152,11 +199,9 @@ where
                 source: EventSource::Dispatcher,
                 now,
             };
-            Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
+            Self::transition(conn, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
-        tx.commit().await?;
-        super::ledger::log_alerts(&alerts);
-        Ok(LeaseOutcome::Applied)
+        Ok((LeaseOutcome::Applied, alerts))
     }
 
     /// Releases the lease and makes the entry due again at `due_at`; fenced by the lease.
@@ -192,6 +237,20 @@ where
         give_back: bool,
     ) -> Result<LeaseOutcome> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let outcome = Self::release_in(&mut tx, lease, due_at, error, now, give_back).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// [`release`](Self::release)'s statements in the caller's transaction.
+    pub(super) async fn release_in(
+        conn: &mut DB::Connection,
+        lease: LeaseRef<'_>,
+        due_at: i64,
+        error: &ErrorInfo,
+        now: i64,
+        give_back: bool,
+    ) -> Result<LeaseOutcome> {
         let released = sqlx::query(
             "UPDATE queue_entries SET lease_owner = NULL, lease_until = NULL, due_at = $4
              WHERE message_id = $1 AND tenant_id = $2 AND lease_owner = $3
@@ -201,17 +260,16 @@ where
         .bind(lease.tenant_id.as_str())
         .bind(lease.owner)
         .bind(due_at)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
         if released.is_none() {
             return Ok(LeaseOutcome::Lost);
         }
-        let current =
-            Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
+        let current = Self::lock_message(conn, lease.tenant_id.as_str(), lease.message_id).await?;
         if current.is_some_and(|message| message.status == MessageStatus::Sending) {
             // The one backward move: an attempt the provider did not take returns to the queue.
             let change = Change::dispatcher(MessageStatus::Queued, Some(error), now);
-            Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
+            Self::transition(conn, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
         if give_back {
             sqlx::query(
@@ -220,10 +278,9 @@ where
             )
             .bind(lease.tenant_id.as_str())
             .bind(lease.message_id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await?;
         Ok(LeaseOutcome::Applied)
     }
 
@@ -236,11 +293,23 @@ where
         now: i64,
     ) -> Result<LeaseOutcome> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        if !Self::delete_leased(&mut tx, lease).await? {
+        let outcome = Self::finish_in(&mut tx, lease, new_status, error, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// [`finish`](Self::finish)'s statements in the caller's transaction.
+    pub(super) async fn finish_in(
+        conn: &mut DB::Connection,
+        lease: LeaseRef<'_>,
+        new_status: MessageStatus,
+        error: &ErrorInfo,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        if !Self::delete_leased(conn, lease).await? {
             return Ok(LeaseOutcome::Lost);
         }
-        let current =
-            Self::lock_message(&mut tx, lease.tenant_id.as_str(), lease.message_id).await?;
+        let current = Self::lock_message(conn, lease.tenant_id.as_str(), lease.message_id).await?;
         // A message no provider took (no provider id) cannot be charged: its reservations go
         // back. One that may have reached a provider (`unknown`) keeps them until its price or
         // a final answer arrives.
@@ -249,12 +318,11 @@ where
         });
         if current.is_some_and(|message| advance(message.status, new_status)) {
             let change = Change::dispatcher(new_status, Some(error), now);
-            Self::transition(&mut tx, lease.tenant_id.as_str(), lease.message_id, &change).await?;
+            Self::transition(conn, lease.tenant_id.as_str(), lease.message_id, &change).await?;
         }
         if never_reached {
-            Self::release_holds(&mut tx, lease.tenant_id.as_str(), lease.message_id, now).await?;
+            Self::release_holds(conn, lease.tenant_id.as_str(), lease.message_id, now).await?;
         }
-        tx.commit().await?;
         Ok(LeaseOutcome::Applied)
     }
 

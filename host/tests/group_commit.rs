@@ -1,0 +1,164 @@
+//! Durability with group commit: a `202` is never answered before the commit that stores its
+//! message, and sends racing at a hard-capped budget each get their own answer while the
+//! others in their transaction commit — on SQLite (where the writer batches) and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::app::{Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Connection as _;
+
+on_both_backends!(a_202_waits_for_its_commit, racing_sends_fail_alone);
+
+/// Another connection holds the database's write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL:
+/// an exclusive lock on `messages`), so no enqueue can commit. The send must not be answered
+/// while the lock is held, and once it is answered `202`, the message is there for anyone.
+async fn a_202_waits_for_its_commit(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    // A first send, so that every statement the send path needs is prepared.
+    app.send(json!({"to_number": "+14155550100", "message": "warm up"}))
+        .await;
+
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+    let storage = app.storage.clone();
+    let holder = tokio::spawn(async move {
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&storage).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                locked.send(()).unwrap();
+                released.await.unwrap();
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&storage).await.unwrap();
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                locked.send(()).unwrap();
+                released.await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+    });
+    is_locked.await.unwrap();
+
+    let client = app.client.clone();
+    let url = format!("{}/api/v1/sms/send", app.base);
+    let mut send = tokio::spawn(async move {
+        let response = client
+            .post(url)
+            .bearer_auth(common::app::API_KEY)
+            .json(&json!({"to_number": "+14155550101", "message": "held"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    });
+    // Well inside SQLite's 5 s busy timeout: the send waits for the lock, it does not fail.
+    let early = tokio::time::timeout(Duration::from_millis(1_500), &mut send).await;
+    assert!(
+        early.is_err(),
+        "the send was answered while its commit could not happen"
+    );
+
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let (status, body) = send.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    // Committed: a connection of its own sees the message at once.
+    let stored: i64 = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.storage).await.unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.storage).await.unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stored, 1);
+    app.stop().await;
+}
+
+/// 48 sends at once against a hard-capped budget with room for 12: on SQLite they share
+/// transactions, and each refused send rolls back only its own writes. Exactly the 12 accepted
+/// are stored, each refused one gets `402 budget_exceeded`, and the budget's reservation is
+/// exactly 12 estimates.
+async fn racing_sends_fail_alone(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    // Twilio to the US: 8,300 micros a segment by the default price table.
+    let (status, budget) = app
+        .request(
+            app.client
+                .put(format!("{}/api/v1/sms/budgets/cap", app.base))
+                .json(
+                    &json!({"period": "daily", "limit": {"micros": 12 * 8_300, "currency": "USD"},
+                    "hard_cap": true}),
+                ),
+        )
+        .await;
+    assert!(status.is_success(), "{budget}");
+    let mut sends = Vec::new();
+    for i in 0..48 {
+        let client = app.client.clone();
+        let url = format!("{}/api/v1/sms/send", app.base);
+        sends.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .bearer_auth(common::app::API_KEY)
+                .json(&json!({"to_number": format!("+1415555{:04}", 1000 + i), "message": "race"}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        match status {
+            StatusCode::ACCEPTED => accepted.push(body["id"].as_str().unwrap().to_owned()),
+            StatusCode::PAYMENT_REQUIRED => {
+                assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (12, 36));
+    for id in &accepted {
+        let (status, message) = app.get(&format!("/api/v1/sms/messages/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{message}");
+    }
+    assert_eq!(app.message_count().await, 12);
+    let (_, budgets) = app.get("/api/v1/sms/budgets").await;
+    let usage = &budgets["items"][0]["usage"];
+    let committed =
+        usage["spent"]["micros"].as_i64().unwrap() + usage["reserved"]["micros"].as_i64().unwrap();
+    assert_eq!(committed, 12 * 8_300, "{budgets:#}");
+    app.stop().await;
+}
