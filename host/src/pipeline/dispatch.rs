@@ -7,20 +7,30 @@
 //! process after a restart) takes the entries again. Such a resend is the one case where a
 //! provider may see a message twice; the host message id travels with every attempt so
 //! providers that deduplicate can.
+//!
+//! With `runtime.instance_reuse = "per-batch"`, a claimed batch is grouped by tenant, and each
+//! group of at most `runtime.reuse_max_calls` jobs is sent in turn by one task through one
+//! [`Session`], which keeps a provider instance for the tenant's next send while the plugin
+//! version and settings stay the same. Groups still run concurrently. A send waits at most
+//! `runtime.reuse_max_ms` for its turn: the jobs of a group not started by then are sent at once,
+//! concurrently, each on a fresh instance, so a slow provider costs the batch at most that much
+//! concurrency.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::Pipeline;
 use super::classify::{self, Attempt, Next};
 use super::error::{ErrorCode, PipelineError};
 use super::tenants;
-use crate::domain::{Category, MessageStatus};
+use crate::domain::{Category, MessageStatus, TenantId};
 use crate::plugin::model::{self as plugin_model, OutboundMessage};
+use crate::plugin::reuse::{ReuseLimits, Session};
 use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome, OptOutChange, OptOutMethod};
 
 /// How long an idle worker waits before looking at the queue again without a wake-up.
@@ -78,15 +88,31 @@ pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
+        let mut batch = Vec::with_capacity(jobs.len());
         for job in jobs {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
-            let pipeline = pipeline.clone();
-            in_flight.spawn(async move {
-                attempt(&pipeline, job).await;
-                drop(permit);
-            });
+            batch.push((job, permit));
+        }
+        match ReuseLimits::of(&pipeline.config().runtime) {
+            None => {
+                for (job, permit) in batch {
+                    let pipeline = pipeline.clone();
+                    in_flight.spawn(async move {
+                        attempt(&pipeline, job).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Some(limits) => {
+                for group in by_tenant(batch, |(job, _)| &job.message.tenant_id) {
+                    for chunk in chunks(group, limits.max_calls) {
+                        let pipeline = pipeline.clone();
+                        in_flight.spawn(async move { attempt_group(&pipeline, chunk, limits).await });
+                    }
+                }
+            }
         }
     }
     // Graceful shutdown: no new claims; calls in flight finish and record their outcome.
@@ -111,13 +137,99 @@ pub async fn claim(
 /// Claims every due entry and makes its attempt, one after another; returns how many it made.
 /// The dispatcher's loop without the loop: for embedders that drive the queue themselves, and
 /// for tests that move a manual clock.
+///
+/// With per-batch instance reuse, a tenant's jobs are taken together (in their claimed order)
+/// so its sends can share an instance.
 pub async fn run_once(pipeline: &Pipeline, worker: &str) -> store::Result<usize> {
     let jobs = claim(pipeline, worker, 64).await?;
     let made = jobs.len();
-    for job in jobs {
-        attempt(pipeline, job).await;
+    match ReuseLimits::of(&pipeline.config().runtime) {
+        None => {
+            for job in jobs {
+                attempt(pipeline, job).await;
+            }
+        }
+        Some(limits) => {
+            for group in by_tenant(jobs, |job| &job.message.tenant_id) {
+                let mut session = Session::new(Some(limits));
+                for job in group {
+                    attempt_in(pipeline, job, &mut session).await;
+                }
+            }
+        }
     }
     Ok(made)
+}
+
+/// `items` grouped by tenant: groups in the order of their tenant's first item, items in their
+/// own order within a group.
+fn by_tenant<T>(items: Vec<T>, tenant: impl Fn(&T) -> &TenantId) -> Vec<Vec<T>> {
+    let mut index: BTreeMap<TenantId, usize> = BTreeMap::new();
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let next = groups.len();
+        let at = *index.entry(tenant(&item).clone()).or_insert(next);
+        if at == next {
+            groups.push(Vec::new());
+        }
+        groups[at].push(item);
+    }
+    groups
+}
+
+/// `items` cut into runs of at most `size` (at least 1), in order.
+fn chunks<T>(items: Vec<T>, size: u32) -> Vec<Vec<T>> {
+    let size = (size as usize).max(1);
+    let mut out = Vec::with_capacity(items.len().div_ceil(size));
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(size).collect());
+    }
+    out
+}
+
+/// Sends one tenant's jobs in turn through one [`Session`], so they can share an instance; the
+/// jobs not started within `limits.max_age` are then sent concurrently on fresh instances while
+/// the current one finishes. Each job's worker permit is released as its attempt ends.
+async fn attempt_group(
+    pipeline: &Pipeline,
+    jobs: Vec<(ClaimedJob, OwnedSemaphorePermit)>,
+    limits: ReuseLimits,
+) {
+    let deadline = tokio::time::Instant::now() + limits.max_age;
+    let queue = std::sync::Mutex::new(VecDeque::from(jobs));
+    let next = || queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+    let in_turn = async {
+        let mut session = Session::new(Some(limits));
+        while let Some((job, permit)) = next() {
+            attempt_in(pipeline, job, &mut session).await;
+            drop(permit);
+        }
+    };
+    tokio::pin!(in_turn);
+    tokio::select! {
+        () = &mut in_turn => return,
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    let rest: Vec<_> = queue
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+        .collect();
+    let spilled: Vec<_> = rest
+        .into_iter()
+        .map(|(job, permit)| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move {
+                attempt(&pipeline, job).await;
+                drop(permit);
+            })
+        })
+        .collect();
+    in_turn.await;
+    for handle in spilled {
+        report_panic(handle.await);
+    }
 }
 
 fn report_panic(done: Result<(), tokio::task::JoinError>) {
@@ -135,8 +247,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "herald".into())
 }
 
-/// Makes one delivery attempt for a claimed job and records its outcome.
+/// Makes one delivery attempt for a claimed job, on a fresh provider instance, and records its
+/// outcome.
 pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
+    attempt_in(pipeline, job, &mut Session::new(None)).await;
+}
+
+/// [`attempt`], sending through `session` (which may reuse its instance for this tenant).
+pub async fn attempt_in(pipeline: &Pipeline, job: ClaimedJob, session: &mut Session) {
     let message = &job.message;
     if job.interrupted {
         tracing::warn!(message_id = %message.id, attempt = job.attempt, "previous attempt was interrupted; sending again");
@@ -229,7 +347,9 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
         status = %MessageStatus::Sending,
         "message sending"
     );
-    let outcome = provider.send(&outbound).await;
+    let outcome = session
+        .send(message.tenant_id.as_str(), &provider, &outbound)
+        .await;
     let next = classify::classify(
         outcome,
         provider.name(),
