@@ -505,3 +505,27 @@ pub fn status_callback_url(
         public_url.trim_end_matches('/')
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch is grouped by tenant in the order of each tenant's first job, keeping the jobs'
+    /// own order within a group; groups are cut into runs of at most N.
+    #[test]
+    fn batches_group_by_tenant_then_cut_at_n() {
+        let a = TenantId::new("ten_a").unwrap();
+        let b = TenantId::new("ten_b").unwrap();
+        let batch = vec![(&b, 1), (&a, 2), (&b, 3), (&b, 4), (&a, 5), (&b, 6)];
+        let groups = by_tenant(batch, |(tenant, _)| tenant);
+        let numbers: Vec<Vec<i32>> = groups
+            .iter()
+            .map(|g| g.iter().map(|(_, n)| *n).collect())
+            .collect();
+        assert_eq!(numbers, [vec![1, 3, 4, 6], vec![2, 5]]);
+        assert!(groups[0].iter().all(|(t, _)| *t == &b));
+        assert_eq!(chunks(vec![1, 3, 4, 6], 3), [vec![1, 3, 4], vec![6]]);
+        assert_eq!(chunks(vec![1, 2], 0), [vec![1], vec![2]]);
+        assert!(chunks(Vec::<i32>::new(), 3).is_empty());
+    }
+}

@@ -43,7 +43,9 @@ use bindings::exports::herald::plugin::provider_api::{
     RetryableError, SendError, StatusUpdate, WebhookError, WebhookEvent,
 };
 use bindings::herald::plugin::http;
-use bindings::herald::plugin::types::{HttpError, HttpRequest, NotSentReason, PluginInfo};
+use bindings::herald::plugin::types::{
+    ConfigKey, HttpError, HttpRequest, NotSentReason, PluginInfo,
+};
 
 /// The version `describe` reports; the `v2` build lets hot-reload tests tell builds apart.
 const VERSION: &str = if cfg!(feature = "v2") {
@@ -65,7 +67,13 @@ impl Guest for Probe {
             version: VERSION.to_string(),
             description: "Test fixture whose send behaviour is chosen by the message body."
                 .to_string(),
-            config_keys: Vec::new(),
+            config_keys: vec![ConfigKey {
+                name: "marker".to_string(),
+                description: "Any text; `count` replies with it, so tests can tell settings apart."
+                    .to_string(),
+                required: false,
+                secret: false,
+            }],
             outbound_hosts: Vec::new(),
         }
     }
