@@ -187,8 +187,8 @@ pub struct RuntimeConfig {
     /// With `per-batch`: the most sends one instance serves (N, at least 1).
     pub reuse_max_calls: u32,
     /// With `per-batch`: how long after its first send an instance may take another, in
-    /// milliseconds (T, at least 1). Sends of the batch not started by then go out concurrently
-    /// on fresh instances, so no send waits longer than this for its turn.
+    /// milliseconds (T, at least 1). A tenant's sends of the batch not started by then (or once
+    /// one send has run 5 ms) go out concurrently on fresh instances.
     pub reuse_max_ms: u64,
 }
 
@@ -613,13 +613,14 @@ impl Config {
             // A send may wait `max_wait_ms` for an instance, then run `timeout_ms`, all under
             // its lease.
             let mut held = plugin.timeout_ms.saturating_add(plugin.max_wait_ms);
-            if self.runtime.instance_reuse == InstanceReuse::PerBatch {
-                // A send may also wait up to `reuse_max_ms` for its turn on a reused instance.
-                held = held.saturating_add(self.runtime.reuse_max_ms);
+            if let Some(reuse) = crate::plugin::reuse::ReuseLimits::of(&self.runtime) {
+                // A send may also wait for its turn on a reused instance.
+                let turn = u64::try_from(reuse.longest_turn().as_millis()).unwrap_or(u64::MAX);
+                held = held.saturating_add(turn);
             }
             if !plugin.allowed_hosts.is_empty() && held >= self.delivery.lease_ms {
                 return Err(ConfigError::Inconsistent(format!(
-                    "plugins.{name}.timeout_ms + max_wait_ms (+ runtime.reuse_max_ms with per-batch reuse) = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
+                    "plugins.{name}.timeout_ms + max_wait_ms (+ the wait for a turn on a reused instance: min(reuse_max_ms, 5 ms × (reuse_max_calls − 1))) = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
                     self.delivery.lease_ms
                 )));
             }

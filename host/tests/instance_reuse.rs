@@ -261,7 +261,10 @@ async fn the_dispatcher_reuses_within_a_tenant(backend: Backend) {
     let herald = Herald::builder().config(config).build().await.unwrap();
     let pipeline = herald.pipeline();
     let a = TenantId::default_tenant();
-    let b = tenants::create_tenant(pipeline, "Tenant B").await.unwrap().id;
+    let b = tenants::create_tenant(pipeline, "Tenant B")
+        .await
+        .unwrap()
+        .id;
     tenants::put_settings(
         pipeline,
         &b,
@@ -299,7 +302,10 @@ async fn the_dispatcher_reuses_within_a_tenant(backend: Backend) {
     let mut b_ids = ids.remove(b.as_str()).unwrap();
     a_ids.sort();
     b_ids.sort();
-    assert_eq!(a_ids, ["count-1-operator", "count-1-operator", "count-2-operator"]);
+    assert_eq!(
+        a_ids,
+        ["count-1-operator", "count-1-operator", "count-2-operator"]
+    );
     assert_eq!(b_ids, ["count-1-tenant-b", "count-2-tenant-b"]);
 }
 

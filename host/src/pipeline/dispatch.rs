@@ -11,13 +11,15 @@
 //! With `runtime.instance_reuse = "per-batch"`, a claimed batch is grouped by tenant, and each
 //! group of at most `runtime.reuse_max_calls` jobs is sent in turn by one task through one
 //! [`Session`], which keeps a provider instance for the tenant's next send while the plugin
-//! version and settings stay the same. Groups still run concurrently. A send waits at most
-//! `runtime.reuse_max_ms` for its turn: the jobs of a group not started by then are sent at once,
-//! concurrently, each on a fresh instance, so a slow provider costs the batch at most that much
-//! concurrency.
+//! version and settings stay the same. Groups still run concurrently. Taking turns pays only
+//! while sends are quick: as soon as one attempt has run for 5 ms, or the group for
+//! `runtime.reuse_max_ms`, the group's jobs not started yet are sent at once, concurrently, each
+//! on a fresh instance. So a provider that answers slowly (a real HTTP round trip) keeps the
+//! dispatcher's full concurrency, and a job waits at most `min(reuse_max_ms, 5 ms × (N − 1))`
+//! for its turn.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -35,6 +37,9 @@ use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome, OptOutChange, OptO
 
 /// How long an idle worker waits before looking at the queue again without a wake-up.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long one tenant's attempt on a reused instance may run before the rest of its group stops
+/// waiting for their turn (see [`attempt_group`]).
+const SLOW_SEND: Duration = Duration::from_millis(crate::plugin::reuse::SLOW_SEND_MS);
 /// How long after a storage error an attempt is tried again.
 const STORE_RETRY_MS: i64 = 5_000;
 
@@ -109,7 +114,8 @@ pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
                 for group in by_tenant(batch, |(job, _)| &job.message.tenant_id) {
                     for chunk in chunks(group, limits.max_calls) {
                         let pipeline = pipeline.clone();
-                        in_flight.spawn(async move { attempt_group(&pipeline, chunk, limits).await });
+                        in_flight
+                            .spawn(async move { attempt_group(&pipeline, chunk, limits).await });
                     }
                 }
             }
@@ -188,45 +194,43 @@ fn chunks<T>(items: Vec<T>, size: u32) -> Vec<Vec<T>> {
     out
 }
 
-/// Sends one tenant's jobs in turn through one [`Session`], so they can share an instance; the
-/// jobs not started within `limits.max_age` are then sent concurrently on fresh instances while
-/// the current one finishes. Each job's worker permit is released as its attempt ends.
+/// Sends one tenant's jobs in turn through one [`Session`], so they can share an instance.
+/// Taking turns only pays while sends are quick: once the current attempt has run for
+/// [`SLOW_SEND`] or the group for `limits.max_age`, the jobs not started yet are sent at once,
+/// concurrently, each on a fresh instance, while the current one finishes. Each job's worker
+/// permit is released as its attempt ends.
 async fn attempt_group(
     pipeline: &Pipeline,
     jobs: Vec<(ClaimedJob, OwnedSemaphorePermit)>,
     limits: ReuseLimits,
 ) {
     let deadline = tokio::time::Instant::now() + limits.max_age;
-    let queue = std::sync::Mutex::new(VecDeque::from(jobs));
-    let next = || queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
-    let in_turn = async {
-        let mut session = Session::new(Some(limits));
-        while let Some((job, permit)) = next() {
-            attempt_in(pipeline, job, &mut session).await;
-            drop(permit);
+    let mut queue = VecDeque::from(jobs);
+    let mut session = Session::new(Some(limits));
+    let mut spilled = Vec::new();
+    while let Some((job, permit)) = queue.pop_front() {
+        let current = attempt_in(pipeline, job, &mut session);
+        tokio::pin!(current);
+        if queue.is_empty() {
+            current.await;
+        } else {
+            let spill_at = deadline.min(tokio::time::Instant::now() + SLOW_SEND);
+            tokio::select! {
+                () = &mut current => {}
+                () = tokio::time::sleep_until(spill_at) => {
+                    for (job, permit) in queue.drain(..) {
+                        let pipeline = pipeline.clone();
+                        spilled.push(tokio::spawn(async move {
+                            attempt(&pipeline, job).await;
+                            drop(permit);
+                        }));
+                    }
+                    current.await;
+                }
+            }
         }
-    };
-    tokio::pin!(in_turn);
-    tokio::select! {
-        () = &mut in_turn => return,
-        () = tokio::time::sleep_until(deadline) => {}
+        drop(permit);
     }
-    let rest: Vec<_> = queue
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .drain(..)
-        .collect();
-    let spilled: Vec<_> = rest
-        .into_iter()
-        .map(|(job, permit)| {
-            let pipeline = pipeline.clone();
-            tokio::spawn(async move {
-                attempt(&pipeline, job).await;
-                drop(permit);
-            })
-        })
-        .collect();
-    in_turn.await;
     for handle in spilled {
         report_panic(handle.await);
     }

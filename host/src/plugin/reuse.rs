@@ -29,6 +29,11 @@ use super::host::HostState;
 use super::model::{OutboundMessage, SendOutcome};
 use crate::config::{InstanceReuse, RuntimeConfig};
 
+/// How long (ms) one send on a reused instance may run before the dispatcher stops making the
+/// tenant's other sends of the batch wait for their turn: past that, a send is waiting on I/O,
+/// and concurrency is worth more than the tens of microseconds an instance saves.
+pub const SLOW_SEND_MS: u64 = 5;
+
 /// How far one instance may be reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReuseLimits {
@@ -39,6 +44,15 @@ pub struct ReuseLimits {
 }
 
 impl ReuseLimits {
+    /// The longest a send may wait for its turn on a reused instance of the dispatcher:
+    /// `max_age`, or [`SLOW_SEND_MS`] for each send before it, whichever is less.
+    #[must_use]
+    pub fn longest_turn(&self) -> Duration {
+        self.max_age.min(
+            Duration::from_millis(SLOW_SEND_MS).saturating_mul(self.max_calls.saturating_sub(1)),
+        )
+    }
+
     /// The limits `runtime` asks for; `None` when it asks for a fresh instance per call.
     #[must_use]
     pub fn of(runtime: &RuntimeConfig) -> Option<Self> {
