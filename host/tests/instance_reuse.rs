@@ -309,4 +309,64 @@ async fn the_dispatcher_reuses_within_a_tenant(backend: Backend) {
     assert_eq!(b_ids, ["count-1-tenant-b", "count-2-tenant-b"]);
 }
 
-on_both_backends!(the_dispatcher_reuses_within_a_tenant);
+/// A provider that answers slowly keeps the dispatcher's concurrency under per-batch reuse:
+/// one tenant's jobs of a batch do not wait for each other's HTTP round trips.
+async fn slow_sends_keep_their_concurrency(backend: Backend) {
+    let slow = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "slow"
+        }),
+    );
+    let base = common::serve(slow).await;
+    let (storage, _dir) = common::app::storage_url(backend).await;
+    let mut settings = probe_settings("operator");
+    settings.allowed_hosts = vec![base.trim_start_matches("http://").to_string()];
+    let mut config = common::config(vec![("probe", settings)], "probe", "");
+    config.storage = StorageConfig {
+        url: storage,
+        ..StorageConfig::default()
+    };
+    config.runtime.instance_reuse = InstanceReuse::PerBatch;
+    config.delivery.workers = 6;
+    let herald = Herald::builder().config(config).build().await.unwrap();
+    let tenant = TenantId::default_tenant();
+    let to: herald::PhoneNumber = "+14155552671".parse().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let body = format!("sleep-http:{base}/slow");
+        let submitted = herald
+            .send(&tenant, SendRequest::text(to.clone(), body))
+            .await
+            .unwrap();
+        ids.push(submitted.message.id);
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let dispatcher = tokio::spawn(dispatch::run(herald.pipeline().clone(), shutdown));
+    for id in &ids {
+        loop {
+            let record = herald.message(&tenant, id).await.unwrap();
+            if record.message.status == herald::MessageStatus::Sent {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{id} still {:?}",
+                record.message.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let took = started.elapsed();
+    stop.send(true).unwrap();
+    dispatcher.await.unwrap();
+    // In turn, six sends would take 2.4 s; concurrently about one round trip.
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+}
+
+on_both_backends!(
+    the_dispatcher_reuses_within_a_tenant,
+    slow_sends_keep_their_concurrency
+);
