@@ -231,6 +231,8 @@ async fn attempt_group(
         }
         drop(permit);
     }
+    // The kept instance and its permit go before the wait: the spilled attempts may need them.
+    drop(session);
     for handle in spilled {
         report_panic(handle.await);
     }
