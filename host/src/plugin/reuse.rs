@@ -122,7 +122,8 @@ impl Session {
         }
     }
 
-    /// How many instances this session has created.
+    /// How many instances this session has used: with reuse, those it instantiated; per call,
+    /// one per send.
     #[must_use]
     pub fn instances(&self) -> u64 {
         self.instances
