@@ -1,17 +1,18 @@
 //! What a call into a plugin costs, through the same runtime Herald serves with.
 //!
 //! 1. **Warm call**: one live instance of the probe plugin, `describe` (and `send`, which the probe
-//!    answers without HTTP) called over and over. Herald itself never reuses an instance; this is
-//!    the floor of the host↔guest boundary.
+//!    answers without HTTP) called over and over, bare: the floor of the host↔guest boundary.
 //! 2. **Fresh pooled instance per call**, which is what Herald does for every call: `Store::new`
 //!    alone, then + instantiate, then + `describe`, built from the public pieces exactly as
 //!    `Plugins::start` and `LoadedPlugin::new_store` build them; then the runtime's own path,
 //!    `LoadedPlugin::send` of the probe (store, instance, limits, deadline, conversions), one task
-//!    and 8 concurrent tasks.
+//!    and 8 concurrent tasks; and the same sends through a reuse `Session`
+//!    (`runtime.instance_reuse = "per-batch"`, N = 32), which keeps one instance for 32 sends.
 //! 3. **Twilio**: the Twilio plugin's `send` through the runtime against the local
 //!    Twilio-compatible carrier, versus the same request (same form, Basic auth, headers, JSON
 //!    parse of the answer) made natively with reqwest. The difference is what the plugin costs per
-//!    message; a fresh Twilio instance alone and a warm Twilio send show where it goes.
+//!    message; a fresh Twilio instance alone and a warm Twilio send show where it goes. Plugin
+//!    sends are measured per-call and per-batch (a `Session`, N = 32).
 //!
 //! Every figure is the best of 5 rounds, a round's figure being its mean per call; the worst round
 //! is printed too, because a shared VM varies by 30–50 % from run to run. Twilio rounds alternate
@@ -37,6 +38,7 @@ use herald::plugin::egress::Egress;
 use herald::plugin::engine::PluginEngine;
 use herald::plugin::host::{HostState, HttpGrant, Redactor};
 use herald::plugin::model::{Encoding, OutboundMessage, SendOutcome};
+use herald::plugin::reuse::{ReuseLimits, Session};
 use herald::plugin::{LoadedPlugin, Plugins};
 use herald_testkit::carrier::{self, Carrier, CarrierConfig};
 use wasmtime::{Store, UpdateDeadline};
@@ -190,20 +192,28 @@ async fn fresh_describe(
     api.call_describe(&mut store).await.unwrap()
 }
 
+/// Reuse as the dispatcher does it by default: up to 32 sends per instance within a second.
+const PER_BATCH: Option<ReuseLimits> = Some(ReuseLimits {
+    max_calls: 32,
+    max_age: Duration::from_secs(1),
+});
+
 /// Sends one message either through a provider plugin or natively, the way the Twilio plugin
-/// would make the request.
+/// would make the request. Plugin sends go through a [`Session`] under `reuse` (each task has its
+/// own, as each dispatcher task has); `None` is a fresh instance per send.
 #[derive(Clone)]
 struct Sender {
     plugin: Option<Arc<LoadedPlugin>>,
+    reuse: Option<ReuseLimits>,
     client: reqwest::Client,
     url: String,
 }
 
 impl Sender {
-    async fn send(&self, message: &OutboundMessage) {
+    async fn send(&self, session: &mut Session, message: &OutboundMessage) {
         match &self.plugin {
             Some(plugin) => {
-                let outcome = plugin.send(message).await;
+                let outcome = session.send("ten_bench", plugin, message).await;
                 assert!(matches!(outcome, SendOutcome::Accepted(_)), "{outcome:?}");
             }
             None => drop(black_box(
@@ -247,8 +257,9 @@ async fn run_tasks(sender: &Sender, tasks: usize, per_task: usize) -> f64 {
             let sender = sender.clone();
             tokio::spawn(async move {
                 let message = message();
+                let mut session = Session::new(sender.reuse);
                 for _ in 0..per_task {
-                    sender.send(&message).await;
+                    sender.send(&mut session, &message).await;
                 }
             })
         })
@@ -332,7 +343,13 @@ async fn twilio_parts(client: &reqwest::Client) {
 }
 
 /// One round of Twilio sends, through the plugin or natively, on fresh carriers.
-async fn twilio_round(plugin: bool, client: &reqwest::Client, tasks: usize, n: usize) -> f64 {
+async fn twilio_round(
+    plugin: bool,
+    reuse: Option<ReuseLimits>,
+    client: &reqwest::Client,
+    tasks: usize,
+    n: usize,
+) -> f64 {
     let mut sum = 0.0;
     for _ in 0..n / PER_CARRIER {
         let carrier = start_carrier().await;
@@ -346,6 +363,7 @@ async fn twilio_round(plugin: bool, client: &reqwest::Client, tasks: usize, n: u
         }
         let sender = Sender {
             plugin: plugins.as_ref().map(|p| p.provider().unwrap()),
+            reuse,
             client: client.clone(),
             url: carrier.messages_url(),
         };
@@ -355,14 +373,26 @@ async fn twilio_round(plugin: bool, client: &reqwest::Client, tasks: usize, n: u
     sum / (n / PER_CARRIER) as f64
 }
 
-/// Alternating plugin and native rounds, so drift in the machine's speed hits both alike.
-async fn twilio_rounds(client: &reqwest::Client, tasks: usize) -> (Vec<f64>, Vec<f64>) {
-    let (mut plugin, mut native) = (Vec::new(), Vec::new());
+/// Rounds alternating plugin per-call, plugin per-batch and native, so drift in the machine's
+/// speed hits all alike.
+async fn twilio_rounds(client: &reqwest::Client, tasks: usize) -> [Vec<f64>; 3] {
+    let [mut per_call, mut per_batch, mut native] = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
-        plugin.push(twilio_round(true, client, tasks, HTTP_N).await);
-        native.push(twilio_round(false, client, tasks, HTTP_N).await);
+        per_call.push(twilio_round(true, None, client, tasks, HTTP_N).await);
+        per_batch.push(twilio_round(true, PER_BATCH, client, tasks, HTTP_N).await);
+        native.push(twilio_round(false, None, client, tasks, HTTP_N).await);
     }
-    (plugin, native)
+    [per_call, per_batch, native]
+}
+
+/// Prints the plugin's overhead per message over native: best − best, and the per-round pairs.
+fn overhead(label: &str, plugin: &[f64], native: &[f64]) {
+    let paired: Vec<f64> = plugin.iter().zip(native).map(|(p, n)| p - n).collect();
+    let (low, high) = span(&paired);
+    let overhead = span(plugin).0 - span(native).0;
+    println!(
+        "{label:<52} {overhead:>8.2} µs/msg   (best − best; per-round pairs {low:.1} to {high:.1})"
+    );
 }
 
 #[tokio::main]
@@ -402,19 +432,36 @@ async fn main() {
     let plugins = Plugins::start(&config("probe", plugin_settings("probe")))
         .await
         .unwrap();
-    let probe = Sender {
+    let mut probe = Sender {
         plugin: Some(plugins.provider().unwrap()),
+        reuse: None,
         client: reqwest::Client::new(),
         url: String::new(),
     };
     run_tasks(&probe, 1, FRESH_N / 10).await;
-    let (mut one, mut many) = (Vec::new(), Vec::new());
+    let [mut one, mut many, mut one_batch, mut many_batch] =
+        [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
+        probe.reuse = None;
         one.push(run_tasks(&probe, 1, FRESH_N).await);
         many.push(run_tasks(&probe, TASKS, FRESH_N / TASKS).await);
+        probe.reuse = PER_BATCH;
+        one_batch.push(run_tasks(&probe, 1, FRESH_N).await);
+        many_batch.push(run_tasks(&probe, TASKS, FRESH_N / TASKS).await);
     }
     latency("LoadedPlugin::send, probe (no HTTP), 1 task", &one, FRESH_N);
     throughput("LoadedPlugin::send, probe (no HTTP)", TASKS, &many, FRESH_N);
+    latency(
+        "per-batch Session::send, probe, 1 task",
+        &one_batch,
+        FRESH_N,
+    );
+    throughput(
+        "per-batch Session::send, probe",
+        TASKS,
+        &many_batch,
+        FRESH_N,
+    );
     drop(plugins);
 
     println!("\n3. Twilio send against the local carrier: plugin vs native reqwest");
@@ -423,22 +470,33 @@ async fn main() {
         .build()
         .unwrap();
     twilio_parts(&client).await;
-    let (plugin, native) = twilio_rounds(&client, 1).await;
-    latency("twilio plugin send, 1 task", &plugin, HTTP_N);
+    let [per_call, per_batch, native] = twilio_rounds(&client, 1).await;
+    latency("twilio plugin send, per-call, 1 task", &per_call, HTTP_N);
+    latency(
+        "twilio plugin send, per-batch (N = 32), 1 task",
+        &per_batch,
+        HTTP_N,
+    );
     latency("native reqwest send, 1 task", &native, HTTP_N);
-    let paired: Vec<f64> = plugin.iter().zip(&native).map(|(p, n)| p - n).collect();
-    let (low, high) = span(&paired);
-    let overhead = span(&plugin).0 - span(&native).0;
-    println!(
-        "{:<52} {overhead:>8.2} µs/msg   (best − best; per-round pairs {low:.1} to {high:.1})",
-        "plugin overhead per message, 1 task"
+    overhead(
+        "plugin overhead per message, per-call, 1 task",
+        &per_call,
+        &native,
     );
-    let (plugin, native) = twilio_rounds(&client, TASKS).await;
-    throughput("twilio plugin send", TASKS, &plugin, HTTP_N);
+    overhead(
+        "plugin overhead per message, per-batch, 1 task",
+        &per_batch,
+        &native,
+    );
+    let [per_call, per_batch, native] = twilio_rounds(&client, TASKS).await;
+    throughput("twilio plugin send, per-call", TASKS, &per_call, HTTP_N);
+    throughput("twilio plugin send, per-batch", TASKS, &per_batch, HTTP_N);
     throughput("native reqwest send", TASKS, &native, HTTP_N);
-    let overhead = span(&plugin).0 - span(&native).0;
-    println!(
-        "{:<52} {overhead:>8.2} µs/msg   (wall-clock per message, best − best)",
-        format!("plugin overhead per message, {TASKS} tasks")
-    );
+    for (label, plugin) in [("per-call", &per_call), ("per-batch", &per_batch)] {
+        let overhead = span(plugin).0 - span(&native).0;
+        println!(
+            "{:<52} {overhead:>8.2} µs/msg   (wall-clock per message, best − best)",
+            format!("plugin overhead per message, {label}, {TASKS} tasks")
+        );
+    }
 }

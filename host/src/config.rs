@@ -181,6 +181,28 @@ pub struct RuntimeConfig {
     pub max_plugin_bytes: u64,
     /// How long compiling one plugin may take, in milliseconds, before its load is rejected.
     pub compile_timeout_ms: u64,
+    /// Whether the dispatcher gives every send a fresh instance or lets one instance serve
+    /// several sends of one tenant under one plugin version within a claimed batch.
+    pub instance_reuse: InstanceReuse,
+    /// With `per-batch`: the most sends one instance serves (N, at least 1).
+    pub reuse_max_calls: u32,
+    /// With `per-batch`: how long after its first send an instance may take another, in
+    /// milliseconds (T, at least 1). A tenant's sends of the batch not started by then (or once
+    /// one send has run 5 ms) go out concurrently on fresh instances.
+    pub reuse_max_ms: u64,
+}
+
+/// How long a provider instance lives in the dispatcher.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceReuse {
+    /// A fresh instance for every send.
+    PerCall,
+    /// One instance serves up to `reuse_max_calls` sends of one tenant under one plugin version
+    /// (same file, same settings, same load) within one claimed batch and `reuse_max_ms`, then
+    /// is dropped; a failed call drops it at once. It never serves two tenants or two versions.
+    #[default]
+    PerBatch,
 }
 
 impl Default for RuntimeConfig {
@@ -196,6 +218,9 @@ impl Default for RuntimeConfig {
             watch_interval_ms: 500,
             max_plugin_bytes: 50 << 20,
             compile_timeout_ms: 60_000,
+            instance_reuse: InstanceReuse::default(),
+            reuse_max_calls: 32,
+            reuse_max_ms: 1_000,
         }
     }
 }
@@ -587,13 +612,23 @@ impl Config {
             })?;
             // A send may wait `max_wait_ms` for an instance, then run `timeout_ms`, all under
             // its lease.
-            let held = plugin.timeout_ms.saturating_add(plugin.max_wait_ms);
+            let mut held = plugin.timeout_ms.saturating_add(plugin.max_wait_ms);
+            if let Some(reuse) = crate::plugin::reuse::ReuseLimits::of(&self.runtime) {
+                // A send may also wait for its turn on a reused instance.
+                let turn = u64::try_from(reuse.longest_turn().as_millis()).unwrap_or(u64::MAX);
+                held = held.saturating_add(turn);
+            }
             if !plugin.allowed_hosts.is_empty() && held >= self.delivery.lease_ms {
                 return Err(ConfigError::Inconsistent(format!(
-                    "plugins.{name}.timeout_ms + max_wait_ms = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
+                    "plugins.{name}.timeout_ms + max_wait_ms (+ the wait for a turn on a reused instance: min(reuse_max_ms, 5 ms × (reuse_max_calls − 1))) = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
                     self.delivery.lease_ms
                 )));
             }
+        }
+        if self.runtime.reuse_max_calls == 0 || self.runtime.reuse_max_ms == 0 {
+            return Err(ConfigError::Inconsistent(
+                "runtime.reuse_max_calls and runtime.reuse_max_ms must be at least 1".into(),
+            ));
         }
         if self.delivery.max_attempts == 0 {
             return Err(ConfigError::Inconsistent(

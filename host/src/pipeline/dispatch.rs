@@ -7,24 +7,39 @@
 //! process after a restart) takes the entries again. Such a resend is the one case where a
 //! provider may see a message twice; the host message id travels with every attempt so
 //! providers that deduplicate can.
+//!
+//! With `runtime.instance_reuse = "per-batch"`, a claimed batch is grouped by tenant, and each
+//! group of at most `runtime.reuse_max_calls` jobs is sent in turn by one task through one
+//! [`Session`], which keeps a provider instance for the tenant's next send while the plugin
+//! version and settings stay the same. Groups still run concurrently. Taking turns pays only
+//! while sends are quick: as soon as one attempt has run for 5 ms, or the group for
+//! `runtime.reuse_max_ms`, the group's jobs not started yet are sent at once, concurrently, each
+//! on a fresh instance. So a provider that answers slowly (a real HTTP round trip) keeps the
+//! dispatcher's full concurrency, and a job waits at most `min(reuse_max_ms, 5 ms × (N − 1))`
+//! for its turn.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::Pipeline;
 use super::classify::{self, Attempt, Next};
 use super::error::{ErrorCode, PipelineError};
 use super::tenants;
-use crate::domain::{Category, MessageStatus};
+use crate::domain::{Category, MessageStatus, TenantId};
 use crate::plugin::model::{self as plugin_model, OutboundMessage};
+use crate::plugin::reuse::{ReuseLimits, Session};
 use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome, OptOutChange, OptOutMethod};
 
 /// How long an idle worker waits before looking at the queue again without a wake-up.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long one tenant's attempt on a reused instance may run before the rest of its group stops
+/// waiting for their turn (see [`attempt_group`]).
+const SLOW_SEND: Duration = Duration::from_millis(crate::plugin::reuse::SLOW_SEND_MS);
 /// How long after a storage error an attempt is tried again.
 const STORE_RETRY_MS: i64 = 5_000;
 
@@ -78,15 +93,32 @@ pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
+        let mut batch = Vec::with_capacity(jobs.len());
         for job in jobs {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
-            let pipeline = pipeline.clone();
-            in_flight.spawn(async move {
-                attempt(&pipeline, job).await;
-                drop(permit);
-            });
+            batch.push((job, permit));
+        }
+        match ReuseLimits::of(&pipeline.config().runtime) {
+            None => {
+                for (job, permit) in batch {
+                    let pipeline = pipeline.clone();
+                    in_flight.spawn(async move {
+                        attempt(&pipeline, job).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Some(limits) => {
+                for group in by_tenant(batch, |(job, _)| &job.message.tenant_id) {
+                    for chunk in chunks(group, limits.max_calls) {
+                        let pipeline = pipeline.clone();
+                        in_flight
+                            .spawn(async move { attempt_group(&pipeline, chunk, limits).await });
+                    }
+                }
+            }
         }
     }
     // Graceful shutdown: no new claims; calls in flight finish and record their outcome.
@@ -111,13 +143,99 @@ pub async fn claim(
 /// Claims every due entry and makes its attempt, one after another; returns how many it made.
 /// The dispatcher's loop without the loop: for embedders that drive the queue themselves, and
 /// for tests that move a manual clock.
+///
+/// With per-batch instance reuse, a tenant's jobs are taken together (in their claimed order)
+/// so its sends can share an instance.
 pub async fn run_once(pipeline: &Pipeline, worker: &str) -> store::Result<usize> {
     let jobs = claim(pipeline, worker, 64).await?;
     let made = jobs.len();
-    for job in jobs {
-        attempt(pipeline, job).await;
+    match ReuseLimits::of(&pipeline.config().runtime) {
+        None => {
+            for job in jobs {
+                attempt(pipeline, job).await;
+            }
+        }
+        Some(limits) => {
+            for group in by_tenant(jobs, |job| &job.message.tenant_id) {
+                let mut session = Session::new(Some(limits));
+                for job in group {
+                    attempt_in(pipeline, job, &mut session).await;
+                }
+            }
+        }
     }
     Ok(made)
+}
+
+/// `items` grouped by tenant: groups in the order of their tenant's first item, items in their
+/// own order within a group.
+fn by_tenant<T>(items: Vec<T>, tenant: impl Fn(&T) -> &TenantId) -> Vec<Vec<T>> {
+    let mut index: BTreeMap<TenantId, usize> = BTreeMap::new();
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let next = groups.len();
+        let at = *index.entry(tenant(&item).clone()).or_insert(next);
+        if at == next {
+            groups.push(Vec::new());
+        }
+        groups[at].push(item);
+    }
+    groups
+}
+
+/// `items` cut into runs of at most `size` (at least 1), in order.
+fn chunks<T>(items: Vec<T>, size: u32) -> Vec<Vec<T>> {
+    let size = (size as usize).max(1);
+    let mut out = Vec::with_capacity(items.len().div_ceil(size));
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(size).collect());
+    }
+    out
+}
+
+/// Sends one tenant's jobs in turn through one [`Session`], so they can share an instance.
+/// Taking turns only pays while sends are quick: once the current attempt has run for
+/// [`SLOW_SEND`] or the group for `limits.max_age`, the jobs not started yet are sent at once,
+/// concurrently, each on a fresh instance, while the current one finishes. Each job's worker
+/// permit is released as its attempt ends.
+async fn attempt_group(
+    pipeline: &Pipeline,
+    jobs: Vec<(ClaimedJob, OwnedSemaphorePermit)>,
+    limits: ReuseLimits,
+) {
+    let deadline = tokio::time::Instant::now() + limits.max_age;
+    let mut queue = VecDeque::from(jobs);
+    let mut session = Session::new(Some(limits));
+    let mut spilled = Vec::new();
+    while let Some((job, permit)) = queue.pop_front() {
+        let current = attempt_in(pipeline, job, &mut session);
+        tokio::pin!(current);
+        if queue.is_empty() {
+            current.await;
+        } else {
+            let spill_at = deadline.min(tokio::time::Instant::now() + SLOW_SEND);
+            tokio::select! {
+                () = &mut current => {}
+                () = tokio::time::sleep_until(spill_at) => {
+                    for (job, permit) in queue.drain(..) {
+                        let pipeline = pipeline.clone();
+                        spilled.push(tokio::spawn(async move {
+                            attempt(&pipeline, job).await;
+                            drop(permit);
+                        }));
+                    }
+                    current.await;
+                }
+            }
+        }
+        drop(permit);
+    }
+    // The kept instance and its permit go before the wait: the spilled attempts may need them.
+    drop(session);
+    for handle in spilled {
+        report_panic(handle.await);
+    }
 }
 
 fn report_panic(done: Result<(), tokio::task::JoinError>) {
@@ -135,8 +253,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "herald".into())
 }
 
-/// Makes one delivery attempt for a claimed job and records its outcome.
+/// Makes one delivery attempt for a claimed job, on a fresh provider instance, and records its
+/// outcome.
 pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
+    attempt_in(pipeline, job, &mut Session::new(None)).await;
+}
+
+/// [`attempt`], sending through `session` (which may reuse its instance for this tenant).
+pub async fn attempt_in(pipeline: &Pipeline, job: ClaimedJob, session: &mut Session) {
     let message = &job.message;
     if job.interrupted {
         tracing::warn!(message_id = %message.id, attempt = job.attempt, "previous attempt was interrupted; sending again");
@@ -229,7 +353,9 @@ pub async fn attempt(pipeline: &Pipeline, job: ClaimedJob) {
         status = %MessageStatus::Sending,
         "message sending"
     );
-    let outcome = provider.send(&outbound).await;
+    let outcome = session
+        .send(message.tenant_id.as_str(), &provider, &outbound)
+        .await;
     let next = classify::classify(
         outcome,
         provider.name(),
@@ -384,4 +510,28 @@ pub fn status_callback_url(
         "{}/api/v1/sms/webhooks/{provider}/status?message_id={message_id}&token={token}",
         public_url.trim_end_matches('/')
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch is grouped by tenant in the order of each tenant's first job, keeping the jobs'
+    /// own order within a group; groups are cut into runs of at most N.
+    #[test]
+    fn batches_group_by_tenant_then_cut_at_n() {
+        let a = TenantId::new("ten_a").unwrap();
+        let b = TenantId::new("ten_b").unwrap();
+        let batch = vec![(&b, 1), (&a, 2), (&b, 3), (&b, 4), (&a, 5), (&b, 6)];
+        let groups = by_tenant(batch, |(tenant, _)| tenant);
+        let numbers: Vec<Vec<i32>> = groups
+            .iter()
+            .map(|g| g.iter().map(|(_, n)| *n).collect())
+            .collect();
+        assert_eq!(numbers, [vec![1, 3, 4, 6], vec![2, 5]]);
+        assert!(groups[0].iter().all(|(t, _)| *t == &b));
+        assert_eq!(chunks(vec![1, 3, 4, 6], 3), [vec![1, 3, 4], vec![6]]);
+        assert_eq!(chunks(vec![1, 2], 0), [vec![1], vec![2]]);
+        assert!(chunks(Vec::<i32>::new(), 3).is_empty());
+    }
 }

@@ -1,4 +1,4 @@
-//! What a plugin instance can reach: the per-call store state and what the host imports do.
+//! What a plugin instance can reach: the store state of its calls and what the host imports do.
 //!
 //! A plugin gets an empty WASI context (no environment, no preopened files, no sockets, stdin
 //! closed, stderr captured for diagnostics) and exactly two capabilities of Herald's own: logging
@@ -46,7 +46,9 @@ pub struct HttpGrant {
     pub max_response_bytes: usize,
 }
 
-/// The state of one store: one call into one plugin instance.
+/// The state of one store: one plugin instance, for one call or (instance reuse) for several
+/// calls of one tenant under one plugin version; [`HostState::begin_call`] resets what is counted
+/// per call.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -58,6 +60,8 @@ pub struct HostState {
     made_request: Arc<AtomicBool>,
     redactor: Arc<Redactor>,
     stderr: MemoryOutputPipe,
+    /// Where this call's stderr starts: what earlier calls on the instance wrote is not its own.
+    stderr_from: usize,
     /// Log lines and bytes this call has written, against the per-call budget.
     logged: (u32, usize),
 }
@@ -97,8 +101,22 @@ impl HostState {
             made_request,
             redactor,
             stderr,
+            stderr_from: 0,
             logged: (0, 0),
         }
+    }
+
+    /// Starts a new call on this instance: no outbound request made yet, a fresh log budget, and
+    /// stderr read from here on.
+    pub fn begin_call(&mut self) {
+        self.made_request.store(false, Ordering::SeqCst);
+        self.logged = (0, 0);
+        self.stderr_from = self.stderr.contents().len();
+    }
+
+    /// Whether an outbound request of the current call may have reached its server.
+    pub fn made_request(&self) -> bool {
+        self.made_request.load(Ordering::SeqCst)
     }
 
     /// Whether the guest's stderr is (nearly) at its cap, so a write may have been refused: a
@@ -107,10 +125,12 @@ impl HostState {
         self.stderr.contents().len() + 256 > STDERR_CAPACITY
     }
 
-    /// What the guest wrote to stderr (a panic message, typically), redacted.
+    /// What the guest wrote to stderr during the current call (a panic message, typically),
+    /// redacted.
     pub fn stderr_text(&self) -> String {
         let bytes = self.stderr.contents();
-        self.redactor.redact(String::from_utf8_lossy(&bytes).trim())
+        let own = bytes.get(self.stderr_from..).unwrap_or_default();
+        self.redactor.redact(String::from_utf8_lossy(own).trim())
     }
 
     /// Performs a plugin's outbound request, if its grant allows it.

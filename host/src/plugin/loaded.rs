@@ -1,8 +1,10 @@
 //! One loaded, validated plugin version and the calls into it.
 //!
-//! Every call gets a fresh store and a fresh instance from the pooling allocator (about 20 µs),
-//! so a trap, a limit hit or a cancelled call can never leave state behind for the next one, and
-//! secrets handed to one call are gone when it ends. Limits per call: linear memory (the store's
+//! Every call made here gets a fresh store and a fresh instance from the pooling allocator
+//! (about 20 µs), so a trap, a limit hit or a cancelled call can never leave state behind for the
+//! next one, and secrets handed to one call are gone when it ends. The dispatcher may instead
+//! keep one instance for several sends of one tenant under one plugin version
+//! ([`reuse`](super::reuse)); the per-call limits below are set anew for each of those calls too. Limits per call: linear memory (the store's
 //! limiter), CPU (the time the call holds a runtime thread, host imports included: see
 //! [`meter`](super::meter)), the bytes one host call may pass in (hostcall fuel), and a
 //! wall-clock deadline that also covers host HTTP. Before any of that, a permit of the plugin's
@@ -14,7 +16,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -109,6 +111,9 @@ pub struct LoadedPlugin {
     pub(crate) info: PluginInfo,
     pub(crate) hash: String,
     pub(crate) fingerprint: String,
+    /// Which load this version came from: unique in the process, so a reload (even of the same
+    /// file and settings) is a new version that no reused instance of the old one may serve.
+    pub(crate) generation: u64,
     pub(crate) config: Arc<Vec<(String, String)>>,
     pub(crate) grant: Option<Arc<HttpGrant>>,
     pub(crate) redactor: Arc<Redactor>,
@@ -120,6 +125,12 @@ pub struct LoadedPlugin {
     pub(crate) gate: Arc<Gate>,
     /// Where each call's latency is recorded.
     pub(crate) metrics: crate::metrics::Metrics,
+}
+
+/// The next [`LoadedPlugin::generation`].
+pub(crate) fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl LoadedPlugin {
@@ -136,6 +147,12 @@ impl LoadedPlugin {
     /// What it said about itself.
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    /// Which load of the plugin this version is (unique in the process; a reload makes a new
+    /// one). A tenant's view of a version keeps the version's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// SHA-256 of its component.
@@ -156,31 +173,19 @@ impl LoadedPlugin {
         Sanitizer::new(&self.name, &self.redactor, self.max_webhook_events)
     }
 
-    fn new_store(&self, meter: Arc<Meter>) -> (Store<HostState>, Arc<AtomicBool>) {
-        let made_request = Arc::new(AtomicBool::new(false));
+    /// A fresh store for one instance of this plugin, with its memory limiter and hostcall fuel;
+    /// [`LoadedPlugin::call_in`] sets the per-call limits.
+    pub(crate) fn new_store(&self) -> Store<HostState> {
         let state = HostState::new(
             self.name.clone(),
             self.limits.memory_bytes,
             self.grant.clone(),
             self.redactor.clone(),
-            made_request.clone(),
+            Arc::new(AtomicBool::new(false)),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_hostcall_fuel(HOSTCALL_FUEL);
-        // The callback runs at least once per epoch tick while guest code executes: yielding
-        // lets the wall-clock timeout fire, and the meter says how much CPU time the call has
-        // had, host imports included.
-        store.set_epoch_deadline(1);
-        let budget = self.limits.cpu;
-        store.epoch_deadline_callback(move |_| {
-            Ok(if meter.used() > budget {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        (store, made_request)
+        store
     }
 
     /// Runs one call of `function` in a fresh store under this plugin's limits, holding a
@@ -205,21 +210,55 @@ impl LoadedPlugin {
         share: Share,
         call: impl for<'s> FnOnce(&'s mut Store<HostState>) -> CallFuture<'s, T>,
     ) -> Result<T, CallFailure> {
-        let _permit = self.gate.enter(share).await.map_err(|busy| CallFailure {
+        let _permit = self.enter(share).await?;
+        let mut store = self.new_store();
+        self.call_in(&mut store, call).await
+    }
+
+    /// A permit of `share` of this plugin's instances, or the busy failure.
+    pub(crate) async fn enter(
+        &self,
+        share: Share,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, CallFailure> {
+        self.gate.enter(share).await.map_err(|busy| CallFailure {
             plugin: self.name.to_string(),
             kind: FailureKind::Busy,
             message: busy.0,
             made_request: false,
-        })?;
+        })
+    }
+
+    /// Runs one call in `store` (fresh, or an instance kept for reuse) under this plugin's
+    /// per-call limits, each set anew: a fresh CPU meter and epoch deadline, hostcall fuel, the
+    /// wall-clock deadline and the log budget. Any `Err` leaves the store unfit for another call.
+    pub(crate) async fn call_in<T: Send>(
+        &self,
+        store: &mut Store<HostState>,
+        call: impl for<'s> FnOnce(&'s mut Store<HostState>) -> CallFuture<'s, T>,
+    ) -> Result<T, CallFailure> {
         let meter = Meter::new();
-        let (mut store, made_request) = self.new_store(meter.clone());
+        store.data_mut().begin_call();
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        // The callback runs at least once per epoch tick while guest code executes: yielding
+        // lets the wall-clock timeout fire, and the meter says how much CPU time the call has
+        // had, host imports included.
+        store.set_epoch_deadline(1);
+        let budget = self.limits.cpu;
+        let charged = meter.clone();
+        store.epoch_deadline_callback(move |_| {
+            Ok(if charged.used() > budget {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         let outcome =
-            tokio::time::timeout(self.limits.timeout, Metered::new(call(&mut store), meter)).await;
+            tokio::time::timeout(self.limits.timeout, Metered::new(call(store), meter)).await;
         let failure = |kind, message: String| CallFailure {
             plugin: self.name.to_string(),
             kind,
             message: self.sanitizer().text(&message),
-            made_request: made_request.load(Ordering::SeqCst),
+            made_request: store.data().made_request(),
         };
         match outcome {
             Ok(Ok(value)) => Ok(value),
@@ -255,7 +294,7 @@ impl LoadedPlugin {
         }
     }
 
-    fn provider_pre(&self) -> Result<ProviderPre, CallFailure> {
+    pub(crate) fn provider_pre(&self) -> Result<ProviderPre, CallFailure> {
         match &self.pre {
             Pre::Provider(pre) => Ok(pre.clone()),
             Pre::Renderer(_) => Err(self.wrong_kind(PluginKind::Provider)),
@@ -303,6 +342,12 @@ impl LoadedPlugin {
                 Box::pin(async move { pre.send(store, &config, &message).await })
             })
             .await;
+        self.send_result(result)
+    }
+
+    /// A send's result as the pipeline sees it: bounded and redacted when the plugin answered;
+    /// busy, unknown or retryable when the call itself failed (see [`LoadedPlugin::send`]).
+    pub(crate) fn send_result(&self, result: Result<SendOutcome, CallFailure>) -> SendOutcome {
         match result {
             Ok(outcome) => self.sanitizer().send(outcome),
             Err(f) => {

@@ -10,6 +10,7 @@
 //! - [`bounds`]: caps and redaction applied to every plugin output as each call returns.
 //! - [`declared`]: which settings each configured plugin declares secret, for `herald config`.
 //! - [`redact`]: secret values, in every encoding, removed from plugin output.
+//! - [`reuse`]: one instance kept for several sends of one tenant under one plugin version.
 //!
 //! A reload compiles and validates (instantiate + describe + required settings) every changed
 //! plugin *before* it replaces the running version. Callers pin the version they loaded for the
@@ -38,6 +39,7 @@ pub mod loaded;
 mod meter;
 pub mod model;
 pub mod redact;
+pub mod reuse;
 mod scoped;
 
 use std::collections::BTreeMap;
@@ -430,6 +432,7 @@ impl Plugins {
             },
             hash,
             fingerprint,
+            generation: loaded::next_generation(),
             config: Arc::new(
                 settings
                     .config

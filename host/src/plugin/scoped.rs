@@ -3,8 +3,9 @@
 //!
 //! The result is a [`LoadedPlugin`] like any other (it shares the compiled component and the
 //! instance pool), so every call path — send, webhooks, fetches — takes tenant settings without
-//! a second set of methods. Nothing of one tenant's settings is kept in the plugin between calls:
-//! each call still gets a fresh instance.
+//! a second set of methods. Nothing of one tenant's settings is kept in the plugin between calls
+//! of different tenants: a call gets a fresh instance, or one that served only this tenant under
+//! this version and these settings ([`reuse`](super::reuse)).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ impl LoadedPlugin {
             info: self.info.clone(),
             hash: self.hash.clone(),
             fingerprint: self.fingerprint.clone(),
+            generation: self.generation,
             config: Arc::new(config.into_iter().collect()),
             grant: self.grant.clone(),
             redactor: Arc::new(Redactor::new(secrets)),

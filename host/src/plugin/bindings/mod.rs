@@ -203,6 +203,61 @@ impl ProviderPre {
     }
 }
 
+impl ProviderPre {
+    /// Instantiates in `store` and keeps the instance, for several calls in the same store
+    /// (instance reuse, [`crate::plugin::reuse`]).
+    pub async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<ProviderInstance> {
+        Ok(match self {
+            Self::V0_1_0(pre) => ProviderInstance::V0_1_0(
+                pre.instantiate_async(&mut *store)
+                    .await?
+                    .herald_plugin_provider_api()
+                    .clone(),
+            ),
+            Self::V0_2_0(pre) => ProviderInstance::V0_2_0(
+                pre.instantiate_async(&mut *store)
+                    .await?
+                    .herald_plugin_provider_api()
+                    .clone(),
+            ),
+        })
+    }
+}
+
+/// The exports of one live provider instance, to call again in the store it was made in.
+/// Cloning copies the function handles, not the instance.
+#[derive(Clone)]
+pub enum ProviderInstance {
+    /// Built against `herald:plugin@0.1.0`.
+    V0_1_0(v0_1_0::provider::exports::herald::plugin::provider_api::Guest),
+    /// Built against `herald:plugin@0.2.0`.
+    V0_2_0(v0_2_0::provider::exports::herald::plugin::provider_api::Guest),
+}
+
+impl ProviderInstance {
+    /// Calls `send` on this instance, in the `store` it lives in.
+    pub async fn send(
+        &self,
+        store: &mut Store<HostState>,
+        config: &Pairs,
+        message: &model::OutboundMessage,
+    ) -> wasmtime::Result<model::SendOutcome> {
+        Ok(match self {
+            Self::V0_1_0(api) => v0_1_0::send_outcome(
+                api.call_send(store, config, &v0_1_0::outbound(message))
+                    .await?,
+            ),
+            Self::V0_2_0(api) => v0_2_0::send_outcome(
+                api.call_send(store, config, &v0_2_0::outbound(message))
+                    .await?,
+            ),
+        })
+    }
+}
+
 /// A renderer component ready to instantiate, with the contract version it was built against.
 #[derive(Clone)]
 pub enum RendererPre {

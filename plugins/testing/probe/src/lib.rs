@@ -10,7 +10,11 @@
 //! | `http:<url>`, `sleep-http:<url>` | GETs `<url>` through the host; accepted with id = body text, status = HTTP status |
 //! | `http-then-trap:<url>` | GETs `<url>` through the host, then panics whatever the outcome |
 //! | `env` | accepted with id = number of env vars, status = `fs-ok`/`fs-denied` for reading `/etc/passwd` |
+//! | `count` | accepted with id `count-<n>-<first>`: `n` counts this instance's `count` calls, `first` is the setting `marker` of its first one; status = this call's `marker` |
 //! | anything else | accepted with id `probe-<version>-<message-id>`, status `queued` |
+//!
+//! `count` keeps state in the instance on purpose, so the host's tests can see whether an
+//! instance served an earlier call, and whose.
 //!
 //! A failed request is refused when the host denied it or found it invalid, retryable when it
 //! never connected, unknown when it may have been sent; the error text is the host's error.
@@ -39,7 +43,9 @@ use bindings::exports::herald::plugin::provider_api::{
     RetryableError, SendError, StatusUpdate, WebhookError, WebhookEvent,
 };
 use bindings::herald::plugin::http;
-use bindings::herald::plugin::types::{HttpError, HttpRequest, NotSentReason, PluginInfo};
+use bindings::herald::plugin::types::{
+    ConfigKey, HttpError, HttpRequest, NotSentReason, PluginInfo,
+};
 
 /// The version `describe` reports; the `v2` build lets hot-reload tests tell builds apart.
 const VERSION: &str = if cfg!(feature = "v2") {
@@ -61,17 +67,24 @@ impl Guest for Probe {
             version: VERSION.to_string(),
             description: "Test fixture whose send behaviour is chosen by the message body."
                 .to_string(),
-            config_keys: Vec::new(),
+            config_keys: vec![ConfigKey {
+                name: "marker".to_string(),
+                description: "Any text; `count` replies with it, so tests can tell settings apart."
+                    .to_string(),
+                required: false,
+                secret: false,
+            }],
             outbound_hosts: Vec::new(),
         }
     }
 
     fn send(
-        _config: Vec<(String, String)>,
+        config: Vec<(String, String)>,
         message: OutboundMessage,
     ) -> Result<Accepted, SendError> {
         let body = message.body.as_str();
         match body {
+            "count" => Ok(count(&config)),
             "spin" => spin(),
             "alloc" => alloc(),
             "trap" => panic!("probe: trap requested by the message body"),
@@ -153,6 +166,22 @@ fn accepted(id: String, status: &str) -> Accepted {
         price: None,
         sender: None,
     }
+}
+
+/// State kept in the instance across calls: how many `count` calls it served, and the
+/// `marker` setting of the first.
+static COUNTED: std::sync::Mutex<(u32, Option<String>)> = std::sync::Mutex::new((0, None));
+
+/// Counts this call in the instance's state and reports it (see the table above).
+fn count(config: &[(String, String)]) -> Accepted {
+    let marker = config
+        .iter()
+        .find(|(key, _)| key == "marker")
+        .map_or("none", |(_, value)| value.as_str());
+    let mut counted = COUNTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    counted.0 += 1;
+    let first = counted.1.get_or_insert_with(|| marker.to_string()).clone();
+    accepted(format!("count-{}-{first}", counted.0), marker)
 }
 
 /// Burns CPU until the host interrupts the call.
