@@ -92,7 +92,11 @@ impl NativeTwilio {
 
 /// Dispatches through `native` until the queue is empty or `window` has passed; returns how
 /// many messages were recorded `sent` and the time that took.
-pub async fn dispatch(pipeline: &Pipeline, native: &NativeTwilio, window: Duration) -> (usize, Duration) {
+pub async fn dispatch(
+    pipeline: &Pipeline,
+    native: &NativeTwilio,
+    window: Duration,
+) -> (usize, Duration) {
     let permits = Arc::new(Semaphore::new(WORKERS));
     let lease = Duration::from_millis(pipeline.config().delivery.lease_ms);
     let mut in_flight: JoinSet<bool> = JoinSet::new();

@@ -115,7 +115,12 @@ impl Figure {
     }
 
     /// A figure that this build cannot measure, with the reason.
-    pub fn not_available(scenario: &'static str, name: &str, unit: &'static str, why: &str) -> Figure {
+    pub fn not_available(
+        scenario: &'static str,
+        name: &str,
+        unit: &'static str,
+        why: &str,
+    ) -> Figure {
         Figure {
             value: None,
             verdict: Verdict::NotAvailable,
@@ -206,15 +211,19 @@ impl Run {
 
     /// The table: figure, value, baseline, ratio, target, verdict.
     pub fn table(&self) -> String {
-        let header = ["#", "figure", "value", "baseline", "ratio", "target", "verdict"];
+        let header = [
+            "#", "figure", "value", "baseline", "ratio", "target", "verdict",
+        ];
         let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
         for f in &self.figures {
-            let value = f
-                .value
-                .map_or_else(|| "n/a".to_owned(), |v| format!("{}{}", number(v), unit_suffix(f.unit)));
-            let baseline = f.baseline.as_ref().map_or_else(String::new, |b| {
-                format!("{} {}", b.name, number(b.value))
-            });
+            let value = f.value.map_or_else(
+                || "n/a".to_owned(),
+                |v| format!("{}{}", number(v), unit_suffix(f.unit)),
+            );
+            let baseline = f
+                .baseline
+                .as_ref()
+                .map_or_else(String::new, |b| format!("{} {}", b.name, number(b.value)));
             let ratio = f.ratio.map_or_else(String::new, |r| format!("{r:.2}"));
             let unit = if f.target_on_ratio { "×" } else { f.unit };
             let verdict = match f.verdict {

@@ -257,16 +257,17 @@ where
         .collect();
     let mut done = 0;
     for task in tasks {
-        done += bounded("a load task", task).await.expect("a load task failed");
+        done += bounded("a load task", task)
+            .await
+            .expect("a load task failed");
     }
     (done, start.elapsed())
 }
 
 /// Posts send `i` (a distinct body) to `base_url`, panicking unless it is answered 202.
 pub async fn post_send(client: &reqwest::Client, base_url: &str, i: usize) {
-    let body = format!(
-        r#"{{"to_number":"{TO}","message":"Your Herald verification code is {i:07}."}}"#
-    );
+    let body =
+        format!(r#"{{"to_number":"{TO}","message":"Your Herald verification code is {i:07}."}}"#);
     let response = client
         .post(format!("{base_url}/api/v1/sms/send"))
         .header("authorization", format!("Bearer {API_KEY}"))

@@ -49,20 +49,30 @@ pub async fn s5(plan: &Plan) -> Vec<Figure> {
     let growth = mb(peak.load(Ordering::Relaxed).max(after));
     rig.stop().await;
     vec![
-        Figure::new("S5", &format!("RSS growth, 1k → {} queued", depth_name(plan.depth)), growth, "MB")
-            .target(Target::AtMost(50.0))
-            .note(format!(
-                "peak VmRSS during the fill minus VmRSS at 1k depth (after the fill: +{:.1} MB); \
+        Figure::new(
+            "S5",
+            &format!("RSS growth, 1k → {} queued", depth_name(plan.depth)),
+            growth,
+            "MB",
+        )
+        .target(Target::AtMost(50.0))
+        .note(format!(
+            "peak VmRSS during the fill minus VmRSS at 1k depth (after the fill: +{:.1} MB); \
                  {depth} queued in {:.1} s as bulk batches, SQLite",
-                mb(after),
-                fill.as_secs_f64()
-            )),
-        Figure::new("S5", &format!("claim latency at {} depth", depth_name(plan.depth)), deep, "ms")
-            .against("at 1k", shallow, Target::AtMost(2.0))
-            .note(format!(
-                "median of {} `Store::claim`s of 32 (the dispatcher's batch), dispatcher off",
-                plan.claims
-            )),
+            mb(after),
+            fill.as_secs_f64()
+        )),
+        Figure::new(
+            "S5",
+            &format!("claim latency at {} depth", depth_name(plan.depth)),
+            deep,
+            "ms",
+        )
+        .against("at 1k", shallow, Target::AtMost(2.0))
+        .note(format!(
+            "median of {} `Store::claim`s of 32 (the dispatcher's batch), dispatcher off",
+            plan.claims
+        )),
     ]
 }
 
@@ -80,7 +90,12 @@ async fn claim_latency(store: &herald::store::Store, n: usize) -> f64 {
     for _ in 0..n {
         let start = Instant::now();
         let jobs = store
-            .claim("harness-s5", herald::store::now_millis(), Duration::from_secs(600), 32)
+            .claim(
+                "harness-s5",
+                herald::store::now_millis(),
+                Duration::from_secs(600),
+                32,
+            )
             .await
             .expect("claim");
         times.push(start.elapsed().as_secs_f64() * 1e3);
@@ -126,26 +141,38 @@ pub async fn s6(plan: &Plan, base: &Baselines) -> Vec<Figure> {
     drop(plugins);
     carrier.shutdown().await;
     let mut figures = vec![
-        Figure::new("S6", "plugin overhead per call (fresh instance)", with_plugin - natively, "µs")
-            .note(format!(
-                "LoadedPlugin::send {with_plugin:.1} µs − native reqwest send {natively:.1} µs, \
+        Figure::new(
+            "S6",
+            "plugin overhead per call (fresh instance)",
+            with_plugin - natively,
+            "µs",
+        )
+        .note(format!(
+            "LoadedPlugin::send {with_plugin:.1} µs − native reqwest send {natively:.1} µs, \
                  1 task, best of {} alternating rounds of {}",
-                plan.rounds, plan.per_round
-            )),
+            plan.rounds, plan.per_round
+        )),
     ];
     figures.push(match instance_reuse(&config) {
-        Err(why) => Figure::not_available("S6", "plugin overhead per message, per batch", "µs", &why),
+        Err(why) => {
+            Figure::not_available("S6", "plugin overhead per message, per batch", "µs", &why)
+        }
         Ok(reuse) => {
             let rate = plugin_pipeline(plan, reuse).await;
             let overhead = 1e6 / rate - 1e6 / base.native;
-            Figure::new("S6", "plugin overhead per message, per batch", overhead, "µs")
-                .target(Target::AtMost(60.0))
-                .note(format!(
-                    "1/{rate:.0} − 1/{:.0} per s: the dispatch pipeline with runtime.instance_reuse \
+            Figure::new(
+                "S6",
+                "plugin overhead per message, per batch",
+                overhead,
+                "µs",
+            )
+            .target(Target::AtMost(60.0))
+            .note(format!(
+                "1/{rate:.0} − 1/{:.0} per s: the dispatch pipeline with runtime.instance_reuse \
                      ({}) against the native pipeline (S0), wall-clock per message, 32 workers",
-                    base.native,
-                    reuse_value()
-                ))
+                base.native,
+                reuse_value()
+            ))
         }
     });
     figures
@@ -204,11 +231,18 @@ pub async fn s7(plan: &Plan) -> Vec<Figure> {
     carrier.shutdown().await;
     db.drop_now().await;
     vec![
-        Figure::new("S7", "dispatched/s, one Herald process, PostgreSQL", one, "/s"),
+        Figure::new(
+            "S7",
+            "dispatched/s, one Herald process, PostgreSQL",
+            one,
+            "/s",
+        ),
         Figure::new("S7", "dispatched/s, two Herald processes", two, "/s")
             .against("one process", one, Target::AtLeast(1.6))
-            .note("separate processes (this binary re-run as a dispatcher), 32 workers each, one \
-                   shared PostgreSQL queue; the carrier and PostgreSQL share the same 2 cores"),
+            .note(
+                "separate processes (this binary re-run as a dispatcher), 32 workers each, one \
+                   shared PostgreSQL queue; the carrier and PostgreSQL share the same 2 cores",
+            ),
     ]
 }
 
@@ -243,7 +277,10 @@ async fn processes(rig: &Rig, url: &str, carrier_url: &str, count: usize, window
     for mut child in children {
         // Closing stdin asks it to stop; it finishes its attempts in flight.
         drop(child.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(15), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(15), child.wait())
+            .await
+            .is_err()
+        {
             let _ = child.kill().await;
         }
     }
