@@ -18,7 +18,7 @@
 //! cores: the local Twilio-compatible carrier (`herald_testkit::carrier`), Herald (32 dispatch
 //! workers), the load generator (64 keep-alive clients) and, for PostgreSQL, the server. Every
 //! scenario gets a fresh database and carrier and is bounded by its time window; the run takes
-//! about 7 minutes (`--quick`: about 60 s, the same scenarios with 3-second windows and a
+//! about 5 minutes (`--quick`: about 60 s, the same scenarios with 3-second windows and a
 //! 50,000-deep queue for S5).
 //!
 //! A figure is `pass` (target met), `MISS` (missed by less than a factor of two), `FAIL`
