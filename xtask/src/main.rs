@@ -3,7 +3,9 @@
 //! - `build-plugins`: build the bundled and test plugins for wasm32-wasip2 into `target/plugins/`.
 //! - `demo`: build everything and start Herald with a local Twilio-compatible carrier.
 //! - `test`: build the plugins, make sure PostgreSQL is up, run every test.
-//! - `bench`: build the plugins and run the benchmarks (release).
+//! - `bench`: build the plugins, make sure PostgreSQL is up, run the benchmark harness
+//!   (`host/benches/harness.rs`, release) and write `target/bench/results.json`; `bench --quick`
+//!   is its 60-second smoke run, failing on a gross regression.
 
 mod plugins;
 
@@ -54,7 +56,14 @@ fn main() -> anyhow::Result<()> {
         "bench" => {
             plugins::build_plugins(&root)?;
             ensure_postgres()?;
-            run(cargo(&root).args(["bench", "-p", "herald"]).args(&rest))?;
+            let results = root.join("target/bench/results.json");
+            // Release for both runs: debug-profile figures are several times lower and would
+            // fail the smoke run's half-targets (see BENCHMARKS.md, "Harness (issue 11)").
+            run(cargo(&root)
+                .args(["bench", "-p", "herald", "--bench", "harness", "--"])
+                .arg("--out")
+                .arg(&results)
+                .args(&rest))?;
         }
         _ => bail!("usage: cargo xtask <build-plugins | demo | test | bench> [ARGS...]"),
     }
