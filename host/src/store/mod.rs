@@ -410,8 +410,15 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ClaimedJob>> {
         let result = match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                Queries::claim(writer, worker, now, lease, limit).await
+            Backend::Sqlite { group, .. } => {
+                let worker = worker.to_owned();
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            Queries::<Sqlite>::claim_in(conn, &worker, now, lease, limit).await
+                        })
+                    })
+                    .await
             }
             Backend::Postgres(pool) => Queries::claim(pool, worker, now, lease, limit).await,
         };
