@@ -463,7 +463,9 @@ CREATE TRIGGER rollups_cost_delete AFTER DELETE ON message_costs
 
 CREATE FUNCTION latency_rollups_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- One set-based upsert per statement, in key order (see the rollups' functions).
+    -- A row trigger limited to `sent` and `delivered`: a statement trigger would run for every
+    -- history row (each enqueue, claim and bulk chunk) only to find nothing to count. Its five
+    -- rows (one per dimension) are upserted in key order, as the rollups' functions do.
     INSERT INTO latency_rollups (tenant_id, dimension, day, value, kind, bucket_ms, messages, total_ms)
     SELECT tenant_id, name, day, value, kind, bucket, SUM(one), SUM(duration) FROM (
     SELECT m.tenant_id AS tenant_id, dims.name AS name, m.created_at / 86400000 AS day,
@@ -476,7 +478,9 @@ BEGIN
     FROM messages m
     LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
     CROSS JOIN (SELECT 'all' AS name UNION ALL SELECT 'provider' UNION ALL SELECT 'category' UNION ALL SELECT 'template' UNION ALL SELECT 'country') AS dims
-    JOIN new_rows n ON n.tenant_id = m.tenant_id AND n.message_id = m.id
+    JOIN (SELECT NEW.id AS id, NEW.tenant_id AS tenant_id, NEW.message_id AS message_id,
+                 NEW.status AS status, NEW.occurred_at AS occurred_at) AS n
+        ON n.tenant_id = m.tenant_id AND n.message_id = m.id
     WHERE n.status IN ('sent', 'delivered') AND NOT EXISTS (SELECT 1 FROM status_events e WHERE e.tenant_id = n.tenant_id AND e.message_id = n.message_id AND e.status = n.status AND e.id < n.id)
     ) AS d
     GROUP BY tenant_id, name, day, value, kind, bucket
@@ -488,5 +492,5 @@ BEGIN
 END
 $$;
 CREATE TRIGGER latency_rollups_event AFTER INSERT ON status_events
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION latency_rollups_event();
+    FOR EACH ROW WHEN (NEW.status IN ('sent', 'delivered'))
+    EXECUTE FUNCTION latency_rollups_event();
