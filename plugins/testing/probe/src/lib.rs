@@ -178,7 +178,9 @@ fn count(config: &[(String, String)]) -> Accepted {
         .iter()
         .find(|(key, _)| key == "marker")
         .map_or("none", |(_, value)| value.as_str());
-    let mut counted = COUNTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut counted = COUNTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     counted.0 += 1;
     let first = counted.1.get_or_insert_with(|| marker.to_string()).clone();
     accepted(format!("count-{}-{first}", counted.0), marker)
