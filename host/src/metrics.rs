@@ -63,6 +63,9 @@ pub const BUDGET_SPENT: &str = "herald_budget_spent_micros";
 pub const BUDGET_RESERVED: &str = "herald_budget_reserved_micros";
 /// Budget alert thresholds crossed; labels `tenant`, `budget`, `threshold` (percent).
 pub const BUDGET_ALERTS: &str = "herald_budget_alerts_total";
+/// Live event streams (`/delivery/stream`) ended because their client fell too far behind;
+/// label `tenant`.
+pub const EVENT_STREAMS_DROPPED: &str = "herald_event_streams_dropped_total";
 
 /// The `[metrics]` configuration section: whether `GET /metrics` is served and to whom. Read
 /// at each request, so a reload applies it at once.
@@ -276,6 +279,12 @@ impl Metrics {
         ];
         self.record(|| counter!(BUDGET_ALERTS, &labels).absolute(total));
     }
+
+    /// A live event stream of `tenant` was dropped as too slow.
+    pub fn event_stream_dropped(&self, tenant: &TenantId) {
+        let labels = [("tenant", label(tenant.as_str()))];
+        self.record(|| counter!(EVENT_STREAMS_DROPPED, &labels).increment(1));
+    }
 }
 
 /// How a configuration reload ended, as [`RELOADS`] counts it.
@@ -343,6 +352,10 @@ fn describe() {
         "Money reserved in a budget's current period, in micros of its currency."
     );
     describe_counter!(BUDGET_ALERTS, "Budget alert thresholds crossed.");
+    describe_counter!(
+        EVENT_STREAMS_DROPPED,
+        "Live event streams ended because their client fell too far behind."
+    );
 }
 
 /// `value` as a label value when it is a short identifier (ASCII letters, digits, `_`, `-`,

@@ -152,6 +152,7 @@ async fn read_log(
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::info!(tenant = %tenant.as_str(), last_id = after, "an event stream's client fell behind; dropping it");
                         dropped.store(true, Ordering::Release);
+                        pipeline.metrics().event_stream_dropped(&tenant);
                         return;
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
