@@ -267,11 +267,14 @@ where
 /// snapshot's `xip` would not do, as it lists only ids below the snapshot's `xmax` (one past the
 /// latest *completed* transaction), so a transaction that took its id after the last one to
 /// complete, and is still running, is missing from it. (Found by `benches/live_feed.rs`: an id
-/// held by such a transaction was skipped.) The role must see the backends that write events,
-/// which it does when they are its own (or it has `pg_read_all_stats`).
+/// held by such a transaction was skipped.) Only this database's backends can write its events,
+/// so transactions of other databases on the server do not hold the horizon back. The role must
+/// see the backends that write events, which it does when they are its own (or it has
+/// `pg_read_all_stats`).
 async fn in_progress(pool: &sqlx::PgPool) -> Result<BTreeSet<i64>> {
     let xids: Vec<i64> = sqlx::query_scalar(
-        "SELECT backend_xid::text::bigint FROM pg_stat_activity WHERE backend_xid IS NOT NULL",
+        "SELECT backend_xid::text::bigint FROM pg_stat_activity
+         WHERE backend_xid IS NOT NULL AND datname = current_database()",
     )
     .fetch_all(pool)
     .await?;
