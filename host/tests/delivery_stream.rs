@@ -358,11 +358,7 @@ async fn a_client_that_stops_reading_is_dropped(backend: Backend) {
         assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
         // The pipeline does not wait for the stalled client.
         let started = std::time::Instant::now();
-        last_id = within(
-            "the /send after a flood",
-            send(&app, TO, "still accepted"),
-        )
-        .await;
+        last_id = within("the /send after a flood", send(&app, TO, "still accepted")).await;
         assert!(started.elapsed() < Duration::from_secs(5));
         if within("waiting for the drop", dropped_once(&app)).await {
             break;

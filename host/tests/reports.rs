@@ -623,14 +623,18 @@ const ROLLUPS_FROM_MESSAGES: &str = "
     GROUP BY tenant_id, day, provider, category, template_id, country, status, error_code,
              currency";
 
-/// The rollups as the triggers kept them (keys whose messages all moved elsewhere left out).
+/// The rollups as readers see them (`rollups_now`: on PostgreSQL the rollups plus the deltas not
+/// folded yet), keys whose messages all moved elsewhere left out; `{table}` is the view or,
+/// after a fold, the table itself.
 const ROLLUPS_KEPT: &str = "
     SELECT tenant_id, day, provider, category, template_id, country, status, error_code,
-           currency, messages, segments, estimated_micros, actual_micros, difference_micros,
-           cost_micros
-    FROM rollups
-    WHERE messages <> 0 OR segments <> 0 OR estimated_micros <> 0 OR actual_micros <> 0
-       OR difference_micros <> 0 OR cost_micros <> 0";
+           currency, SUM(messages), SUM(segments), SUM(estimated_micros), SUM(actual_micros),
+           SUM(difference_micros), SUM(cost_micros)
+    FROM {table}
+    GROUP BY tenant_id, day, provider, category, template_id, country, status, error_code,
+             currency
+    HAVING SUM(messages) <> 0 OR SUM(segments) <> 0 OR SUM(estimated_micros) <> 0
+        OR SUM(actual_micros) <> 0 OR SUM(difference_micros) <> 0 OR SUM(cost_micros) <> 0";
 
 /// The latency histograms computed anew from each message's first `sent` and `delivered`.
 const LATENCY_FROM_HISTORY: &str = "
@@ -659,19 +663,37 @@ const LATENCY_FROM_HISTORY: &str = "
     ) AS d
     GROUP BY tenant_id, name, day, value, kind, bucket";
 
-/// The latency histograms as the triggers kept them.
+/// The latency histograms as readers see them (`latency_now`, or after a fold the table).
 const LATENCY_KEPT: &str = "
-    SELECT tenant_id, dimension, day, value, kind, bucket_ms, messages, total_ms
-    FROM latency_rollups";
+    SELECT tenant_id, dimension, day, value, kind, bucket_ms, SUM(messages), SUM(total_ms)
+    FROM {table}
+    GROUP BY tenant_id, dimension, day, value, kind, bucket_ms";
 
 /// Asserts that the stored rollups and latency histograms equal the same figures computed anew
-/// from the messages, their costs and their histories.
+/// from the messages, their costs and their histories: as readers see them, then (after a fold
+/// of the PostgreSQL deltas) in the rollup tables alone.
 async fn assert_rollups_match(app: &TestApp, backend: Backend) {
+    compare_rollups(app, backend, "rollups_now", "latency_now").await;
+    app.herald.store().fold_rollups().await.unwrap();
+    compare_rollups(app, backend, "rollups", "latency_rollups").await;
+}
+
+/// One comparison of [`assert_rollups_match`], reading the named rollup tables or views.
+async fn compare_rollups(app: &TestApp, backend: Backend, rollups: &str, latency: &str) {
     let pairs = [
-        ("rollups", ROLLUPS_FROM_MESSAGES, ROLLUPS_KEPT),
-        ("latency", LATENCY_FROM_HISTORY, LATENCY_KEPT),
+        (
+            "rollups",
+            ROLLUPS_FROM_MESSAGES,
+            ROLLUPS_KEPT.replace("{table}", rollups),
+        ),
+        (
+            "latency",
+            LATENCY_FROM_HISTORY,
+            LATENCY_KEPT.replace("{table}", latency),
+        ),
     ];
     for (name, computed, kept) in pairs {
+        let kept = kept.as_str();
         let all = format!("SELECT COUNT(*) FROM ({computed}) AS every");
         let differences = [(computed, kept), (kept, computed)]
             .map(|(a, b)| format!("SELECT COUNT(*) FROM ({a} EXCEPT {b}) AS difference"));
@@ -695,7 +717,10 @@ async fn assert_rollups_match(app: &TestApp, backend: Backend) {
             if i == 0 {
                 assert!(count > 0, "{name}: nothing to compare");
             } else {
-                assert_eq!(count, 0, "{name}: rows in one and not the other");
+                assert_eq!(
+                    count, 0,
+                    "{name} ({rollups}): rows in one and not the other"
+                );
             }
         }
     }

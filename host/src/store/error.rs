@@ -55,6 +55,16 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// Whether PostgreSQL refused the query because a table it names does not exist (SQLSTATE
+    /// `42P01`), as before the migrations have run.
+    #[must_use]
+    pub fn is_undefined_table(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => db.code().as_deref() == Some("42P01"),
+            _ => false,
+        }
+    }
 }
 
 /// Whether `error` means the database is unreachable, shutting down, full or busy — a state

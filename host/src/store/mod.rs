@@ -130,6 +130,8 @@ struct Inner {
     /// PostgreSQL: the notifications owed to other processes, and the task that sends them
     /// after each commit (stopped with the listener).
     publisher: Option<(Arc<postgres::Pending>, JoinHandle<()>)>,
+    /// PostgreSQL: the task that folds the rollup deltas into the rollups (`reports.rs`).
+    folder: Option<JoinHandle<()>>,
     /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
     horizon: events::Horizon,
 }
@@ -141,6 +143,9 @@ impl Drop for Inner {
         }
         if let Some((_, publisher)) = &self.publisher {
             publisher.abort();
+        }
+        if let Some(folder) = &self.folder {
+            folder.abort();
         }
     }
 }
@@ -167,17 +172,19 @@ impl Store {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         let wake = Arc::new(Notify::new());
         let horizon = events::Horizon::new();
-        let (backend, listener, publisher) =
+        let (backend, listener, publisher, folder) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = postgres::connect(url, options).await?;
                 let listener =
                     postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written)).await?;
                 let pending = Arc::new(postgres::Pending::default());
                 let publisher = postgres::publisher(pool.clone(), Arc::clone(&pending));
+                let folder = postgres::folder(pool.clone());
                 (
                     Backend::Postgres(pool),
                     Some(listener),
                     Some((pending, publisher)),
+                    Some(folder),
                 )
             } else {
                 let (writer, reader) = sqlite::connect(url, options).await?;
@@ -190,6 +197,7 @@ impl Store {
                     },
                     None,
                     None,
+                    None,
                 )
             };
         Ok(Store {
@@ -198,6 +206,7 @@ impl Store {
                 wake,
                 listener,
                 publisher,
+                folder,
                 horizon,
             }),
         })

@@ -7,6 +7,11 @@
 //! - `latency_rollups`: histograms of the times from acceptance to a message's first `sent` and
 //!   first `delivered`, per tenant × day × one dimension's value.
 //!
+//! On PostgreSQL the triggers append to `rollup_deltas` and `latency_deltas` instead (migration
+//! 0016: concurrent writers never wait on a shared rollup row), and [`fold_deltas`], run about
+//! once a second by the store, adds them into the rollups. Reads go through the views
+//! `rollups_now` and `latency_now`, which on PostgreSQL add the deltas not folded yet.
+//!
 //! The pipeline (`pipeline/reports.rs`, `pipeline/delivery_metrics.rs`) folds these rows into
 //! totals and groups, so every report of a period is computed from the same rows.
 
@@ -150,7 +155,7 @@ fn rollup_query(dims: &[Dimension]) -> String {
                 CAST(SUM(actual_micros) AS BIGINT) AS actual,
                 CAST(SUM(difference_micros) AS BIGINT) AS difference,
                 CAST(SUM(cost_micros) AS BIGINT) AS cost
-         FROM rollups
+         FROM rollups_now
          WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND status <> 'draft'
          GROUP BY {keys}"
     )
@@ -162,14 +167,14 @@ fn latency_query(by_day: bool) -> &'static str {
         "SELECT r.day AS day, '' AS value, r.kind, r.bucket_ms, b.upper_ms,
                 CAST(SUM(r.messages) AS BIGINT) AS messages,
                 CAST(SUM(r.total_ms) AS BIGINT) AS total_ms
-         FROM latency_rollups r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
+         FROM latency_now r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
          WHERE r.tenant_id = $1 AND r.dimension = $2 AND r.day >= $3 AND r.day < $4
          GROUP BY r.day, r.kind, r.bucket_ms, b.upper_ms"
     } else {
         "SELECT CAST(0 AS BIGINT) AS day, r.value AS value, r.kind, r.bucket_ms, b.upper_ms,
                 CAST(SUM(r.messages) AS BIGINT) AS messages,
                 CAST(SUM(r.total_ms) AS BIGINT) AS total_ms
-         FROM latency_rollups r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
+         FROM latency_now r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
          WHERE r.tenant_id = $1 AND r.dimension = $2 AND r.day >= $3 AND r.day < $4
          GROUP BY r.value, r.kind, r.bucket_ms, b.upper_ms"
     }
@@ -273,7 +278,66 @@ where
     }
 }
 
+/// The key columns of `rollups` and `rollup_deltas`.
+const ROLLUP_KEY: &str =
+    "tenant_id, day, provider, category, template_id, country, status, error_code, currency";
+/// The key columns of `latency_rollups` and `latency_deltas`.
+const LATENCY_KEY: &str = "tenant_id, dimension, day, value, kind, bucket_ms";
+
+/// Folds the committed rollup deltas into the rollups (PostgreSQL, migration 0016): one
+/// statement per table, each deleting the deltas it reads and upserting their sums in key
+/// order, so a reader sees every change once, as a delta or folded, and two processes folding
+/// at once never count a delta twice. Returns how many rollup rows it changed.
+pub(super) async fn fold_deltas(pool: &sqlx::PgPool) -> Result<u64> {
+    let rollups = format!(
+        "WITH moved AS (DELETE FROM rollup_deltas RETURNING *)
+         INSERT INTO rollups ({ROLLUP_KEY}, messages, segments, estimated_micros, actual_micros,
+                              difference_micros, cost_micros)
+         SELECT {ROLLUP_KEY}, SUM(messages), SUM(segments), SUM(estimated_micros),
+                SUM(actual_micros), SUM(difference_micros), SUM(cost_micros)
+         FROM moved
+         GROUP BY {ROLLUP_KEY}
+         ORDER BY {ROLLUP_KEY}
+         ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET
+             messages = rollups.messages + excluded.messages,
+             segments = rollups.segments + excluded.segments,
+             estimated_micros = rollups.estimated_micros + excluded.estimated_micros,
+             actual_micros = rollups.actual_micros + excluded.actual_micros,
+             difference_micros = rollups.difference_micros + excluded.difference_micros,
+             cost_micros = rollups.cost_micros + excluded.cost_micros
+         RETURNING 1"
+    );
+    let latency = format!(
+        "WITH moved AS (DELETE FROM latency_deltas RETURNING *)
+         INSERT INTO latency_rollups ({LATENCY_KEY}, messages, total_ms)
+         SELECT {LATENCY_KEY}, SUM(messages), SUM(total_ms)
+         FROM moved
+         GROUP BY {LATENCY_KEY}
+         ORDER BY {LATENCY_KEY}
+         ON CONFLICT ({LATENCY_KEY}) DO UPDATE SET
+             messages = latency_rollups.messages + excluded.messages,
+             total_ms = latency_rollups.total_ms + excluded.total_ms
+         RETURNING 1"
+    );
+    let mut folded = 0;
+    for sql in [rollups, latency] {
+        folded += sqlx::query(AssertSqlSafe(sql)).fetch_all(pool).await?.len() as u64;
+    }
+    Ok(folded)
+}
+
 impl Store {
+    /// Folds the rollup changes not folded yet into the rollups (PostgreSQL; SQLite's triggers
+    /// write the rollups themselves, so there it does nothing). The store does it by itself
+    /// about once a second; reports include unfolded changes either way. Returns how many
+    /// rollup rows it changed.
+    pub async fn fold_rollups(&self) -> Result<u64> {
+        match &self.inner.backend {
+            super::Backend::Sqlite { .. } => Ok(0),
+            super::Backend::Postgres(pool) => fold_deltas(pool).await,
+        }
+    }
+
     /// The rollups of the tenant's messages accepted on UTC days `[first_day, end_day)` (days
     /// since the epoch), summed over every key column but `dims`, status, failure code and
     /// currency.
