@@ -596,45 +596,71 @@ async fn wait_priced(app: &TestApp, id: &str) -> Value {
     panic!("message {id} was not priced within 10 s: {last:#}");
 }
 
-/// The rollups computed anew from the messages and their costs, by the definition migration 0014
-/// states: what the triggers must have kept.
-const ROLLUPS_FROM_MESSAGES: &str = "
-    SELECT tenant_id, day, provider, category, template_id, country, status, error_code,
-           currency, SUM(messages) AS messages, SUM(segments) AS segments,
-           SUM(estimated_micros) AS estimated, SUM(actual_micros) AS actual,
-           SUM(difference_micros) AS difference, SUM(cost_micros) AS cost
-    FROM (
-        SELECT m.tenant_id AS tenant_id, m.created_at / 86400000 AS day, m.provider AS provider,
-            m.category AS category, COALESCE(m.template_id, '') AS template_id,
-            COALESCE(c.country, '') AS country, m.status AS status,
-            CASE WHEN m.status IN ('failed', 'undelivered') THEN COALESCE(m.error_code, '')
-                 ELSE '' END AS error_code,
-            COALESCE(c.actual_currency, c.currency, '') AS currency,
-            1 AS messages, m.segments AS segments,
-            CASE WHEN c.actual_currency IS NULL OR c.actual_currency = c.currency
-                 THEN COALESCE(c.estimate_micros, 0) ELSE 0 END AS estimated_micros,
-            COALESCE(c.actual_micros, 0) AS actual_micros,
-            COALESCE(c.difference_micros, 0) AS difference_micros,
-            COALESCE(c.actual_micros, CASE WHEN m.status IN ('failed', 'canceled') THEN 0
-                     ELSE COALESCE(c.estimate_micros, 0) END) AS cost_micros
-        FROM messages m
-        LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
-    ) AS d
-    GROUP BY tenant_id, day, provider, category, template_id, country, status, error_code,
-             currency";
+/// Every message's contribution to the rollups, computed anew from the messages and their costs
+/// by the definition migration 0014 states: what the triggers must have kept (as the sum of the
+/// deltas they append).
+const CONTRIBUTIONS: &str = "
+    SELECT m.tenant_id AS tenant_id, m.created_at / 86400000 AS day, m.provider AS provider,
+        m.category AS category, COALESCE(m.template_id, '') AS template_id,
+        COALESCE(c.country, '') AS country, m.status AS status,
+        CASE WHEN m.status IN ('failed', 'undelivered') THEN COALESCE(m.error_code, '')
+             ELSE '' END AS error_code,
+        COALESCE(c.actual_currency, c.currency, '') AS currency,
+        1 AS messages, m.segments AS segments,
+        CASE WHEN c.actual_currency IS NULL OR c.actual_currency = c.currency
+             THEN COALESCE(c.estimate_micros, 0) ELSE 0 END AS estimated_micros,
+        COALESCE(c.actual_micros, 0) AS actual_micros,
+        COALESCE(c.difference_micros, 0) AS difference_micros,
+        COALESCE(c.actual_micros, CASE WHEN m.status IN ('failed', 'canceled') THEN 0
+                 ELSE COALESCE(c.estimate_micros, 0) END) AS cost_micros
+    FROM messages m
+    LEFT JOIN message_costs c ON c.tenant_id = m.tenant_id AND c.message_id = m.id";
 
-/// The rollups as readers see them (`rollups_now`: on PostgreSQL the rollups plus the deltas not
-/// folded yet), keys whose messages all moved elsewhere left out; `{table}` is the view or,
-/// after a fold, the table itself.
-const ROLLUPS_KEPT: &str = "
-    SELECT tenant_id, day, provider, category, template_id, country, status, error_code,
-           currency, SUM(messages), SUM(segments), SUM(estimated_micros), SUM(actual_micros),
+/// The narrow rollup tables, each with its key; each is read through its view `{table}_now` (on
+/// top of the deltas not folded yet) and, after a fold, alone.
+const NARROW: [(&str, &str); 3] = [
+    (
+        "cost_rollups",
+        "tenant_id, day, provider, category, status, currency",
+    ),
+    (
+        "template_rollups",
+        "tenant_id, day, category, template_id, status, currency",
+    ),
+    (
+        "country_rollups",
+        "tenant_id, day, category, country, status, currency",
+    ),
+];
+
+/// The sums of a narrow rollup over `{source}` by `{key}`, keys whose messages all moved
+/// elsewhere left out.
+const NARROW_SUMS: &str = "
+    SELECT {key}, SUM(messages), SUM(segments), SUM(estimated_micros), SUM(actual_micros),
            SUM(difference_micros), SUM(cost_micros)
-    FROM {table}
-    GROUP BY tenant_id, day, provider, category, template_id, country, status, error_code,
-             currency
+    FROM {source}
+    GROUP BY {key}
     HAVING SUM(messages) <> 0 OR SUM(segments) <> 0 OR SUM(estimated_micros) <> 0
         OR SUM(actual_micros) <> 0 OR SUM(difference_micros) <> 0 OR SUM(cost_micros) <> 0";
+
+/// The failure counts computed anew, per dimension and value.
+const FAILURES_FROM_MESSAGES: &str = "
+    SELECT w.tenant_id, dims.name, w.day,
+        CASE dims.name WHEN 'provider' THEN w.provider WHEN 'category' THEN w.category
+            WHEN 'template' THEN w.template_id WHEN 'country' THEN w.country ELSE '' END,
+        w.error_code, SUM(w.messages)
+    FROM ({contributions}) AS w
+    CROSS JOIN (SELECT 'all' AS name UNION ALL SELECT 'provider' UNION ALL
+                SELECT 'category' UNION ALL SELECT 'template' UNION ALL SELECT 'country') AS dims
+    WHERE w.status IN ('failed', 'undelivered')
+    GROUP BY 1, 2, 3, 4, 5";
+
+/// The failure counts as stored in `{table}`.
+const FAILURES_KEPT: &str = "
+    SELECT tenant_id, dimension, day, value, error_code, SUM(messages)
+    FROM {table}
+    GROUP BY tenant_id, dimension, day, value, error_code
+    HAVING SUM(messages) <> 0";
 
 /// The latency histograms computed anew from each message's first `sent` and `delivered`.
 const LATENCY_FROM_HISTORY: &str = "
@@ -669,31 +695,46 @@ const LATENCY_KEPT: &str = "
     FROM {table}
     GROUP BY tenant_id, dimension, day, value, kind, bucket_ms";
 
-/// Asserts that the stored rollups and latency histograms equal the same figures computed anew
-/// from the messages, their costs and their histories: as readers see them, then (after a fold
-/// of the PostgreSQL deltas) in the rollup tables alone.
+/// Asserts that the stored rollups, failure counts and latency histograms equal the same figures
+/// computed anew from the messages, their costs and their histories: as readers see them (with
+/// the deltas not folded yet), then after a fold in the rollup tables alone.
 async fn assert_rollups_match(app: &TestApp, backend: Backend) {
-    compare_rollups(app, backend, "rollups_now", "latency_now").await;
+    compare_rollups(app, backend, "_now", "latency_now").await;
     app.herald.store().fold_rollups().await.unwrap();
-    compare_rollups(app, backend, "rollups", "latency_rollups").await;
+    compare_rollups(app, backend, "", "latency_rollups").await;
 }
 
-/// One comparison of [`assert_rollups_match`], reading the named rollup tables or views.
-async fn compare_rollups(app: &TestApp, backend: Backend, rollups: &str, latency: &str) {
-    let pairs = [
-        (
-            "rollups",
-            ROLLUPS_FROM_MESSAGES,
-            ROLLUPS_KEPT.replace("{table}", rollups),
-        ),
-        (
-            "latency",
-            LATENCY_FROM_HISTORY,
-            LATENCY_KEPT.replace("{table}", latency),
-        ),
-    ];
-    for (name, computed, kept) in pairs {
-        let kept = kept.as_str();
+/// One comparison of [`assert_rollups_match`], reading the rollup tables with `suffix` (`_now`
+/// for the views) and the latency histograms from `latency`.
+async fn compare_rollups(app: &TestApp, backend: Backend, suffix: &str, latency: &str) {
+    let contributions = format!("({CONTRIBUTIONS}) AS w");
+    let mut pairs: Vec<(String, String, String, bool)> = NARROW
+        .iter()
+        .map(|(table, key)| {
+            let sums = NARROW_SUMS.replace("{key}", key);
+            (
+                format!("{table}{suffix}"),
+                sums.replace("{source}", &contributions),
+                sums.replace("{source}", &format!("{table}{suffix}")),
+                true,
+            )
+        })
+        .collect();
+    pairs.push((
+        format!("failure_rollups{suffix}"),
+        FAILURES_FROM_MESSAGES.replace("{contributions}", CONTRIBUTIONS),
+        FAILURES_KEPT.replace("{table}", &format!("failure_rollups{suffix}")),
+        // Not every scenario fails a message (`summary_report_and_metrics` does).
+        false,
+    ));
+    pairs.push((
+        latency.to_owned(),
+        LATENCY_FROM_HISTORY.to_owned(),
+        LATENCY_KEPT.replace("{table}", latency),
+        true,
+    ));
+    for (name, computed, kept, must_have_rows) in pairs {
+        let (computed, kept) = (computed.as_str(), kept.as_str());
         let all = format!("SELECT COUNT(*) FROM ({computed}) AS every");
         let differences = [(computed, kept), (kept, computed)]
             .map(|(a, b)| format!("SELECT COUNT(*) FROM ({a} EXCEPT {b}) AS difference"));
@@ -715,12 +756,9 @@ async fn compare_rollups(app: &TestApp, backend: Backend, rollups: &str, latency
                 }
             };
             if i == 0 {
-                assert!(count > 0, "{name}: nothing to compare");
+                assert!(count > 0 || !must_have_rows, "{name}: nothing to compare");
             } else {
-                assert_eq!(
-                    count, 0,
-                    "{name} ({rollups}): rows in one and not the other"
-                );
+                assert_eq!(count, 0, "{name}: rows in one and not the other");
             }
         }
     }

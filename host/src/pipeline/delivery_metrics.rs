@@ -3,7 +3,8 @@
 //! period, in total and per group.
 //!
 //! Everything is read from rollups (`store/reports.rs`), never from the period's messages:
-//! counts, failure codes and money from `rollups`, and the times from the latency histograms,
+//! counts and money from the narrow rollup of the grouping, failure codes from the failure
+//! rollups, and the times from the latency histograms,
 //! whose buckets are exact to 16 ms and then an eighth of an octave wide. A percentile is the
 //! largest value of the bucket its rank falls in, so it is at most 9.1 % above the exact
 //! value (and never below it); the mean is exact.
@@ -16,7 +17,7 @@ use super::Pipeline;
 use super::error::Result;
 use super::reports::{GroupBy, Period, TOP, group_key, is_delivered, is_failed, rate, rollups};
 use crate::domain::TenantId;
-use crate::store::{CostFact, Dimension, LatencyFact, LatencyKind};
+use crate::store::{CostFact, Dimension, FailureFact, LatencyFact, LatencyKind};
 
 /// Mean, median and 95th percentile of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -132,14 +133,17 @@ impl DeliveryAcc {
         }
         if is_failed(&fact.status) {
             self.failed += fact.messages;
-            let code = fact.error_code.as_deref().unwrap_or("unknown");
-            *self.reasons.entry(code.to_owned()).or_default() += fact.messages;
         }
         if let Some(currency) = &fact.currency {
             let sum = self.costs.entry(currency.clone()).or_default();
             sum.0 += fact.messages;
             sum.1 += fact.cost_micros;
         }
+    }
+
+    fn add_failure(&mut self, fact: &FailureFact) {
+        let code = fact.error_code.as_deref().unwrap_or("unknown");
+        *self.reasons.entry(code.to_owned()).or_default() += fact.messages;
     }
 
     fn add_latency(&mut self, fact: &LatencyFact) {
@@ -263,19 +267,30 @@ pub async fn delivery_metrics(
             groups.entry(key_of(group_by, fact)).or_default().add(fact);
         }
     }
-    for fact in &store.latency_facts(tenant, period.days(), None).await? {
+    let days = period.days();
+    for fact in &store.latency_facts(tenant, days, None).await? {
         totals.add_latency(fact);
     }
+    for fact in &store.failure_facts(tenant, days, None).await? {
+        totals.add_failure(fact);
+    }
     if let Some(group_by) = group_by {
-        for fact in &store
-            .latency_facts(tenant, period.days(), dimension)
-            .await?
-        {
-            let key = match group_by {
-                GroupBy::Day => group_key(group_by, fact.day, "", "", None, None),
-                _ => (!fact.value.is_empty()).then(|| fact.value.clone()),
-            };
-            groups.entry(key).or_default().add_latency(fact);
+        // The latency and failure rows of a group: by day, or by the dimension's value.
+        let key = |day: i64, value: &str| match group_by {
+            GroupBy::Day => group_key(group_by, day, "", "", None, None),
+            _ => (!value.is_empty()).then(|| value.to_owned()),
+        };
+        for fact in &store.latency_facts(tenant, days, dimension).await? {
+            groups
+                .entry(key(fact.day, &fact.value))
+                .or_default()
+                .add_latency(fact);
+        }
+        for fact in &store.failure_facts(tenant, days, dimension).await? {
+            groups
+                .entry(key(fact.day, &fact.value))
+                .or_default()
+                .add_failure(fact);
         }
     }
     let by_template = if group_by == Some(GroupBy::Template) {

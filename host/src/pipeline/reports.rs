@@ -2,11 +2,12 @@
 //! `costs/report` (billing line items per day × provider × category), and what they share with
 //! `delivery/metrics` ([`delivery_metrics`](super::delivery_metrics)): the period and the groups.
 //!
-//! Every report reads the `rollups` table: counts and money per tenant × UTC day × provider ×
-//! category × template × country × status × failure code × currency, kept by triggers in the
-//! transaction of every change to a message or its cost (migration 0014), so their cost does
-//! not grow with the messages of a day. The summary and the report fold the same rows, so they
-//! agree to the micro. Money is summed per currency in integer micros; ratios for people
+//! Every report reads rollups (`store/reports.rs`): counts and money per tenant × UTC day ×
+//! status × currency and the dimensions of its grouping (provider and category, template, or
+//! country), each table holding only the keys its reads keep apart and every one summing the
+//! same changes to messages and their costs, so their cost does not grow with the messages of a
+//! day. The summary and the report read the same rows, so they agree to the micro. Money is
+//! summed per currency in integer micros; ratios for people
 //! (delivery and opt-out rates) are floats.
 //!
 //! `template` is the message's `template_id`; `country` is from its cost row

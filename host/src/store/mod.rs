@@ -81,7 +81,7 @@ pub use ledger_bulk::DraftCharges;
 pub use model::*;
 pub use opt_outs::{InboundFilter, OptOut, OptOutActivity, OptOutCounts, OptOutFilter};
 pub use priority::ClaimPriority;
-pub use reports::{CostFact, DAY_MS, Dimension, LatencyFact, LatencyKind};
+pub use reports::{CostFact, DAY_MS, Dimension, FailureFact, LatencyFact, LatencyKind};
 pub use schedules::{Schedule, ScheduleTiming};
 
 /// How to connect; the defaults suit a single `herald serve`.
@@ -130,8 +130,8 @@ struct Inner {
     /// PostgreSQL: the notifications owed to other processes, and the task that sends them
     /// after each commit (stopped with the listener).
     publisher: Option<(Arc<postgres::Pending>, JoinHandle<()>)>,
-    /// PostgreSQL: the task that folds the rollup deltas into the rollups (`reports.rs`).
-    folder: Option<JoinHandle<()>>,
+    /// The task that folds the rollup deltas into the rollups (`reports.rs`).
+    folder: JoinHandle<()>,
     /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
     horizon: events::Horizon,
 }
@@ -144,9 +144,7 @@ impl Drop for Inner {
         if let Some((_, publisher)) = &self.publisher {
             publisher.abort();
         }
-        if let Some(folder) = &self.folder {
-            folder.abort();
-        }
+        self.folder.abort();
     }
 }
 
@@ -172,19 +170,17 @@ impl Store {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         let wake = Arc::new(Notify::new());
         let horizon = events::Horizon::new();
-        let (backend, listener, publisher, folder) =
+        let (backend, listener, publisher) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = postgres::connect(url, options).await?;
                 let listener =
                     postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written)).await?;
                 let pending = Arc::new(postgres::Pending::default());
                 let publisher = postgres::publisher(pool.clone(), Arc::clone(&pending));
-                let folder = postgres::folder(pool.clone());
                 (
                     Backend::Postgres(pool),
                     Some(listener),
                     Some((pending, publisher)),
-                    Some(folder),
                 )
             } else {
                 let (writer, reader) = sqlite::connect(url, options).await?;
@@ -197,9 +193,9 @@ impl Store {
                     },
                     None,
                     None,
-                    None,
                 )
             };
+        let folder = reports::folder(reports::Folding::of(&backend));
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,

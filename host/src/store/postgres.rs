@@ -194,26 +194,3 @@ impl Dialect for Postgres {
     const JSON_END: &'static str = ")::text";
     const JSON_ROWS: &'static str = "jsonb_array_elements(CAST($1 AS jsonb)) AS rows(value)";
 }
-
-/// How often [`folder`] folds the rollup deltas into the rollups.
-const FOLD_EVERY: Duration = Duration::from_secs(1);
-
-/// Folds the rollup deltas the triggers append (migration 0016) into the rollups every
-/// [`FOLD_EVERY`], so the deltas stay a few seconds of writes however long Herald runs.
-pub(super) fn folder(pool: PgPool) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FOLD_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(error) = super::reports::fold_deltas(&pool).await {
-                // Before the migrations have run the tables are missing: not worth a warning.
-                if error.is_undefined_table() {
-                    tracing::debug!(%error, "rollup deltas not folded yet");
-                } else {
-                    tracing::warn!(%error, "folding the rollup deltas failed; retrying");
-                }
-            }
-        }
-    })
-}

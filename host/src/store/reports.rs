@@ -1,16 +1,22 @@
-//! The reads behind the cost and delivery reports. Both read rollups that database triggers
-//! keep in the transaction of every change (migration 0014), never the period's messages, so a
-//! report's cost grows with the days and distinct keys of its period, not with its messages:
+//! The reads behind the cost and delivery reports. Both read rollups that the database keeps
+//! from every change, never the period's messages, so a report's cost grows with the days and
+//! distinct keys of its period, not with its messages (migrations 0014, then 0016 on SQLite and
+//! 0017 on PostgreSQL):
 //!
-//! - `rollups`: counts and money per tenant × UTC day × provider × category × template ×
-//!   country × status × failure code × currency;
+//! - one narrow table per grouping, so a read touches only the keys it keeps apart:
+//!   `cost_rollups` (day × provider × category), `template_rollups` (day × category × template)
+//!   and `country_rollups` (day × category × country), each also by status and currency, with
+//!   counts and money sums;
+//! - `failure_rollups`: failed and undelivered messages per failure code, per day and one
+//!   dimension's value;
 //! - `latency_rollups`: histograms of the times from acceptance to a message's first `sent` and
 //!   first `delivered`, per tenant × day × one dimension's value.
 //!
-//! On PostgreSQL the triggers append to `rollup_deltas` and `latency_deltas` instead (migration
-//! 0016: concurrent writers never wait on a shared rollup row), and [`fold_deltas`], run about
-//! once a second by the store, adds them into the rollups. Reads go through the views
-//! `rollups_now` and `latency_now`, which on PostgreSQL add the deltas not folded yet.
+//! The triggers of every writing transaction only append their changes, with every dimension,
+//! to `rollup_deltas` and `latency_deltas` (no shared row to lock or upsert), and
+//! [`fold_rollups`](Store::fold_rollups), run about once a second by the store, adds them into
+//! the tables above and removes them in one transaction. Reads go through the views `*_now`,
+//! which add the deltas not folded yet, so every committed change is counted exactly once.
 //!
 //! The pipeline (`pipeline/reports.rs`, `pipeline/delivery_metrics.rs`) folds these rows into
 //! totals and groups, so every report of a period is computed from the same rows.
@@ -66,8 +72,7 @@ impl Dimension {
     }
 }
 
-/// Messages of one status, failure code and currency, and of the [`Dimension`]s a read kept
-/// apart (the others are `0`, `""` or `None`), with their counts and money sums.
+/// Messages of one status and currency, and of the [`Dimension`]s a read kept apart (the others are `0`, `""` or `None`), with their counts and money sums.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CostFact {
     /// Days since the Unix epoch (UTC) of the messages' acceptance.
@@ -82,8 +87,6 @@ pub struct CostFact {
     pub country: Option<String>,
     /// The current status.
     pub status: String,
-    /// The failure code of failed and undelivered messages (`None`: none given, or not failed).
-    pub error_code: Option<String>,
     /// The currency of the money sums; `None` when none of the messages is priced.
     pub currency: Option<String>,
     /// How many messages.
@@ -142,11 +145,56 @@ pub struct LatencyFact {
     pub total_ms: i64,
 }
 
+/// Failed and undelivered messages with one failure code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureFact {
+    /// The day (when grouped by day; else 0).
+    pub day: i64,
+    /// The value of the dimension kept apart (`""`: none, or not kept apart).
+    pub value: String,
+    /// The provider's (or Herald's) failure code; `None` when none was given.
+    pub error_code: Option<String>,
+    /// How many messages.
+    pub messages: i64,
+}
+
+/// The narrow rollup view a read of `dims` goes to: the template's or the country's when it
+/// keeps those apart (with the day and category at most), else the one by day, provider and
+/// category.
+fn rollup_view(dims: &[Dimension]) -> &'static str {
+    let view = if dims.contains(&Dimension::Template) {
+        "template_rollups_now"
+    } else if dims.contains(&Dimension::Country) {
+        "country_rollups_now"
+    } else {
+        "cost_rollups_now"
+    };
+    debug_assert!(
+        dims.iter().all(|dim| match view {
+            "template_rollups_now" => matches!(
+                dim,
+                Dimension::Day | Dimension::Category | Dimension::Template
+            ),
+            "country_rollups_now" => matches!(
+                dim,
+                Dimension::Day | Dimension::Category | Dimension::Country
+            ),
+            _ => matches!(
+                dim,
+                Dimension::Day | Dimension::Provider | Dimension::Category
+            ),
+        }),
+        "no rollup table keeps {dims:?} apart"
+    );
+    view
+}
+
 /// The rollup columns of a read: the dimensions kept apart, then what every read keeps apart.
 fn rollup_query(dims: &[Dimension]) -> String {
     let mut keys: Vec<&str> = dims.iter().map(|dim| dim.column()).collect();
-    keys.extend(["status", "error_code", "currency"]);
+    keys.extend(["status", "currency"]);
     let keys = keys.join(", ");
+    let view = rollup_view(dims);
     // Drafts are not messages yet; rows whose changes cancelled out are skipped.
     format!(
         "SELECT {keys}, CAST(SUM(messages) AS BIGINT) AS messages,
@@ -155,10 +203,28 @@ fn rollup_query(dims: &[Dimension]) -> String {
                 CAST(SUM(actual_micros) AS BIGINT) AS actual,
                 CAST(SUM(difference_micros) AS BIGINT) AS difference,
                 CAST(SUM(cost_micros) AS BIGINT) AS cost
-         FROM rollups_now
+         FROM {view}
          WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND status <> 'draft'
          GROUP BY {keys}"
     )
+}
+
+/// The failure counts of a read, by day when `by_day`, else by the dimension's value.
+fn failure_query(by_day: bool) -> &'static str {
+    if by_day {
+        "SELECT day, '' AS value, error_code, CAST(SUM(messages) AS BIGINT) AS messages
+         FROM failure_rollups_now
+         WHERE tenant_id = $1 AND dimension = $2 AND day >= $3 AND day < $4
+         GROUP BY day, error_code
+         HAVING SUM(messages) <> 0"
+    } else {
+        "SELECT CAST(0 AS BIGINT) AS day, value, error_code,
+                CAST(SUM(messages) AS BIGINT) AS messages
+         FROM failure_rollups_now
+         WHERE tenant_id = $1 AND dimension = $2 AND day >= $3 AND day < $4
+         GROUP BY value, error_code
+         HAVING SUM(messages) <> 0"
+    }
 }
 
 /// The latency buckets of a read, by day when `by_day`, else by the dimension's value.
@@ -213,7 +279,6 @@ where
                 };
                 let mut fact = CostFact {
                     status: row.try_get("status")?,
-                    error_code: none_if_empty(row.try_get("error_code")?),
                     currency: none_if_empty(row.try_get("currency")?),
                     messages: sum("messages")?,
                     segments: sum("segments")?,
@@ -276,66 +341,243 @@ where
         }
         Ok(facts)
     }
+
+    async fn failure_facts(
+        pool: &Pool<DB>,
+        tenant: &str,
+        days: (i64, i64),
+        dim: Option<Dimension>,
+    ) -> Result<Vec<FailureFact>> {
+        let name = dim.map_or("all", Dimension::latency_name);
+        let rows = sqlx::query(failure_query(dim == Some(Dimension::Day)))
+            .bind(tenant)
+            .bind(name)
+            .bind(days.0)
+            .bind(days.1)
+            .fetch_all(pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailureFact {
+                    day: row.try_get("day")?,
+                    value: row.try_get("value")?,
+                    error_code: none_if_empty(row.try_get("error_code")?),
+                    messages: row.try_get::<Option<i64>, _>("messages")?.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
 }
 
-/// The key columns of `rollups` and `rollup_deltas`.
-const ROLLUP_KEY: &str =
-    "tenant_id, day, provider, category, template_id, country, status, error_code, currency";
+/// The narrow rollup tables and their key columns (the deltas have every one of them).
+const NARROW: [(&str, &str); 3] = [
+    (
+        "cost_rollups",
+        "tenant_id, day, provider, category, status, currency",
+    ),
+    (
+        "template_rollups",
+        "tenant_id, day, category, template_id, status, currency",
+    ),
+    (
+        "country_rollups",
+        "tenant_id, day, category, country, status, currency",
+    ),
+];
+/// The summed columns of the narrow tables and of `rollup_deltas`.
+const SUMS: [&str; 6] = [
+    "messages",
+    "segments",
+    "estimated_micros",
+    "actual_micros",
+    "difference_micros",
+    "cost_micros",
+];
 /// The key columns of `latency_rollups` and `latency_deltas`.
 const LATENCY_KEY: &str = "tenant_id, dimension, day, value, kind, bucket_ms";
 
-/// Folds the committed rollup deltas into the rollups (PostgreSQL, migration 0016): one
-/// statement per table, each deleting the deltas it reads and upserting their sums in key
-/// order, so a reader sees every change once, as a delta or folded, and two processes folding
-/// at once never count a delta twice. Returns how many rollup rows it changed.
-pub(super) async fn fold_deltas(pool: &sqlx::PgPool) -> Result<u64> {
-    let rollups = format!(
-        "WITH moved AS (DELETE FROM rollup_deltas RETURNING *)
-         INSERT INTO rollups ({ROLLUP_KEY}, messages, segments, estimated_micros, actual_micros,
-                              difference_micros, cost_micros)
-         SELECT {ROLLUP_KEY}, SUM(messages), SUM(segments), SUM(estimated_micros),
-                SUM(actual_micros), SUM(difference_micros), SUM(cost_micros)
-         FROM moved
-         GROUP BY {ROLLUP_KEY}
-         ORDER BY {ROLLUP_KEY}
-         ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET
-             messages = rollups.messages + excluded.messages,
-             segments = rollups.segments + excluded.segments,
-             estimated_micros = rollups.estimated_micros + excluded.estimated_micros,
-             actual_micros = rollups.actual_micros + excluded.actual_micros,
-             difference_micros = rollups.difference_micros + excluded.difference_micros,
-             cost_micros = rollups.cost_micros + excluded.cost_micros
-         RETURNING 1"
-    );
-    let latency = format!(
-        "WITH moved AS (DELETE FROM latency_deltas RETURNING *)
-         INSERT INTO latency_rollups ({LATENCY_KEY}, messages, total_ms)
-         SELECT {LATENCY_KEY}, SUM(messages), SUM(total_ms)
-         FROM moved
-         GROUP BY {LATENCY_KEY}
-         ORDER BY {LATENCY_KEY}
+/// An upsert adding the rows of `source` (`rollup_deltas`, or what a fold took out of it)
+/// into the narrow table `table` keyed by `key`, in key order.
+fn fold_into(table: &str, key: &str, source: &str) -> String {
+    let sums = SUMS.join(", ");
+    let summed = SUMS.map(|sum| format!("SUM({sum})")).join(", ");
+    let added = SUMS
+        .map(|sum| format!("{sum} = {table}.{sum} + excluded.{sum}"))
+        .join(", ");
+    format!(
+        "INSERT INTO {table} ({key}, {sums})
+         SELECT {key}, {summed} FROM {source} WHERE true
+         GROUP BY {key} ORDER BY {key}
+         ON CONFLICT ({key}) DO UPDATE SET {added}"
+    )
+}
+
+/// An upsert adding the failed and undelivered messages of `source` into `failure_rollups`,
+/// once per dimension (as the latency histograms keep them).
+fn fold_failures(source: &str) -> String {
+    format!(
+        "INSERT INTO failure_rollups (tenant_id, dimension, day, value, error_code, messages)
+         SELECT d.tenant_id, dims.name, d.day,
+                CASE dims.name WHEN 'provider' THEN d.provider WHEN 'category' THEN d.category
+                    WHEN 'template' THEN d.template_id WHEN 'country' THEN d.country
+                    ELSE '' END,
+                d.error_code, SUM(d.messages)
+         FROM {source} d
+         CROSS JOIN (SELECT 'all' AS name UNION ALL SELECT 'provider' UNION ALL
+                     SELECT 'category' UNION ALL SELECT 'template' UNION ALL
+                     SELECT 'country') AS dims
+         WHERE d.status IN ('failed', 'undelivered')
+         GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+         ON CONFLICT (tenant_id, dimension, day, value, error_code) DO UPDATE SET
+             messages = failure_rollups.messages + excluded.messages"
+    )
+}
+
+/// An upsert adding the rows of `source` into `latency_rollups`, in key order.
+fn fold_latency(source: &str) -> String {
+    format!(
+        "INSERT INTO latency_rollups ({LATENCY_KEY}, messages, total_ms)
+         SELECT {LATENCY_KEY}, SUM(messages), SUM(total_ms) FROM {source} WHERE true
+         GROUP BY {LATENCY_KEY} ORDER BY {LATENCY_KEY}
          ON CONFLICT ({LATENCY_KEY}) DO UPDATE SET
              messages = latency_rollups.messages + excluded.messages,
-             total_ms = latency_rollups.total_ms + excluded.total_ms
-         RETURNING 1"
+             total_ms = latency_rollups.total_ms + excluded.total_ms"
+    )
+}
+
+/// Folds the committed deltas into the rollups on PostgreSQL: one statement per delta table,
+/// each deleting the deltas it reads (`DELETE … RETURNING`) and upserting their sums, so a
+/// reader sees every change once, as a delta or folded, and two processes folding at once never
+/// count a delta twice. Returns how many rollup rows it changed.
+async fn fold_postgres(pool: &sqlx::PgPool) -> Result<u64> {
+    let mut steps: Vec<String> = NARROW
+        .iter()
+        .map(|(table, key)| fold_into(table, key, "moved"))
+        .collect();
+    steps.push(fold_failures("moved"));
+    let ctes: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| format!("f{i} AS ({step} RETURNING 1)"))
+        .collect();
+    let counted: Vec<String> = (0..steps.len())
+        .map(|i| format!("(SELECT COUNT(*) FROM f{i})"))
+        .collect();
+    let rollups = format!(
+        "WITH moved AS (DELETE FROM rollup_deltas RETURNING *), {}
+         SELECT {}",
+        ctes.join(", "),
+        counted.join(" + ")
+    );
+    let latency = format!(
+        "WITH moved AS (DELETE FROM latency_deltas RETURNING *),
+              f0 AS ({} RETURNING 1)
+         SELECT COUNT(*) FROM f0",
+        fold_latency("moved")
     );
     let mut folded = 0;
     for sql in [rollups, latency] {
-        folded += sqlx::query(AssertSqlSafe(sql)).fetch_all(pool).await?.len() as u64;
+        let changed: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await?;
+        folded += changed.unsigned_abs();
     }
     Ok(folded)
 }
 
-impl Store {
-    /// Folds the rollup changes not folded yet into the rollups (PostgreSQL; SQLite's triggers
-    /// write the rollups themselves, so there it does nothing). The store does it by itself
-    /// about once a second; reports include unfolded changes either way. Returns how many
-    /// rollup rows it changed.
-    pub async fn fold_rollups(&self) -> Result<u64> {
-        match &self.inner.backend {
-            super::Backend::Sqlite { .. } => Ok(0),
-            super::Backend::Postgres(pool) => fold_deltas(pool).await,
+/// Folds the deltas into the rollups on SQLite: one transaction on the writer connection adds
+/// them and deletes them (no other writer can add one in between). Returns how many rollup rows
+/// it changed.
+async fn fold_sqlite(writer: &sqlx::SqlitePool) -> Result<u64> {
+    let mut tx = writer.begin().await?;
+    let mut steps: Vec<String> = NARROW
+        .iter()
+        .map(|(table, key)| fold_into(table, key, "rollup_deltas"))
+        .collect();
+    steps.push(fold_failures("rollup_deltas"));
+    steps.push(fold_latency("latency_deltas"));
+    let mut folded = 0;
+    for sql in steps {
+        folded += sqlx::query(AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    sqlx::query("DELETE FROM rollup_deltas")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM latency_deltas")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(folded)
+}
+
+/// The connection a fold writes through: SQLite's writer, or the PostgreSQL pool.
+#[derive(Clone)]
+pub(super) enum Folding {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Folding {
+    /// The backend's fold connection.
+    pub(super) fn of(backend: &super::Backend) -> Self {
+        match backend {
+            super::Backend::Sqlite { writer, .. } => Self::Sqlite(writer.clone()),
+            super::Backend::Postgres(pool) => Self::Postgres(pool.clone()),
         }
+    }
+
+    /// Folds the committed deltas into the rollups; returns how many rollup rows it changed.
+    async fn fold(&self) -> Result<u64> {
+        match self {
+            Self::Sqlite(writer) => {
+                // An idle store takes no write lock every second.
+                let waiting: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM rollup_deltas UNION ALL SELECT 1 FROM latency_deltas LIMIT 1",
+                )
+                .fetch_optional(writer)
+                .await?;
+                match waiting {
+                    Some(_) => fold_sqlite(writer).await,
+                    None => Ok(0),
+                }
+            }
+            Self::Postgres(pool) => fold_postgres(pool).await,
+        }
+    }
+}
+
+/// How often [`folder`] folds the rollup deltas into the rollups.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Folds the rollup deltas the triggers append into the rollups every [`FOLD_EVERY`], so the
+/// deltas stay a few seconds of writes however long Herald runs.
+pub(super) fn folder(folding: Folding) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FOLD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = folding.fold().await {
+                // Before the migrations have run the tables are missing: not worth a warning.
+                if error.is_undefined_table() {
+                    tracing::debug!(%error, "rollup deltas not folded yet");
+                } else {
+                    tracing::warn!(%error, "folding the rollup deltas failed; retrying");
+                }
+            }
+        }
+    })
+}
+
+impl Store {
+    /// Folds the rollup changes not folded yet into the rollups. The store does it by itself
+    /// about once a second, and reports include the unfolded changes either way. Returns how
+    /// many rollup rows it changed.
+    pub async fn fold_rollups(&self) -> Result<u64> {
+        Folding::of(&self.inner.backend).fold().await
     }
 
     /// The rollups of the tenant's messages accepted on UTC days `[first_day, end_day)` (days
@@ -372,6 +614,25 @@ impl Store {
             }
             super::Backend::Postgres(pool) => {
                 Queries::latency_facts(pool, tenant.as_str(), days, dim).await
+            }
+        }
+    }
+
+    /// The failed and undelivered messages of the tenant accepted on UTC days `days`
+    /// (`[first, end)`) per failure code, and per value of `dim` when given (per day for
+    /// [`Dimension::Day`]).
+    pub async fn failure_facts(
+        &self,
+        tenant: &TenantId,
+        days: (i64, i64),
+        dim: Option<Dimension>,
+    ) -> Result<Vec<FailureFact>> {
+        match &self.inner.backend {
+            super::Backend::Sqlite { reader, .. } => {
+                Queries::failure_facts(reader, tenant.as_str(), days, dim).await
+            }
+            super::Backend::Postgres(pool) => {
+                Queries::failure_facts(pool, tenant.as_str(), days, dim).await
             }
         }
     }
