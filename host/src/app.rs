@@ -25,7 +25,7 @@ use crate::config::{Config, ConfigSource};
 use crate::domain::TenantId;
 use crate::pipeline::read::MessageRecord;
 use crate::pipeline::{
-    Pipeline, PipelineError, SendRequest, Submitted, dispatch, reconcile, schedules,
+    Pipeline, PipelineError, SendRequest, Submitted, dispatch, events, reconcile, schedules,
 };
 use crate::plugin::{PluginError, Plugins};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -37,6 +37,11 @@ const DISPATCHER_RESTART: Duration = Duration::from_secs(1);
 
 /// How often recorded histogram samples are folded into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// How often the event log is pruned to `storage.event_retention_ms`.
+const EVENT_PRUNING: Duration = Duration::from_secs(300);
+/// How long after start the event log is first pruned (not at once: a process that restarts
+/// in a loop should not add a full sweep to each start).
+const EVENT_PRUNING_FIRST: Duration = Duration::from_secs(60);
 
 /// Errors from starting or serving Herald.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +213,24 @@ impl Herald {
                 loop {
                     every.tick().await;
                     metrics.upkeep();
+                }
+            }
+        }));
+        background.push(tokio::spawn({
+            // The event log keeps `storage.event_retention_ms`; each process prunes it now and
+            // then (several doing so at once only share the work).
+            let pipeline = self.pipeline.clone();
+            async move {
+                let first = tokio::time::Instant::now() + EVENT_PRUNING_FIRST;
+                let mut every = tokio::time::interval_at(first, EVENT_PRUNING);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    match events::prune_expired(&pipeline).await {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::info!(removed, "removed events past retention"),
+                        Err(error) => tracing::warn!(%error, "pruning the event log failed"),
+                    }
                 }
             }
         }));

@@ -111,6 +111,10 @@ pub struct StorageConfig {
     /// How long an operation waits for a database connection, in milliseconds, before it is
     /// answered `503 storage_unavailable`.
     pub acquire_timeout_ms: u64,
+    /// How long the event log (what `/delivery/stream` and `/delivery/real-time` read) keeps an
+    /// event, in milliseconds; older events are removed in the background, and a stream resumed
+    /// from a removed id is told so. `0` keeps every event.
+    pub event_retention_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -118,6 +122,7 @@ impl Default for StorageConfig {
         Self {
             url: "sqlite://herald.db".into(),
             acquire_timeout_ms: 5_000,
+            event_retention_ms: 30 * 24 * 3_600_000,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! `GET /api/v1/sms/delivery/stream` (Server-Sent Events) sees a send's status changes in order,
 //! inbound messages and opt-outs; `Last-Event-ID` resumes with exactly the missed events;
 //! tenants see only their own; a client that stops reading is dropped while sends go on; and
-//! `GET /api/v1/sms/delivery/real-time` lists the latest changes newest first. On PostgreSQL,
+//! `GET /api/v1/sms/delivery/real-time` lists the latest changes newest first; retention removes
+//! old events, and a stream resumed from a removed id is told so. On PostgreSQL,
 //! an event written by a second Herald on the same database reaches a stream served by the
 //! first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +26,7 @@ on_both_backends!(
     real_time_lists_newest_first_and_checks_its_limit,
     shutdown_ends_open_streams,
     bulk_moves_are_logged_row_by_row,
+    retention_removes_old_events_and_a_resume_is_told,
 );
 
 const STREAM: &str = "/api/v1/sms/delivery/stream";
@@ -568,6 +570,65 @@ async fn bulk_moves_are_logged_row_by_row(backend: Backend) {
         .collect();
     tos.sort_unstable();
     assert_eq!(tos, numbers);
+    app.stop().await;
+}
+
+/// Retention removes every event older than `storage.event_retention_ms` but the newest, oldest
+/// first; a stream resumed from a removed id first gets `event: truncated` with the highest id
+/// removed, then the events after it; one resumed from a kept id gets no such notice.
+async fn retention_removes_old_events_and_a_resume_is_told(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| {
+        config.storage.event_retention_ms = 1;
+    })
+    .await;
+    let first = send(&app, TO, "first").await;
+    app.wait_for(&first, "delivered").await;
+    let second = send(&app, "+14155552672", "second").await;
+    app.wait_for(&second, "delivered").await;
+    let (_, before) = app.get(&format!("{REAL_TIME}?limit=500")).await;
+    let ids: Vec<i64> = before["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    let newest = ids[0];
+    assert!(ids.len() >= 6, "{before}");
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let pipeline = app.herald.pipeline();
+    let removed = herald::pipeline::events::prune_expired(pipeline)
+        .await
+        .unwrap();
+    assert_eq!(removed, ids.len() as u64 - 1, "all but the newest");
+    let through = app.herald.store().events_pruned_through().await.unwrap();
+    assert_eq!(through, ids[1], "the highest id removed");
+    let (_, after) = app.get(&format!("{REAL_TIME}?limit=500")).await;
+    assert_eq!(after["items"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["items"][0]["id"], newest);
+    assert_eq!(
+        herald::pipeline::events::prune_expired(pipeline)
+            .await
+            .unwrap(),
+        0,
+        "the newest event stays"
+    );
+
+    // Resumed from before the removed ids: told first, then the kept event and what follows.
+    let mut resumed = SseClient::open(&app.base, API_KEY, Some(ids[ids.len() - 1] - 1)).await;
+    let notice = resumed.next().await;
+    assert_eq!(notice.event, "truncated");
+    assert_eq!(notice.id, None);
+    assert_eq!(notice.data, json!({ "removed_through": through }));
+    assert_eq!(resumed.next().await.id, Some(newest));
+    opt_out(&app, API_KEY, ALICE).await;
+    let next = resumed.next().await;
+    assert_eq!(next.event, "opt_out.changed");
+    assert!(next.id.unwrap() > newest);
+
+    // Resumed from a kept id: no notice.
+    let mut kept = SseClient::open(&app.base, API_KEY, Some(newest)).await;
+    assert_eq!(kept.next().await.id, next.id);
     app.stop().await;
 }
 

@@ -5,8 +5,9 @@
 //! [`EventView`]. A client that reconnects with `Last-Event-ID` gets every event after that id
 //! from the log, with no gap and no repeat; without it, a stream starts with what happens next.
 //! A client that falls too far behind gets a last `event: dropped` (no id, so its
-//! `Last-Event-ID` stays the last event it received) and the stream ends; see
-//! [`pipeline::events`](crate::pipeline::events).
+//! `Last-Event-ID` stays the last event it received) and the stream ends. A client resuming
+//! from an id that the log's retention has since removed first gets `event: truncated` (no id),
+//! with the highest id removed. See [`pipeline::events`](crate::pipeline::events).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Tenant;
@@ -116,12 +117,22 @@ pub async fn stream(
     ApiQuery(StreamQuery {}): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let after = match headers.get("last-event-id") {
-        Some(value) => last_event_id(value.to_str().ok())?,
-        None => events::current_position(&pipeline).await?,
+    let (after, truncated) = match headers.get("last-event-id") {
+        Some(value) => {
+            let after = last_event_id(value.to_str().ok())?;
+            events::resume_point(&pipeline, after).await?
+        }
+        None => (events::current_position(&pipeline).await?, None),
     };
     let feed = events::follow(&pipeline, &tenant, after);
-    let stream = futures_util::stream::unfold(feed, |mut feed: Feed| async move {
+    // Events retention removed since the client's last one: said before the rest, without an
+    // `id`, so the client's `Last-Event-ID` moves on only with the next real event.
+    let notice = truncated.map(|through| {
+        Ok(Event::default()
+            .event("truncated")
+            .data(format!(r#"{{"removed_through":{through}}}"#)))
+    });
+    let feed_events = futures_util::stream::unfold(feed, |mut feed: Feed| async move {
         let event = match feed.next().await? {
             FeedItem::Event(event) => sse_event(event),
             FeedItem::Dropped => Event::default().event("dropped").data(
@@ -130,6 +141,7 @@ pub async fn stream(
         };
         Some((Ok(event), feed))
     });
+    let stream = futures_util::stream::iter(notice).chain(feed_events);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 

@@ -30,6 +30,10 @@ const READ_PAGE: u32 = 500;
 const FIRST_READING: std::time::Duration = std::time::Duration::from_secs(5);
 /// The largest `limit` of [`latest_status_changes`].
 pub const MAX_LATEST: u32 = 500;
+/// How many events retention removes in one transaction.
+const PRUNE_BATCH: u32 = 5_000;
+/// The pause between two batches, so other writers get the database in between.
+const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The tenant's latest message status changes, newest first, at most `limit` (1 to
 /// [`MAX_LATEST`]).
@@ -173,4 +177,36 @@ async fn read_log(
             _ = ended.changed() => {}
         }
     }
+}
+
+/// Removes the events older than `storage.event_retention_ms` (none when it is 0), oldest
+/// first, in batches of [`PRUNE_BATCH`] with a pause between them. Returns how many it removed.
+pub async fn prune_expired(pipeline: &Pipeline) -> Result<u64> {
+    let retention = pipeline.config().storage.event_retention_ms;
+    if retention == 0 {
+        return Ok(0);
+    }
+    let before = pipeline
+        .now()
+        .saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
+    let mut removed = 0;
+    loop {
+        let batch = pipeline.store().prune_events(before, PRUNE_BATCH).await?;
+        removed += batch;
+        if batch < u64::from(PRUNE_BATCH) {
+            return Ok(removed);
+        }
+        tokio::time::sleep(PRUNE_PAUSE).await;
+    }
+}
+
+/// Where a stream resumed after `after` can start: `after` itself, or, when retention has
+/// removed events after it, the highest id removed (`Some` of it, so the client is told).
+pub async fn resume_point(pipeline: &Pipeline, after: i64) -> Result<(i64, Option<i64>)> {
+    let through = pipeline.store().events_pruned_through().await?;
+    Ok(if after < through {
+        (through, Some(through))
+    } else {
+        (after, None)
+    })
 }

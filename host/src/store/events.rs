@@ -252,6 +252,47 @@ where
         rows.iter().map(Self::logged_from_row).collect()
     }
 
+    /// Removes the events among the `limit` oldest that were written before `before` (UTC ms),
+    /// never the newest event (the horizon reads the highest id), and raises the pruned-through
+    /// mark to the highest id removed. Returns how many it removed.
+    async fn prune_events(pool: &Pool<DB>, before: i64, limit: u32) -> Result<u64> {
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query(
+            "DELETE FROM events
+             WHERE id IN (SELECT id FROM events ORDER BY id LIMIT $2)
+               AND created_at < $1
+               AND id < (SELECT MAX(id) FROM events)
+             RETURNING id",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let removed = rows
+            .iter()
+            .map(|row| row.try_get::<i64, _>("id"))
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        if let Some(through) = removed.iter().max() {
+            sqlx::query("UPDATE event_log_pruned SET through = $1 WHERE through < $1")
+                .bind(*through)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed.len() as u64)
+    }
+
+    /// The highest event id retention has removed (0: none).
+    async fn pruned_through(pool: &Pool<DB>) -> Result<i64> {
+        let row = sqlx::query("SELECT through FROM event_log_pruned WHERE singleton = 1")
+            .fetch_optional(pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("through")?,
+            None => 0,
+        })
+    }
+
     /// The highest committed event id (0 for an empty log).
     async fn max_event_id(pool: &Pool<DB>) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS top FROM events")
@@ -472,6 +513,26 @@ impl Store {
             Backend::Postgres(pool) => {
                 Queries::latest_events(pool, tenant, kind, upto, limit).await
             }
+        }
+    }
+
+    /// Removes the events among the `limit` oldest of the log that were written before
+    /// `before` (UTC milliseconds), never the newest one, and records the highest id removed
+    /// (see [`Store::events_pruned_through`]). Returns how many it removed: fewer than `limit`
+    /// means no older event is left.
+    pub async fn prune_events(&self, before: i64, limit: u32) -> Result<u64> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => Queries::prune_events(writer, before, limit).await,
+            Backend::Postgres(pool) => Queries::prune_events(pool, before, limit).await,
+        }
+    }
+
+    /// The highest event id that retention has removed (0: none yet): a reader resuming after
+    /// a lower id has lost the events in between.
+    pub async fn events_pruned_through(&self) -> Result<i64> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => Queries::pruned_through(reader).await,
+            Backend::Postgres(pool) => Queries::pruned_through(pool).await,
         }
     }
 }
