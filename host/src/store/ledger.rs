@@ -51,6 +51,14 @@ pub struct Hold {
     pub thresholds: Vec<u32>,
 }
 
+/// One ledger row of a message: its kind, the budget and period it concerns (reservations and
+/// releases), and the amount.
+struct LedgerRow<'a> {
+    kind: &'a str,
+    budget: Option<(&'a str, i64)>,
+    money: Money,
+}
+
 /// A threshold a budget's committed amount (spent + reserved) crossed for the first time in a
 /// period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +146,52 @@ where
         Ok(())
     }
 
+    /// Writes ledger rows of one message, `(kind, budget and period, money)` each, in one
+    /// statement; nothing for none.
+    async fn ledger_rows(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        message: &str,
+        rows: &[LedgerRow<'_>],
+        now: i64,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let values = (0..rows.len())
+            .map(|i| {
+                let n = 4 + i * 5;
+                format!(
+                    "($1, $2, ${}, ${}, ${}, NULL, ${}, ${}, $3)",
+                    n,
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO ledger_entries (tenant_id, message_id, kind, budget, period_start,
+                 attempt_ref, micros, currency, created_at)
+             VALUES {values}"
+        )))
+        .bind(tenant)
+        .bind(message)
+        .bind(now);
+        for row in rows {
+            query = query
+                .bind(row.kind)
+                .bind(row.budget.map(|(name, _)| name))
+                .bind(row.budget.map(|(_, start)| start))
+                .bind(row.money.micros)
+                .bind(row.money.currency.as_str());
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Records the estimate and takes the reservations of a new message, inside its enqueue
     /// transaction. A hard-capped budget without room is a [`StoreError::BudgetExceeded`]: the
     /// caller rolls the whole enqueue back.
@@ -165,33 +219,31 @@ where
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        if let Some(estimate) = &charge.estimate {
-            Self::ledger_row(conn, tenant, message, "estimate", None, None, estimate, now).await?;
-        }
+        let currency = charge
+            .estimate
+            .as_ref()
+            .map_or("", |estimate| estimate.currency.as_str());
         let mut alerts = Vec::new();
         for hold in &charge.holds {
-            sqlx::query(
-                "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
-                     reserved_micros)
-                 VALUES ($1, $2, $3, 0, 0)
-                 ON CONFLICT (tenant_id, budget, period_start) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(hold.budget.as_str())
-            .bind(hold.period_start)
-            .execute(&mut *conn)
-            .await?;
-            // The limit is read in the same statement, so a budget replaced meanwhile is obeyed
-            // at its new limit; a deleted one refuses (the comparison with NULL is not true).
-            let condition = if hold.hard_cap {
-                " AND spent_micros + reserved_micros + $4 <= (SELECT limit_micros FROM budgets
-                     WHERE tenant_id = $1 AND name = $2)"
+            // One upsert takes the reservation, creating the period's usage row if need be. The
+            // limit is read in the same statement, so a budget replaced meanwhile is obeyed at
+            // its new limit; a deleted one refuses (the comparison with NULL is not true).
+            let (room_new, room) = if hold.hard_cap {
+                (
+                    " WHERE $4 <= (SELECT limit_micros FROM budgets
+                         WHERE tenant_id = $1 AND name = $2)",
+                    " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + $4
+                         <= (SELECT limit_micros FROM budgets WHERE tenant_id = $1 AND name = $2)",
+                )
             } else {
-                ""
+                (" WHERE true", "")
             };
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE budget_usage SET reserved_micros = reserved_micros + $4
-                 WHERE tenant_id = $1 AND budget = $2 AND period_start = $3{condition}
+                "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
+                     reserved_micros)
+                 SELECT $1, $2, $3, 0, $4{room_new}
+                 ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
+                     SET reserved_micros = budget_usage.reserved_micros + $4{room}
                  RETURNING spent_micros, reserved_micros"
             )))
             .bind(tenant)
@@ -207,33 +259,6 @@ where
             };
             let after: i64 = row.try_get::<i64, _>("spent_micros")?
                 + row.try_get::<i64, _>("reserved_micros")?;
-            sqlx::query(
-                "INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros,
-                     state)
-                 VALUES ($1, $2, $3, $4, $5, 'held')",
-            )
-            .bind(tenant)
-            .bind(message)
-            .bind(hold.budget.as_str())
-            .bind(hold.period_start)
-            .bind(hold.micros)
-            .execute(&mut *conn)
-            .await?;
-            let currency = charge
-                .estimate
-                .as_ref()
-                .map_or("", |estimate| estimate.currency.as_str());
-            Self::ledger_row(
-                conn,
-                tenant,
-                message,
-                "reservation",
-                Some((hold.budget.as_str(), hold.period_start)),
-                None,
-                &Money::new(hold.micros, currency),
-                now,
-            )
-            .await?;
             let crossing = Crossing {
                 budget: &hold.budget,
                 period_start: hold.period_start,
@@ -244,6 +269,46 @@ where
             };
             Self::fire_thresholds(conn, tenant, &crossing, now, &mut alerts).await?;
         }
+        // The holds, then the estimate and the reservations as ledger rows: one statement each.
+        if !charge.holds.is_empty() {
+            let values = (0..charge.holds.len())
+                .map(|i| {
+                    let n = 3 + i * 3;
+                    format!("($1, $2, ${}, ${}, ${}, 'held')", n, n + 1, n + 2)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut holds = sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros,
+                     state)
+                 VALUES {values}"
+            )))
+            .bind(tenant)
+            .bind(message);
+            for hold in &charge.holds {
+                holds = holds
+                    .bind(hold.budget.as_str())
+                    .bind(hold.period_start)
+                    .bind(hold.micros);
+            }
+            holds.execute(&mut *conn).await?;
+        }
+        let mut rows = Vec::with_capacity(1 + charge.holds.len());
+        if let Some(estimate) = &charge.estimate {
+            rows.push(LedgerRow {
+                kind: "estimate",
+                budget: None,
+                money: estimate.clone(),
+            });
+        }
+        for hold in &charge.holds {
+            rows.push(LedgerRow {
+                kind: "reservation",
+                budget: Some((hold.budget.as_str(), hold.period_start)),
+                money: Money::new(hold.micros, currency),
+            });
+        }
+        Self::ledger_rows(conn, tenant, message, &rows, now).await?;
         Ok(alerts)
     }
 
