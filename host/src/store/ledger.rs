@@ -223,6 +223,49 @@ where
             .estimate
             .as_ref()
             .map_or("", |estimate| estimate.currency.as_str());
+        // The holds, then the estimate and the reservations as ledger rows: one statement each.
+        // The reservations themselves come last: on PostgreSQL each locks its budget's usage
+        // row until the commit, and every send of the tenant under that budget waits for it,
+        // so the lock should be held for as little of the transaction as can be.
+        if !charge.holds.is_empty() {
+            let values = (0..charge.holds.len())
+                .map(|i| {
+                    let n = 3 + i * 3;
+                    format!("($1, $2, ${}, ${}, ${}, 'held')", n, n + 1, n + 2)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut holds = sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros,
+                     state)
+                 VALUES {values}"
+            )))
+            .bind(tenant)
+            .bind(message);
+            for hold in &charge.holds {
+                holds = holds
+                    .bind(hold.budget.as_str())
+                    .bind(hold.period_start)
+                    .bind(hold.micros);
+            }
+            holds.execute(&mut *conn).await?;
+        }
+        let mut rows = Vec::with_capacity(1 + charge.holds.len());
+        if let Some(estimate) = &charge.estimate {
+            rows.push(LedgerRow {
+                kind: "estimate",
+                budget: None,
+                money: estimate.clone(),
+            });
+        }
+        for hold in &charge.holds {
+            rows.push(LedgerRow {
+                kind: "reservation",
+                budget: Some((hold.budget.as_str(), hold.period_start)),
+                money: Money::new(hold.micros, currency),
+            });
+        }
+        Self::ledger_rows(conn, tenant, message, &rows, now).await?;
         let mut alerts = Vec::new();
         for hold in &charge.holds {
             // One upsert takes the reservation, creating the period's usage row if need be. The
@@ -269,46 +312,6 @@ where
             };
             Self::fire_thresholds(conn, tenant, &crossing, now, &mut alerts).await?;
         }
-        // The holds, then the estimate and the reservations as ledger rows: one statement each.
-        if !charge.holds.is_empty() {
-            let values = (0..charge.holds.len())
-                .map(|i| {
-                    let n = 3 + i * 3;
-                    format!("($1, $2, ${}, ${}, ${}, 'held')", n, n + 1, n + 2)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut holds = sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros,
-                     state)
-                 VALUES {values}"
-            )))
-            .bind(tenant)
-            .bind(message);
-            for hold in &charge.holds {
-                holds = holds
-                    .bind(hold.budget.as_str())
-                    .bind(hold.period_start)
-                    .bind(hold.micros);
-            }
-            holds.execute(&mut *conn).await?;
-        }
-        let mut rows = Vec::with_capacity(1 + charge.holds.len());
-        if let Some(estimate) = &charge.estimate {
-            rows.push(LedgerRow {
-                kind: "estimate",
-                budget: None,
-                money: estimate.clone(),
-            });
-        }
-        for hold in &charge.holds {
-            rows.push(LedgerRow {
-                kind: "reservation",
-                budget: Some((hold.budget.as_str(), hold.period_start)),
-                money: Money::new(hold.micros, currency),
-            });
-        }
-        Self::ledger_rows(conn, tenant, message, &rows, now).await?;
         Ok(alerts)
     }
 

@@ -485,32 +485,70 @@ async fn fold_postgres(pool: &sqlx::PgPool) -> Result<u64> {
     Ok(folded)
 }
 
-/// Folds the deltas into the rollups on SQLite: one transaction on the writer connection adds
-/// them and deletes them (no other writer can add one in between). Returns how many rollup rows
-/// it changed.
+/// The most deltas of each table one SQLite fold transaction takes, so that a large backlog (a
+/// bulk batch of 100,000 writes its deltas in one statement) holds the one writer connection for
+/// a short while at a time rather than for the whole fold.
+const FOLD_CHUNK: i64 = 20_000;
+/// The pause between two chunks, in which the other writers get the connection.
+const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Folds the deltas into the rollups on SQLite, oldest first, in transactions of at most
+/// [`FOLD_CHUNK`] deltas of each table on the writer connection: each adds its chunk and deletes
+/// it (no other writer can add or fold in between). Returns how many rollup rows it changed.
 async fn fold_sqlite(writer: &sqlx::SqlitePool) -> Result<u64> {
-    let mut tx = writer.begin().await?;
-    let mut steps: Vec<String> = NARROW
-        .iter()
-        .map(|(table, key)| fold_into(table, key, "rollup_deltas"))
-        .collect();
-    steps.push(fold_failures("rollup_deltas"));
-    steps.push(fold_latency("latency_deltas"));
     let mut folded = 0;
-    for sql in steps {
-        folded += sqlx::query(AssertSqlSafe(sql))
+    loop {
+        let mut tx = writer.begin().await?;
+        let mut full = false;
+        for (deltas, folds) in [
+            ("rollup_deltas", {
+                let source = "(SELECT * FROM rollup_deltas WHERE rowid <= $1)";
+                let mut steps: Vec<String> = NARROW
+                    .iter()
+                    .map(|(table, key)| fold_into(table, key, source))
+                    .collect();
+                steps.push(fold_failures(source));
+                steps
+            }),
+            (
+                "latency_deltas",
+                vec![fold_latency(
+                    "(SELECT * FROM latency_deltas WHERE rowid <= $1)",
+                )],
+            ),
+        ] {
+            let chunk = sqlx::query(AssertSqlSafe(format!(
+                "SELECT COUNT(*) AS taken, MAX(rowid) AS last
+                 FROM (SELECT rowid FROM {deltas} ORDER BY rowid LIMIT $1)"
+            )))
+            .bind(FOLD_CHUNK)
+            .fetch_one(&mut *tx)
+            .await?;
+            let taken: i64 = chunk.try_get("taken")?;
+            let Some(last) = chunk.try_get::<Option<i64>, _>("last")? else {
+                continue;
+            };
+            full |= taken >= FOLD_CHUNK;
+            for sql in folds {
+                folded += sqlx::query(AssertSqlSafe(sql))
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {deltas} WHERE rowid <= $1"
+            )))
+            .bind(last)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
+        }
+        tx.commit().await?;
+        if !full {
+            return Ok(folded);
+        }
+        tokio::time::sleep(FOLD_PAUSE).await;
     }
-    sqlx::query("DELETE FROM rollup_deltas")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM latency_deltas")
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(folded)
 }
 
 /// The connection a fold writes through: SQLite's writer, or the PostgreSQL pool.
