@@ -227,22 +227,27 @@ fn failure_query(by_day: bool) -> &'static str {
     }
 }
 
-/// The latency buckets of a read, by day when `by_day`, else by the dimension's value.
+/// The latency buckets of a read, by day when `by_day`, else by the dimension's value. The
+/// buckets' upper bounds are joined after the sums, to the few rows they leave.
 fn latency_query(by_day: bool) -> &'static str {
     if by_day {
-        "SELECT r.day AS day, '' AS value, r.kind, r.bucket_ms, b.upper_ms,
-                CAST(SUM(r.messages) AS BIGINT) AS messages,
-                CAST(SUM(r.total_ms) AS BIGINT) AS total_ms
-         FROM latency_now r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
-         WHERE r.tenant_id = $1 AND r.dimension = $2 AND r.day >= $3 AND r.day < $4
-         GROUP BY r.day, r.kind, r.bucket_ms, b.upper_ms"
+        "SELECT r.day AS day, '' AS value, r.kind, r.bucket_ms, b.upper_ms, r.messages,
+                r.total_ms
+         FROM (SELECT day, kind, bucket_ms, CAST(SUM(messages) AS BIGINT) AS messages,
+                      CAST(SUM(total_ms) AS BIGINT) AS total_ms
+               FROM latency_now
+               WHERE tenant_id = $1 AND dimension = $2 AND day >= $3 AND day < $4
+               GROUP BY day, kind, bucket_ms) AS r
+         JOIN latency_buckets b ON b.lower_ms = r.bucket_ms"
     } else {
         "SELECT CAST(0 AS BIGINT) AS day, r.value AS value, r.kind, r.bucket_ms, b.upper_ms,
-                CAST(SUM(r.messages) AS BIGINT) AS messages,
-                CAST(SUM(r.total_ms) AS BIGINT) AS total_ms
-         FROM latency_now r JOIN latency_buckets b ON b.lower_ms = r.bucket_ms
-         WHERE r.tenant_id = $1 AND r.dimension = $2 AND r.day >= $3 AND r.day < $4
-         GROUP BY r.value, r.kind, r.bucket_ms, b.upper_ms"
+                r.messages, r.total_ms
+         FROM (SELECT value, kind, bucket_ms, CAST(SUM(messages) AS BIGINT) AS messages,
+                      CAST(SUM(total_ms) AS BIGINT) AS total_ms
+               FROM latency_now
+               WHERE tenant_id = $1 AND dimension = $2 AND day >= $3 AND day < $4
+               GROUP BY value, kind, bucket_ms) AS r
+         JOIN latency_buckets b ON b.lower_ms = r.bucket_ms"
     }
 }
 
