@@ -763,3 +763,45 @@ async fn compare_rollups(app: &TestApp, backend: Backend, suffix: &str, latency:
         }
     }
 }
+
+/// On PostgreSQL the store vacuums the delta tables it deletes from every second and analyses
+/// the rollups, so neither depends on autovacuum (which a server can have off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rollup_tables_are_tidied() {
+    let app = TestApp::start(Backend::Postgres).await;
+    let sent = app
+        .send(json!({"to_number": "+14155550101", "message": "tidy"}))
+        .await;
+    app.wait_for(sent["id"].as_str().unwrap(), "delivered")
+        .await;
+    app.herald.store().fold_rollups().await.unwrap();
+    app.herald.store().tidy_rollups().await.unwrap();
+    let pool = sqlx::PgPool::connect(&app.storage).await.unwrap();
+    // The statistics collector reports asynchronously: poll briefly.
+    let mut tidied: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        tidied = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_stat_user_tables
+             WHERE (relname IN ('rollup_deltas', 'latency_deltas') AND last_vacuum IS NOT NULL)
+                OR (relname IN ('cost_rollups', 'latency_rollups') AND last_analyze IS NOT NULL)
+             ORDER BY relname",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if tidied.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        tidied,
+        [
+            "cost_rollups",
+            "latency_deltas",
+            "latency_rollups",
+            "rollup_deltas"
+        ]
+    );
+    app.stop().await;
+}
