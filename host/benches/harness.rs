@@ -30,7 +30,7 @@
 //! `HERALD_BENCH_RESULTS`); `--only S2,S3` (scenarios to run). Environment:
 //! `HERALD_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`),
 //! `HERALD_BENCH_INSTANCE_REUSE` (the JSON value S6 sets `runtime.instance_reuse` to, default
-//! `true`), `RUST_LOG` (default `warn,sqlx::query=error`). Needs `target/plugins/twilio.wasm`.
+//! `"per-batch"`), `RUST_LOG` (default `warn,sqlx::query=error`). Needs `target/plugins/twilio.wasm`.
 //!
 //! Run with: `cargo xtask bench` (or `cargo xtask bench --quick`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -179,12 +179,12 @@ pub async fn s6(plan: &Plan, base: &Baselines) -> Vec<Figure> {
 }
 
 /// The value `runtime.instance_reuse` is set to: `HERALD_BENCH_INSTANCE_REUSE` (JSON), else
-/// `true`.
+/// `"per-batch"`.
 fn reuse_value() -> serde_json::Value {
     std::env::var("HERALD_BENCH_INSTANCE_REUSE")
         .ok()
         .and_then(|v| serde_json::from_str(&v).ok())
-        .unwrap_or(serde_json::Value::Bool(true))
+        .unwrap_or_else(|| serde_json::Value::from("per-batch"))
 }
 
 /// `config` with `runtime.instance_reuse` set, or why it cannot be: the setting is applied
