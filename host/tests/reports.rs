@@ -18,7 +18,9 @@ on_both_backends!(
     summary_report_and_metrics,
     templates_and_tenants,
     rollups_follow_every_path,
-    bad_input_is_refused
+    bad_input_is_refused,
+    a_large_backlog_of_deltas_is_folded_whole,
+    folding_before_the_migrations_is_told_apart
 );
 
 /// What the local carrier charges per segment, in micros (its `-0.00830` USD).
@@ -804,4 +806,131 @@ async fn postgres_rollup_tables_are_tidied() {
         ]
     );
     app.stop().await;
+}
+
+/// A backlog of deltas larger than one SQLite fold chunk (20,000) is folded whole, over several
+/// transactions: the reports read the same figures before the fold (views over the deltas) and
+/// after it (the tables alone), and no delta is left.
+async fn a_large_backlog_of_deltas_is_folded_whole(backend: Backend) {
+    use herald::store::{Dimension, Store, StoreOptions};
+
+    let (url, _dir) = common::app::storage_url(backend).await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    // 50,000 deltas of 3 days (+1 messages each; every 10th one a -1 that moves it back out),
+    // and as many latency deltas; written in one statement, as a bulk batch's triggers do.
+    let rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)";
+    let sign = "CASE WHEN i % 10 = 0 THEN -1 ELSE 1 END";
+    let statements = [
+        format!(
+            "{rows} INSERT INTO rollup_deltas (tenant_id, day, provider, category, template_id,
+                 country, status, error_code, currency, messages, segments, estimated_micros,
+                 actual_micros, difference_micros, cost_micros)
+             SELECT 'default', i % 3, 'twilio', 'transactional', '', 'US', 'delivered', '',
+                 'USD', {sign}, 2 * {sign}, 10 * {sign}, 0, 0, 10 * {sign}
+             FROM n"
+        ),
+        format!(
+            "{rows} INSERT INTO latency_deltas (tenant_id, dimension, day, value, kind,
+                 bucket_ms, messages, total_ms)
+             SELECT 'default', 'all', i % 3, '', 'sent', 0, {sign}, 0 FROM n"
+        ),
+    ];
+    for sql in &statements {
+        match backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let tenant = herald::TenantId::default_tenant();
+    let read = || async {
+        let mut facts = store
+            .rollup_facts(&tenant, (0, 3), &[Dimension::Day])
+            .await
+            .unwrap();
+        facts.sort_by_key(|fact| fact.day);
+        facts
+            .iter()
+            .map(|fact| (fact.day, fact.messages, fact.segments, fact.cost_micros))
+            .collect::<Vec<_>>()
+    };
+    // Of each day's 16,666 or 16,667 deltas, a tenth are -1: 40,000 messages in all.
+    let expected: Vec<(i64, i64, i64, i64)> = (0..3)
+        .map(|day| {
+            let (ones, minus) =
+                (1..=50_000_i64)
+                    .filter(|i| i % 3 == day)
+                    .fold((0, 0), |(ones, minus), i| {
+                        if i % 10 == 0 {
+                            (ones, minus + 1)
+                        } else {
+                            (ones + 1, minus)
+                        }
+                    });
+            let messages = ones - minus;
+            (day, messages, 2 * messages, 10 * messages)
+        })
+        .collect();
+    assert_eq!(expected.iter().map(|e| e.1).sum::<i64>(), 40_000);
+    assert_eq!(read().await, expected, "through the views, before the fold");
+    // The store's own folder may have begun meanwhile: either way nothing is left after this.
+    store.fold_rollups().await.unwrap();
+    assert_eq!(read().await, expected, "after the fold");
+    let latency = store.latency_facts(&tenant, (0, 3), None).await.unwrap();
+    assert_eq!(
+        latency.iter().map(|fact| fact.messages).sum::<i64>(),
+        40_000
+    );
+    let left = match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(
+                "SELECT (SELECT COUNT(*) FROM rollup_deltas) + (SELECT COUNT(*) FROM latency_deltas)",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(
+                "SELECT (SELECT COUNT(*) FROM rollup_deltas) + (SELECT COUNT(*) FROM latency_deltas)",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(left, 0, "deltas left after the fold");
+    store.close().await;
+}
+
+/// A fold before the migrations have run fails as a missing table, which the store's folder
+/// tells apart from a real failure (it then logs at debug, not as a warning every second).
+async fn folding_before_the_migrations_is_told_apart(backend: Backend) {
+    use herald::store::{Store, StoreOptions};
+
+    let (url, _dir) = common::app::storage_url(backend).await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let error = store.fold_rollups().await.unwrap_err();
+    assert!(error.is_undefined_table(), "{error:?}");
+    store.migrate().await.unwrap();
+    store.fold_rollups().await.unwrap();
+    store.close().await;
 }

@@ -56,12 +56,15 @@ impl StoreError {
         matches!(self, Self::Unavailable(_))
     }
 
-    /// Whether PostgreSQL refused the query because a table it names does not exist (SQLSTATE
-    /// `42P01`), as before the migrations have run.
+    /// Whether the database refused the query because a table it names does not exist, as
+    /// before the migrations have run: SQLSTATE `42P01` on PostgreSQL, "no such table" on
+    /// SQLite (whose error code for it is the generic `SQLITE_ERROR`).
     #[must_use]
     pub fn is_undefined_table(&self) -> bool {
         match self {
-            Self::Database(sqlx::Error::Database(db)) => db.code().as_deref() == Some("42P01"),
+            Self::Database(sqlx::Error::Database(db)) => {
+                db.code().as_deref() == Some("42P01") || db.message().starts_with("no such table")
+            }
             _ => false,
         }
     }
