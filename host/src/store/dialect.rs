@@ -11,8 +11,12 @@
 
 use std::marker::PhantomData;
 
+use futures_util::future::BoxFuture;
 use sqlx::encode::Encode;
 use sqlx::{Database, Decode, IntoArguments, Type};
+
+use super::error::Result;
+use super::script::{Rows, Script};
 
 /// What differs between the backends' SQL; the rest of every query is shared.
 pub(super) trait Dialect: Database<Arguments: IntoArguments<Self>> {
@@ -42,6 +46,13 @@ pub(super) trait Dialect: Database<Arguments: IntoArguments<Self>> {
     /// element in column `value`, whose fields `value ->> n` reads as text: how a chunk of rows
     /// is bound as one value instead of one parameter per field.
     const JSON_ROWS: &'static str;
+
+    /// Runs `script` on `conn` (see [`Script`]): SQLite in one round trip, PostgreSQL statement
+    /// by statement.
+    fn run_script<'c>(
+        conn: &'c mut Self::Connection,
+        script: &'c Script,
+    ) -> BoxFuture<'c, Result<Rows<Self::Row>>>;
 }
 
 /// The shared queries over backend `DB`, all associated functions: `Queries::enqueue(pool, ..)`

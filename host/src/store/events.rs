@@ -25,6 +25,7 @@ use tokio::sync::{Notify, watch};
 use super::dialect::{Dialect, Queries, Value};
 use super::error::Result;
 use super::model::{InboundMessage, OptOutAction, OptOutChange, TenantId};
+use super::script::Statement;
 use super::shared::{json, name_of, tenant};
 use super::{Backend, Store};
 
@@ -126,34 +127,6 @@ where
             payload: json(&payload, "payload")?,
             created_at: row.try_get("created_at")?,
         })
-    }
-
-    /// Logs the status change of one message (its row already updated), binding `$1` tenant,
-    /// `$2` message id, `$3` status, `$4` provider status, `$5` error code, `$6` source and `$7`
-    /// the time. Run before the change's `status_events` row, whose previous one it reads.
-    pub(super) async fn log_status(
-        conn: &mut DB::Connection,
-        tenant: &str,
-        id: &str,
-        change: &super::shared::Change<'_>,
-    ) -> Result<()> {
-        let payload = status_payload::<DB>("$3", PREVIOUS_STATUS, "$4", "$5", "$6", "$7");
-        let sql = log_status_sql::<DB>(
-            &payload,
-            "$7",
-            "FROM messages m WHERE m.tenant_id = $1 AND m.id = $2",
-        );
-        sqlx::query(sql)
-            .bind(tenant)
-            .bind(id)
-            .bind(change.status.as_str())
-            .bind(change.provider_status)
-            .bind(change.error.and_then(|error| error.code.as_deref()))
-            .bind(name_of(&change.source).as_str())
-            .bind(change.now)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
     }
 
     /// Logs an inbound message as `message.inbound`.
@@ -535,4 +508,28 @@ impl Store {
             Backend::Postgres(pool) => Queries::pruned_through(pool).await,
         }
     }
+}
+
+/// Logs the status change of one message (its row already updated), binding `$1` tenant,
+/// `$2` message id, `$3` status, `$4` provider status, `$5` error code, `$6` source and `$7`
+/// the time. Run before the change's `status_events` row, whose previous one it reads.
+pub(super) fn log_status_statement<DB: Dialect>(
+    tenant: &str,
+    id: &str,
+    change: &super::shared::Change<'_>,
+) -> Statement {
+    let payload = status_payload::<DB>("$3", PREVIOUS_STATUS, "$4", "$5", "$6", "$7");
+    let sql = log_status_sql::<DB>(
+        &payload,
+        "$7",
+        "FROM messages m WHERE m.tenant_id = $1 AND m.id = $2",
+    );
+    Statement::new(sql.0)
+        .bind(tenant)
+        .bind(id)
+        .bind(change.status.as_str())
+        .bind(change.provider_status)
+        .bind(change.error.and_then(|error| error.code.as_deref()))
+        .bind(name_of(&change.source).as_str())
+        .bind(change.now)
 }

@@ -14,6 +14,7 @@ use super::Store;
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
 use super::model::{Message, Money, TenantId};
+use super::script::{Rows, Script, Statement};
 
 /// What a new message charges, computed before its enqueue and written inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +50,6 @@ pub struct Hold {
     pub limit_micros: i64,
     /// Its alert thresholds, in percent of the limit.
     pub thresholds: Vec<u32>,
-}
-
-/// One ledger row of a message: its kind, the budget and period it concerns (reservations and
-/// releases), and the amount.
-struct LedgerRow<'a> {
-    kind: &'a str,
-    budget: Option<(&'a str, i64)>,
-    money: Money,
 }
 
 /// A threshold a budget's committed amount (spent + reserved) crossed for the first time in a
@@ -146,52 +139,6 @@ where
         Ok(())
     }
 
-    /// Writes ledger rows of one message, `(kind, budget and period, money)` each, in one
-    /// statement; nothing for none.
-    async fn ledger_rows(
-        conn: &mut DB::Connection,
-        tenant: &str,
-        message: &str,
-        rows: &[LedgerRow<'_>],
-        now: i64,
-    ) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let values = (0..rows.len())
-            .map(|i| {
-                let n = 4 + i * 5;
-                format!(
-                    "($1, $2, ${}, ${}, ${}, NULL, ${}, ${}, $3)",
-                    n,
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO ledger_entries (tenant_id, message_id, kind, budget, period_start,
-                 attempt_ref, micros, currency, created_at)
-             VALUES {values}"
-        )))
-        .bind(tenant)
-        .bind(message)
-        .bind(now);
-        for row in rows {
-            query = query
-                .bind(row.kind)
-                .bind(row.budget.map(|(name, _)| name))
-                .bind(row.budget.map(|(_, start)| start))
-                .bind(row.money.micros)
-                .bind(row.money.currency.as_str());
-        }
-        query.execute(&mut *conn).await?;
-        Ok(())
-    }
-
     /// Records the estimate and takes the reservations of a new message, inside its enqueue
     /// transaction. A hard-capped budget without room is a [`StoreError::BudgetExceeded`]: the
     /// caller rolls the whole enqueue back.
@@ -202,100 +149,26 @@ where
         charge: &Charge,
         now: i64,
     ) -> Result<Vec<BudgetAlert>> {
-        sqlx::query(
-            "INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
-                 estimate_micros, currency, estimate_source, reason, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(tenant)
-        .bind(message)
-        .bind(charge.provider.as_str())
-        .bind(charge.country.as_deref())
-        .bind(super::shared::db_int(charge.segments))
-        .bind(charge.estimate.as_ref().map(|m| m.micros))
-        .bind(charge.estimate.as_ref().map(|m| m.currency.as_str()))
-        .bind(charge.source.as_deref())
-        .bind(charge.reason.as_deref())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        let currency = charge
-            .estimate
-            .as_ref()
-            .map_or("", |estimate| estimate.currency.as_str());
-        // The holds, then the estimate and the reservations as ledger rows: one statement each.
-        // The reservations themselves come last: on PostgreSQL each locks its budget's usage
-        // row until the commit, and every send of the tenant under that budget waits for it,
-        // so the lock should be held for as little of the transaction as can be.
-        if !charge.holds.is_empty() {
-            let values = (0..charge.holds.len())
-                .map(|i| {
-                    let n = 3 + i * 3;
-                    format!("($1, $2, ${}, ${}, ${}, 'held')", n, n + 1, n + 2)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut holds = sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros,
-                     state)
-                 VALUES {values}"
-            )))
-            .bind(tenant)
-            .bind(message);
-            for hold in &charge.holds {
-                holds = holds
-                    .bind(hold.budget.as_str())
-                    .bind(hold.period_start)
-                    .bind(hold.micros);
-            }
-            holds.execute(&mut *conn).await?;
-        }
-        let mut rows = Vec::with_capacity(1 + charge.holds.len());
-        if let Some(estimate) = &charge.estimate {
-            rows.push(LedgerRow {
-                kind: "estimate",
-                budget: None,
-                money: estimate.clone(),
-            });
-        }
-        for hold in &charge.holds {
-            rows.push(LedgerRow {
-                kind: "reservation",
-                budget: Some((hold.budget.as_str(), hold.period_start)),
-                money: Money::new(hold.micros, currency),
-            });
-        }
-        Self::ledger_rows(conn, tenant, message, &rows, now).await?;
+        let mut script = Script::default();
+        let upserts = charge_statements(&mut script, tenant, message, charge, now);
+        let rows = DB::run_script(conn, &script).await?;
+        Self::charged(conn, tenant, charge, &upserts, &rows, now).await
+    }
+
+    /// Reads what the reservations of [`charge_statements`] returned (their statements'
+    /// indexes `upserts`, rows `rows`): a hold whose upsert returned no row had no room, which
+    /// is a [`StoreError::BudgetExceeded`]; the others fire the thresholds they crossed.
+    pub(super) async fn charged(
+        conn: &mut DB::Connection,
+        tenant: &str,
+        charge: &Charge,
+        upserts: &[usize],
+        rows: &Rows<DB::Row>,
+        now: i64,
+    ) -> Result<Vec<BudgetAlert>> {
         let mut alerts = Vec::new();
-        for hold in &charge.holds {
-            // One upsert takes the reservation, creating the period's usage row if need be. The
-            // limit is read in the same statement, so a budget replaced meanwhile is obeyed at
-            // its new limit; a deleted one refuses (the comparison with NULL is not true).
-            let (room_new, room) = if hold.hard_cap {
-                (
-                    " WHERE $4 <= (SELECT limit_micros FROM budgets
-                         WHERE tenant_id = $1 AND name = $2)",
-                    " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + $4
-                         <= (SELECT limit_micros FROM budgets WHERE tenant_id = $1 AND name = $2)",
-                )
-            } else {
-                (" WHERE true", "")
-            };
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
-                     reserved_micros)
-                 SELECT $1, $2, $3, 0, $4{room_new}
-                 ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
-                     SET reserved_micros = budget_usage.reserved_micros + $4{room}
-                 RETURNING spent_micros, reserved_micros"
-            )))
-            .bind(tenant)
-            .bind(hold.budget.as_str())
-            .bind(hold.period_start)
-            .bind(hold.micros)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else {
+        for (hold, &at) in charge.holds.iter().zip(upserts) {
+            let Some(row) = rows.get(at).and_then(|rows| rows.first()) else {
                 return Err(StoreError::BudgetExceeded {
                     budget: hold.budget.clone(),
                 });
@@ -723,4 +596,158 @@ impl Store {
             }
         }
     }
+}
+
+/// A message's ledger row: its kind, the budget and period it concerns (reservations), and the
+/// amount.
+struct LedgerRow<'a> {
+    kind: &'a str,
+    budget: Option<(&'a str, i64)>,
+    money: Money,
+}
+
+/// Only while message `$2` exists: the tail of an `INSERT … SELECT` of the charge's statements,
+/// so that a charge in the same script as an enqueue that stored nothing (a reused idempotency
+/// key) writes nothing either.
+const WHILE_STORED: &str = "EXISTS (SELECT 1 FROM messages WHERE id = $2)";
+
+/// Appends the statements that record `charge` for `message` (its cost row, its holds, its
+/// `estimate` and `reservation` ledger rows, then one reservation upsert per hold) to `script`;
+/// returns the index of each hold's upsert, whose row [`Queries::charged`] reads.
+///
+/// The reservations come last: on PostgreSQL each locks its budget's usage row until the commit,
+/// and every send of the tenant under that budget waits for it, so the lock should be held for
+/// as little of the transaction as can be.
+pub(super) fn charge_statements(
+    script: &mut Script,
+    tenant: &str,
+    message: &str,
+    charge: &Charge,
+    now: i64,
+) -> Vec<usize> {
+    script.push(
+        Statement::new(format!(
+            "INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
+                 estimate_micros, currency, estimate_source, reason, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE {WHILE_STORED}"
+        ))
+        .bind(tenant)
+        .bind(message)
+        .bind(charge.provider.as_str())
+        .bind(charge.country.as_deref())
+        .bind(super::shared::db_int(charge.segments))
+        .bind(charge.estimate.as_ref().map(|m| m.micros))
+        .bind(charge.estimate.as_ref().map(|m| m.currency.as_str()))
+        .bind(charge.source.as_deref())
+        .bind(charge.reason.as_deref())
+        .bind(now),
+    );
+    let currency = charge
+        .estimate
+        .as_ref()
+        .map_or("", |estimate| estimate.currency.as_str());
+    if !charge.holds.is_empty() {
+        let values = (0..charge.holds.len())
+            .map(|i| {
+                let n = 3 + i * 3;
+                format!("($1, $2, ${}, ${}, ${}, 'held')", n, n + 1, n + 2)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut holds = Statement::new(format!(
+            "INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros, state)
+             SELECT * FROM (VALUES {values}) AS held WHERE {WHILE_STORED}"
+        ))
+        .bind(tenant)
+        .bind(message);
+        for hold in &charge.holds {
+            holds = holds
+                .bind(hold.budget.as_str())
+                .bind(hold.period_start)
+                .bind(hold.micros);
+        }
+        script.push(holds);
+    }
+    let mut rows = Vec::with_capacity(1 + charge.holds.len());
+    if let Some(estimate) = &charge.estimate {
+        rows.push(LedgerRow {
+            kind: "estimate",
+            budget: None,
+            money: estimate.clone(),
+        });
+    }
+    for hold in &charge.holds {
+        rows.push(LedgerRow {
+            kind: "reservation",
+            budget: Some((hold.budget.as_str(), hold.period_start)),
+            money: Money::new(hold.micros, currency),
+        });
+    }
+    if !rows.is_empty() {
+        let values = (0..rows.len())
+            .map(|i| {
+                let n = 4 + i * 5;
+                format!(
+                    "($1, $2, ${}, ${}, ${}, NULL, ${}, ${}, $3)",
+                    n,
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut entries = Statement::new(format!(
+            "INSERT INTO ledger_entries (tenant_id, message_id, kind, budget, period_start,
+                 attempt_ref, micros, currency, created_at)
+             SELECT * FROM (VALUES {values}) AS entry WHERE {WHILE_STORED}"
+        ))
+        .bind(tenant)
+        .bind(message)
+        .bind(now);
+        for row in &rows {
+            entries = entries
+                .bind(row.kind)
+                .bind(row.budget.map(|(name, _)| name))
+                .bind(row.budget.map(|(_, start)| start))
+                .bind(row.money.micros)
+                .bind(row.money.currency.as_str());
+        }
+        script.push(entries);
+    }
+    charge
+        .holds
+        .iter()
+        .map(|hold| {
+            // One upsert takes the reservation, creating the period's usage row if need be. The
+            // limit is read in the same statement, so a budget replaced meanwhile is obeyed at
+            // its new limit; a deleted one refuses (the comparison with NULL is not true).
+            let (room_new, room) = if hold.hard_cap {
+                (
+                    " AND $5 <= (SELECT limit_micros FROM budgets
+                         WHERE tenant_id = $1 AND name = $3)",
+                    " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + $5
+                         <= (SELECT limit_micros FROM budgets WHERE tenant_id = $1 AND name = $3)",
+                )
+            } else {
+                ("", "")
+            };
+            script.push(
+                Statement::new(format!(
+                    "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
+                         reserved_micros)
+                     SELECT $1, $3, $4, 0, $5 WHERE {WHILE_STORED}{room_new}
+                     ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
+                         SET reserved_micros = budget_usage.reserved_micros + $5{room}
+                     RETURNING spent_micros, reserved_micros"
+                ))
+                .bind(tenant)
+                .bind(message)
+                .bind(hold.budget.as_str())
+                .bind(hold.period_start)
+                .bind(hold.micros),
+            )
+        })
+        .collect()
 }

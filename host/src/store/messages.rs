@@ -7,12 +7,13 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
 use super::ids::{decode_cursor, encode_cursor};
-use super::ledger::BudgetAlert;
+use super::ledger::{BudgetAlert, charge_statements};
 use super::model::{
     ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
 };
 use super::priority::ClaimPriority;
+use super::script::{Script, Statement};
 use super::shared::{
     Change, Facts, category, count, db_int, encoding, error_info, json, name_of, page_size, paged,
     status, tenant, word,
@@ -102,23 +103,9 @@ where
         id: &str,
         change: &Change<'_>,
     ) -> Result<()> {
-        // First: the log's entry reads the previous status from the history.
-        Self::log_status(conn, tenant, id, change).await?;
-        sqlx::query(
-            "INSERT INTO status_events (tenant_id, message_id, status, provider_status,
-                 error_code, error_message, source, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(change.status.as_str())
-        .bind(change.provider_status)
-        .bind(change.error.and_then(|error| error.code.as_deref()))
-        .bind(change.error.and_then(|error| error.message.as_deref()))
-        .bind(name_of(&change.source).as_str())
-        .bind(change.now)
-        .execute(&mut *conn)
-        .await?;
+        let mut script = Script::default();
+        event_statements::<DB>(&mut script, tenant, id, change);
+        DB::run_script(conn, &script).await?;
         Ok(())
     }
 
@@ -231,43 +218,74 @@ where
         } else {
             MessageStatus::Queued
         };
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
-                 encoding, segments, units, status, provider, attempts, max_attempts,
-                 customer_id, order_id, reservation_id, metadata, idempotency_key,
-                 request_hash, created_at, updated_at, category, template_version, send_at,
-                 batch_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19, $20, $22, $23)
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-             RETURNING *",
-        )
-        .bind(new.id.as_str())
-        .bind(new.tenant_id.as_str())
-        .bind(new.to_number.as_str())
-        .bind(new.sender.as_deref())
-        .bind(new.body.as_str())
-        .bind(new.template_id.as_deref())
-        .bind(new.encoding.as_str())
-        .bind(db_int(new.segments))
-        .bind(db_int(new.units))
-        .bind(new.provider.as_str())
-        .bind(db_int(new.max_attempts))
-        .bind(new.customer_id.as_deref())
-        .bind(new.order_id.as_deref())
-        .bind(new.reservation_id.as_deref())
-        .bind(metadata.as_deref())
-        .bind(new.idempotency_key.as_deref())
-        .bind(new.request_hash.as_deref())
-        .bind(new.now)
-        .bind(new.category.as_str())
-        .bind(new.template_version)
-        .bind(status.as_str())
-        .bind(send_at)
-        .bind(new.batch_id.as_deref())
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = inserted else {
+        // One script (on SQLite one round trip): the message, then the rest only while the
+        // message was stored, as a reused idempotency key stores nothing.
+        let mut script = Script::default();
+        let message = script.push(
+            Statement::new(
+                "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
+                     encoding, segments, units, status, provider, attempts, max_attempts,
+                     customer_id, order_id, reservation_id, metadata, idempotency_key,
+                     request_hash, created_at, updated_at, category, template_version, send_at,
+                     batch_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
+                     $15, $16, $17, $18, $18, $19, $20, $22, $23)
+                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+                 RETURNING *",
+            )
+            .bind(new.id.as_str())
+            .bind(new.tenant_id.as_str())
+            .bind(new.to_number.as_str())
+            .bind(new.sender.as_deref())
+            .bind(new.body.as_str())
+            .bind(new.template_id.as_deref())
+            .bind(new.encoding.as_str())
+            .bind(db_int(new.segments))
+            .bind(db_int(new.units))
+            .bind(new.provider.as_str())
+            .bind(db_int(new.max_attempts))
+            .bind(new.customer_id.as_deref())
+            .bind(new.order_id.as_deref())
+            .bind(new.reservation_id.as_deref())
+            .bind(metadata.as_deref())
+            .bind(new.idempotency_key.as_deref())
+            .bind(new.request_hash.as_deref())
+            .bind(new.now)
+            .bind(new.category.as_str())
+            .bind(new.template_version)
+            .bind(status.as_str())
+            .bind(send_at)
+            .bind(new.batch_id.as_deref()),
+        );
+        script.push(
+            Statement::new(
+                "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1)",
+            )
+            .bind(new.id.as_str())
+            .bind(new.tenant_id.as_str())
+            .bind(send_at.unwrap_or(new.now))
+            .bind(ClaimPriority::of(&new.category, new.bulk).as_i32()),
+        );
+        let change = Change {
+            status,
+            provider_status: None,
+            error: None,
+            source: EventSource::Api,
+            now: new.now,
+        };
+        event_statements::<DB>(&mut script, new.tenant_id.as_str(), &new.id, &change);
+        let upserts = new.charge.as_ref().map(|charge| {
+            charge_statements(
+                &mut script,
+                new.tenant_id.as_str(),
+                &new.id,
+                charge,
+                new.now,
+            )
+        });
+        let rows = DB::run_script(conn, &script).await?;
+        let Some(row) = rows.get(message).and_then(|rows| rows.first()) else {
             // Only the idempotency key can conflict silently: the key is set.
             let key = new.idempotency_key.clone().unwrap_or_default();
             let row = sqlx::query(SELECT_BY_IDEMPOTENCY_KEY)
@@ -282,32 +300,23 @@ where
                 Err(StoreError::IdempotencyConflict { key })
             };
         };
-        sqlx::query(
-            "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(new.id.as_str())
-        .bind(new.tenant_id.as_str())
-        .bind(send_at.unwrap_or(new.now))
-        .bind(ClaimPriority::of(&new.category, new.bulk).as_i32())
-        .execute(&mut *conn)
-        .await?;
-        let change = Change {
-            status,
-            provider_status: None,
-            error: None,
-            source: EventSource::Api,
-            now: new.now,
-        };
-        Self::insert_event(conn, new.tenant_id.as_str(), &new.id, &change).await?;
-        let alerts = match &new.charge {
+        let created = Self::message_from_row(row)?;
+        let alerts = match (&new.charge, upserts) {
             // A budget without room rolls the whole enqueue back as the transaction drops.
-            Some(charge) => {
-                Self::charge(conn, new.tenant_id.as_str(), &new.id, charge, new.now).await?
+            (Some(charge), Some(upserts)) => {
+                Self::charged(
+                    conn,
+                    new.tenant_id.as_str(),
+                    charge,
+                    &upserts,
+                    &rows,
+                    new.now,
+                )
+                .await?
             }
-            None => Vec::new(),
+            _ => Vec::new(),
         };
-        Ok((Enqueued::Created(Self::message_from_row(&row)?), alerts))
+        Ok((Enqueued::Created(created), alerts))
     }
 
     /// Applies a provider's status report with the monotonic rule
@@ -483,4 +492,34 @@ where
 /// input, which is what makes the assembled text safe to run.
 fn locking<DB: Dialect>(select: &str) -> AssertSqlSafe<String> {
     AssertSqlSafe(format!("{select}{}", DB::LOCK_ROWS))
+}
+
+/// Appends the statements that record a status change of message `id` (only while it is stored)
+/// to `script`: its event log entry, then its history row, as the log's entry reads the previous
+/// status from the history.
+pub(super) fn event_statements<DB: Dialect>(
+    script: &mut Script,
+    tenant: &str,
+    id: &str,
+    change: &Change<'_>,
+) {
+    script.push(super::events::log_status_statement::<DB>(
+        tenant, id, change,
+    ));
+    script.push(
+        Statement::new(
+            "INSERT INTO status_events (tenant_id, message_id, status, provider_status,
+                 error_code, error_message, source, occurred_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE EXISTS (SELECT 1 FROM messages WHERE id = $2)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(change.status.as_str())
+        .bind(change.provider_status)
+        .bind(change.error.and_then(|error| error.code.as_deref()))
+        .bind(change.error.and_then(|error| error.message.as_deref()))
+        .bind(name_of(&change.source).as_str())
+        .bind(change.now),
+    );
 }

@@ -56,6 +56,7 @@ mod reconcile;
 mod records;
 mod reports;
 mod schedules;
+mod script;
 mod shared;
 mod sqlite;
 mod templates;

@@ -193,4 +193,12 @@ impl Dialect for Postgres {
     const JSON_OBJECT: &'static str = "json_build_object(";
     const JSON_END: &'static str = ")::text";
     const JSON_ROWS: &'static str = "jsonb_array_elements(CAST($1 AS jsonb)) AS rows(value)";
+
+    fn run_script<'c>(
+        conn: &'c mut sqlx::postgres::PgConnection,
+        script: &'c super::script::Script,
+    ) -> futures_util::future::BoxFuture<'c, Result<super::script::Rows<sqlx::postgres::PgRow>>>
+    {
+        Box::pin(script.run_postgres(conn))
+    }
 }

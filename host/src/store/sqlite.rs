@@ -144,4 +144,12 @@ impl Dialect for Sqlite {
     const JSON_OBJECT: &'static str = "json_object(";
     const JSON_END: &'static str = ")";
     const JSON_ROWS: &'static str = "json_each($1)";
+
+    fn run_script<'c>(
+        conn: &'c mut SqliteConnection,
+        script: &'c super::script::Script,
+    ) -> futures_util::future::BoxFuture<'c, Result<super::script::Rows<sqlx::sqlite::SqliteRow>>>
+    {
+        Box::pin(script.run_sqlite(conn))
+    }
 }
