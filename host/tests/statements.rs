@@ -18,8 +18,8 @@ use std::time::Duration;
 use herald::Category;
 use herald::segments::Encoding;
 use herald::store::{
-    Accepted, Charge, EventSource, Hold, MessageLookup, MessageStatus, NewMessage, StatusUpdate, Store,
-    StoredBudget, new_id, now_millis,
+    Accepted, Charge, EventSource, Hold, MessageLookup, MessageStatus, NewMessage, StatusUpdate,
+    Store, StoredBudget, new_id, now_millis,
 };
 use herald::{Money, TenantId};
 use tracing::field::{Field, Visit};
@@ -144,8 +144,6 @@ const EXPECTED: &[(&str, usize, usize)] = &[
 ];
 
 async fn statements_per_step(store: Store, postgres: bool) {
-    let _one = ONE_AT_A_TIME.lock().await;
-    install();
     let now = now_millis();
     store
         .put_budget(&StoredBudget {
@@ -223,12 +221,16 @@ async fn statements_per_step(store: Store, postgres: bool) {
 mod statements_per_step {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
+        let _one = super::ONE_AT_A_TIME.lock().await;
+        super::install();
         let (store, _dir) = crate::common::db::sqlite().await;
         super::statements_per_step(store, false).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
+        let _one = super::ONE_AT_A_TIME.lock().await;
+        super::install();
         super::statements_per_step(crate::common::db::postgres().await, true).await;
     }
 }
