@@ -138,7 +138,7 @@ fn charge() -> Charge {
 const EXPECTED: &[(&str, usize, usize)] = &[
     ("enqueue", 1, 5),
     ("enqueue with a cost and a reservation", 1, 9),
-    ("claim of 10", 5, 6),
+    ("claim of 10", 1, 6),
     ("accepted by the provider", 5, 7),
     ("delivered callback", 3, 5),
 ];

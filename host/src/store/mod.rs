@@ -421,7 +421,7 @@ impl Store {
                 group
                     .write(move |conn| {
                         Box::pin(async move {
-                            Queries::<Sqlite>::claim_in(conn, &worker, now, lease, limit).await
+                            Queries::<Sqlite>::claim_script(conn, &worker, now, lease, limit).await
                         })
                     })
                     .await

@@ -16,6 +16,7 @@ use super::model::{
     Accepted, ClaimedJob, ErrorInfo, EventSource, LeaseOutcome, LeaseRef, Message, MessageStatus,
     TenantId, advance,
 };
+use super::script::{Script, Statement};
 use super::shared::{Change, Facts};
 
 /// A [`LeaseRef`] that owns its parts, for a write that outlives the caller's borrow (one handed
@@ -176,6 +177,122 @@ where
         .await?;
         let mut claimed: HashMap<String, Message> = HashMap::with_capacity(updated.len());
         for row in &updated {
+            let message = Self::message_from_row(row)?;
+            claimed.insert(message.id.clone(), message);
+        }
+        // In the claim's order: expired leases first, then by priority and due time.
+        Ok(order
+            .iter()
+            .filter_map(|id| claimed.remove(id))
+            .map(|message| ClaimedJob {
+                attempt: message.attempts,
+                lease_owner: owner.clone(),
+                interrupted: was.get(&message.id) == Some(&MessageStatus::Sending),
+                message,
+            })
+            .collect())
+    }
+
+    /// [`claim_in`](Self::claim_in) as one script (on SQLite one round trip): each statement
+    /// after the lease finds the entries this claim took by their lease token, which is unique
+    /// to the claim. Its steps and results are `claim_in`'s; SQLite takes it, as its single
+    /// writer needs no row locks, where PostgreSQL's claim locks the messages in id order first.
+    pub(super) async fn claim_script(
+        conn: &mut DB::Connection,
+        worker: &str,
+        now: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedJob>> {
+        let owner = lease_token(worker);
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let taken = "SELECT message_id FROM queue_entries WHERE lease_owner = $1";
+        // Entries whose message a callback already moved past `sending` (while an attempt
+        // whose process died held the lease), or that lost their message, are not sent again.
+        let sendable = [
+            MessageStatus::Draft,
+            MessageStatus::Queued,
+            MessageStatus::Scheduled,
+            MessageStatus::Sending,
+        ]
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let mut script = Script::default();
+        let leased = script.push(
+            Statement::new(DB::CLAIM)
+                .bind(owner.as_str())
+                .bind(until)
+                .bind(now)
+                .bind(i64::from(limit)),
+        );
+        let previous = script.push(
+            Statement::new(format!(
+                "SELECT id, status FROM messages WHERE id IN ({taken})"
+            ))
+            .bind(owner.as_str()),
+        );
+        script.push(
+            Statement::new(format!(
+                "DELETE FROM queue_entries WHERE lease_owner = $1 AND message_id NOT IN (
+                     SELECT id FROM messages WHERE id IN ({taken}) AND status IN ({sendable}))"
+            ))
+            .bind(owner.as_str()),
+        );
+        let updated = script.push(
+            Statement::new(format!(
+                "UPDATE messages SET attempts = attempts + 1, status = 'sending', updated_at = $2
+                 WHERE id IN ({taken})
+                 RETURNING *"
+            ))
+            .bind(owner.as_str())
+            .bind(now),
+        );
+        // The log first: its entries read the previous status from the history.
+        let payload = status_payload::<DB>(
+            "'sending'",
+            PREVIOUS_STATUS,
+            "NULL",
+            "NULL",
+            "'dispatcher'",
+            "$2",
+        );
+        script.push(
+            Statement::new(
+                log_status_sql::<DB>(
+                    &payload,
+                    "$2",
+                    &format!("FROM messages m WHERE m.id IN ({taken})"),
+                )
+                .0,
+            )
+            .bind(owner.as_str())
+            .bind(now),
+        );
+        script.push(
+            Statement::new(format!(
+                "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
+                 SELECT tenant_id, id, 'sending', 'dispatcher', $2 FROM messages
+                 WHERE id IN ({taken})"
+            ))
+            .bind(owner.as_str())
+            .bind(now),
+        );
+        let rows = DB::run_script(conn, &script).await?;
+        let mut order = Vec::with_capacity(rows[leased].len());
+        for entry in &rows[leased] {
+            order.push(entry.try_get::<String, _>("message_id")?);
+        }
+        let mut was: HashMap<String, MessageStatus> = HashMap::with_capacity(order.len());
+        for row in &rows[previous] {
+            let status: String = row.try_get("status")?;
+            let status = MessageStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?;
+            was.insert(row.try_get("id")?, status);
+        }
+        let mut claimed: HashMap<String, Message> = HashMap::with_capacity(rows[updated].len());
+        for row in &rows[updated] {
             let message = Self::message_from_row(row)?;
             claimed.insert(message.id.clone(), message);
         }
