@@ -139,8 +139,8 @@ const EXPECTED: &[(&str, usize, usize)] = &[
     ("enqueue", 1, 5),
     ("enqueue with a cost and a reservation", 1, 9),
     ("claim of 10", 1, 6),
-    ("accepted by the provider", 5, 7),
-    ("delivered callback", 3, 5),
+    ("accepted by the provider", 2, 7),
+    ("delivered callback", 2, 5),
 ];
 
 async fn statements_per_step(store: Store, postgres: bool) {

@@ -20,7 +20,7 @@ use super::shared::{
 };
 
 /// One message by id; [`Dialect::LOCK_ROWS`] is appended when it is read to be written.
-const SELECT_MESSAGE: &str = "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2";
+pub(super) const SELECT_MESSAGE: &str = "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2";
 
 /// The message a tenant's idempotency key created.
 const SELECT_BY_IDEMPOTENCY_KEY: &str =
@@ -96,19 +96,6 @@ where
         })
     }
 
-    /// Records a status change in the message's history and in the event log.
-    pub(super) async fn insert_event(
-        conn: &mut DB::Connection,
-        tenant: &str,
-        id: &str,
-        change: &Change<'_>,
-    ) -> Result<()> {
-        let mut script = Script::default();
-        event_statements::<DB>(&mut script, tenant, id, change);
-        DB::run_script(conn, &script).await?;
-        Ok(())
-    }
-
     /// Sets the status and error columns, and records the change as an event.
     pub(super) async fn transition(
         conn: &mut DB::Connection,
@@ -116,22 +103,13 @@ where
         id: &str,
         change: &Change<'_>,
     ) -> Result<Message> {
-        let row = sqlx::query(
-            "UPDATE messages
-             SET status = $3, error_code = $4, error_message = $5, updated_at = $6
-             WHERE tenant_id = $1 AND id = $2
-             RETURNING *",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(change.status.as_str())
-        .bind(change.error.and_then(|error| error.code.as_deref()))
-        .bind(change.error.and_then(|error| error.message.as_deref()))
-        .bind(change.now)
-        .fetch_one(&mut *conn)
-        .await?;
-        Self::insert_event(conn, tenant, id, change).await?;
-        Self::message_from_row(&row)
+        let mut script = Script::default();
+        let updated = transition_statements::<DB>(&mut script, tenant, id, change);
+        let rows = DB::run_script(conn, &script).await?;
+        let row = rows[updated]
+            .first()
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+        Self::message_from_row(row)
     }
 
     /// Reads a message for a read-decide-write, locking its row where the backend needs it.
@@ -490,7 +468,7 @@ where
 
 /// Appends the backend's row lock to a `SELECT`. Both parts are constants of this crate, never
 /// input, which is what makes the assembled text safe to run.
-fn locking<DB: Dialect>(select: &str) -> AssertSqlSafe<String> {
+pub(super) fn locking<DB: Dialect>(select: &str) -> AssertSqlSafe<String> {
     AssertSqlSafe(format!("{select}{}", DB::LOCK_ROWS))
 }
 
@@ -522,4 +500,30 @@ pub(super) fn event_statements<DB: Dialect>(
         .bind(name_of(&change.source).as_str())
         .bind(change.now),
     );
+}
+
+/// Appends a status change of message `id` to `script`: the update of its row (returning it, at
+/// the index returned) and the statements of [`event_statements`].
+pub(super) fn transition_statements<DB: Dialect>(
+    script: &mut Script,
+    tenant: &str,
+    id: &str,
+    change: &Change<'_>,
+) -> usize {
+    let updated = script.push(
+        Statement::new(
+            "UPDATE messages
+             SET status = $3, error_code = $4, error_message = $5, updated_at = $6
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING *",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(change.status.as_str())
+        .bind(change.error.and_then(|error| error.code.as_deref()))
+        .bind(change.error.and_then(|error| error.message.as_deref()))
+        .bind(change.now),
+    );
+    event_statements::<DB>(script, tenant, id, change);
+    updated
 }

@@ -12,12 +12,13 @@ use super::error::{Result, StoreError};
 use super::events::{PREVIOUS_STATUS, log_status_sql, status_payload};
 use super::ids::lease_token;
 use super::ledger::BudgetAlert;
+use super::messages::SELECT_MESSAGE;
 use super::model::{
     Accepted, ClaimedJob, ErrorInfo, EventSource, LeaseOutcome, LeaseRef, Message, MessageStatus,
     TenantId, advance,
 };
 use super::script::{Script, Statement};
-use super::shared::{Change, Facts};
+use super::shared::{Change, db_int};
 
 /// A [`LeaseRef`] that owns its parts, for a write that outlives the caller's borrow (one handed
 /// to the group writer).
@@ -349,41 +350,64 @@ where
         accepted: &Accepted,
         now: i64,
     ) -> Result<(LeaseOutcome, Vec<BudgetAlert>)> {
-        if !Self::delete_leased(conn, lease).await? {
+        let (tenant, id) = (lease.tenant_id.as_str(), lease.message_id);
+        // First the lease's entry and the message (under its row lock where the backend needs
+        // one), as one script: on SQLite one round trip.
+        let mut script = Script::default();
+        script.push(
+            Statement::new(
+                "DELETE FROM queue_entries
+                 WHERE message_id = $1 AND tenant_id = $2 AND lease_owner = $3
+                 RETURNING message_id",
+            )
+            .bind(id)
+            .bind(tenant)
+            .bind(lease.owner),
+        );
+        script.push(
+            Statement::new(super::messages::locking::<DB>(SELECT_MESSAGE).0)
+                .bind(tenant)
+                .bind(id),
+        );
+        let rows = DB::run_script(conn, &script).await?;
+        if rows[0].is_empty() {
             return Ok((LeaseOutcome::Lost, Vec::new()));
         }
-        let current = Self::lock_message(conn, lease.tenant_id.as_str(), lease.message_id).await?;
-        let Some(current) = current else {
+        let Some(current) = rows[1].first().map(Self::message_from_row).transpose()? else {
             return Ok((LeaseOutcome::Lost, Vec::new()));
         };
-        sqlx::query(
-            "UPDATE messages SET provider = $3, provider_message_id = $4, updated_at = $5
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(lease.tenant_id.as_str())
-        .bind(lease.message_id)
-        .bind(accepted.provider.as_str())
-        .bind(accepted.provider_message_id.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        let facts = Facts {
-            provider_message_id: None,
-            provider_segments: accepted.segments,
-            price: accepted.price.as_ref(),
-            sender: accepted.sender.as_deref(),
-        };
-        Self::record_facts(conn, lease.tenant_id.as_str(), lease.message_id, &facts).await?;
-        let alerts = match &accepted.price {
-            Some(price) => {
-                // Priced under the provider that took it (a failover may have changed it).
-                let mut sent = current.clone();
-                sent.provider.clone_from(&accepted.provider);
-                let attempt = accepted.provider_message_id.as_str();
-                Self::record_actual(conn, &sent, attempt, price, now).await?
-            }
-            None => Vec::new(),
-        };
+        // Then what the provider said, and the move to `sent`: one more script unless the
+        // answer carried a price, whose ledger steps come between.
+        let mut script = Script::default();
+        script.push(
+            Statement::new(
+                "UPDATE messages SET provider = $3, provider_message_id = $4, updated_at = $5,
+                     provider_segments = COALESCE($6, provider_segments),
+                     price_micros = COALESCE($7, price_micros),
+                     price_currency = COALESCE($8, price_currency),
+                     sender = COALESCE(sender, $9)
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(accepted.provider.as_str())
+            .bind(accepted.provider_message_id.as_str())
+            .bind(now)
+            .bind(accepted.segments.map(db_int))
+            .bind(accepted.price.as_ref().map(|price| price.micros))
+            .bind(accepted.price.as_ref().map(|price| price.currency.as_str()))
+            .bind(accepted.sender.as_deref()),
+        );
+        let mut alerts = Vec::new();
+        if let Some(price) = &accepted.price {
+            DB::run_script(conn, &script).await?;
+            script = Script::default();
+            // Priced under the provider that took it (a failover may have changed it).
+            let mut sent = current.clone();
+            sent.provider.clone_from(&accepted.provider);
+            let attempt = accepted.provider_message_id.as_str();
+            alerts = Self::record_actual(conn, &sent, attempt, price, now).await?;
+        }
         if advance(current.status, MessageStatus::Sent) {
             let change = Change {
                 status: MessageStatus::Sent,
@@ -392,7 +416,10 @@ where
                 source: EventSource::Dispatcher,
                 now,
             };
-            Self::transition(conn, lease.tenant_id.as_str(), lease.message_id, &change).await?;
+            super::messages::transition_statements::<DB>(&mut script, tenant, id, &change);
+        }
+        if !script.is_empty() {
+            DB::run_script(conn, &script).await?;
         }
         Ok((LeaseOutcome::Applied, alerts))
     }

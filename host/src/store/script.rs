@@ -108,6 +108,11 @@ impl Script {
         self.statements.len() - 1
     }
 
+    /// Whether the script has no statement.
+    pub(super) fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
     /// The script as one SQL text, each statement's parameters moved past those of the
     /// statements before it, and the parameters of all of them in order.
     fn joined(&self) -> (String, Vec<&Arg>) {
