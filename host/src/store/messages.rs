@@ -23,7 +23,7 @@ use super::shared::{
 pub(super) const SELECT_MESSAGE: &str = "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2";
 
 /// The message a tenant's idempotency key created.
-const SELECT_BY_IDEMPOTENCY_KEY: &str =
+pub(super) const SELECT_BY_IDEMPOTENCY_KEY: &str =
     "SELECT * FROM messages WHERE tenant_id = $1 AND idempotency_key = $2";
 
 /// One message by its provider's id, locked like [`SELECT_MESSAGE`].
@@ -172,18 +172,9 @@ where
         Ok(())
     }
 
-    /// Stores and queues a new message in one transaction, or returns the message that its
-    /// idempotency key already names.
-    pub(super) async fn enqueue(pool: &Pool<DB>, new: &NewMessage) -> Result<Enqueued> {
-        let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let (enqueued, alerts) = Self::enqueue_in(&mut tx, new).await?;
-        tx.commit().await?;
-        super::ledger::log_alerts(&alerts);
-        Ok(enqueued)
-    }
-
-    /// [`enqueue`](Self::enqueue)'s statements, inside the caller's transaction; also returns
-    /// the budget alerts to log once it commits.
+    /// Stores and queues a new message inside the caller's transaction (the SQLite writer's
+    /// batch), or returns the message that its idempotency key already names; also returns the
+    /// budget alerts to log once it commits. PostgreSQL's is one statement (`pg_enqueue.rs`).
     pub(super) async fn enqueue_in(
         conn: &mut DB::Connection,
         new: &NewMessage,

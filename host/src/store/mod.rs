@@ -49,6 +49,7 @@ mod ledger_bulk;
 mod messages;
 pub mod model;
 mod opt_outs;
+mod pg_enqueue;
 mod postgres;
 mod priority;
 mod queue;
@@ -65,7 +66,7 @@ mod tenants;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{PgPool, Sqlite, SqlitePool};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -377,25 +378,25 @@ impl Store {
         }
     }
 
-    /// Stores a message with status `queued`, its queue entry and its first event in one
-    /// transaction, and wakes waiting dispatchers.
+    /// Stores a message with status `queued`, its queue entry and its first event (and its
+    /// charge, if any) atomically: on SQLite in the writer's next batch, on PostgreSQL as one
+    /// statement. Then wakes waiting dispatchers.
     ///
     /// A reused idempotency key returns [`Enqueued::Existing`] when the request hash matches and
     /// [`StoreError::IdempotencyConflict`] when it does not; either way nothing new is stored.
     pub async fn enqueue(&self, new: &NewMessage) -> Result<Enqueued> {
-        let enqueued = match &self.inner.backend {
+        let (enqueued, alerts) = match &self.inner.backend {
             Backend::Sqlite { group, .. } => {
                 let new = new.clone();
-                let (enqueued, alerts) = group
+                group
                     .write(move |conn| {
                         Box::pin(async move { Queries::<Sqlite>::enqueue_in(conn, &new).await })
                     })
-                    .await?;
-                ledger::log_alerts(&alerts);
-                Ok(enqueued)
+                    .await?
             }
-            Backend::Postgres(pool) => Queries::enqueue(pool, new).await,
-        }?;
+            Backend::Postgres(pool) => Queries::<Postgres>::enqueue_one(pool, new).await?,
+        };
+        ledger::log_alerts(&alerts);
         if matches!(enqueued, Enqueued::Created(_)) {
             self.queue_written();
             self.events_written();
