@@ -162,3 +162,67 @@ async fn racing_sends_fail_alone(backend: Backend) {
     assert_eq!(committed, 12 * 8_300, "{budgets:#}");
     app.stop().await;
 }
+
+/// PostgreSQL's enqueue lanes: an enqueue whose statement fails inside a batch (its tenant does
+/// not exist) fails alone; the others of its batch are stored and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_failing_enqueue_in_a_batch_fails_alone() {
+    use herald::store::{Enqueued, Store, StoreError, StoreOptions};
+
+    let url = common::db::postgres_url().await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    // While another transaction holds `messages`, the lanes' first enqueues wait, and every
+    // enqueue after them queues up for the next batches.
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let before = store.group_commits().unwrap();
+    let enqueue = |tenant: &'static str, i: usize| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let new = common::db::new_message(tenant, &format!("+1415555{:04}", 2000 + i));
+            store.enqueue(&new).await
+        })
+    };
+    let mut good = Vec::new();
+    for i in 0..4 {
+        good.push(enqueue("default", i));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 4..24 {
+        good.push(enqueue("default", i));
+    }
+    let bad = enqueue("no-such-tenant", 99);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bad.is_finished(),
+        "nothing commits while the table is held"
+    );
+    tx.commit().await.unwrap();
+
+    let failed = bad.await.unwrap();
+    assert!(
+        matches!(failed, Err(StoreError::MissingReference(_))),
+        "the bad enqueue gets its own error: {failed:?}"
+    );
+    for send in good {
+        let stored = send.await.unwrap().expect("the good enqueues are stored");
+        assert!(matches!(stored, Enqueued::Created(_)));
+    }
+    let batches = store.group_commits().unwrap() - before;
+    assert!(
+        batches < 25,
+        "the 25 enqueues went in fewer transactions than one each ({batches})"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(stored, 24);
+}

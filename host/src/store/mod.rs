@@ -50,6 +50,7 @@ mod messages;
 pub mod model;
 mod opt_outs;
 mod pg_enqueue;
+mod pg_group;
 mod postgres;
 mod priority;
 mod queue;
@@ -134,6 +135,8 @@ struct Inner {
     publisher: Option<(Arc<postgres::Pending>, JoinHandle<()>)>,
     /// The task that folds the rollup deltas into the rollups (`reports.rs`).
     folder: JoinHandle<()>,
+    /// PostgreSQL: the lanes that commit enqueues in groups (`pg_group.rs`).
+    enqueues: Option<pg_group::EnqueueGroup>,
     /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
     horizon: events::Horizon,
 }
@@ -198,6 +201,14 @@ impl Store {
                 )
             };
         let folder = reports::folder(reports::Folding::of(&backend));
+        let enqueues = match &backend {
+            // Half the pool at most, so that claims and callbacks always find a connection.
+            Backend::Postgres(pool) => Some(pg_group::EnqueueGroup::start(
+                pool.clone(),
+                (options.max_connections as usize / 2).clamp(1, 4),
+            )),
+            Backend::Sqlite { .. } => None,
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
@@ -205,6 +216,7 @@ impl Store {
                 listener,
                 publisher,
                 folder,
+                enqueues,
                 horizon,
             }),
         })
@@ -394,7 +406,10 @@ impl Store {
                     })
                     .await?
             }
-            Backend::Postgres(pool) => Queries::<Postgres>::enqueue_one(pool, new).await?,
+            Backend::Postgres(pool) => match &self.inner.enqueues {
+                Some(group) => group.enqueue(pool, new).await?,
+                None => Queries::<Postgres>::enqueue_one(pool, new).await?,
+            },
         };
         ledger::log_alerts(&alerts);
         if matches!(enqueued, Enqueued::Created(_)) {
@@ -436,13 +451,18 @@ impl Store {
         result
     }
 
-    /// How many group-commit transactions the SQLite writer has run (`None` on PostgreSQL, which
-    /// commits each write on its own): with a count of the writes, a bench's average batch.
+    /// How many group-commit transactions have run: on SQLite the writer's (every write), on
+    /// PostgreSQL the enqueue lanes' (a lone enqueue counts as one). With a count of the writes,
+    /// a bench's average batch.
     #[must_use]
     pub fn group_commits(&self) -> Option<u64> {
         match &self.inner.backend {
             Backend::Sqlite { group, .. } => Some(group.batches()),
-            Backend::Postgres(_) => None,
+            Backend::Postgres(_) => self
+                .inner
+                .enqueues
+                .as_ref()
+                .map(pg_group::EnqueueGroup::batches),
         }
     }
 

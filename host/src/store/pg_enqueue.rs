@@ -17,13 +17,13 @@
 //! The statement's clauses see one snapshot: the first event's previous status is `NULL`, as it
 //! is for any new message.
 
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _};
 
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
 use super::events::{BUDGET_THRESHOLD, MESSAGE_STATUS, status_payload};
-use super::ledger::{BudgetAlert, Charge, Hold};
+use super::ledger::{BudgetAlert, Hold};
 use super::model::{Enqueued, MessageStatus, NewMessage};
 use super::priority::ClaimPriority;
 use super::shared::db_int;
@@ -31,29 +31,34 @@ use super::shared::db_int;
 /// The SQLSTATE of `herald_refuse`.
 const REFUSED: &str = "HB001";
 
-/// A SQL text being built with its parameters numbered in order.
-struct Built {
-    sql: String,
-    next: usize,
-}
-
-impl Built {
-    /// The next parameter's placeholder.
-    fn param(&mut self) -> String {
-        self.next += 1;
-        format!("${}", self.next)
-    }
+/// What one statement did.
+pub(super) enum Done {
+    /// The message is stored, with the alerts its reservations fired.
+    Created(Box<Enqueued>, Vec<BudgetAlert>),
+    /// Nothing is stored: the idempotency key names a stored message.
+    Keyed,
+    /// Nothing is stored: the quiet form's reservation had no room.
+    Refused,
 }
 
 impl Queries<Postgres> {
-    /// Stores and queues a new message in one statement, or returns the message that its
-    /// idempotency key already names.
+    /// Stores and queues a new message in one statement that commits alone, or returns the
+    /// message that its idempotency key already names.
     pub(super) async fn enqueue_one(
         pool: &PgPool,
         new: &NewMessage,
     ) -> Result<(Enqueued, Vec<BudgetAlert>)> {
-        let holds: &[Hold] = new.charge.as_ref().map_or(&[], |charge| &charge.holds);
-        let sql = statement(new);
+        let done = Self::run_one(&mut *pool.acquire().await?, new, Form::Aborting).await?;
+        Self::answer(pool, new, done).await
+    }
+
+    /// Runs `new`'s statement in `form` on `conn`.
+    pub(super) async fn run_one(
+        conn: &mut PgConnection,
+        new: &NewMessage,
+        form: Form,
+    ) -> Result<Done> {
+        let sql = statement(new, form);
         let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
         let send_at = new.due_at.filter(|due| *due > new.now);
         let status = if send_at.is_some() {
@@ -76,7 +81,7 @@ impl Queries<Postgres> {
             .bind(new.customer_id.as_deref())
             .bind(new.order_id.as_deref())
             .bind(new.reservation_id.as_deref())
-            .bind(metadata.as_deref())
+            .bind(metadata)
             .bind(new.idempotency_key.as_deref())
             .bind(new.request_hash.as_deref())
             .bind(new.now)
@@ -87,6 +92,7 @@ impl Queries<Postgres> {
             .bind(new.batch_id.as_deref())
             .bind(send_at.unwrap_or(new.now))
             .bind(ClaimPriority::of(&new.category, new.bulk).as_i32());
+        let holds: &[Hold] = new.charge.as_ref().map_or(&[], |charge| &charge.holds);
         if let Some(charge) = &new.charge {
             query = query
                 .bind(charge.provider.as_str())
@@ -96,7 +102,7 @@ impl Queries<Postgres> {
                 .bind(charge.estimate.as_ref().map(|m| m.currency.as_str()))
                 .bind(charge.source.as_deref())
                 .bind(charge.reason.as_deref());
-            for hold in &charge.holds {
+            for hold in holds {
                 let thresholds: Vec<i32> = hold
                     .thresholds
                     .iter()
@@ -110,7 +116,7 @@ impl Queries<Postgres> {
                     .bind(thresholds);
             }
         }
-        let row = match query.fetch_optional(pool).await {
+        let row = match query.fetch_optional(&mut *conn).await {
             Ok(row) => row,
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(REFUSED) => {
                 return Err(StoreError::BudgetExceeded {
@@ -119,13 +125,34 @@ impl Queries<Postgres> {
             }
             Err(error) => return Err(error.into()),
         };
-        let Some(row) = row else {
-            return Self::existing(pool, new)
-                .await
-                .map(|found| (found, Vec::new()));
-        };
-        let alerts = fired(&row, new, holds)?;
-        Ok((Enqueued::Created(Self::message_from_row(&row)?), alerts))
+        Ok(match row {
+            Some(row) => Done::Created(
+                Box::new(Enqueued::Created(Self::message_from_row(&row)?)),
+                fired(&row, new, holds)?,
+            ),
+            None if form == Form::Quiet && !holds.is_empty() => Done::Refused,
+            None => Done::Keyed,
+        })
+    }
+
+    /// The caller's answer once the statement's transaction committed.
+    pub(super) async fn answer(
+        pool: &PgPool,
+        new: &NewMessage,
+        done: Done,
+    ) -> Result<(Enqueued, Vec<BudgetAlert>)> {
+        match done {
+            Done::Created(enqueued, alerts) => Ok((*enqueued, alerts)),
+            Done::Keyed => Ok((Self::existing(pool, new).await?, Vec::new())),
+            Done::Refused => Err(StoreError::BudgetExceeded {
+                budget: new
+                    .charge
+                    .as_ref()
+                    .and_then(|charge| charge.holds.first())
+                    .map(|hold| hold.budget.clone())
+                    .unwrap_or_default(),
+            }),
+        }
     }
 
     /// The message a reused idempotency key names, or the conflict if the request differs.
@@ -169,23 +196,60 @@ fn fired(row: &PgRow, new: &NewMessage, holds: &[Hold]) -> Result<Vec<BudgetAler
     Ok(alerts)
 }
 
-/// The statement for `new`; its parameters are bound in [`Queries::enqueue_one`]'s order: the
-/// message's 25, then with a charge its 7, then 5 per hold.
-fn statement(new: &NewMessage) -> String {
-    let mut built = Built {
-        sql: String::new(),
-        next: 25,
-    };
+/// How a statement treats a reservation without room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// It aborts, through `herald_refuse`: for a statement that commits alone, whatever its
+    /// holds and idempotency key.
+    Aborting,
+    /// It stores nothing and returns no row, without an error, so that a group transaction goes
+    /// on: the reservation runs first and the message is inserted only if it was taken. Only for
+    /// a message without an idempotency key (whose insert cannot do nothing) and with at most one
+    /// hold (so no other reservation can be left taken); see [`Form::quiet_for`].
+    Quiet,
+}
+
+impl Form {
+    /// Whether `new` can take the quiet form, inside a group transaction.
+    pub(super) fn quiet_for(new: &NewMessage) -> bool {
+        let holds = new.charge.as_ref().map_or(0, |charge| charge.holds.len());
+        new.idempotency_key.is_none() && holds <= 1
+    }
+}
+
+/// Parameters `$1…$25` are the message's, `$26…$32` the charge's, then five per hold.
+const CHARGE: usize = 25;
+const HOLDS: usize = CHARGE + 7;
+
+/// The placeholders of hold `i`: budget, period start, amount, limit and thresholds.
+fn hold_params(i: usize) -> [String; 5] {
+    std::array::from_fn(|k| format!("${}", HOLDS + 5 * i + k + 1))
+}
+
+/// The statement for `new` in `form`; its parameters are bound in [`Queries::bind_all`]'s
+/// order.
+pub(super) fn statement(new: &NewMessage, form: Form) -> String {
     let payload = status_payload::<Postgres>("m.status", "NULL", "NULL", "NULL", "'api'", "$18");
-    built.sql.push_str(&format!(
-        "WITH m AS (
+    let holds: &[Hold] = new.charge.as_ref().map_or(&[], |charge| &charge.holds);
+    let quiet = form == Form::Quiet && !holds.is_empty();
+    // Quiet: the reservation first, not over `m`; the message only if it was taken.
+    let (first, only_if_reserved) = if quiet {
+        (
+            format!("{},", reservation(&holds[0], 0, None)),
+            " WHERE EXISTS (SELECT 1 FROM r0)",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let mut sql = format!(
+        "WITH {first} m AS (
              INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
                  encoding, segments, units, status, provider, attempts, max_attempts,
                  customer_id, order_id, reservation_id, metadata, idempotency_key,
                  request_hash, created_at, updated_at, category, template_version, send_at,
                  batch_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19, $20, $22, $23)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
+                 $15, $16, $17, $18, $18, $19, $20, $22, $23{only_if_reserved}
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *
          ), queued AS (
@@ -198,106 +262,121 @@ fn statement(new: &NewMessage) -> String {
              INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
              SELECT m.tenant_id, m.id, m.status, 'api', $18 FROM m
          )"
-    ));
+    );
     let mut columns = String::from("m.*");
     let mut joins = String::new();
-    if let Some(charge) = &new.charge {
-        charge_clauses(&mut built, charge, &mut columns, &mut joins);
-    }
-    built
-        .sql
-        .push_str(&format!("\n SELECT {columns} FROM m{joins}"));
-    built.sql
-}
-
-/// The clauses of `charge`, and the columns and joins of the final `SELECT` that read them.
-fn charge_clauses(built: &mut Built, charge: &Charge, columns: &mut String, joins: &mut String) {
-    let (provider, country, segments) = (built.param(), built.param(), built.param());
-    let (micros, currency, source, reason) =
-        (built.param(), built.param(), built.param(), built.param());
-    built.sql.push_str(&format!(
-        ", cost AS (
-             INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
-                 estimate_micros, currency, estimate_source, reason, created_at)
-             SELECT m.tenant_id, m.id, {provider}, {country}, {segments}, {micros}, {currency},
-                 {source}, {reason}, $18 FROM m
-         ), estimated AS (
-             INSERT INTO ledger_entries (tenant_id, message_id, kind, micros, currency,
-                 created_at)
-             SELECT m.tenant_id, m.id, 'estimate', {micros}, {currency}, $18 FROM m
-             WHERE {micros} IS NOT NULL
-         )"
-    ));
-    for i in 0..charge.holds.len() {
-        let hard_cap = charge.holds[i].hard_cap;
-        let (budget, period, amount, limit, thresholds) = (
-            built.param(),
-            built.param(),
-            built.param(),
-            built.param(),
-            built.param(),
-        );
-        let limit_now =
-            format!("(SELECT limit_micros FROM budgets WHERE tenant_id = $2 AND name = {budget})");
-        // The limit is read in the statement, so a budget replaced meanwhile is obeyed at its
-        // new limit; a deleted one refuses (the comparison with NULL is not true).
-        let (room_new, room) = if hard_cap {
-            (
-                format!(" AND {amount} <= {limit_now}"),
-                format!(
-                    " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + {amount}
-                         <= {limit_now}"
-                ),
-            )
-        } else {
-            (String::new(), String::new())
-        };
-        let committed = format!("(r{i}.spent_micros + r{i}.reserved_micros)");
-        let event = format!(
-            "json_build_object('budget', {budget}, 'threshold', a{i}.threshold,
-                 'period_start', {period}, 'committed_micros', {committed},
-                 'limit_micros', {limit}, 'fired_at', $18)::text"
-        );
-        built.sql.push_str(&format!(
-            ", held{i} AS (
-                 INSERT INTO budget_holds (tenant_id, message_id, budget, period_start, micros,
-                     state)
-                 SELECT m.tenant_id, m.id, {budget}, {period}, {amount}, 'held' FROM m
-             ), reserved{i} AS (
-                 INSERT INTO ledger_entries (tenant_id, message_id, kind, budget, period_start,
-                     micros, currency, created_at)
-                 SELECT m.tenant_id, m.id, 'reservation', {budget}, {period}, {amount},
-                     COALESCE({currency}, ''), $18 FROM m
-             ), r{i} AS (
-                 INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
-                     reserved_micros)
-                 SELECT m.tenant_id, {budget}, {period}, 0, {amount} FROM m WHERE true{room_new}
-                 ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
-                     SET reserved_micros = budget_usage.reserved_micros + {amount}{room}
-                 RETURNING spent_micros, reserved_micros
-             ), a{i} AS (
-                 INSERT INTO budget_alerts (tenant_id, budget, period_start, threshold, fired_at)
-                 SELECT $2, {budget}, {period}, t.threshold, $18
-                 FROM r{i}, unnest({thresholds}::int[]) AS t(threshold)
-                 WHERE ({committed} - {amount})::numeric * 100
-                         < {limit}::numeric * t.threshold
-                   AND {committed}::numeric * 100 >= {limit}::numeric * t.threshold
-                 ON CONFLICT (tenant_id, budget, period_start, threshold) DO NOTHING
-                 RETURNING threshold
-             ), e{i} AS (
-                 INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
-                 SELECT $2, '{BUDGET_THRESHOLD}', NULL, {event}, $18 FROM a{i}, r{i}
+    if new.charge.is_some() {
+        let [
+            provider,
+            country,
+            segments,
+            micros,
+            currency,
+            source,
+            reason,
+        ] = std::array::from_fn::<String, 7, _>(|k| format!("${}", CHARGE + k + 1));
+        sql.push_str(&format!(
+            ", cost AS (
+                 INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
+                     estimate_micros, currency, estimate_source, reason, created_at)
+                 SELECT m.tenant_id, m.id, {provider}, {country}, {segments}, {micros},
+                     {currency}, {source}, {reason}, $18 FROM m
+             ), estimated AS (
+                 INSERT INTO ledger_entries (tenant_id, message_id, kind, micros, currency,
+                     created_at)
+                 SELECT m.tenant_id, m.id, 'estimate', {micros}, {currency}, $18 FROM m
+                 WHERE {micros} IS NOT NULL
              )"
         ));
-        columns.push_str(&format!(
-            ", CASE WHEN r{i}.spent_micros IS NULL THEN herald_refuse({budget}) END
-                 AS hold{i}_refused,
-             {committed} AS hold{i}_committed,
-             (SELECT string_agg(threshold::text, ',' ORDER BY threshold) FROM a{i})
-                 AS hold{i}_alerts"
-        ));
-        joins.push_str(&format!(" LEFT JOIN r{i} ON true"));
+        for (i, hold) in holds.iter().enumerate() {
+            let [budget, period, amount, limit, thresholds] = hold_params(i);
+            let committed = format!("(r{i}.spent_micros + r{i}.reserved_micros)");
+            if !(quiet && i == 0) {
+                sql.push_str(&format!(", {}", reservation(hold, i, Some("m"))));
+            }
+            let event = format!(
+                "json_build_object('budget', {budget}, 'threshold', a{i}.threshold,
+                     'period_start', {period}, 'committed_micros', {committed},
+                     'limit_micros', {limit}, 'fired_at', $18)::text"
+            );
+            sql.push_str(&format!(
+                ", held{i} AS (
+                     INSERT INTO budget_holds (tenant_id, message_id, budget, period_start,
+                         micros, state)
+                     SELECT m.tenant_id, m.id, {budget}, {period}, {amount}, 'held' FROM m
+                 ), reserved{i} AS (
+                     INSERT INTO ledger_entries (tenant_id, message_id, kind, budget,
+                         period_start, micros, currency, created_at)
+                     SELECT m.tenant_id, m.id, 'reservation', {budget}, {period}, {amount},
+                         COALESCE({currency}, ''), $18 FROM m
+                 ), a{i} AS (
+                     INSERT INTO budget_alerts (tenant_id, budget, period_start, threshold,
+                         fired_at)
+                     SELECT m.tenant_id, {budget}, {period}, t.threshold, $18
+                     FROM m, r{i}, unnest({thresholds}::int[]) AS t(threshold)
+                     WHERE ({committed} - {amount})::numeric * 100
+                             < {limit}::numeric * t.threshold
+                       AND {committed}::numeric * 100 >= {limit}::numeric * t.threshold
+                     ON CONFLICT (tenant_id, budget, period_start, threshold) DO NOTHING
+                     RETURNING threshold
+                 ), e{i} AS (
+                     INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
+                     SELECT $2, '{BUDGET_THRESHOLD}', NULL, {event}, $18 FROM a{i}, r{i}
+                 )",
+            ));
+            // Aborting: a reservation without room (no row) aborts the statement. Quiet: `m`
+            // is empty then, and so is the result.
+            if form == Form::Aborting {
+                columns.push_str(&format!(
+                    ", CASE WHEN r{i}.spent_micros IS NULL THEN herald_refuse({budget}) END
+                         AS hold{i}_refused"
+                ));
+            }
+            columns.push_str(&format!(
+                ", {committed} AS hold{i}_committed,
+                 (SELECT string_agg(threshold::text, ',' ORDER BY threshold) FROM a{i})
+                     AS hold{i}_alerts"
+            ));
+            joins.push_str(&format!(" LEFT JOIN r{i} ON true"));
+        }
     }
+    sql.push_str(&format!("\n SELECT {columns} FROM m{joins}"));
+    sql
+}
+
+/// The clause `r{i}` that takes hold `i`'s reservation, over the rows of `over` (the message
+/// clause) or, without one, unconditionally; it returns the usage row after the reservation, or
+/// nothing when a hard cap has no room.
+fn reservation(hold: &Hold, i: usize, over: Option<&str>) -> String {
+    let [budget, period, amount, _, _] = hold_params(i);
+    let limit_now =
+        format!("(SELECT limit_micros FROM budgets WHERE tenant_id = $2 AND name = {budget})");
+    // The limit is read in the statement, so a budget replaced meanwhile is obeyed at its new
+    // limit; a deleted one refuses (the comparison with NULL is not true).
+    let (room_new, room) = if hold.hard_cap {
+        (
+            format!(" AND {amount} <= {limit_now}"),
+            format!(
+                " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + {amount}
+                     <= {limit_now}"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let from = over
+        .map(|clause| format!(" FROM {clause}"))
+        .unwrap_or_default();
+    format!(
+        "r{i} AS (
+             INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
+                 reserved_micros)
+             SELECT $2, {budget}, {period}, 0, {amount}{from} WHERE true{room_new}
+             ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
+                 SET reserved_micros = budget_usage.reserved_micros + {amount}{room}
+             RETURNING spent_micros, reserved_micros
+         )"
+    )
 }
 
 #[cfg(test)]
@@ -361,8 +440,11 @@ mod tests {
             now: 0,
             charge: None,
         };
-        assert_eq!(placeholders(&statement(&new)), (1..=25).collect());
-        new.charge = Some(Charge {
+        assert_eq!(
+            placeholders(&statement(&new, Form::Aborting)),
+            (1..=25).collect()
+        );
+        new.charge = Some(crate::store::Charge {
             provider: "twilio".to_owned(),
             country: None,
             segments: 1,
@@ -371,6 +453,14 @@ mod tests {
             reason: None,
             holds: vec![hold("a"), hold("b")],
         });
-        assert_eq!(placeholders(&statement(&new)), (1..=25 + 7 + 10).collect());
+        assert_eq!(
+            placeholders(&statement(&new, Form::Aborting)),
+            (1..=25 + 7 + 10).collect()
+        );
+        new.charge.as_mut().unwrap().holds.pop();
+        assert_eq!(
+            placeholders(&statement(&new, Form::Quiet)),
+            (1..=25 + 7 + 5).collect()
+        );
     }
 }

@@ -102,3 +102,33 @@ macro_rules! on_each_backend {
         )*
     };
 }
+
+/// A one-segment transactional message for `tenant` to `to`, due now, without a charge.
+pub fn new_message(tenant: &str, to: &str) -> herald::store::NewMessage {
+    herald::store::NewMessage {
+        id: herald::store::new_id("msg"),
+        tenant_id: herald::store::TenantId::new(tenant).expect("a valid tenant id"),
+        to_number: to.to_owned(),
+        sender: None,
+        body: "Your code is 123456".to_owned(),
+        template_id: None,
+        template_version: None,
+        category: herald::Category::transactional(),
+        encoding: herald::segments::Encoding::Gsm7,
+        segments: 1,
+        units: 19,
+        provider: "twilio".to_owned(),
+        max_attempts: 3,
+        customer_id: None,
+        order_id: None,
+        reservation_id: None,
+        metadata: None,
+        idempotency_key: None,
+        request_hash: None,
+        due_at: None,
+        bulk: false,
+        batch_id: None,
+        now: now_millis(),
+        charge: None,
+    }
+}
