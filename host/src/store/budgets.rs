@@ -188,22 +188,31 @@ where
 impl Store {
     /// Creates or replaces a budget; returns `true` when it was created.
     pub async fn put_budget(&self, budget: &StoredBudget) -> Result<bool> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             super::Backend::Sqlite { writer, .. } => Queries::put_budget(writer, budget).await,
             super::Backend::Postgres(pool) => Queries::put_budget(pool, budget).await,
-        }
+        };
+        self.profiles_written();
+        result
     }
 
-    /// A tenant's budgets, by name.
+    /// A tenant's budgets, by name (cached: see `profiles.rs`).
     pub async fn list_budgets(&self, tenant: &TenantId) -> Result<Vec<StoredBudget>> {
-        match &self.inner.backend {
+        let profiles = &self.inner.profiles;
+        if let Some(cached) = profiles.budgets(tenant.as_str()) {
+            return Ok(cached);
+        }
+        let ticket = profiles.ticket();
+        let budgets = match &self.inner.backend {
             super::Backend::Sqlite { reader, .. } => {
                 Queries::list_budgets(reader, Some(tenant.as_str())).await
             }
             super::Backend::Postgres(pool) => {
                 Queries::list_budgets(pool, Some(tenant.as_str())).await
             }
-        }
+        }?;
+        profiles.keep_budgets(ticket, tenant.as_str(), &budgets);
+        Ok(budgets)
     }
 
     /// The thresholds of a budget that fired in the period starting at `period_start`, with

@@ -53,6 +53,7 @@ mod pg_enqueue;
 mod pg_group;
 mod postgres;
 mod priority;
+mod profiles;
 mod queue;
 mod reconcile;
 mod records;
@@ -137,6 +138,8 @@ struct Inner {
     folder: JoinHandle<()>,
     /// PostgreSQL: the lanes that commit enqueues in groups (`pg_group.rs`).
     enqueues: Option<pg_group::EnqueueGroup>,
+    /// Tenants' settings and budgets, cached (`profiles.rs`).
+    profiles: Arc<profiles::Profiles>,
     /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
     horizon: events::Horizon,
 }
@@ -175,11 +178,17 @@ impl Store {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         let wake = Arc::new(Notify::new());
         let horizon = events::Horizon::new();
+        let profiles = Arc::new(profiles::Profiles::default());
         let (backend, listener, publisher) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let pool = postgres::connect(url, options).await?;
-                let listener =
-                    postgres::listen(url, Arc::clone(&wake), Arc::clone(&horizon.written)).await?;
+                let listener = postgres::listen(
+                    url,
+                    Arc::clone(&wake),
+                    Arc::clone(&horizon.written),
+                    Arc::clone(&profiles),
+                )
+                .await?;
                 let pending = Arc::new(postgres::Pending::default());
                 let publisher = postgres::publisher(pool.clone(), Arc::clone(&pending));
                 (
@@ -217,6 +226,7 @@ impl Store {
                 publisher,
                 folder,
                 enqueues,
+                profiles,
                 horizon,
             }),
         })
@@ -354,23 +364,41 @@ impl Store {
         numbers: &[String],
         now: i64,
     ) -> Result<()> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::Sqlite { writer, .. } => {
                 Queries::put_tenant_settings(writer, tenant.as_str(), settings, numbers, now).await
             }
             Backend::Postgres(pool) => {
                 Queries::put_tenant_settings(pool, tenant.as_str(), settings, numbers, now).await
             }
-        }
+        };
+        self.profiles_written();
+        result
     }
 
-    /// Reads a tenant's settings document.
+    /// Reads a tenant's settings document (cached: see `profiles.rs`).
     pub async fn get_tenant_settings(&self, tenant: &TenantId) -> Result<Option<StoredSettings>> {
-        match &self.inner.backend {
+        let profiles = &self.inner.profiles;
+        if let Some(cached) = profiles.settings(tenant.as_str()) {
+            return Ok(cached);
+        }
+        let ticket = profiles.ticket();
+        let settings = match &self.inner.backend {
             Backend::Sqlite { reader, .. } => {
                 Queries::get_tenant_settings(reader, tenant.as_str()).await
             }
             Backend::Postgres(pool) => Queries::get_tenant_settings(pool, tenant.as_str()).await,
+        }?;
+        profiles.keep_settings(ticket, tenant.as_str(), &settings);
+        Ok(settings)
+    }
+
+    /// After a write to a tenant's settings or budgets (committed or not: forgetting costs only
+    /// a read): this process forgets its cached profiles, and on PostgreSQL the others are told.
+    fn profiles_written(&self) {
+        self.inner.profiles.invalidate();
+        if let Some((pending, _)) = &self.inner.publisher {
+            pending.profiles();
         }
     }
 

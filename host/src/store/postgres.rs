@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use super::StoreOptions;
 use super::dialect::Dialect;
 use super::error::Result;
+use super::profiles::Profiles;
 
 /// The channel enqueues notify and dispatchers listen on (also named in [`Dialect::NOTIFY`]).
 const CHANNEL: &str = "herald_queue";
@@ -32,11 +33,16 @@ const CHANNEL: &str = "herald_queue";
 /// process.
 const EVENTS_CHANNEL: &str = "herald_events";
 
+/// The channel notified after commits that changed a tenant's settings or budgets, emptying the
+/// profile cache of every process (`profiles.rs`).
+const PROFILES_CHANNEL: &str = "herald_profiles";
+
 /// The wake-ups this process owes the others, sent by [`publisher`].
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     queue: AtomicBool,
     events: AtomicBool,
+    profiles: AtomicBool,
     ready: Notify,
 }
 
@@ -52,6 +58,12 @@ impl Pending {
         self.events.store(true, Ordering::Release);
         self.ready.notify_one();
     }
+
+    /// A commit changed a tenant's settings or budgets: every process forgets its cached ones.
+    pub(super) fn profiles(&self) {
+        self.profiles.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
 }
 
 /// Sends the notifications `pending` asks for, one `pg_notify` query at a time, each covering
@@ -61,16 +73,20 @@ pub(super) fn publisher(pool: PgPool, pending: Arc<Pending>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             pending.ready.notified().await;
-            let queue = pending.queue.swap(false, Ordering::AcqRel);
-            let events = pending.events.swap(false, Ordering::AcqRel);
-            let sql = match (queue, events) {
-                (true, true) => {
-                    "SELECT pg_notify('herald_queue', ''), pg_notify('herald_events', '')"
-                }
-                (true, false) => "SELECT pg_notify('herald_queue', '')",
-                (false, true) => "SELECT pg_notify('herald_events', '')",
-                (false, false) => continue,
-            };
+            let owed = [
+                (&pending.queue, CHANNEL),
+                (&pending.events, EVENTS_CHANNEL),
+                (&pending.profiles, PROFILES_CHANNEL),
+            ];
+            let notifies: Vec<String> = owed
+                .into_iter()
+                .filter(|(flag, _)| flag.swap(false, Ordering::AcqRel))
+                .map(|(_, channel)| format!("pg_notify('{channel}', '')"))
+                .collect();
+            if notifies.is_empty() {
+                continue;
+            }
+            let sql = sqlx::AssertSqlSafe(format!("SELECT {}", notifies.join(", ")));
             if let Err(error) = sqlx::query(sql).execute(&pool).await {
                 if pool.is_closed() {
                     return;
@@ -98,32 +114,42 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-/// Listens on the queue and event channels on a connection of its own and wakes `wake` for
-/// each queue notification, `events` for each event-log one.
+/// Listens on the queue, event and profile channels on a connection of its own and wakes `wake`
+/// for each queue notification, `events` for each event-log one, and empties `profiles` for
+/// each profile one.
 pub(super) async fn listen(
     url: &str,
     wake: Arc<Notify>,
     events: Arc<Notify>,
+    profiles: Arc<Profiles>,
 ) -> Result<JoinHandle<()>> {
     let mut listener = PgListener::connect(url).await?;
-    listener.listen_all([CHANNEL, EVENTS_CHANNEL]).await?;
+    listener
+        .listen_all([CHANNEL, EVENTS_CHANNEL, PROFILES_CHANNEL])
+        .await?;
     Ok(tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) if notification.channel() == EVENTS_CHANNEL => {
                     events.notify_one();
                 }
+                Ok(Some(notification)) if notification.channel() == PROFILES_CHANNEL => {
+                    profiles.invalidate();
+                }
                 Ok(Some(_)) => wake.notify_one(),
                 // `None` means the connection dropped and was re-established: notifications sent
-                // in between are lost, so wake the dispatchers to look for work anyway.
+                // in between are lost, so wake the dispatchers to look for work anyway, and
+                // forget the profiles that may have changed.
                 Ok(None) => {
                     wake.notify_one();
                     events.notify_one();
+                    profiles.invalidate();
                 }
                 Err(error) => {
                     tracing::warn!(%error, "queue listener lost its connection; retrying");
                     wake.notify_one();
                     events.notify_one();
+                    profiles.invalidate();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
