@@ -142,7 +142,7 @@ fn charge() -> Charge {
 const EXPECTED: &[(&str, usize, usize)] = &[
     ("enqueue", 1, 1),
     ("enqueue with a cost and a reservation", 1, 1),
-    ("claim of 10", 1, 6),
+    ("claim of 10", 1, 1),
     ("accepted by the provider", 2, 7),
     ("delivered callback", 2, 5),
 ];

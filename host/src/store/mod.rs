@@ -49,6 +49,7 @@ mod ledger_bulk;
 mod messages;
 pub mod model;
 mod opt_outs;
+mod pg_claim;
 mod pg_enqueue;
 mod pg_group;
 mod postgres;
@@ -470,7 +471,9 @@ impl Store {
                     })
                     .await
             }
-            Backend::Postgres(pool) => Queries::claim(pool, worker, now, lease, limit).await,
+            Backend::Postgres(pool) => {
+                Queries::<Postgres>::claim_one(pool, worker, now, lease, limit).await
+            }
         };
         // An idle dispatcher claims nothing, often: only a claim that moved messages wrote.
         if result.as_ref().is_ok_and(|jobs| !jobs.is_empty()) {

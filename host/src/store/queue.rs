@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
+use sqlx::{ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
@@ -61,143 +61,10 @@ where
     Option<i32>: for<'a> Value<'a, DB>,
     Option<i64>: for<'a> Value<'a, DB>,
 {
-    /// Leases up to `limit` due entries to one claim and marks their messages `sending`.
-    pub(super) async fn claim(
-        pool: &Pool<DB>,
-        worker: &str,
-        now: i64,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<ClaimedJob>> {
-        let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let jobs = Self::claim_in(&mut tx, worker, now, lease, limit).await?;
-        tx.commit().await?;
-        Ok(jobs)
-    }
-
-    /// [`claim`](Self::claim)'s statements in the caller's transaction: a fixed number however
-    /// many entries it takes (the lease, the messages' previous state, the status change, its
-    /// log entries and its history rows, each one set-based statement).
-    pub(super) async fn claim_in(
-        conn: &mut DB::Connection,
-        worker: &str,
-        now: i64,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<ClaimedJob>> {
-        let owner = lease_token(worker);
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let entries = sqlx::query(DB::CLAIM)
-            .bind(owner.as_str())
-            .bind(until)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut order = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            order.push(entry.try_get::<String, _>("message_id")?);
-        }
-        // The ids as a JSON array of one-element arrays, read back as `value ->> 0`.
-        let rows = |ids: &[&str]| -> Result<String> {
-            let rows: Vec<[&str; 1]> = ids.iter().map(|id| [*id]).collect();
-            serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
-        };
-        let selected = format!("SELECT value ->> 0 FROM {}", DB::JSON_ROWS);
-        let all: Vec<&str> = order.iter().map(String::as_str).collect();
-        let previous = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, status FROM messages WHERE id IN ({selected}) ORDER BY id{}",
-            DB::LOCK_ROWS
-        )))
-        .bind(rows(&all)?.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut was: HashMap<String, MessageStatus> = HashMap::with_capacity(previous.len());
-        for row in &previous {
-            let status: String = row.try_get("status")?;
-            let status = MessageStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?;
-            was.insert(row.try_get("id")?, status);
-        }
-        // A callback already moved some past `sending` while an attempt whose process died held
-        // the lease: the provider has them, so there is nothing to send; their entries go.
-        let (take, gone): (Vec<&str>, Vec<&str>) = all.iter().partition(|id| {
-            was.get(**id)
-                .is_some_and(|status| status.rank() <= MessageStatus::Sending.rank())
-        });
-        if !gone.is_empty() {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM queue_entries WHERE message_id IN ({selected})"
-            )))
-            .bind(rows(&gone)?.as_str())
-            .execute(&mut *conn)
-            .await?;
-        }
-        if take.is_empty() {
-            return Ok(Vec::new());
-        }
-        let take_rows = rows(&take)?;
-        let updated = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE messages SET attempts = attempts + 1, status = 'sending', updated_at = $2
-             WHERE id IN ({selected})
-             RETURNING *"
-        )))
-        .bind(take_rows.as_str())
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await?;
-        // The log first: its entries read the previous status from the history.
-        let payload = status_payload::<DB>(
-            "'sending'",
-            PREVIOUS_STATUS,
-            "NULL",
-            "NULL",
-            "'dispatcher'",
-            "$2",
-        );
-        sqlx::query(log_status_sql::<DB>(
-            &payload,
-            "$2",
-            &format!("FROM messages m WHERE m.id IN ({selected})"),
-        ))
-        .bind(take_rows.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO status_events (tenant_id, message_id, status, source, occurred_at)
-             SELECT tenant_id, id, 'sending', 'dispatcher', $2 FROM messages
-             WHERE id IN ({selected})"
-        )))
-        .bind(take_rows.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        let mut claimed: HashMap<String, Message> = HashMap::with_capacity(updated.len());
-        for row in &updated {
-            let message = Self::message_from_row(row)?;
-            claimed.insert(message.id.clone(), message);
-        }
-        // In the claim's order: expired leases first, then by priority and due time.
-        Ok(order
-            .iter()
-            .filter_map(|id| claimed.remove(id))
-            .map(|message| ClaimedJob {
-                attempt: message.attempts,
-                lease_owner: owner.clone(),
-                interrupted: was.get(&message.id) == Some(&MessageStatus::Sending),
-                message,
-            })
-            .collect())
-    }
-
-    /// [`claim_in`](Self::claim_in) as one script (on SQLite one round trip): each statement
+    /// A claim as one script (on SQLite one round trip): each statement
     /// after the lease finds the entries this claim took by their lease token, which is unique
-    /// to the claim. Its steps and results are `claim_in`'s; SQLite takes it, as its single
-    /// writer needs no row locks, where PostgreSQL's claim locks the messages in id order first.
+    /// to the claim. SQLite's: its single writer needs no row locks; PostgreSQL's claim is one
+    /// statement (`pg_claim.rs`).
     pub(super) async fn claim_script(
         conn: &mut DB::Connection,
         worker: &str,
