@@ -143,7 +143,7 @@ const EXPECTED: &[(&str, usize, usize)] = &[
     ("enqueue", 1, 1),
     ("enqueue with a cost and a reservation", 1, 1),
     ("claim of 10", 1, 1),
-    ("accepted by the provider", 2, 7),
+    ("accepted by the provider", 2, 1),
     ("delivered callback", 2, 5),
 ];
 

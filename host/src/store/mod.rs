@@ -52,6 +52,7 @@ mod opt_outs;
 mod pg_claim;
 mod pg_enqueue;
 mod pg_group;
+mod pg_outcome;
 mod postgres;
 mod priority;
 mod profiles;
@@ -546,7 +547,9 @@ impl Store {
                         outcome
                     })
             }
-            Backend::Postgres(pool) => Queries::complete_accepted(pool, lease, accepted, now).await,
+            Backend::Postgres(pool) => {
+                Queries::<Postgres>::complete_accepted_one(pool, lease, accepted, now).await
+            }
         };
         self.events_written();
         result
