@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use herald::Category;
-use herald::segments::Encoding;
 use herald::store::{
     Accepted, Charge, EventSource, Hold, MessageLookup, MessageStatus, NewMessage, StatusUpdate,
-    Store, StoredBudget, new_id, now_millis,
+    Store, StoredBudget, now_millis,
 };
 use herald::{Money, TenantId};
 use tracing::field::{Field, Visit};
@@ -91,30 +89,9 @@ const T0: i64 = 1_767_225_600_000;
 
 fn message(charge: Option<Charge>) -> NewMessage {
     NewMessage {
-        id: new_id("msg"),
-        tenant_id: TenantId::default_tenant(),
-        to_number: "+14155550100".to_owned(),
-        sender: None,
-        body: "Your code is 123456".to_owned(),
-        template_id: None,
-        template_version: None,
-        category: Category::transactional(),
-        encoding: Encoding::Gsm7,
-        segments: 1,
-        units: 19,
-        provider: "twilio".to_owned(),
-        max_attempts: 3,
-        customer_id: None,
-        order_id: None,
-        reservation_id: None,
-        metadata: None,
-        idempotency_key: None,
-        request_hash: None,
-        due_at: None,
-        bulk: false,
-        batch_id: None,
         now: T0,
         charge,
+        ..common::db::new_message("default", "+14155550100")
     }
 }
 

@@ -13,7 +13,7 @@ use super::model::{
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
 };
 use super::priority::ClaimPriority;
-use super::script::{Script, Statement};
+use super::script::{Arg, Script, Statement};
 use super::shared::{
     Change, Facts, category, count, db_int, encoding, error_info, json, name_of, page_size, paged,
     status, tenant, word,
@@ -179,53 +179,20 @@ where
         conn: &mut DB::Connection,
         new: &NewMessage,
     ) -> Result<(Enqueued, Vec<BudgetAlert>)> {
-        let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
-        // A message due later waits as `scheduled`; a `send_at` in the past is due now.
-        let send_at = new.due_at.filter(|due| *due > new.now);
-        let status = if send_at.is_some() {
-            MessageStatus::Scheduled
-        } else {
-            MessageStatus::Queued
-        };
+        let (status, send_at) = placement(new);
         // One script (on SQLite one round trip): the message, then the rest only while the
         // message was stored, as a reused idempotency key stores nothing.
         let mut script = Script::default();
-        let message = script.push(
-            Statement::new(
-                "INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
-                     encoding, segments, units, status, provider, attempts, max_attempts,
-                     customer_id, order_id, reservation_id, metadata, idempotency_key,
-                     request_hash, created_at, updated_at, category, template_version, send_at,
-                     batch_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
-                     $15, $16, $17, $18, $18, $19, $20, $22, $23)
-                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-                 RETURNING *",
-            )
-            .bind(new.id.as_str())
-            .bind(new.tenant_id.as_str())
-            .bind(new.to_number.as_str())
-            .bind(new.sender.as_deref())
-            .bind(new.body.as_str())
-            .bind(new.template_id.as_deref())
-            .bind(new.encoding.as_str())
-            .bind(db_int(new.segments))
-            .bind(db_int(new.units))
-            .bind(new.provider.as_str())
-            .bind(db_int(new.max_attempts))
-            .bind(new.customer_id.as_deref())
-            .bind(new.order_id.as_deref())
-            .bind(new.reservation_id.as_deref())
-            .bind(metadata.as_deref())
-            .bind(new.idempotency_key.as_deref())
-            .bind(new.request_hash.as_deref())
-            .bind(new.now)
-            .bind(new.category.as_str())
-            .bind(new.template_version)
-            .bind(status.as_str())
-            .bind(send_at)
-            .bind(new.batch_id.as_deref()),
-        );
+        let mut insert = Statement::new(format!(
+            "INSERT INTO messages {MESSAGE_COLUMNS}
+             VALUES {MESSAGE_VALUES}
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+             RETURNING *"
+        ));
+        for arg in message_args(new) {
+            insert = insert.bind(arg);
+        }
+        let message = script.push(insert);
         script.push(
             Statement::new(
                 "INSERT INTO queue_entries (message_id, tenant_id, due_at, priority)
@@ -517,4 +484,60 @@ pub(super) fn transition_statements<DB: Dialect>(
     );
     event_statements::<DB>(script, tenant, id, change);
     updated
+}
+
+/// The columns of a new message's row, in the order of [`MESSAGE_VALUES`].
+pub(super) const MESSAGE_COLUMNS: &str = "(id, tenant_id, to_number, sender, body, template_id,
+     encoding, segments, units, status, provider, attempts, max_attempts, customer_id, order_id,
+     reservation_id, metadata, idempotency_key, request_hash, created_at, updated_at, category,
+     template_version, send_at, batch_id)";
+
+/// A new message's row over [`message_args`]'s `$1…$23`.
+pub(super) const MESSAGE_VALUES: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11,
+     $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $22, $23)";
+
+/// Where a new message starts: `scheduled` until its `send_at` when that is later than now,
+/// else `queued` and due now; with its `send_at` as stored.
+pub(super) fn placement(new: &NewMessage) -> (MessageStatus, Option<i64>) {
+    let send_at = new.due_at.filter(|due| *due > new.now);
+    let status = if send_at.is_some() {
+        MessageStatus::Scheduled
+    } else {
+        MessageStatus::Queued
+    };
+    (status, send_at)
+}
+
+/// The 23 parameters of a new message's row ([`MESSAGE_VALUES`]), on either backend.
+pub(super) fn message_args(new: &NewMessage) -> Vec<Arg> {
+    let (status, send_at) = placement(new);
+    vec![
+        new.id.as_str().into(),
+        new.tenant_id.as_str().into(),
+        new.to_number.as_str().into(),
+        new.sender.as_deref().into(),
+        new.body.as_str().into(),
+        new.template_id.as_deref().into(),
+        new.encoding.as_str().into(),
+        db_int(new.segments).into(),
+        db_int(new.units).into(),
+        new.provider.as_str().into(),
+        db_int(new.max_attempts).into(),
+        new.customer_id.as_deref().into(),
+        new.order_id.as_deref().into(),
+        new.reservation_id.as_deref().into(),
+        new.metadata
+            .as_ref()
+            .map(serde_json::Value::to_string)
+            .as_deref()
+            .into(),
+        new.idempotency_key.as_deref().into(),
+        new.request_hash.as_deref().into(),
+        new.now.into(),
+        new.category.as_str().into(),
+        new.template_version.into(),
+        status.as_str().into(),
+        send_at.into(),
+        new.batch_id.as_deref().into(),
+    ]
 }

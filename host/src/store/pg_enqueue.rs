@@ -24,8 +24,10 @@ use super::dialect::Queries;
 use super::error::{Result, StoreError};
 use super::events::{BUDGET_THRESHOLD, MESSAGE_STATUS, status_payload};
 use super::ledger::{BudgetAlert, Hold};
-use super::model::{Enqueued, MessageStatus, NewMessage};
+use super::messages::{MESSAGE_COLUMNS, MESSAGE_VALUES, message_args, placement};
+use super::model::{Enqueued, NewMessage};
 use super::priority::ClaimPriority;
+use super::script::bind;
 use super::shared::db_int;
 
 /// The SQLSTATE of `herald_refuse`.
@@ -59,37 +61,12 @@ impl Queries<Postgres> {
         form: Form,
     ) -> Result<Done> {
         let sql = statement(new, form);
-        let metadata = new.metadata.as_ref().map(serde_json::Value::to_string);
-        let send_at = new.due_at.filter(|due| *due > new.now);
-        let status = if send_at.is_some() {
-            MessageStatus::Scheduled
-        } else {
-            MessageStatus::Queued
-        };
-        let mut query = sqlx::query::<Postgres>(AssertSqlSafe(sql))
-            .bind(new.id.as_str())
-            .bind(new.tenant_id.as_str())
-            .bind(new.to_number.as_str())
-            .bind(new.sender.as_deref())
-            .bind(new.body.as_str())
-            .bind(new.template_id.as_deref())
-            .bind(new.encoding.as_str())
-            .bind(db_int(new.segments))
-            .bind(db_int(new.units))
-            .bind(new.provider.as_str())
-            .bind(db_int(new.max_attempts))
-            .bind(new.customer_id.as_deref())
-            .bind(new.order_id.as_deref())
-            .bind(new.reservation_id.as_deref())
-            .bind(metadata)
-            .bind(new.idempotency_key.as_deref())
-            .bind(new.request_hash.as_deref())
-            .bind(new.now)
-            .bind(new.category.as_str())
-            .bind(new.template_version)
-            .bind(status.as_str())
-            .bind(send_at)
-            .bind(new.batch_id.as_deref())
+        let (_, send_at) = placement(new);
+        let mut query = sqlx::query::<Postgres>(AssertSqlSafe(sql));
+        for arg in &message_args(new) {
+            query = bind(query, arg);
+        }
+        let mut query = query
             .bind(send_at.unwrap_or(new.now))
             .bind(ClaimPriority::of(&new.category, new.bulk).as_i32());
         let holds: &[Hold] = new.charge.as_ref().map_or(&[], |charge| &charge.holds);
@@ -241,15 +218,12 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
     } else {
         (String::new(), "")
     };
+    // The row's values as a `SELECT` list, so that the quiet form can add its condition.
+    let values = MESSAGE_VALUES.trim_start_matches('(').trim_end_matches(')');
     let mut sql = format!(
         "WITH {first} m AS (
-             INSERT INTO messages (id, tenant_id, to_number, sender, body, template_id,
-                 encoding, segments, units, status, provider, attempts, max_attempts,
-                 customer_id, order_id, reservation_id, metadata, idempotency_key,
-                 request_hash, created_at, updated_at, category, template_version, send_at,
-                 batch_id)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $21, $10, 0, $11, $12, $13, $14,
-                 $15, $16, $17, $18, $18, $19, $20, $22, $23{only_if_reserved}
+             INSERT INTO messages {MESSAGE_COLUMNS}
+             SELECT {values}{only_if_reserved}
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *
          ), queued AS (

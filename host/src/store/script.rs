@@ -167,7 +167,7 @@ impl Script {
 }
 
 /// Binds `arg` on either backend.
-fn bind<'q, DB>(
+pub(super) fn bind<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments>,
     arg: &Arg,
 ) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments>
