@@ -226,3 +226,124 @@ async fn postgres_a_failing_enqueue_in_a_batch_fails_alone() {
         .unwrap();
     assert_eq!(stored, 24);
 }
+
+/// PostgreSQL's enqueue lanes reserve a batch's sum on a budget at once: with room, every message
+/// is reserved and each threshold fires once; without room for the whole batch, each message
+/// runs alone and the hard cap is never overshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
+    use herald::Money;
+    use herald::store::{
+        Charge, Enqueued, Hold, Store, StoreError, StoreOptions, StoredBudget, TenantId,
+    };
+
+    const PRICE: i64 = 8_300;
+    const PERIOD: i64 = 1_764_547_200_000;
+    let url = common::db::postgres_url().await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let tenant = TenantId::default_tenant();
+    let now = herald::store::now_millis();
+    store
+        .put_budget(&StoredBudget {
+            tenant: tenant.clone(),
+            name: "cap".to_owned(),
+            period: "monthly".to_owned(),
+            limit: Money::new(30 * PRICE, "USD"),
+            category: None,
+            alert_thresholds: vec![50],
+            hard_cap: true,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let charged = |i: usize| {
+        let mut new = common::db::new_message("default", &format!("+1415555{:04}", 3000 + i));
+        new.charge = Some(Charge {
+            provider: "twilio".to_owned(),
+            country: Some("US".to_owned()),
+            segments: 1,
+            estimate: Some(Money::new(PRICE, "USD")),
+            source: Some("config".to_owned()),
+            reason: None,
+            holds: vec![Hold {
+                budget: "cap".to_owned(),
+                period_start: PERIOD,
+                micros: PRICE,
+                hard_cap: true,
+                limit_micros: 30 * PRICE,
+                thresholds: vec![50],
+            }],
+        });
+        new
+    };
+    // Sends while `messages` is held, so that all but the lanes' first ones queue into batches.
+    let held_round = |range: std::ops::Range<usize>| {
+        let (store, url) = (store.clone(), url.clone());
+        let charged = &charged;
+        let news: Vec<_> = range.map(charged).collect();
+        async move {
+            let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut tx = holder.begin().await.unwrap();
+            sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let before = store.group_commits().unwrap();
+            let sends: Vec<_> = news
+                .into_iter()
+                .map(|new| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.enqueue(&new).await })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            tx.commit().await.unwrap();
+            let mut results = Vec::new();
+            for send in sends {
+                results.push(send.await.unwrap());
+            }
+            (results, store.group_commits().unwrap() - before)
+        }
+    };
+
+    // 24 messages, room for 30: all reserved, in fewer transactions than messages.
+    let (results, batches) = held_round(0..24).await;
+    assert!(
+        results
+            .iter()
+            .all(|result| matches!(result, Ok(Enqueued::Created(_)))),
+        "{results:?}"
+    );
+    assert!(batches < 24, "the messages went in batches ({batches})");
+    let usage = store.budget_usage(&tenant, "cap", PERIOD).await.unwrap();
+    assert_eq!(usage.reserved_micros, 24 * PRICE);
+    let alerts = store.budget_alerts(&tenant, "cap", PERIOD).await.unwrap();
+    assert_eq!(alerts.len(), 1, "the 50 % threshold fired once: {alerts:?}");
+
+    // 10 more, room for 6: the batch does not fit, each runs alone, exactly 6 are taken.
+    let (results, _) = held_round(24..34).await;
+    let taken = results
+        .iter()
+        .filter(|result| matches!(result, Ok(Enqueued::Created(_))))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|result| matches!(result, Err(StoreError::BudgetExceeded { .. })))
+        .count();
+    assert_eq!((taken, refused), (6, 4), "{results:?}");
+    let usage = store.budget_usage(&tenant, "cap", PERIOD).await.unwrap();
+    assert_eq!(
+        usage.reserved_micros,
+        30 * PRICE,
+        "the cap is reached, not passed"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut sqlx::PgConnection::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored, 30, "a refused message stores nothing");
+}

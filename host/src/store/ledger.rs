@@ -189,7 +189,7 @@ where
     }
 
     /// Records that thresholds of a budget were crossed, once per period each.
-    async fn fire_thresholds(
+    pub(super) async fn fire_thresholds(
         conn: &mut DB::Connection,
         tenant: &str,
         crossing: &Crossing<'_>,
@@ -540,13 +540,13 @@ where
 }
 
 /// A change of a budget's committed amount, checked against its thresholds.
-struct Crossing<'a> {
-    budget: &'a str,
-    period_start: i64,
-    limit: i64,
-    thresholds: &'a [u32],
-    before: i64,
-    after: i64,
+pub(super) struct Crossing<'a> {
+    pub(super) budget: &'a str,
+    pub(super) period_start: i64,
+    pub(super) limit: i64,
+    pub(super) thresholds: &'a [u32],
+    pub(super) before: i64,
+    pub(super) after: i64,
 }
 
 /// Logs the thresholds that fired, once their transaction committed.

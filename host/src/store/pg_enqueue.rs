@@ -88,9 +88,12 @@ impl Queries<Postgres> {
                 query = query
                     .bind(hold.budget.as_str())
                     .bind(hold.period_start)
-                    .bind(hold.micros)
-                    .bind(hold.limit_micros)
-                    .bind(thresholds);
+                    .bind(hold.micros);
+                // A deferred statement (one hold) uses neither: PostgreSQL takes no more
+                // parameters than the statement names.
+                if form != Form::Deferred {
+                    query = query.bind(hold.limit_micros).bind(thresholds);
+                }
             }
         }
         let row = match query.fetch_optional(&mut *conn).await {
@@ -102,10 +105,12 @@ impl Queries<Postgres> {
             }
             Err(error) => return Err(error.into()),
         };
+        // A deferred statement's reservations (and so its alerts) come later, from its lane.
+        let reserved = if form == Form::Deferred { &[] } else { holds };
         Ok(match row {
             Some(row) => Done::Created(
                 Box::new(Enqueued::Created(Self::message_from_row(&row)?)),
-                fired(&row, new, holds)?,
+                fired(&row, new, reserved)?,
             ),
             None if form == Form::Quiet && !holds.is_empty() => Done::Refused,
             None => Done::Keyed,
@@ -184,6 +189,10 @@ pub(super) enum Form {
     /// a message without an idempotency key (whose insert cannot do nothing) and with at most one
     /// hold (so no other reservation can be left taken); see [`Form::quiet_for`].
     Quiet,
+    /// Everything but the reservation itself and its alerts: for a message with one hold in a
+    /// group transaction, whose lane then takes the reservations of the whole batch at once
+    /// (`pg_group.rs`), holding the budget's row lock only from there to the commit.
+    Deferred,
 }
 
 impl Form {
@@ -265,6 +274,21 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
         for (i, hold) in holds.iter().enumerate() {
             let [budget, period, amount, limit, thresholds] = hold_params(i);
             let committed = format!("(r{i}.spent_micros + r{i}.reserved_micros)");
+            if form == Form::Deferred {
+                sql.push_str(&format!(
+                    ", held{i} AS (
+                         INSERT INTO budget_holds (tenant_id, message_id, budget, period_start,
+                             micros, state)
+                         SELECT m.tenant_id, m.id, {budget}, {period}, {amount}, 'held' FROM m
+                     ), reserved{i} AS (
+                         INSERT INTO ledger_entries (tenant_id, message_id, kind, budget,
+                             period_start, micros, currency, created_at)
+                         SELECT m.tenant_id, m.id, 'reservation', {budget}, {period}, {amount},
+                             COALESCE({currency}, ''), $18 FROM m
+                     )"
+                ));
+                continue;
+            }
             if !(quiet && i == 0) {
                 sql.push_str(&format!(", {}", reservation(hold, i, Some("m"))));
             }

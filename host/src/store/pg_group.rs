@@ -10,21 +10,26 @@
 //!   message.
 //! - **No added latency.** A lane takes whatever is waiting, up to [`MAX_BATCH`]; a lone enqueue
 //!   runs at once as a statement that commits by itself.
-//! - **A failing enqueue fails alone.** Statements in a batch take the quiet form: a reservation
-//!   without room stores nothing and is no error. If a statement still fails (a database error),
-//!   the batch is rolled back and each of its enqueues runs again on its own, so only the failing
-//!   one gets the error. Enqueues that cannot take the quiet form (an idempotency key, or more
-//!   than one budget) always run on their own.
+//! - **One budget is not a queue.** A message with one budget hold is written without its
+//!   reservation; the lane then reserves the batch's sum per budget and period in one upsert, so
+//!   the budget's row lock is held only from there to the commit, not for the whole batch.
+//! - **A failing enqueue fails alone.** Without a hold, a statement in a batch takes the quiet
+//!   form (its reservation, if any, stores nothing when it has no room, and is no error). If a
+//!   statement fails, or a batch's reservation finds no room for its sum, the batch is rolled
+//!   back and each of its enqueues runs again on its own, so only the failing one gets the error
+//!   and each message at a hard cap is refused or taken on its own. Enqueues with an idempotency
+//!   key or more than one budget always run on their own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::{Acquire as _, PgPool, Postgres};
+use sqlx::postgres::PgConnection;
+use sqlx::{Acquire as _, AssertSqlSafe, PgPool, Postgres, Row as _};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
-use super::ledger::BudgetAlert;
+use super::ledger::{BudgetAlert, Crossing, Hold};
 use super::model::{Enqueued, NewMessage};
 use super::pg_enqueue::{Done, Form};
 
@@ -141,21 +146,140 @@ enum Failed {
     Commit(StoreError),
 }
 
+/// The reservations a batch takes on one budget's period, once its messages are written.
+struct Reservation<'a> {
+    tenant: &'a str,
+    hold: &'a Hold,
+    /// The sum of its members' amounts.
+    total: i64,
+    /// Each member's index in the batch and amount, in the batch's order.
+    members: Vec<(usize, i64)>,
+}
+
 /// The batch's statements in one transaction, in order; what each did once it committed.
+///
+/// A message with one budget hold is written without its reservation ([`Form::Deferred`]);
+/// after all of them, one upsert per budget and period reserves their sum, so the budget's row
+/// lock is held only from there to the commit and the lanes' statements run side by side. If a
+/// hard cap has no room for the sum, the batch is rolled back and each message runs alone,
+/// where each is refused or taken on its own.
 async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<Done>, Failed> {
     let commit_error = |error: sqlx::Error| Failed::Commit(StoreError::from(error));
     let mut conn = pool.acquire().await.map_err(commit_error)?;
     let mut tx = conn.begin().await.map_err(commit_error)?;
     let mut done = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match Queries::<Postgres>::run_one(&mut tx, &job.new, Form::Quiet).await {
-            Ok(one) => done.push(one),
-            // Dropping the transaction rolls it back.
-            Err(error) => return Err(Failed::Statement(error)),
+    let mut reservations: Vec<Reservation<'_>> = Vec::new();
+    for (at, job) in jobs.iter().enumerate() {
+        let hold = job
+            .new
+            .charge
+            .as_ref()
+            .and_then(|charge| match charge.holds.as_slice() {
+                [hold] => Some(hold),
+                _ => None,
+            });
+        let form = if hold.is_some() {
+            Form::Deferred
+        } else {
+            Form::Quiet
+        };
+        // Dropping the transaction on an error rolls it back.
+        let one = Queries::<Postgres>::run_one(&mut tx, &job.new, form)
+            .await
+            .map_err(Failed::Statement)?;
+        done.push(one);
+        if let Some(hold) = hold {
+            let tenant = job.new.tenant_id.as_str();
+            let same = |r: &&mut Reservation<'_>| {
+                r.tenant == tenant
+                    && r.hold.budget == hold.budget
+                    && r.hold.period_start == hold.period_start
+            };
+            match reservations.iter_mut().find(same) {
+                Some(reservation) => {
+                    reservation.total = reservation.total.saturating_add(hold.micros);
+                    reservation.members.push((at, hold.micros));
+                }
+                None => reservations.push(Reservation {
+                    tenant,
+                    hold,
+                    total: hold.micros,
+                    members: vec![(at, hold.micros)],
+                }),
+            }
+        }
+    }
+    for reservation in &reservations {
+        let committed = reserve(&mut tx, reservation)
+            .await
+            .map_err(Failed::Statement)?;
+        // Each member's share, in the batch's order, for the thresholds it crossed.
+        let mut before = committed - reservation.total;
+        for &(at, micros) in &reservation.members {
+            let crossing = Crossing {
+                budget: &reservation.hold.budget,
+                period_start: reservation.hold.period_start,
+                limit: reservation.hold.limit_micros,
+                thresholds: &reservation.hold.thresholds,
+                before,
+                after: before + micros,
+            };
+            let mut fired = Vec::new();
+            Queries::<Postgres>::fire_thresholds(
+                &mut tx,
+                reservation.tenant,
+                &crossing,
+                jobs[at].new.now,
+                &mut fired,
+            )
+            .await
+            .map_err(Failed::Statement)?;
+            if let Some(Done::Created(_, alerts)) = done.get_mut(at) {
+                alerts.extend(fired);
+            }
+            before += micros;
         }
     }
     tx.commit().await.map_err(commit_error)?;
     Ok(done)
+}
+
+/// Takes `reservation`'s sum on its budget's period in one upsert (creating the period's usage
+/// row if need be); returns the period's committed amount after it, or
+/// [`StoreError::BudgetExceeded`] when a hard cap has no room for the sum. The limit is read in
+/// the statement, as in a message's own reservation.
+async fn reserve(conn: &mut PgConnection, reservation: &Reservation<'_>) -> Result<i64> {
+    let limit = "(SELECT limit_micros FROM budgets WHERE tenant_id = $1 AND name = $2)";
+    let (room_new, room) = if reservation.hold.hard_cap {
+        (
+            format!(" AND $4 <= {limit}"),
+            format!(
+                " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + $4 <= {limit}"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
+             reserved_micros)
+         SELECT $1, $2, $3, 0, $4 WHERE true{room_new}
+         ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
+             SET reserved_micros = budget_usage.reserved_micros + $4{room}
+         RETURNING spent_micros + reserved_micros AS committed"
+    )))
+    .bind(reservation.tenant)
+    .bind(reservation.hold.budget.as_str())
+    .bind(reservation.hold.period_start)
+    .bind(reservation.total)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => Ok(row.try_get("committed")?),
+        None => Err(StoreError::BudgetExceeded {
+            budget: reservation.hold.budget.clone(),
+        }),
+    }
 }
 
 /// A copy of `error` for each caller of a failed batch, keeping whether it is worth retrying.
