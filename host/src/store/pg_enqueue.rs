@@ -14,6 +14,9 @@
 //! - A threshold a reservation crosses is inserted into `budget_alerts` (once per period, by its
 //!   key) and logged as a `budget.threshold` event in the same statement.
 //!
+//! In a group transaction (`pg_group.rs`) a message with one budget hold takes the
+//! [`Form::Deferred`] statement, without its reservation, which its lane takes for the batch.
+//!
 //! The statement's clauses see one snapshot: the first event's previous status is `NULL`, as it
 //! is for any new message.
 
@@ -39,8 +42,6 @@ pub(super) enum Done {
     Created(Box<Enqueued>, Vec<BudgetAlert>),
     /// Nothing is stored: the idempotency key names a stored message.
     Keyed,
-    /// Nothing is stored: the quiet form's reservation had no room.
-    Refused,
 }
 
 impl Queries<Postgres> {
@@ -112,7 +113,6 @@ impl Queries<Postgres> {
                 Box::new(Enqueued::Created(Self::message_from_row(&row)?)),
                 fired(&row, new, reserved)?,
             ),
-            None if form == Form::Quiet && !holds.is_empty() => Done::Refused,
             None => Done::Keyed,
         })
     }
@@ -126,14 +126,6 @@ impl Queries<Postgres> {
         match done {
             Done::Created(enqueued, alerts) => Ok((*enqueued, alerts)),
             Done::Keyed => Ok((Self::existing(pool, new).await?, Vec::new())),
-            Done::Refused => Err(StoreError::BudgetExceeded {
-                budget: new
-                    .charge
-                    .as_ref()
-                    .and_then(|charge| charge.holds.first())
-                    .map(|hold| hold.budget.clone())
-                    .unwrap_or_default(),
-            }),
         }
     }
 
@@ -178,29 +170,24 @@ fn fired(row: &PgRow, new: &NewMessage, holds: &[Hold]) -> Result<Vec<BudgetAler
     Ok(alerts)
 }
 
-/// How a statement treats a reservation without room.
+/// How a statement takes its reservations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Form {
-    /// It aborts, through `herald_refuse`: for a statement that commits alone, whatever its
-    /// holds and idempotency key.
+    /// In the statement: a reservation without room aborts it, through `herald_refuse`, so
+    /// nothing of the message is stored. For a statement that commits alone, and for a message
+    /// without a hold in a group transaction (where it cannot abort).
     Aborting,
-    /// It stores nothing and returns no row, without an error, so that a group transaction goes
-    /// on: the reservation runs first and the message is inserted only if it was taken. Only for
-    /// a message without an idempotency key (whose insert cannot do nothing) and with at most one
-    /// hold (so no other reservation can be left taken); see [`Form::quiet_for`].
-    Quiet,
     /// Everything but the reservation itself and its alerts: for a message with one hold in a
     /// group transaction, whose lane then takes the reservations of the whole batch at once
     /// (`pg_group.rs`), holding the budget's row lock only from there to the commit.
     Deferred,
 }
 
-impl Form {
-    /// Whether `new` can take the quiet form, inside a group transaction.
-    pub(super) fn quiet_for(new: &NewMessage) -> bool {
-        let holds = new.charge.as_ref().map_or(0, |charge| charge.holds.len());
-        new.idempotency_key.is_none() && holds <= 1
-    }
+/// Whether `new` can go in a group transaction: without an idempotency key (whose insert could
+/// store nothing) and with at most one budget hold.
+pub(super) fn batchable(new: &NewMessage) -> bool {
+    let holds = new.charge.as_ref().map_or(0, |charge| charge.holds.len());
+    new.idempotency_key.is_none() && holds <= 1
 }
 
 /// Parameters `$1…$25` are the message's, `$26…$32` the charge's, then five per hold.
@@ -212,27 +199,15 @@ fn hold_params(i: usize) -> [String; 5] {
     std::array::from_fn(|k| format!("${}", HOLDS + 5 * i + k + 1))
 }
 
-/// The statement for `new` in `form`; its parameters are bound in [`Queries::bind_all`]'s
+/// The statement for `new` in `form`; its parameters are bound in [`Queries::run_one`]'s
 /// order.
 pub(super) fn statement(new: &NewMessage, form: Form) -> String {
     let payload = status_payload::<Postgres>("m.status", "NULL", "NULL", "NULL", "'api'", "$18");
     let holds: &[Hold] = new.charge.as_ref().map_or(&[], |charge| &charge.holds);
-    let quiet = form == Form::Quiet && !holds.is_empty();
-    // Quiet: the reservation first, not over `m`; the message only if it was taken.
-    let (first, only_if_reserved) = if quiet {
-        (
-            format!("{},", reservation(&holds[0], 0, None)),
-            " WHERE EXISTS (SELECT 1 FROM r0)",
-        )
-    } else {
-        (String::new(), "")
-    };
-    // The row's values as a `SELECT` list, so that the quiet form can add its condition.
-    let values = MESSAGE_VALUES.trim_start_matches('(').trim_end_matches(')');
     let mut sql = format!(
-        "WITH {first} m AS (
+        "WITH m AS (
              INSERT INTO messages {MESSAGE_COLUMNS}
-             SELECT {values}{only_if_reserved}
+             VALUES {MESSAGE_VALUES}
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING *
          ), queued AS (
@@ -289,9 +264,7 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
                 ));
                 continue;
             }
-            if !(quiet && i == 0) {
-                sql.push_str(&format!(", {}", reservation(hold, i, Some("m"))));
-            }
+            sql.push_str(&format!(", {}", reservation(hold, i)));
             let event = format!(
                 "json_build_object('budget', {budget}, 'threshold', a{i}.threshold,
                      'period_start', {period}, 'committed_micros', {committed},
@@ -322,9 +295,8 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
                      SELECT $2, '{BUDGET_THRESHOLD}', NULL, {event}, $18 FROM a{i}, r{i}
                  )",
             ));
-            // Aborting: a reservation without room (no row) aborts the statement. Quiet: `m`
-            // is empty then, and so is the result.
-            if form == Form::Aborting {
+            // A reservation without room (no row) aborts the statement.
+            {
                 columns.push_str(&format!(
                     ", CASE WHEN r{i}.spent_micros IS NULL THEN herald_refuse({budget}) END
                          AS hold{i}_refused"
@@ -342,10 +314,9 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
     sql
 }
 
-/// The clause `r{i}` that takes hold `i`'s reservation, over the rows of `over` (the message
-/// clause) or, without one, unconditionally; it returns the usage row after the reservation, or
-/// nothing when a hard cap has no room.
-fn reservation(hold: &Hold, i: usize, over: Option<&str>) -> String {
+/// The clause `r{i}` that takes hold `i`'s reservation over the inserted message `m`; it
+/// returns the usage row after the reservation, or nothing when a hard cap has no room.
+fn reservation(hold: &Hold, i: usize) -> String {
     let [budget, period, amount, _, _] = hold_params(i);
     let limit_now =
         format!("(SELECT limit_micros FROM budgets WHERE tenant_id = $2 AND name = {budget})");
@@ -362,14 +333,11 @@ fn reservation(hold: &Hold, i: usize, over: Option<&str>) -> String {
     } else {
         (String::new(), String::new())
     };
-    let from = over
-        .map(|clause| format!(" FROM {clause}"))
-        .unwrap_or_default();
     format!(
         "r{i} AS (
              INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
                  reserved_micros)
-             SELECT $2, {budget}, {period}, 0, {amount}{from} WHERE true{room_new}
+             SELECT $2, {budget}, {period}, 0, {amount} FROM m WHERE true{room_new}
              ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
                  SET reserved_micros = budget_usage.reserved_micros + {amount}{room}
              RETURNING spent_micros, reserved_micros
@@ -457,8 +425,8 @@ mod tests {
         );
         new.charge.as_mut().unwrap().holds.pop();
         assert_eq!(
-            placeholders(&statement(&new, Form::Quiet)),
-            (1..=25 + 7 + 5).collect()
+            placeholders(&statement(&new, Form::Deferred)),
+            (1..=25 + 7 + 3).collect()
         );
     }
 }

@@ -13,9 +13,7 @@
 //! - **One budget is not a queue.** A message with one budget hold is written without its
 //!   reservation; the lane then reserves the batch's sum per budget and period in one upsert, so
 //!   the budget's row lock is held only from there to the commit, not for the whole batch.
-//! - **A failing enqueue fails alone.** Without a hold, a statement in a batch takes the quiet
-//!   form (its reservation, if any, stores nothing when it has no room, and is no error). If a
-//!   statement fails, or a batch's reservation finds no room for its sum, the batch is rolled
+//! - **A failing enqueue fails alone.** If a statement fails, or a batch's reservation finds no room for its sum, the batch is rolled
 //!   back and each of its enqueues runs again on its own, so only the failing one gets the error
 //!   and each message at a hard cap is refused or taken on its own. Enqueues with an idempotency
 //!   key or more than one budget always run on their own.
@@ -31,7 +29,7 @@ use super::dialect::Queries;
 use super::error::{Result, StoreError};
 use super::ledger::{BudgetAlert, Crossing, Hold};
 use super::model::{Enqueued, NewMessage};
-use super::pg_enqueue::{Done, Form};
+use super::pg_enqueue::{Done, Form, batchable};
 
 /// The most enqueues one transaction takes.
 const MAX_BATCH: usize = 128;
@@ -73,7 +71,7 @@ impl EnqueueGroup {
 
     /// Enqueues `new` in the next batch and answers once that batch committed.
     pub(super) async fn enqueue(&self, pool: &PgPool, new: &NewMessage) -> Answer {
-        if !Form::quiet_for(new) {
+        if !batchable(new) {
             return Queries::<Postgres>::enqueue_one(pool, new).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -181,7 +179,7 @@ async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<Done>
         let form = if hold.is_some() {
             Form::Deferred
         } else {
-            Form::Quiet
+            Form::Aborting
         };
         // Dropping the transaction on an error rolls it back.
         let one = Queries::<Postgres>::run_one(&mut tx, &job.new, form)
