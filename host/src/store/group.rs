@@ -160,7 +160,7 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Job>>, batches:
 }
 
 /// A copy of `error` for each caller of a failed batch, keeping whether it is worth retrying.
-fn copy(error: &StoreError) -> StoreError {
+pub(super) fn copy(error: &StoreError) -> StoreError {
     let text = format!("the group commit failed: {error}");
     if error.is_unavailable() {
         StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(text)))

@@ -720,27 +720,11 @@ pub(super) fn charge_statements(
         .holds
         .iter()
         .map(|hold| {
-            // One upsert takes the reservation, creating the period's usage row if need be. The
-            // limit is read in the same statement, so a budget replaced meanwhile is obeyed at
-            // its new limit; a deleted one refuses (the comparison with NULL is not true).
-            let (room_new, room) = if hold.hard_cap {
-                (
-                    " AND $5 <= (SELECT limit_micros FROM budgets
-                         WHERE tenant_id = $1 AND name = $3)",
-                    " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + $5
-                         <= (SELECT limit_micros FROM budgets WHERE tenant_id = $1 AND name = $3)",
-                )
-            } else {
-                ("", "")
-            };
             script.push(
-                Statement::new(format!(
-                    "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
-                         reserved_micros)
-                     SELECT $1, $3, $4, 0, $5 WHERE {WHILE_STORED}{room_new}
-                     ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
-                         SET reserved_micros = budget_usage.reserved_micros + $5{room}
-                     RETURNING spent_micros, reserved_micros"
+                Statement::new(reservation_upsert(
+                    ["$1", "$3", "$4", "$5"],
+                    hold.hard_cap,
+                    &format!(" WHERE {WHILE_STORED}"),
                 ))
                 .bind(tenant)
                 .bind(message)
@@ -750,4 +734,37 @@ pub(super) fn charge_statements(
             )
         })
         .collect()
+}
+
+/// The upsert that reserves an amount on a budget's period, creating the period's usage row if
+/// need be, and returns the row's `spent_micros, reserved_micros` after it: nothing when a hard
+/// cap has no room. `params` are the SQL of the tenant, budget name, period start and amount;
+/// `source` is the tail of its `SELECT` (a `WHERE` clause, or `FROM` and `WHERE`).
+///
+/// The limit is read in the same statement, so a budget replaced meanwhile is obeyed at its new
+/// limit; a deleted one refuses (the comparison with NULL is not true). On PostgreSQL the
+/// conflict arm re-checks the room on the row's newest version after waiting for its lock.
+pub(super) fn reservation_upsert(params: [&str; 4], hard_cap: bool, source: &str) -> String {
+    let [tenant, budget, period, amount] = params;
+    let limit = format!(
+        "(SELECT limit_micros FROM budgets WHERE tenant_id = {tenant} AND name = {budget})"
+    );
+    let (room_new, room) = if hard_cap {
+        (
+            format!(" AND {amount} <= {limit}"),
+            format!(
+                " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + {amount}
+                     <= {limit}"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    format!(
+        "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros, reserved_micros)
+         SELECT {tenant}, {budget}, {period}, 0, {amount}{source}{room_new}
+         ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
+             SET reserved_micros = budget_usage.reserved_micros + {amount}{room}
+         RETURNING spent_micros, reserved_micros"
+    )
 }

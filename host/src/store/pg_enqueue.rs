@@ -26,7 +26,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _};
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
 use super::events::{BUDGET_THRESHOLD, MESSAGE_STATUS, status_payload};
-use super::ledger::{BudgetAlert, Hold};
+use super::ledger::{BudgetAlert, Hold, reservation_upsert};
 use super::messages::{MESSAGE_COLUMNS, MESSAGE_VALUES, message_args, placement};
 use super::model::{Enqueued, NewMessage};
 use super::priority::ClaimPriority;
@@ -248,28 +248,7 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
         ));
         for (i, hold) in holds.iter().enumerate() {
             let [budget, period, amount, limit, thresholds] = hold_params(i);
-            let committed = format!("(r{i}.spent_micros + r{i}.reserved_micros)");
-            if form == Form::Deferred {
-                sql.push_str(&format!(
-                    ", held{i} AS (
-                         INSERT INTO budget_holds (tenant_id, message_id, budget, period_start,
-                             micros, state)
-                         SELECT m.tenant_id, m.id, {budget}, {period}, {amount}, 'held' FROM m
-                     ), reserved{i} AS (
-                         INSERT INTO ledger_entries (tenant_id, message_id, kind, budget,
-                             period_start, micros, currency, created_at)
-                         SELECT m.tenant_id, m.id, 'reservation', {budget}, {period}, {amount},
-                             COALESCE({currency}, ''), $18 FROM m
-                     )"
-                ));
-                continue;
-            }
-            sql.push_str(&format!(", {}", reservation(hold, i)));
-            let event = format!(
-                "json_build_object('budget', {budget}, 'threshold', a{i}.threshold,
-                     'period_start', {period}, 'committed_micros', {committed},
-                     'limit_micros', {limit}, 'fired_at', $18)::text"
-            );
+            // The hold and its `reservation` ledger row, in both forms.
             sql.push_str(&format!(
                 ", held{i} AS (
                      INSERT INTO budget_holds (tenant_id, message_id, budget, period_start,
@@ -280,7 +259,20 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
                          period_start, micros, currency, created_at)
                      SELECT m.tenant_id, m.id, 'reservation', {budget}, {period}, {amount},
                          COALESCE({currency}, ''), $18 FROM m
-                 ), a{i} AS (
+                 )"
+            ));
+            if form == Form::Deferred {
+                // The lane takes the reservation and fires the alerts.
+                continue;
+            }
+            let committed = format!("(r{i}.spent_micros + r{i}.reserved_micros)");
+            let event = format!(
+                "json_build_object('budget', {budget}, 'threshold', a{i}.threshold,
+                     'period_start', {period}, 'committed_micros', {committed},
+                     'limit_micros', {limit}, 'fired_at', $18)::text"
+            );
+            sql.push_str(&format!(
+                ", {reservation}, a{i} AS (
                      INSERT INTO budget_alerts (tenant_id, budget, period_start, threshold,
                          fired_at)
                      SELECT m.tenant_id, {budget}, {period}, t.threshold, $18
@@ -294,14 +286,13 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
                      INSERT INTO events (tenant_id, kind, message_id, payload, created_at)
                      SELECT $2, '{BUDGET_THRESHOLD}', NULL, {event}, $18 FROM a{i}, r{i}
                  )",
+                reservation = reservation(hold, i),
             ));
             // A reservation without room (no row) aborts the statement.
-            {
-                columns.push_str(&format!(
-                    ", CASE WHEN r{i}.spent_micros IS NULL THEN herald_refuse({budget}) END
-                         AS hold{i}_refused"
-                ));
-            }
+            columns.push_str(&format!(
+                ", CASE WHEN r{i}.spent_micros IS NULL THEN herald_refuse({budget}) END
+                     AS hold{i}_refused"
+            ));
             columns.push_str(&format!(
                 ", {committed} AS hold{i}_committed,
                  (SELECT string_agg(threshold::text, ',' ORDER BY threshold) FROM a{i})
@@ -318,31 +309,12 @@ pub(super) fn statement(new: &NewMessage, form: Form) -> String {
 /// returns the usage row after the reservation, or nothing when a hard cap has no room.
 fn reservation(hold: &Hold, i: usize) -> String {
     let [budget, period, amount, _, _] = hold_params(i);
-    let limit_now =
-        format!("(SELECT limit_micros FROM budgets WHERE tenant_id = $2 AND name = {budget})");
-    // The limit is read in the statement, so a budget replaced meanwhile is obeyed at its new
-    // limit; a deleted one refuses (the comparison with NULL is not true).
-    let (room_new, room) = if hold.hard_cap {
-        (
-            format!(" AND {amount} <= {limit_now}"),
-            format!(
-                " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + {amount}
-                     <= {limit_now}"
-            ),
-        )
-    } else {
-        (String::new(), String::new())
-    };
-    format!(
-        "r{i} AS (
-             INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
-                 reserved_micros)
-             SELECT $2, {budget}, {period}, 0, {amount} FROM m WHERE true{room_new}
-             ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
-                 SET reserved_micros = budget_usage.reserved_micros + {amount}{room}
-             RETURNING spent_micros, reserved_micros
-         )"
-    )
+    let upsert = reservation_upsert(
+        ["$2", &budget, &period, &amount],
+        hold.hard_cap,
+        " FROM m WHERE true",
+    );
+    format!("r{i} AS ({upsert})")
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
-use super::ledger::{BudgetAlert, Crossing, Hold};
+use super::group::copy;
+use super::ledger::{BudgetAlert, Crossing, Hold, reservation_upsert};
 use super::model::{Enqueued, NewMessage};
 use super::pg_enqueue::{Done, Form, batchable};
 
@@ -247,45 +248,24 @@ async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<Done>
 /// [`StoreError::BudgetExceeded`] when a hard cap has no room for the sum. The limit is read in
 /// the statement, as in a message's own reservation.
 async fn reserve(conn: &mut PgConnection, reservation: &Reservation<'_>) -> Result<i64> {
-    let limit = "(SELECT limit_micros FROM budgets WHERE tenant_id = $1 AND name = $2)";
-    let (room_new, room) = if reservation.hold.hard_cap {
-        (
-            format!(" AND $4 <= {limit}"),
-            format!(
-                " WHERE budget_usage.spent_micros + budget_usage.reserved_micros + $4 <= {limit}"
-            ),
-        )
-    } else {
-        (String::new(), String::new())
-    };
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO budget_usage (tenant_id, budget, period_start, spent_micros,
-             reserved_micros)
-         SELECT $1, $2, $3, 0, $4 WHERE true{room_new}
-         ON CONFLICT (tenant_id, budget, period_start) DO UPDATE
-             SET reserved_micros = budget_usage.reserved_micros + $4{room}
-         RETURNING spent_micros + reserved_micros AS committed"
-    )))
-    .bind(reservation.tenant)
-    .bind(reservation.hold.budget.as_str())
-    .bind(reservation.hold.period_start)
-    .bind(reservation.total)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let upsert = reservation_upsert(
+        ["$1", "$2", "$3", "$4"],
+        reservation.hold.hard_cap,
+        " WHERE true",
+    );
+    let row = sqlx::query(AssertSqlSafe(upsert))
+        .bind(reservation.tenant)
+        .bind(reservation.hold.budget.as_str())
+        .bind(reservation.hold.period_start)
+        .bind(reservation.total)
+        .fetch_optional(&mut *conn)
+        .await?;
     match row {
-        Some(row) => Ok(row.try_get("committed")?),
+        Some(row) => Ok(
+            row.try_get::<i64, _>("spent_micros")? + row.try_get::<i64, _>("reserved_micros")?
+        ),
         None => Err(StoreError::BudgetExceeded {
             budget: reservation.hold.budget.clone(),
         }),
-    }
-}
-
-/// A copy of `error` for each caller of a failed batch, keeping whether it is worth retrying.
-fn copy(error: &StoreError) -> StoreError {
-    let text = format!("the group commit failed: {error}");
-    if error.is_unavailable() {
-        StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(text)))
-    } else {
-        StoreError::Database(sqlx::Error::Protocol(text))
     }
 }
