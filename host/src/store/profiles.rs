@@ -69,26 +69,26 @@ impl Profiles {
         tenant: &str,
         settings: &Option<StoredSettings>,
     ) {
-        self.keep(&self.settings, ticket, tenant, settings);
+        self.keep(&self.settings, ticket, tenant, settings.clone());
     }
 
     /// Keeps `budgets`, read with `ticket`, unless something changed since.
     pub(super) fn keep_budgets(&self, ticket: Ticket, tenant: &str, budgets: &[StoredBudget]) {
-        self.keep(&self.budgets, ticket, tenant, &budgets.to_vec());
+        self.keep(&self.budgets, ticket, tenant, budgets.to_vec());
     }
 
-    fn keep<T: Clone>(
+    fn keep<T>(
         &self,
         map: &Mutex<HashMap<String, (Instant, T)>>,
         ticket: Ticket,
         tenant: &str,
-        value: &T,
+        value: T,
     ) {
         let mut entries = lock(map);
         // Checked under the map's lock, which `invalidate` takes after moving the epoch on:
         // either this sees the new epoch, or `invalidate` clears what this inserts.
         if self.epoch.load(Ordering::Acquire) == ticket.0 {
-            entries.insert(tenant.to_owned(), (Instant::now(), value.clone()));
+            entries.insert(tenant.to_owned(), (Instant::now(), value));
         }
     }
 }
