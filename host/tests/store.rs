@@ -34,6 +34,7 @@ on_each_backend!(
     tenants_cannot_see_each_other,
     enqueue_wakes_a_waiting_dispatcher,
     provider_sender_fills_only_a_missing_sender,
+    cached_settings_and_budgets_follow_this_process_writes,
 );
 
 /// An arbitrary fixed "now": 2023-11-14T22:13:20Z.
@@ -856,4 +857,68 @@ async fn provider_sender_fills_only_a_missing_sender(store: Store) {
         get(&store, &late).await.sender.as_deref(),
         Some("+15005550007")
     );
+}
+
+fn budget(name: &str, limit: i64) -> herald::store::StoredBudget {
+    herald::store::StoredBudget {
+        tenant: tid("default"),
+        name: name.to_owned(),
+        period: "monthly".to_owned(),
+        limit: Money::new(limit, "USD"),
+        category: None,
+        alert_thresholds: vec![],
+        hard_cap: true,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// The settings and budgets a send reads are cached, and this process's writes show at once.
+async fn cached_settings_and_budgets_follow_this_process_writes(store: Store) {
+    let tenant = tid("default");
+    assert!(store.list_budgets(&tenant).await.unwrap().is_empty());
+    assert_eq!(store.get_tenant_settings(&tenant).await.unwrap(), None);
+    store.put_budget(&budget("cap", 1_000)).await.unwrap();
+    let budgets = store.list_budgets(&tenant).await.unwrap();
+    assert_eq!(budgets.len(), 1, "a new budget is seen at once");
+    store.put_budget(&budget("cap", 2_000)).await.unwrap();
+    let budgets = store.list_budgets(&tenant).await.unwrap();
+    assert_eq!(
+        budgets[0].limit.micros, 2_000,
+        "a replaced budget is seen at once"
+    );
+    store
+        .put_tenant_settings(&tenant, r#"{"pricing":null}"#, &[], T0)
+        .await
+        .unwrap();
+    let settings = store.get_tenant_settings(&tenant).await.unwrap().unwrap();
+    assert_eq!(settings.settings, r#"{"pricing":null}"#);
+}
+
+/// PostgreSQL: another process's budget write reaches this process's cache through its
+/// notification, well within the cache's 5-second bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_other_processes_writes_empty_the_cache() {
+    let url = common::db::postgres_url().await;
+    let options = herald::store::StoreOptions::default();
+    let here = Store::connect(&url, &options).await.unwrap();
+    here.migrate().await.unwrap();
+    let there = Store::connect(&url, &options).await.unwrap();
+    let tenant = tid("default");
+    assert!(
+        here.list_budgets(&tenant).await.unwrap().is_empty(),
+        "cached: none"
+    );
+    there.put_budget(&budget("cap", 1_000)).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if here.list_budgets(&tenant).await.unwrap().len() == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the other process's budget did not reach this cache within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
