@@ -122,6 +122,7 @@ const EXPECTED: &[(&str, usize, usize)] = &[
     ("claim of 10", 1, 1),
     ("accepted by the provider", 2, 1),
     ("delivered callback", 2, 5),
+    ("sent and delivered callbacks, coalesced", 3, 8),
 ];
 
 async fn statements_per_step(store: Store, postgres: bool) {
@@ -184,6 +185,27 @@ async fn statements_per_step(store: Store, postgres: bool) {
     let (n, applied) = count(store.apply_status(&TenantId::default_tenant(), &delivered)).await;
     assert!(applied.unwrap().is_some(), "the callback found its message");
     counted.push(("delivered callback", n, seen()));
+    // A carrier's two reports about one message, handed over together: one apply.
+    let report = |status: MessageStatus, at: i64| StatusUpdate {
+        lookup: MessageLookup::Id(jobs[1].message.id.clone()),
+        status,
+        provider_status: Some(status.as_str().to_owned()),
+        provider_message_id: Some("SM2".to_owned()),
+        now: at,
+        ..delivered.clone()
+    };
+    let both = vec![
+        report(MessageStatus::Sent, T0 + 4),
+        report(MessageStatus::Delivered, T0 + 5),
+    ];
+    let (n, applied) = count(store.apply_statuses(&TenantId::default_tenant(), both)).await;
+    assert!(
+        applied
+            .iter()
+            .all(|a| a.as_ref().unwrap().as_ref().unwrap().changed),
+        "both reports moved the message"
+    );
+    counted.push(("sent and delivered callbacks, coalesced", n, seen()));
 
     let mut report = String::new();
     let mut wrong = false;

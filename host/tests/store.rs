@@ -35,6 +35,7 @@ on_each_backend!(
     enqueue_wakes_a_waiting_dispatcher,
     provider_sender_fills_only_a_missing_sender,
     cached_settings_and_budgets_follow_this_process_writes,
+    reports_handed_over_together_read_as_if_applied_in_turn,
 );
 
 /// An arbitrary fixed "now": 2023-11-14T22:13:20Z.
@@ -921,4 +922,135 @@ async fn postgres_other_processes_writes_empty_the_cache() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A message's reports handed over together are coalesced into one apply, yet everything they
+/// leave behind (each report's answer, the message, its history, its `message.status` events,
+/// its cost) equals what the same reports leave when applied one after another.
+async fn reports_handed_over_together_read_as_if_applied_in_turn(store: Store) {
+    let tenant = tid("default");
+    let together = enqueue(&store, &message("default", "+14155550100", T0)).await;
+    let in_turn = enqueue(&store, &message("default", "+14155550101", T0)).await;
+    claim(&store, T0, 2).await;
+    let reports = |id: &str, provider_id: &str| {
+        let by_id = |status, at| StatusUpdate {
+            lookup: MessageLookup::Id(id.to_owned()),
+            provider_message_id: Some(provider_id.to_owned()),
+            ..report(provider_id, status, at)
+        };
+        vec![
+            by_id(MessageStatus::Sent, T0 + 10),
+            StatusUpdate {
+                price: Some(Money {
+                    micros: 7_900,
+                    currency: "USD".to_owned(),
+                }),
+                segments: Some(2),
+                sender: Some("+15005550006".to_owned()),
+                ..by_id(MessageStatus::Delivered, T0 + 20)
+            },
+            // Late and repeated: it changes nothing.
+            by_id(MessageStatus::Sent, T0 + 30),
+        ]
+    };
+    let (reports_before, applies_before, _) = store.status_applies();
+    let coalesced: Vec<_> = store
+        .apply_statuses(&tenant, reports(&together, "SM1"))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    let (reports_after, applies_after, _) = store.status_applies();
+    assert_eq!(reports_after - reports_before, 3);
+    assert_eq!(
+        applies_after - applies_before,
+        1,
+        "three reports, one apply"
+    );
+    let mut one_by_one = Vec::new();
+    for update in reports(&in_turn, "SM2") {
+        one_by_one.push(store.apply_status(&tenant, &update).await.unwrap().unwrap());
+    }
+
+    let steps = |results: &[herald::store::ApplyResult]| -> Vec<_> {
+        results
+            .iter()
+            .map(|r| (r.previous, r.message.status, r.changed))
+            .collect()
+    };
+    use MessageStatus::*;
+    assert_eq!(
+        steps(&coalesced),
+        [
+            (Sending, Sent, true),
+            (Sent, Delivered, true),
+            (Delivered, Delivered, false)
+        ]
+    );
+    assert_eq!(steps(&coalesced), steps(&one_by_one));
+
+    let (a, b) = (get(&store, &together).await, get(&store, &in_turn).await);
+    assert_eq!(a.status, Delivered);
+    assert_eq!(
+        (
+            &a.status,
+            &a.price,
+            a.provider_segments,
+            &a.sender,
+            &a.error
+        ),
+        (
+            &b.status,
+            &b.price,
+            b.provider_segments,
+            &b.sender,
+            &b.error
+        )
+    );
+    assert_eq!(a.provider_message_id.as_deref(), Some("SM1"));
+    assert_eq!(a.updated_at, b.updated_at);
+
+    let history = |events: Vec<herald::store::StatusEvent>| -> Vec<_> {
+        events
+            .into_iter()
+            .map(|e| (e.status, e.provider_status, e.source, e.occurred_at))
+            .collect()
+    };
+    let a_history = history(store.message_events(&tenant, &together).await.unwrap());
+    assert_eq!(
+        a_history,
+        history(store.message_events(&tenant, &in_turn).await.unwrap())
+    );
+    assert_eq!(a_history.len(), 4, "queued, sending, sent, delivered");
+
+    let logged = store
+        .events_after(&tenant, 0, i64::MAX, 1_000)
+        .await
+        .unwrap();
+    let log_of = |id: &str| -> Vec<_> {
+        logged
+            .iter()
+            .filter(|e| e.message_id.as_deref() == Some(id))
+            .map(|e| {
+                let mut payload = e.payload.clone();
+                if let Some(fields) = payload.as_object_mut() {
+                    fields.remove("message_id");
+                    fields.remove("to");
+                }
+                (e.kind.clone(), payload)
+            })
+            .collect()
+    };
+    assert_eq!(log_of(&together), log_of(&in_turn));
+    assert_eq!(log_of(&together).len(), 4);
+
+    let cost = |id: String| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            let cost = store.message_cost(&tenant, &id).await.unwrap().unwrap();
+            (cost.actual, cost.difference_micros)
+        }
+    };
+    assert_eq!(cost(together.clone()).await, cost(in_turn.clone()).await);
 }

@@ -117,12 +117,10 @@ async fn receive(pipeline: &Pipeline, provider: &str, webhook: Webhook) -> Resul
             }
         })?;
     let mut receipt = Receipt::default();
+    let mut statuses = Vec::new();
     for event in events {
         match event {
-            WebhookEvent::Status(update) => {
-                apply_status(pipeline, &tenant, provider, message_id.as_deref(), update).await?;
-                receipt.statuses += 1;
-            }
+            WebhookEvent::Status(update) => statuses.push(update),
             WebhookEvent::Inbound(message) => {
                 receipt.inbound += 1;
                 let to_owner = tenants::owner_of_number(pipeline, provider, &message.to).await?;
@@ -140,6 +138,9 @@ async fn receive(pipeline: &Pipeline, provider: &str, webhook: Webhook) -> Resul
             }
         }
     }
+    // Handed over together, so that a webhook's reports about one message are coalesced.
+    receipt.statuses = statuses.len();
+    apply_statuses(pipeline, &tenant, provider, message_id.as_deref(), statuses).await?;
     Ok(receipt)
 }
 
@@ -233,24 +234,60 @@ pub fn status_of(state: DeliveryState) -> MessageStatus {
     }
 }
 
-/// Applies one status report through the monotonic rule.
-pub async fn apply_status(
+/// Applies a webhook's status reports through the monotonic rule, in order; reports about one
+/// message are coalesced by the store. The first error is returned once every report was tried.
+pub async fn apply_statuses(
     pipeline: &Pipeline,
     tenant: &TenantId,
     provider: &str,
     message_id: Option<&str>,
-    update: StatusUpdate,
+    updates: Vec<StatusUpdate>,
 ) -> Result<()> {
-    let lookup = match message_id {
-        Some(id) => MessageLookup::Id(id.to_owned()),
-        None => MessageLookup::Provider {
-            provider: provider.to_owned(),
-            provider_message_id: update.provider_message_id.clone(),
-        },
-    };
-    let provider_message_id = update.provider_message_id.clone();
-    let change = store_update(lookup, update, EventSource::Webhook, pipeline.now());
-    match pipeline.store().apply_status(tenant, &change).await? {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let now = pipeline.now();
+    let changes: Vec<_> = updates
+        .into_iter()
+        .map(|update| {
+            let lookup = match message_id {
+                Some(id) => MessageLookup::Id(id.to_owned()),
+                None => MessageLookup::Provider {
+                    provider: provider.to_owned(),
+                    provider_message_id: update.provider_message_id.clone(),
+                },
+            };
+            store_update(lookup, update, EventSource::Webhook, now)
+        })
+        .collect();
+    let results = pipeline
+        .store()
+        .apply_statuses(tenant, changes.clone())
+        .await;
+    let mut first_error = None;
+    for (change, result) in changes.iter().zip(results) {
+        match result {
+            Ok(applied) => log_applied(pipeline, tenant, provider, change, applied),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}
+
+/// Counts and logs what one report did.
+fn log_applied(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    provider: &str,
+    change: &store::StatusUpdate,
+    applied: Option<store::ApplyResult>,
+) {
+    match applied {
         Some(applied) if applied.changed => {
             if applied.message.status.is_final() && !applied.previous.is_final() {
                 pipeline
@@ -277,11 +314,10 @@ pub async fn apply_status(
         // Not ours (or already erased): acknowledge, so the provider does not retry forever.
         None => tracing::warn!(
             provider,
-            %provider_message_id,
+            lookup = ?change.lookup,
             "status report for an unknown message"
         ),
     }
-    Ok(())
 }
 
 /// The most segments a reported count may claim; a longer count is not believed.

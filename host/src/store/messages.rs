@@ -255,28 +255,36 @@ where
         Ok((Enqueued::Created(created), alerts))
     }
 
-    /// Applies a provider's status report with the monotonic rule
-    /// ([`advance_reported`]: a `queued` or `scheduled` message is left alone), under the message's row lock.
-    pub(super) async fn apply_status(
+    /// Applies a provider's status reports about one message, in order, with the monotonic rule
+    /// ([`advance_reported`]: a `queued` or `scheduled` message is left alone), under the
+    /// message's row lock, in one transaction of their own.
+    pub(super) async fn apply_statuses(
         pool: &Pool<DB>,
         tenant: &str,
-        update: &StatusUpdate,
-    ) -> Result<Option<ApplyResult>> {
+        updates: &[StatusUpdate],
+    ) -> Result<Vec<Option<ApplyResult>>> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let (result, alerts) = Self::apply_status_in(&mut tx, tenant, update).await?;
+        let (results, alerts) = Self::apply_statuses_in(&mut tx, tenant, updates).await?;
         tx.commit().await?;
         super::ledger::log_alerts(&alerts);
-        Ok(result)
+        Ok(results)
     }
 
-    /// [`apply_status`](Self::apply_status)'s statements in the caller's transaction; also
-    /// returns the budget alerts to log once it commits.
-    pub(super) async fn apply_status_in(
+    /// Applies `updates`, reports about one message (they all share the first one's lookup), in
+    /// the caller's transaction, coalesced: the message is read and locked once, what they
+    /// report is stored in one update, and its row moves once to the last status they reach,
+    /// with one event per step on the way, so the history reads as if each had been applied on
+    /// its own. Returns one result per report, in order (`None` when no message matches), and
+    /// the budget alerts to log once the transaction commits.
+    pub(super) async fn apply_statuses_in(
         conn: &mut DB::Connection,
         tenant: &str,
-        update: &StatusUpdate,
-    ) -> Result<(Option<ApplyResult>, Vec<BudgetAlert>)> {
-        let current = match &update.lookup {
+        updates: &[StatusUpdate],
+    ) -> Result<(Vec<Option<ApplyResult>>, Vec<BudgetAlert>)> {
+        let Some(first) = updates.first() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let current = match &first.lookup {
             MessageLookup::Id(id) => Self::lock_message(conn, tenant, id).await?,
             MessageLookup::Provider {
                 provider,
@@ -284,58 +292,99 @@ where
             } => Self::lock_by_provider_id(conn, tenant, provider, provider_message_id).await?,
         };
         let Some(current) = current else {
-            return Ok((None, Vec::new()));
+            return Ok((vec![None; updates.len()], Vec::new()));
         };
         if current.status.is_waiting() {
-            // Not in flight: no provider has it, so the report is forged or misrouted. Nothing
-            // it says is stored, not even its price or provider id.
+            // Not in flight: no provider has it, so the reports are forged or misrouted. Nothing
+            // they say is stored, not even a price or provider id.
             let unchanged = ApplyResult {
                 message: current.clone(),
                 previous: current.status,
                 changed: false,
             };
-            return Ok((Some(unchanged), Vec::new()));
+            return Ok((vec![Some(unchanged); updates.len()], Vec::new()));
         }
+        // What the reports say, folded as the columns' own rules would apply them one by one: a
+        // provider id or sender only where none is stored yet (the first wins), a segment count
+        // and price replace the one before (the last wins).
         let facts = Facts {
-            provider_message_id: update.provider_message_id.as_deref(),
-            provider_segments: update.segments,
-            price: update.price.as_ref(),
-            sender: update.sender.as_deref(),
+            provider_message_id: updates
+                .iter()
+                .find_map(|u| u.provider_message_id.as_deref()),
+            provider_segments: updates.iter().rev().find_map(|u| u.segments),
+            price: updates.iter().rev().find_map(|u| u.price.as_ref()),
+            sender: updates.iter().find_map(|u| u.sender.as_deref()),
         };
         Self::record_facts(conn, tenant, &current.id, &facts).await?;
         let mut alerts = Vec::new();
-        if let Some(price) = &update.price {
-            // The attempt is the one the report names, else the one the message was sent as.
-            let attempt = update
-                .provider_message_id
-                .as_deref()
-                .or(current.provider_message_id.as_deref())
-                .unwrap_or_default();
-            alerts = Self::record_actual(conn, &current, attempt, price, update.now).await?;
+        // The provider id stored before each report: the message's own, else the first one
+        // reported so far.
+        let mut stored_id = current.provider_message_id.as_deref();
+        let mut status = current.status;
+        let mut steps = Vec::with_capacity(updates.len());
+        for update in updates {
+            if let Some(price) = &update.price {
+                // The attempt is the one the report names, else the one the message was sent as.
+                let attempt = update
+                    .provider_message_id
+                    .as_deref()
+                    .or(stored_id)
+                    .unwrap_or_default();
+                alerts
+                    .extend(Self::record_actual(conn, &current, attempt, price, update.now).await?);
+            }
+            stored_id = stored_id.or(update.provider_message_id.as_deref());
+            let previous = status;
+            let changed = advance_reported(status, update.status);
+            if changed {
+                status = update.status;
+            }
+            steps.push((previous, status, changed));
         }
-        let changed = advance_reported(current.status, update.status);
-        let message = if changed {
-            let change = Change {
+        let changes: Vec<Change<'_>> = updates
+            .iter()
+            .zip(&steps)
+            .filter(|(_, (_, _, changed))| *changed)
+            .map(|(update, _)| Change {
                 status: update.status,
                 provider_status: update.provider_status.as_deref(),
                 error: update.error.as_ref(),
                 source: update.source,
                 now: update.now,
-            };
-            Self::transition(conn, tenant, &current.id, &change).await?
-        } else if facts.is_empty() {
-            current.clone()
-        } else {
-            Self::lock_message(conn, tenant, &current.id)
+            })
+            .collect();
+        let message = match changes.split_last() {
+            Some((last, before)) => {
+                // The row moves once, to the last step; the history takes every step in order.
+                let mut script = Script::default();
+                let updated = script.push(status_update(tenant, &current.id, last));
+                for change in before.iter().chain([last]) {
+                    event_statements::<DB>(&mut script, tenant, &current.id, change);
+                }
+                let rows = DB::run_script(conn, &script).await?;
+                let row = rows[updated]
+                    .first()
+                    .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+                Self::message_from_row(row)?
+            }
+            None if facts.is_empty() => current.clone(),
+            None => Self::lock_message(conn, tenant, &current.id)
                 .await?
-                .unwrap_or_else(|| current.clone())
+                .unwrap_or_else(|| current.clone()),
         };
-        let applied = ApplyResult {
-            message,
-            previous: current.status,
-            changed,
-        };
-        Ok((Some(applied), alerts))
+        let results = steps
+            .into_iter()
+            .map(|(previous, after, changed)| {
+                let mut message = message.clone();
+                message.status = after;
+                Some(ApplyResult {
+                    message,
+                    previous,
+                    changed,
+                })
+            })
+            .collect();
+        Ok((results, alerts))
     }
 
     /// Reads one message.
@@ -468,22 +517,25 @@ pub(super) fn transition_statements<DB: Dialect>(
     id: &str,
     change: &Change<'_>,
 ) -> usize {
-    let updated = script.push(
-        Statement::new(
-            "UPDATE messages
-             SET status = $3, error_code = $4, error_message = $5, updated_at = $6
-             WHERE tenant_id = $1 AND id = $2
-             RETURNING *",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(change.status.as_str())
-        .bind(change.error.and_then(|error| error.code.as_deref()))
-        .bind(change.error.and_then(|error| error.message.as_deref()))
-        .bind(change.now),
-    );
+    let updated = script.push(status_update(tenant, id, change));
     event_statements::<DB>(script, tenant, id, change);
     updated
+}
+
+/// The update of message `id`'s row to `change`'s status, returning the row.
+fn status_update(tenant: &str, id: &str, change: &Change<'_>) -> Statement {
+    Statement::new(
+        "UPDATE messages
+         SET status = $3, error_code = $4, error_message = $5, updated_at = $6
+         WHERE tenant_id = $1 AND id = $2
+         RETURNING *",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(change.status.as_str())
+    .bind(change.error.and_then(|error| error.code.as_deref()))
+    .bind(change.error.and_then(|error| error.message.as_deref()))
+    .bind(change.now)
 }
 
 /// The columns of a new message's row, in the order of [`MESSAGE_VALUES`].

@@ -64,6 +64,7 @@ mod schedules;
 mod script;
 mod shared;
 mod sqlite;
+mod statuses;
 mod templates;
 mod tenants;
 
@@ -140,6 +141,8 @@ struct Inner {
     folder: JoinHandle<()>,
     /// PostgreSQL: the lanes that commit enqueues in groups (`pg_group.rs`).
     enqueues: Option<pg_group::EnqueueGroup>,
+    /// The task that applies status reports in groups, coalesced by message (`statuses.rs`).
+    statuses: statuses::StatusGroup,
     /// Tenants' settings and budgets, cached (`profiles.rs`).
     profiles: Arc<profiles::Profiles>,
     /// The event log's horizon (see `events.rs`), woken after commits that wrote events.
@@ -220,6 +223,10 @@ impl Store {
             )),
             Backend::Sqlite { .. } => None,
         };
+        let statuses = statuses::StatusGroup::start(match &backend {
+            Backend::Sqlite { group, .. } => statuses::Target::Sqlite(group.clone()),
+            Backend::Postgres(pool) => statuses::Target::Postgres(pool.clone()),
+        });
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
@@ -228,6 +235,7 @@ impl Store {
                 publisher,
                 folder,
                 enqueues,
+                statuses,
                 profiles,
                 horizon,
             }),
@@ -657,30 +665,36 @@ impl Store {
     /// recorded only when the status moves; a reported segment count (as
     /// [`Message::provider_segments`]), price and a missing provider message id are stored either
     /// way. `None` when no message matches.
+    ///
+    /// Reports are committed in groups with the others waiting, and those about one message
+    /// are coalesced (`statuses.rs`); the answer comes once the report's group committed.
     pub async fn apply_status(
         &self,
         tenant: &TenantId,
         update: &StatusUpdate,
     ) -> Result<Option<ApplyResult>> {
-        let result = match &self.inner.backend {
-            Backend::Sqlite { group, .. } => {
-                let (tenant, update) = (tenant.clone(), update.clone());
-                group
-                    .write(move |conn| {
-                        Box::pin(async move {
-                            Queries::<Sqlite>::apply_status_in(conn, tenant.as_str(), &update).await
-                        })
-                    })
-                    .await
-                    .map(|(result, alerts)| {
-                        ledger::log_alerts(&alerts);
-                        result
-                    })
-            }
-            Backend::Postgres(pool) => Queries::apply_status(pool, tenant.as_str(), update).await,
-        };
+        let mut results = self.apply_statuses(tenant, vec![update.clone()]).await;
+        results.pop().unwrap_or(Ok(None))
+    }
+
+    /// Applies several reports of `tenant` as [`apply_status`](Self::apply_status) would one
+    /// after another, in order, handed over together so that those about one message are
+    /// coalesced into one apply. One result per report.
+    pub async fn apply_statuses(
+        &self,
+        tenant: &TenantId,
+        updates: Vec<StatusUpdate>,
+    ) -> Vec<Result<Option<ApplyResult>>> {
+        let results = self.inner.statuses.apply(tenant.as_str(), updates).await;
         self.events_written();
-        result
+        results
+    }
+
+    /// Status reports taken, applies run (each one message's reports, coalesced) and batches
+    /// committed, since the store opened.
+    #[must_use]
+    pub fn status_applies(&self) -> (u64, u64, u64) {
+        self.inner.statuses.counts()
     }
 
     /// The messages due to be asked about again because their final status may have been lost:
