@@ -347,3 +347,97 @@ async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
         .unwrap();
     assert_eq!(stored, 30, "a refused message stores nothing");
 }
+
+/// PostgreSQL's status batches: a report whose statements fail inside a batch (its provider
+/// status holds a NUL, which PostgreSQL's text cannot store) fails alone; the other reports of
+/// its batch are applied and answered, and the bad one's message is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
+    use herald::TenantId;
+    use herald::store::{
+        EventSource, MessageLookup, MessageStatus, StatusUpdate, Store, StoreOptions,
+    };
+
+    let url = common::db::postgres_url().await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let new = common::db::new_message("default", &format!("+1415555{:04}", 3000 + i));
+        ids.push(new.id.clone());
+        store.enqueue(&new).await.unwrap();
+    }
+    let now = herald::store::now_millis();
+    let claimed = store
+        .claim("w", now, Duration::from_secs(30), 12)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 12);
+
+    let report = |id: &str, provider_status: &str| StatusUpdate {
+        lookup: MessageLookup::Id(id.to_owned()),
+        status: MessageStatus::Sent,
+        provider_status: Some(provider_status.to_owned()),
+        provider_message_id: None,
+        error: None,
+        segments: None,
+        price: None,
+        sender: None,
+        source: EventSource::Webhook,
+        now: now + 1,
+    };
+    let apply = |update: StatusUpdate| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .apply_status(&TenantId::default_tenant(), &update)
+                .await
+        })
+    };
+    // While another transaction holds `messages`, the first report waits for its row lock and
+    // the others queue up for the next batch.
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (_, _, batches_before) = store.status_applies();
+    let mut good = vec![apply(report(&ids[0], "sent"))];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in &ids[1..11] {
+        good.push(apply(report(id, "sent")));
+    }
+    let bad = apply(report(&ids[11], "sent\0"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bad.is_finished(),
+        "nothing commits while the table is held"
+    );
+    tx.commit().await.unwrap();
+
+    let failed = bad.await.unwrap();
+    assert!(failed.is_err(), "the bad report gets its own error");
+    for apply in good {
+        let applied = apply.await.unwrap().expect("the good reports are applied");
+        assert!(applied.expect("its message is found").changed);
+    }
+    let (_, _, batches_after) = store.status_applies();
+    assert!(
+        batches_after - batches_before < 12,
+        "the 12 reports went in fewer batches than one each"
+    );
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE status = 'sent'")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(sent, 11);
+    let bad_status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+        .bind(&ids[11])
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(bad_status, "sending");
+}
