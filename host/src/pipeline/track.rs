@@ -157,7 +157,7 @@ async fn callback_owner(
     id: &str,
     token: Option<&str>,
 ) -> Result<Option<TenantId>> {
-    let Some(tenant) = pipeline.store().message_tenant(id).await? else {
+    let Some((tenant, sent_through)) = pipeline.store().message_owner(id).await? else {
         return Ok(None);
     };
     let refuse = |why: &str| {
@@ -174,12 +174,7 @@ async fn callback_owner(
     if !pipeline.callback_key().verify(&tenant, id, provider, token) {
         return refuse("the status-callback token does not match this message and provider");
     }
-    let sent_through = pipeline
-        .store()
-        .get_message(&tenant, id)
-        .await?
-        .map(|message| message.provider);
-    if sent_through.is_some_and(|sent| sent != provider) {
+    if sent_through != provider {
         return refuse("the message was not sent through this provider");
     }
     Ok(Some(tenant))

@@ -420,11 +420,12 @@ impl Store {
         }
     }
 
-    /// The tenant that owns message `id`, for callbacks that carry only the message's id.
-    pub async fn message_tenant(&self, id: &str) -> Result<Option<TenantId>> {
+    /// The tenant that owns message `id` and the provider it is sent through, for callbacks
+    /// that carry only the message's id.
+    pub async fn message_owner(&self, id: &str) -> Result<Option<(TenantId, String)>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::message_tenant(reader, id).await,
-            Backend::Postgres(pool) => Queries::message_tenant(pool, id).await,
+            Backend::Sqlite { reader, .. } => Queries::message_owner(reader, id).await,
+            Backend::Postgres(pool) => Queries::message_owner(pool, id).await,
         }
     }
 

@@ -223,12 +223,17 @@ where
         row.map(|row| tenant(row.try_get("tenant_id")?)).transpose()
     }
 
-    /// The tenant that owns message `id` (message ids are unique across tenants).
-    pub(super) async fn message_tenant(pool: &Pool<DB>, id: &str) -> Result<Option<TenantId>> {
-        let row = sqlx::query("SELECT tenant_id FROM messages WHERE id = $1")
+    /// The tenant that owns message `id` (message ids are unique across tenants) and the
+    /// provider it is sent through.
+    pub(super) async fn message_owner(
+        pool: &Pool<DB>,
+        id: &str,
+    ) -> Result<Option<(TenantId, String)>> {
+        let row = sqlx::query("SELECT tenant_id, provider FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(pool)
             .await?;
-        row.map(|row| tenant(row.try_get("tenant_id")?)).transpose()
+        row.map(|row| Ok((tenant(row.try_get("tenant_id")?)?, row.try_get("provider")?)))
+            .transpose()
     }
 }
