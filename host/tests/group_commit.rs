@@ -176,12 +176,7 @@ async fn postgres_a_failing_enqueue_in_a_batch_fails_alone() {
     store.migrate().await.unwrap();
     // While another transaction holds `messages`, the lanes' first enqueues wait, and every
     // enqueue after them queues up for the next batches.
-    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
-    let mut tx = holder.begin().await.unwrap();
-    sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut holder = hold_messages(&url).await;
     let before = store.group_commits().unwrap();
     let enqueue = |tenant: &'static str, i: usize| {
         let store = store.clone();
@@ -199,12 +194,7 @@ async fn postgres_a_failing_enqueue_in_a_batch_fails_alone() {
         good.push(enqueue("default", i));
     }
     let bad = enqueue("no-such-tenant", 99);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !bad.is_finished(),
-        "nothing commits while the table is held"
-    );
-    tx.commit().await.unwrap();
+    release_once_queued(&mut holder, &bad).await;
 
     let failed = bad.await.unwrap();
     assert!(
@@ -286,12 +276,7 @@ async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
         let charged = &charged;
         let news: Vec<_> = range.map(charged).collect();
         async move {
-            let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
-            let mut tx = holder.begin().await.unwrap();
-            sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            let mut holder = hold_messages(&url).await;
             let before = store.group_commits().unwrap();
             let sends: Vec<_> = news
                 .into_iter()
@@ -301,7 +286,7 @@ async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
                 })
                 .collect();
             tokio::time::sleep(Duration::from_millis(400)).await;
-            tx.commit().await.unwrap();
+            release(&mut holder).await;
             let mut results = Vec::new();
             for send in sends {
                 results.push(send.await.unwrap());
@@ -354,9 +339,7 @@ async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
     use herald::TenantId;
-    use herald::store::{
-        EventSource, MessageLookup, MessageStatus, StatusUpdate, Store, StoreOptions,
-    };
+    use herald::store::{MessageLookup, MessageStatus, StatusUpdate, Store, StoreOptions};
 
     let url = common::db::postgres_url().await;
     let store = Store::connect(&url, &StoreOptions::default())
@@ -377,16 +360,12 @@ async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
     assert_eq!(claimed.len(), 12);
 
     let report = |id: &str, provider_status: &str| StatusUpdate {
-        lookup: MessageLookup::Id(id.to_owned()),
-        status: MessageStatus::Sent,
         provider_status: Some(provider_status.to_owned()),
-        provider_message_id: None,
-        error: None,
-        segments: None,
-        price: None,
-        sender: None,
-        source: EventSource::Webhook,
-        now: now + 1,
+        ..common::db::status_report(
+            MessageLookup::Id(id.to_owned()),
+            MessageStatus::Sent,
+            now + 1,
+        )
     };
     let apply = |update: StatusUpdate| {
         let store = store.clone();
@@ -398,12 +377,7 @@ async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
     };
     // While another transaction holds `messages`, the first report waits for its row lock and
     // the others queue up for the next batch.
-    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
-    let mut tx = holder.begin().await.unwrap();
-    sqlx::query("LOCK TABLE messages IN EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut holder = hold_messages(&url).await;
     let (_, _, batches_before) = store.status_applies();
     let mut good = vec![apply(report(&ids[0], "sent"))];
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -411,12 +385,7 @@ async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
         good.push(apply(report(id, "sent")));
     }
     let bad = apply(report(&ids[11], "sent\0"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !bad.is_finished(),
-        "nothing commits while the table is held"
-    );
-    tx.commit().await.unwrap();
+    release_once_queued(&mut holder, &bad).await;
 
     let failed = bad.await.unwrap();
     assert!(failed.is_err(), "the bad report gets its own error");
@@ -440,4 +409,31 @@ async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
         .await
         .unwrap();
     assert_eq!(bad_status, "sending");
+}
+
+/// A PostgreSQL connection of its own whose open transaction holds `messages` in `EXCLUSIVE`
+/// mode: nothing that writes or row-locks a message goes on until [`release`].
+async fn hold_messages(url: &str) -> sqlx::PgConnection {
+    let mut holder = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
+/// Commits the holder's transaction, letting the writes waiting on `messages` go on.
+async fn release(holder: &mut sqlx::PgConnection) {
+    sqlx::raw_sql("COMMIT").execute(holder).await.unwrap();
+}
+
+/// Gives the writes started while `messages` is held time to queue up behind the first ones,
+/// checks that `bad` (the last of them) is still waiting, then releases them.
+async fn release_once_queued<T>(holder: &mut sqlx::PgConnection, bad: &tokio::task::JoinHandle<T>) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bad.is_finished(),
+        "nothing commits while the table is held"
+    );
+    release(holder).await;
 }

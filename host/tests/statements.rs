@@ -16,8 +16,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use herald::store::{
-    Accepted, Charge, EventSource, Hold, MessageLookup, MessageStatus, NewMessage, StatusUpdate,
-    Store, StoredBudget, now_millis,
+    Accepted, Charge, Hold, MessageLookup, MessageStatus, NewMessage, StatusUpdate, Store,
+    StoredBudget, now_millis,
 };
 use herald::{Money, TenantId};
 use tracing::field::{Field, Visit};
@@ -167,32 +167,21 @@ async fn statements_per_step(store: Store, postgres: bool) {
     };
     let (n, _) = count(store.complete_accepted(jobs[0].lease(), &accepted, T0 + 2)).await;
     counted.push(("accepted by the provider", n, seen()));
-    let delivered = StatusUpdate {
-        lookup: MessageLookup::Provider {
+    let delivered = common::db::status_report(
+        MessageLookup::Provider {
             provider: "twilio".to_owned(),
             provider_message_id: "SM1".to_owned(),
         },
-        status: MessageStatus::Delivered,
-        provider_status: Some("delivered".to_owned()),
-        provider_message_id: None,
-        error: None,
-        segments: None,
-        price: None,
-        sender: None,
-        source: EventSource::Webhook,
-        now: T0 + 3,
-    };
+        MessageStatus::Delivered,
+        T0 + 3,
+    );
     let (n, applied) = count(store.apply_status(&TenantId::default_tenant(), &delivered)).await;
     assert!(applied.unwrap().is_some(), "the callback found its message");
     counted.push(("delivered callback", n, seen()));
     // A carrier's two reports about one message, handed over together: one apply.
     let report = |status: MessageStatus, at: i64| StatusUpdate {
-        lookup: MessageLookup::Id(jobs[1].message.id.clone()),
-        status,
-        provider_status: Some(status.as_str().to_owned()),
         provider_message_id: Some("SM2".to_owned()),
-        now: at,
-        ..delivered.clone()
+        ..common::db::status_report(MessageLookup::Id(jobs[1].message.id.clone()), status, at)
     };
     let both = vec![
         report(MessageStatus::Sent, T0 + 4),

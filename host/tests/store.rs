@@ -105,21 +105,11 @@ fn accepted(provider_id: &str) -> Accepted {
 }
 
 fn report(provider_id: &str, status: MessageStatus, now: i64) -> StatusUpdate {
-    StatusUpdate {
-        lookup: MessageLookup::Provider {
-            provider: "twilio".to_owned(),
-            provider_message_id: provider_id.to_owned(),
-        },
-        status,
-        provider_status: Some(status.as_str().to_owned()),
-        provider_message_id: None,
-        error: None,
-        segments: None,
-        price: None,
-        sender: None,
-        source: EventSource::Webhook,
-        now,
-    }
+    let lookup = MessageLookup::Provider {
+        provider: "twilio".to_owned(),
+        provider_message_id: provider_id.to_owned(),
+    };
+    common::db::status_report(lookup, status, now)
 }
 
 /// Claims up to `limit` entries due at `now`.

@@ -132,3 +132,24 @@ pub fn new_message(tenant: &str, to: &str) -> herald::store::NewMessage {
         charge: None,
     }
 }
+
+/// A provider's report that the message `lookup` names reached `status` at `now`, from a
+/// webhook, with nothing else in it (the provider's own status word is `status`'s name).
+pub fn status_report(
+    lookup: herald::store::MessageLookup,
+    status: herald::store::MessageStatus,
+    now: i64,
+) -> herald::store::StatusUpdate {
+    herald::store::StatusUpdate {
+        lookup,
+        status,
+        provider_status: Some(status.as_str().to_owned()),
+        provider_message_id: None,
+        error: None,
+        segments: None,
+        price: None,
+        sender: None,
+        source: herald::store::EventSource::Webhook,
+        now,
+    }
+}
