@@ -437,3 +437,99 @@ async fn release_once_queued<T>(holder: &mut sqlx::PgConnection, bad: &tokio::ta
     );
     release(holder).await;
 }
+
+/// PostgreSQL's outcome lane: the outcomes of a dispatch batch are recorded in shared
+/// transactions, and one whose statements fail (its error message holds a NUL, which
+/// PostgreSQL's text cannot store) fails alone while the others of its batch are recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_failing_outcome_in_a_batch_fails_alone() {
+    use herald::store::{Accepted, ErrorInfo, LeaseOutcome, MessageStatus, Store, StoreOptions};
+
+    let url = common::db::postgres_url().await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    for i in 0..12 {
+        let new = common::db::new_message("default", &format!("+1415555{:04}", 4000 + i));
+        store.enqueue(&new).await.unwrap();
+    }
+    let now = herald::store::now_millis();
+    let mut jobs = store
+        .claim("w", now, Duration::from_secs(30), 12)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 12);
+    let bad_job = jobs.pop().unwrap();
+    let bad_id = bad_job.message.id.clone();
+    let accept = |job: herald::store::ClaimedJob| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let accepted = Accepted {
+                provider: "twilio".to_owned(),
+                provider_message_id: format!("SM{}", job.message.id),
+                provider_status: Some("queued".to_owned()),
+                segments: None,
+                price: None,
+                sender: None,
+            };
+            store
+                .complete_accepted(job.lease(), &accepted, now + 1)
+                .await
+        })
+    };
+
+    let mut holder = hold_messages(&url).await;
+    let before = store.outcome_commits().unwrap();
+    let mut good = vec![accept(jobs.remove(0))];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    good.extend(jobs.into_iter().map(accept));
+    let bad = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let error = ErrorInfo {
+                code: Some("30003".to_owned()),
+                message: Some("unreachable\0".to_owned()),
+            };
+            store
+                .finish(bad_job.lease(), MessageStatus::Failed, &error, now + 1)
+                .await
+        })
+    };
+    release_once_queued(&mut holder, &bad).await;
+
+    assert!(
+        bad.await.unwrap().is_err(),
+        "the bad outcome gets its own error"
+    );
+    for accept in good {
+        let outcome = accept
+            .await
+            .unwrap()
+            .expect("the good outcomes are recorded");
+        assert_eq!(outcome, LeaseOutcome::Applied);
+    }
+    let commits = store.outcome_commits().unwrap() - before;
+    assert!(
+        commits < 12,
+        "the 12 outcomes went in fewer transactions than one each ({commits})"
+    );
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE status = 'sent'")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(sent, 11);
+    let (status, queued): (String, i64) = sqlx::query_as(
+        "SELECT status, (SELECT count(*) FROM queue_entries WHERE message_id = $1)
+         FROM messages WHERE id = $1",
+    )
+    .bind(&bad_id)
+    .fetch_one(&mut holder)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), queued),
+        ("sending", 1),
+        "the bad one is left as it was"
+    );
+}

@@ -53,6 +53,7 @@ mod pg_claim;
 mod pg_enqueue;
 mod pg_group;
 mod pg_outcome;
+mod pg_outcome_group;
 mod postgres;
 mod priority;
 mod profiles;
@@ -141,6 +142,8 @@ struct Inner {
     folder: JoinHandle<()>,
     /// PostgreSQL: the lanes that commit enqueues in groups (`pg_group.rs`).
     enqueues: Option<pg_group::EnqueueGroup>,
+    /// PostgreSQL: the lane that records attempt outcomes in groups (`pg_outcome_group.rs`).
+    outcomes: Option<pg_outcome_group::OutcomeGroup>,
     /// The task that applies status reports in groups, coalesced by message (`statuses.rs`).
     statuses: statuses::StatusGroup,
     /// Tenants' settings and budgets, cached (`profiles.rs`).
@@ -223,6 +226,10 @@ impl Store {
             )),
             Backend::Sqlite { .. } => None,
         };
+        let outcomes = match &backend {
+            Backend::Postgres(pool) => Some(pg_outcome_group::OutcomeGroup::start(pool.clone())),
+            Backend::Sqlite { .. } => None,
+        };
         let statuses = statuses::StatusGroup::start(match &backend {
             Backend::Sqlite { group, .. } => statuses::Target::Sqlite(group.clone()),
             Backend::Postgres(pool) => statuses::Target::Postgres(pool.clone()),
@@ -235,6 +242,7 @@ impl Store {
                 publisher,
                 folder,
                 enqueues,
+                outcomes,
                 statuses,
                 profiles,
                 horizon,
@@ -507,6 +515,16 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: how many transactions the outcome lane has run (a lone outcome counts as
+    /// one); `None` on SQLite, whose writer batches outcomes with every other write.
+    #[must_use]
+    pub fn outcome_commits(&self) -> Option<u64> {
+        self.inner
+            .outcomes
+            .as_ref()
+            .map(pg_outcome_group::OutcomeGroup::batches)
+    }
+
     /// Wakes the dispatchers after a commit that queued messages: those of this process at once,
     /// those of other processes (PostgreSQL) through the publisher.
     fn queue_written(&self) {
@@ -557,7 +575,10 @@ impl Store {
                     })
             }
             Backend::Postgres(pool) => {
-                Queries::<Postgres>::complete_accepted_one(pool, lease, accepted, now).await
+                let outcome = pg_outcome_group::Outcome::Accepted {
+                    accepted: accepted.clone(),
+                };
+                self.record_outcome(pool, lease, outcome, now).await
             }
         };
         self.events_written();
@@ -592,7 +613,14 @@ impl Store {
                     })
                     .await
             }
-            Backend::Postgres(pool) => Queries::reschedule(pool, lease, due_at, error, now).await,
+            Backend::Postgres(pool) => {
+                let outcome = pg_outcome_group::Outcome::Release {
+                    due_at,
+                    error: error.clone(),
+                    give_back: false,
+                };
+                self.record_outcome(pool, lease, outcome, now).await
+            }
         };
         self.events_written();
         result
@@ -627,7 +655,14 @@ impl Store {
                     })
                     .await
             }
-            Backend::Postgres(pool) => Queries::defer(pool, lease, due_at, error, now).await,
+            Backend::Postgres(pool) => {
+                let outcome = pg_outcome_group::Outcome::Release {
+                    due_at,
+                    error: error.clone(),
+                    give_back: true,
+                };
+                self.record_outcome(pool, lease, outcome, now).await
+            }
         };
         self.events_written();
         result
@@ -655,10 +690,36 @@ impl Store {
                     })
                     .await
             }
-            Backend::Postgres(pool) => Queries::finish(pool, lease, status, error, now).await,
+            Backend::Postgres(pool) => {
+                let outcome = pg_outcome_group::Outcome::Finish {
+                    status,
+                    error: error.clone(),
+                };
+                self.record_outcome(pool, lease, outcome, now).await
+            }
         };
         self.events_written();
         result
+    }
+
+    /// PostgreSQL: records an attempt's `outcome` through the outcome lane (in a transaction
+    /// with the others waiting), or alone where the store has no lane.
+    async fn record_outcome(
+        &self,
+        pool: &PgPool,
+        lease: LeaseRef<'_>,
+        outcome: pg_outcome_group::Outcome,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
+        let recorded = pg_outcome_group::Recorded {
+            lease: queue::OwnedLease::from(lease),
+            outcome,
+            now,
+        };
+        match &self.inner.outcomes {
+            Some(lane) => lane.record(recorded).await,
+            None => recorded.run_alone(pool).await,
+        }
     }
 
     /// Applies a provider's status report atomically with the monotonic rule

@@ -5,6 +5,7 @@
 //! nothing ([`LeaseOutcome::Lost`]). An answer with a price keeps the ledger's steps
 //! (`Queries::complete_accepted`).
 
+use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _};
 
 use super::dialect::Queries;
@@ -96,6 +97,18 @@ impl Queries<Postgres> {
         if accepted.price.is_some() {
             return Self::complete_accepted(pool, lease, accepted, now).await;
         }
+        let mut conn = pool.acquire().await?;
+        Self::complete_accepted_unpriced(&mut conn, lease, accepted, now).await
+    }
+
+    /// [`complete_accepted_one`](Self::complete_accepted_one)'s statement for an answer
+    /// without a price, on `conn` (alone, or in a transaction of outcomes).
+    pub(super) async fn complete_accepted_unpriced(
+        conn: &mut PgConnection,
+        lease: LeaseRef<'_>,
+        accepted: &Accepted,
+        now: i64,
+    ) -> Result<LeaseOutcome> {
         let row = sqlx::query(AssertSqlSafe(statement()))
             .bind(lease.tenant_id.as_str())
             .bind(lease.message_id)
@@ -106,7 +119,7 @@ impl Queries<Postgres> {
             .bind(accepted.segments.map(db_int))
             .bind(accepted.sender.as_deref())
             .bind(accepted.provider_status.as_deref())
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         let applied: i64 = row.try_get("applied")?;
         Ok(if applied > 0 {

@@ -30,18 +30,19 @@ use super::group::{GroupWriter, copy};
 use super::ledger::{BudgetAlert, log_alerts};
 use super::model::{ApplyResult, MessageLookup, StatusUpdate};
 
-/// The most reports one batch takes.
+/// The most handovers (a caller's reports) one batch takes.
 const MAX_BATCH: usize = 512;
-/// Reports that may wait before callers wait to hand theirs over.
+/// Handovers that may wait before callers wait to hand theirs over.
 const QUEUE: usize = 4_096;
 
 /// What a report's caller is answered: the message after it, `None` when no message matches.
 type Answer = Result<Option<ApplyResult>>;
 
+/// The reports one caller hands over together, each with its own answer: always taken into
+/// the same batch, so those about one message are always coalesced.
 struct Job {
     tenant: String,
-    update: StatusUpdate,
-    reply: oneshot::Sender<Answer>,
+    reports: Vec<(StatusUpdate, oneshot::Sender<Answer>)>,
 }
 
 /// Where the batches are written.
@@ -89,27 +90,23 @@ impl StatusGroup {
     /// report, once the batch that holds it committed. Reports handed over together about the
     /// same message are coalesced.
     pub(super) async fn apply(&self, tenant: &str, updates: Vec<StatusUpdate>) -> Vec<Answer> {
-        let mut answers = Vec::with_capacity(updates.len());
-        for update in updates {
-            let (reply, answer) = oneshot::channel();
-            let job = Job {
-                tenant: tenant.to_owned(),
-                update,
-                reply,
-            };
-            if self.jobs.send(job).await.is_err() {
-                answers.push(None);
-            } else {
-                answers.push(Some(answer));
-            }
+        let (reports, answers): (Vec<_>, Vec<_>) = updates
+            .into_iter()
+            .map(|update| {
+                let (reply, answer) = oneshot::channel();
+                ((update, reply), answer)
+            })
+            .unzip();
+        let job = Job {
+            tenant: tenant.to_owned(),
+            reports,
+        };
+        if self.jobs.send(job).await.is_err() {
+            return answers.iter().map(|_| Err(closed())).collect();
         }
         let mut results = Vec::with_capacity(answers.len());
         for answer in answers {
-            let result = match answer {
-                Some(answer) => answer.await.unwrap_or(Err(closed())),
-                None => Err(closed()),
-            };
-            results.push(result);
+            results.push(answer.await.unwrap_or_else(|_| Err(closed())));
         }
         results
     }
@@ -155,8 +152,9 @@ async fn run(target: Target, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>
         if taken == 0 {
             return;
         }
+        let reports: usize = jobs.iter().map(|job| job.reports.len()).sum();
         let groups = coalesce(jobs.drain(..));
-        counts.reports.fetch_add(taken as u64, Ordering::Relaxed);
+        counts.reports.fetch_add(reports as u64, Ordering::Relaxed);
         counts
             .applies
             .fetch_add(groups.len() as u64, Ordering::Relaxed);
@@ -173,19 +171,21 @@ async fn run(target: Target, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>
 fn coalesce(jobs: impl Iterator<Item = Job>) -> Vec<Coalesced> {
     let mut groups: Vec<Coalesced> = Vec::new();
     for job in jobs {
-        let same = |group: &&mut Coalesced| {
-            group.tenant == job.tenant && group.updates[0].lookup == job.update.lookup
-        };
-        match groups.iter_mut().find(same) {
-            Some(group) => {
-                group.updates.push(job.update);
-                group.replies.push(job.reply);
+        for (update, reply) in job.reports {
+            let same = |group: &&mut Coalesced| {
+                group.tenant == job.tenant && group.updates[0].lookup == update.lookup
+            };
+            match groups.iter_mut().find(same) {
+                Some(group) => {
+                    group.updates.push(update);
+                    group.replies.push(reply);
+                }
+                None => groups.push(Coalesced {
+                    tenant: job.tenant.clone(),
+                    updates: vec![update],
+                    replies: vec![reply],
+                }),
             }
-            None => groups.push(Coalesced {
-                tenant: job.tenant,
-                updates: vec![job.update],
-                replies: vec![job.reply],
-            }),
         }
     }
     groups.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
