@@ -159,6 +159,22 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Job>>, batches:
     }
 }
 
+/// Why a PostgreSQL group's batch did not commit (`pg_group.rs`, `pg_outcome_group.rs`,
+/// `statuses.rs`).
+pub(super) enum Failed {
+    /// Before the `COMMIT`: nothing of it is stored, so each write may run again alone.
+    Statement(StoreError),
+    /// At the `COMMIT` or before the transaction began: whether it is stored is unknown.
+    Commit(StoreError),
+}
+
+impl Failed {
+    /// A failure to begin or commit the batch's transaction.
+    pub(super) fn commit(error: sqlx::Error) -> Self {
+        Failed::Commit(StoreError::from(error))
+    }
+}
+
 /// A copy of `error` for each caller of a failed batch, keeping whether it is worth retrying.
 pub(super) fn copy(error: &StoreError) -> StoreError {
     let text = format!("the group commit failed: {error}");

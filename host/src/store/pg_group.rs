@@ -27,7 +27,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
-use super::group::copy;
+use super::group::{Failed, copy};
 use super::ledger::{BudgetAlert, Crossing, Hold, reservation_upsert};
 use super::model::{Enqueued, NewMessage};
 use super::pg_enqueue::{Done, Form, batchable};
@@ -137,14 +137,6 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
     }
 }
 
-/// Why a batch did not commit.
-enum Failed {
-    /// Before the `COMMIT`: nothing of it is stored.
-    Statement(StoreError),
-    /// At the `COMMIT` or before the transaction began.
-    Commit(StoreError),
-}
-
 /// The reservations a batch takes on one budget's period, once its messages are written.
 struct Reservation<'a> {
     tenant: &'a str,
@@ -163,9 +155,8 @@ struct Reservation<'a> {
 /// hard cap has no room for the sum, the batch is rolled back and each message runs alone,
 /// where each is refused or taken on its own.
 async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<Done>, Failed> {
-    let commit_error = |error: sqlx::Error| Failed::Commit(StoreError::from(error));
-    let mut conn = pool.acquire().await.map_err(commit_error)?;
-    let mut tx = conn.begin().await.map_err(commit_error)?;
+    let mut conn = pool.acquire().await.map_err(Failed::commit)?;
+    let mut tx = conn.begin().await.map_err(Failed::commit)?;
     let mut done = Vec::with_capacity(jobs.len());
     let mut reservations: Vec<Reservation<'_>> = Vec::new();
     for (at, job) in jobs.iter().enumerate() {
@@ -239,7 +230,7 @@ async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<Done>
             before += micros;
         }
     }
-    tx.commit().await.map_err(commit_error)?;
+    tx.commit().await.map_err(Failed::commit)?;
     Ok(done)
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
-use super::group::copy;
+use super::group::{Failed, copy};
 use super::ledger::{BudgetAlert, log_alerts};
 use super::model::{Accepted, ErrorInfo, LeaseOutcome, MessageStatus};
 use super::queue::OwnedLease;
@@ -193,19 +193,10 @@ async fn lane(pool: PgPool, mut queue: mpsc::Receiver<Job>, batches: Arc<AtomicU
     }
 }
 
-/// Why a batch did not commit.
-enum Failed {
-    /// Before the `COMMIT`: nothing of it is stored.
-    Statement(StoreError),
-    /// At the `COMMIT`, or before the transaction began.
-    Commit(StoreError),
-}
-
 /// The batch's outcomes in one transaction, in order.
 async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<LeaseOutcome>, Failed> {
-    let commit_error = |error: sqlx::Error| Failed::Commit(StoreError::from(error));
-    let mut conn = pool.acquire().await.map_err(commit_error)?;
-    let mut tx = conn.begin().await.map_err(commit_error)?;
+    let mut conn = pool.acquire().await.map_err(Failed::commit)?;
+    let mut tx = conn.begin().await.map_err(Failed::commit)?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut alerts = Vec::new();
     for job in jobs {
@@ -218,7 +209,7 @@ async fn run_batch(pool: &PgPool, jobs: &[Job]) -> std::result::Result<Vec<Lease
         outcomes.push(outcome);
         alerts.extend(more);
     }
-    tx.commit().await.map_err(commit_error)?;
+    tx.commit().await.map_err(Failed::commit)?;
     log_alerts(&alerts);
     Ok(outcomes)
 }

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dialect::Queries;
 use super::error::{Result, StoreError};
-use super::group::{GroupWriter, copy};
+use super::group::{Failed, GroupWriter, copy};
 use super::ledger::{BudgetAlert, log_alerts};
 use super::model::{ApplyResult, MessageLookup, StatusUpdate};
 
@@ -263,21 +263,12 @@ async fn apply_postgres(pool: &PgPool, groups: Vec<Coalesced>) {
     }
 }
 
-/// Why a PostgreSQL batch did not commit.
-enum Failed {
-    /// Before the `COMMIT`: nothing of it is stored.
-    Statement(StoreError),
-    /// At the `COMMIT`, or before the transaction began.
-    Commit(StoreError),
-}
-
 async fn batch_postgres(
     pool: &PgPool,
     groups: &[Coalesced],
 ) -> std::result::Result<Vec<Vec<Option<ApplyResult>>>, Failed> {
-    let commit_error = |error: sqlx::Error| Failed::Commit(StoreError::from(error));
-    let mut conn = pool.acquire().await.map_err(commit_error)?;
-    let mut tx = conn.begin().await.map_err(commit_error)?;
+    let mut conn = pool.acquire().await.map_err(Failed::commit)?;
+    let mut tx = conn.begin().await.map_err(Failed::commit)?;
     let mut results = Vec::with_capacity(groups.len());
     let mut alerts = Vec::new();
     for group in groups {
@@ -289,7 +280,7 @@ async fn batch_postgres(
         results.push(result);
         alerts.extend(more);
     }
-    tx.commit().await.map_err(commit_error)?;
+    tx.commit().await.map_err(Failed::commit)?;
     log_alerts(&alerts);
     Ok(results)
 }
