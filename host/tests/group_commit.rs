@@ -167,13 +167,10 @@ async fn racing_sends_fail_alone(backend: Backend) {
 /// not exist) fails alone; the others of its batch are stored and answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_failing_enqueue_in_a_batch_fails_alone() {
-    use herald::store::{Enqueued, Store, StoreError, StoreOptions};
+    use herald::store::{Enqueued, StoreError};
 
     let url = common::db::postgres_url().await;
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let store = migrated_store(&url).await;
     // While another transaction holds `messages`, the lanes' first enqueues wait, and every
     // enqueue after them queues up for the next batches.
     let mut holder = hold_messages(&url).await;
@@ -223,17 +220,12 @@ async fn postgres_a_failing_enqueue_in_a_batch_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
     use herald::Money;
-    use herald::store::{
-        Charge, Enqueued, Hold, Store, StoreError, StoreOptions, StoredBudget, TenantId,
-    };
+    use herald::store::{Charge, Enqueued, Hold, StoreError, StoredBudget, TenantId};
 
     const PRICE: i64 = 8_300;
     const PERIOD: i64 = 1_764_547_200_000;
     let url = common::db::postgres_url().await;
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let store = migrated_store(&url).await;
     let tenant = TenantId::default_tenant();
     let now = herald::store::now_millis();
     store
@@ -339,13 +331,10 @@ async fn postgres_a_batch_reserves_its_sum_and_never_overshoots_a_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_failing_status_report_in_a_batch_fails_alone() {
     use herald::TenantId;
-    use herald::store::{MessageLookup, MessageStatus, StatusUpdate, Store, StoreOptions};
+    use herald::store::{MessageLookup, MessageStatus, StatusUpdate};
 
     let url = common::db::postgres_url().await;
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let store = migrated_store(&url).await;
     let mut ids = Vec::new();
     for i in 0..12 {
         let new = common::db::new_message("default", &format!("+1415555{:04}", 3000 + i));
@@ -443,13 +432,10 @@ async fn release_once_queued<T>(holder: &mut sqlx::PgConnection, bad: &tokio::ta
 /// PostgreSQL's text cannot store) fails alone while the others of its batch are recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_failing_outcome_in_a_batch_fails_alone() {
-    use herald::store::{Accepted, ErrorInfo, LeaseOutcome, MessageStatus, Store, StoreOptions};
+    use herald::store::{Accepted, ErrorInfo, LeaseOutcome, MessageStatus};
 
     let url = common::db::postgres_url().await;
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let store = migrated_store(&url).await;
     for i in 0..12 {
         let new = common::db::new_message("default", &format!("+1415555{:04}", 4000 + i));
         store.enqueue(&new).await.unwrap();
@@ -532,4 +518,12 @@ async fn postgres_a_failing_outcome_in_a_batch_fails_alone() {
         ("sending", 1),
         "the bad one is left as it was"
     );
+}
+
+/// A store of its own on `url`, migrated.
+async fn migrated_store(url: &str) -> herald::store::Store {
+    let options = herald::store::StoreOptions::default();
+    let store = herald::store::Store::connect(url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    store
 }
