@@ -325,7 +325,7 @@ pub struct Accepted {
 }
 
 /// How a status report names its message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MessageLookup {
     /// By Herald's message id.
     Id(String),

@@ -165,8 +165,8 @@ async fn lane(pool: PgPool, mut queue: mpsc::Receiver<Job>, batches: Arc<AtomicU
             continue;
         }
         batch.sort_by(|a, b| {
-            let id = |job: &Job| job.recorded.lease.as_ref().message_id.to_owned();
-            id(a).cmp(&id(b))
+            let (a, b) = (a.recorded.lease.as_ref(), b.recorded.lease.as_ref());
+            a.message_id.cmp(b.message_id)
         });
         match run_batch(&pool, &batch).await {
             Ok(outcomes) => {

@@ -17,6 +17,7 @@
 //! its own message's callers: on SQLite by its savepoint; on PostgreSQL the batch is rolled back
 //! and each message is applied again in a transaction of its own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -170,21 +171,24 @@ async fn run(target: Target, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>
 /// groups are sorted by tenant and lookup, so that concurrent batches lock rows in one order.
 fn coalesce(jobs: impl Iterator<Item = Job>) -> Vec<Coalesced> {
     let mut groups: Vec<Coalesced> = Vec::new();
+    // Each message's group, by tenant and lookup: a batch holds up to hundreds of messages.
+    let mut index: HashMap<(String, MessageLookup), usize> = HashMap::new();
     for job in jobs {
         for (update, reply) in job.reports {
-            let same = |group: &&mut Coalesced| {
-                group.tenant == job.tenant && group.updates[0].lookup == update.lookup
-            };
-            match groups.iter_mut().find(same) {
-                Some(group) => {
-                    group.updates.push(update);
-                    group.replies.push(reply);
+            let key = (job.tenant.clone(), update.lookup.clone());
+            match index.get(&key) {
+                Some(&at) => {
+                    groups[at].updates.push(update);
+                    groups[at].replies.push(reply);
                 }
-                None => groups.push(Coalesced {
-                    tenant: job.tenant.clone(),
-                    updates: vec![update],
-                    replies: vec![reply],
-                }),
+                None => {
+                    index.insert(key, groups.len());
+                    groups.push(Coalesced {
+                        tenant: job.tenant.clone(),
+                        updates: vec![update],
+                        replies: vec![reply],
+                    });
+                }
             }
         }
     }
