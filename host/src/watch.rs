@@ -68,12 +68,23 @@ pub fn spawn_file_watch(pipeline: Pipeline, every: Duration) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if stamp(&files) == last {
+            let seen = stamp(&files);
+            if seen == last {
                 continue;
             }
             reload_logged(&pipeline, "configuration or plugin file changed").await;
-            files = watched_files(&pipeline.config(), pipeline.source());
-            last = stamp(&files);
+            // What was watched before keeps the stamp it had when the reload began, so a file
+            // written while the reload ran counts as changed at the next tick, not as the
+            // starting state; a newly watched file starts from its stamp now.
+            let next = watched_files(&pipeline.config(), pipeline.source());
+            last = next
+                .iter()
+                .map(|file| match files.iter().position(|old| old == file) {
+                    Some(at) => seen[at],
+                    None => stamp(std::slice::from_ref(file))[0],
+                })
+                .collect();
+            files = next;
         }
     })
 }
