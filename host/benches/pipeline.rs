@@ -43,6 +43,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+// The harness's rig; this bench uses only part of it.
+#[allow(dead_code)]
+#[path = "harness/rig.rs"]
+mod rig;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -50,33 +54,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use herald::config::{Config, ConfigSource, DeliveryConfig, ServerConfig, StorageConfig};
-use herald::segments::Encoding;
+use herald::config::{Config, ConfigSource};
 use herald::store::{MessageFilter, MessageStatus, NewMessage, Store};
-use herald_testkit::carrier::{self, Carrier, CarrierConfig};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tokio::net::TcpListener;
+use rig::{API_KEY, Backend, Callbacks, Database, Rig, TO};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Concurrent HTTP clients (and store tasks), unless `HERALD_BENCH_CLIENTS` says otherwise.
-const CLIENTS: usize = 64;
-/// `delivery.workers`, unless `HERALD_BENCH_WORKERS` says otherwise.
-const WORKERS: usize = 32;
-const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "bench-auth-token-0123456789";
-const API_KEY: &str = "bench-api-key";
-const TO: &str = "+14155552671";
 /// Upper bound for any one phase (accepting, draining, waiting for callbacks).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// How long stopping waits for the dispatcher and for the server before aborting them.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 impl Backend {
+    /// The backend's name in the report's first column.
     fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
@@ -110,88 +100,29 @@ impl Scenario {
     }
 }
 
-/// A fresh database for one scenario; dropping the guard's directory removes a SQLite file.
-struct Database {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    postgres_name: Option<String>,
-}
-
-async fn database(backend: Backend) -> Database {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            // Without `mode=`: the store then creates the file (as for Herald's default URL).
-            let url = format!("sqlite://{}", dir.path().join("herald.db").display());
-            Database {
-                url,
-                _dir: Some(dir),
-                postgres_name: None,
-            }
-        }
-        Backend::Postgres => {
-            let url = common::db::postgres_url().await;
-            let name = url.rsplit_once('/').unwrap().1.to_owned();
-            Database {
-                url,
-                _dir: None,
-                postgres_name: Some(name),
-            }
-        }
-    }
-}
-
-/// Drops a scenario's PostgreSQL database (once Herald has closed its pool).
-async fn drop_database(db: &Database) {
-    let Some(name) = &db.postgres_name else {
-        return;
-    };
-    let admin_url = std::env::var("HERALD_TEST_POSTGRES")
-        .unwrap_or_else(|_| common::db::POSTGRES_ADMIN_URL.to_owned());
-    if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
-    }
-}
-
-fn herald_config(storage_url: &str, public_url: &str, carrier_url: &str) -> Config {
-    let mut config = common::config(
-        vec![("twilio", common::twilio_settings(carrier_url, SID, TOKEN))],
-        "twilio",
-        "",
-    );
-    config.runtime.max_instances = 128;
-    config.runtime.watch = false;
-    config.server = ServerConfig {
-        public_url: public_url.to_owned(),
-        api_keys: vec![API_KEY.to_owned()],
-        ..ServerConfig::default()
-    };
-    config.storage = StorageConfig {
-        url: storage_url.to_owned(),
-        ..StorageConfig::default()
-    };
-    config.delivery = DeliveryConfig {
-        workers: workers(),
-        ..DeliveryConfig::default()
-    };
-    config
-}
-
-/// The dispatcher's concurrency: `HERALD_BENCH_WORKERS`, or `WORKERS`.
+/// The dispatcher's concurrency: `HERALD_BENCH_WORKERS`, or [`rig::WORKERS`].
 fn workers() -> usize {
     std::env::var("HERALD_BENCH_WORKERS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(WORKERS)
+        .unwrap_or(rig::WORKERS)
 }
 
-/// The number of concurrent clients: `HERALD_BENCH_CLIENTS`, or `CLIENTS`.
+/// The number of concurrent clients (and store tasks): `HERALD_BENCH_CLIENTS`, or
+/// [`rig::CLIENTS`].
 fn clients() -> usize {
     std::env::var("HERALD_BENCH_CLIENTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(CLIENTS)
+        .unwrap_or(rig::CLIENTS)
+}
+
+/// The rig's configuration with `delivery.workers` from [`workers`], for the scenarios that
+/// open the store without serving or sending.
+fn store_config(storage_url: &str) -> Config {
+    let mut config = rig::config(storage_url, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    config.delivery.workers = workers();
+    config
 }
 
 /// Posts `total` sends from `clients()` concurrent tasks; returns when every one was answered 202.
@@ -352,109 +283,55 @@ fn report(
     );
 }
 
-/// One running API server (and, when started, a dispatcher) over one Herald.
+/// The rig's Herald and, in a staged scenario, the dispatcher started once acceptance was
+/// measured.
 struct Herald {
-    state: herald::Herald,
-    base_url: String,
-    stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
-    dispatcher: Option<JoinHandle<()>>,
+    rig: Rig,
+    dispatcher: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Herald {
-    /// Starts Herald on an ephemeral port; `full` serves it as production does (`Herald::serve`),
-    /// otherwise only its API router is served and the dispatcher waits for `start_dispatcher`.
-    async fn start(storage_url: &str, carrier: &Carrier, full: bool) -> Herald {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let config = herald_config(storage_url, &base_url, carrier.base_url());
-        let state = herald::Herald::builder()
-            .config(config)
-            .source(ConfigSource::default())
-            .build()
-            .await
-            .expect("start Herald");
-        let (stop, mut stopped) = watch::channel(false);
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        let server = if full {
-            let state = state.clone();
-            tokio::spawn(async move { state.serve(listener, shutdown).await.expect("serve") })
-        } else {
-            let router = state.router();
-            tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .expect("serve the API");
-            })
-        };
+    /// Starts Herald on an ephemeral port with `delivery.workers` from [`workers`]; `full` serves
+    /// it as production does (`Herald::serve`), otherwise only its API router is served and the
+    /// dispatcher waits for `start_dispatcher`.
+    async fn start(storage_url: &str, carrier_url: &str, full: bool) -> Herald {
+        let rig = Rig::start(storage_url, carrier_url, full, |config| {
+            config.delivery.workers = workers();
+        })
+        .await;
         Herald {
-            state,
-            base_url,
-            stop,
-            server,
+            rig,
             dispatcher: None,
         }
     }
 
     fn start_dispatcher(&mut self) {
-        let stopped = self.stop.subscribe();
-        self.dispatcher = Some(tokio::spawn(herald::pipeline::dispatch::run(
-            self.state.pipeline().clone(),
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(herald::pipeline::dispatch::run(
+            self.rig.herald.pipeline().clone(),
             stopped,
-        )));
+        ));
+        self.dispatcher = Some((stop, task));
     }
 
+    /// Stops the dispatcher, then the server, giving each [`STOP_GRACE`], and closes the store.
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut tasks = vec![self.server];
-        tasks.extend(self.dispatcher);
-        for mut task in tasks {
-            if tokio::time::timeout(Duration::from_secs(30), &mut task)
-                .await
-                .is_err()
-            {
+        if let Some((stop, mut task)) = self.dispatcher {
+            let _ = stop.send(true);
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
                 task.abort();
             }
         }
-        // `Herald::serve` closes the store itself; closing twice is harmless.
-        self.state.close().await;
+        self.rig.stop_within(STOP_GRACE).await;
     }
 }
 
-/// Scenario 0: `Store::enqueue` called directly by `clients()` tasks, as the send handler calls it
-/// (same store options as Herald's), without HTTP, JSON, validation or the opt-out read.
 /// A message for the store-level scenarios: message `i` of a 64-task load, charged with
 /// `charge` (`None`: no cost row, as before the ledger).
 fn bench_message(i: usize, charge: Option<herald::store::Charge>) -> NewMessage {
-    let body = format!("Your Herald verification code is {i:06}.");
     NewMessage {
-        id: herald::store::new_id("msg"),
-        tenant_id: herald::TenantId::default_tenant(),
-        to_number: TO.into(),
-        sender: None,
-        units: body.len() as u32,
-        body,
-        template_id: None,
-        template_version: None,
-        category: herald::Category::transactional(),
-        encoding: Encoding::Gsm7,
-        segments: 1,
-        provider: "twilio".into(),
-        max_attempts: 5,
-        customer_id: None,
-        order_id: None,
-        reservation_id: None,
-        metadata: None,
-        idempotency_key: None,
-        request_hash: None,
-        due_at: None,
-        bulk: false,
-        batch_id: None,
-        now: herald::store::now_millis(),
         charge,
+        ..rig::new_message(format!("Your Herald verification code is {i:06}."), None)
     }
 }
 
@@ -473,8 +350,8 @@ fn bench_message(i: usize, charge: Option<herald::store::Charge>) -> NewMessage 
 async fn ledger(backend: Backend, total: usize) {
     use herald::pipeline::budgets::{self, BudgetSpec};
 
-    let db = database(backend).await;
-    let config = herald_config(&db.url, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let db = Database::new(backend).await;
+    let config = store_config(&db.url);
     let state = herald::Herald::builder()
         .config(config)
         .source(ConfigSource::default())
@@ -561,12 +438,14 @@ async fn ledger(backend: Backend, total: usize) {
         "every message with the ledger on reserved its estimate"
     );
     state.close().await;
-    drop_database(&db).await;
+    db.drop_now().await;
 }
 
+/// Scenario 0: `Store::enqueue` called directly by `clients()` tasks, as the send handler calls it
+/// (same store options as Herald's), without HTTP, JSON, validation or the opt-out read.
 async fn store_only(backend: Backend, total: usize) {
-    let db = database(backend).await;
-    let config = herald_config(&db.url, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let db = Database::new(backend).await;
+    let config = store_config(&db.url);
     let store = herald::app::open_store(&config)
         .await
         .expect("open the store");
@@ -605,7 +484,7 @@ async fn store_only(backend: Backend, total: usize) {
     assert_eq!(store.count_queue().await.unwrap(), total as u64);
     store.close().await;
     drop(store);
-    drop_database(&db).await;
+    db.drop_now().await;
 }
 
 async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwest::Client) {
@@ -615,30 +494,19 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
     if scenario == Scenario::Ledger {
         return ledger(backend, total).await;
     }
-    let db = database(backend).await;
-    let carrier_config = CarrierConfig {
-        account_sid: SID.to_owned(),
-        auth_token: TOKEN.to_owned(),
-        // Held back for an hour when off: no callback fires while the scenario runs.
-        callback_delay: if scenario.callbacks() {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_secs(3600)
-        },
-        inbound_url: None,
-        accounts: Vec::new(),
-    };
-    let carrier = carrier::spawn(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        carrier_config,
-    )
+    let db = Database::new(backend).await;
+    let carrier = rig::carrier(if scenario.callbacks() {
+        Callbacks::Posted
+    } else {
+        Callbacks::Held
+    })
     .await;
     let full = scenario == Scenario::Concurrent;
-    let mut herald = Herald::start(&db.url, &carrier, full).await;
-    let store = herald.state.store().clone();
+    let mut herald = Herald::start(&db.url, carrier.base_url(), full).await;
+    let store = herald.rig.store().clone();
 
     let first_request = Instant::now();
-    let accepted = accept(client, &herald.base_url, total).await;
+    let accepted = accept(client, &herald.rig.base_url, total).await;
     let clients = format!(", {} clients", clients());
     if full {
         report(
@@ -719,7 +587,7 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
 
     carrier.shutdown().await;
     herald.stop().await;
-    drop_database(&db).await;
+    db.drop_now().await;
 }
 
 fn main() {

@@ -1,5 +1,6 @@
 //! What every scenario stands on: fresh databases, the local carrier, Herald on an ephemeral
 //! port, closed-loop HTTP load bounded in time, queue pre-fills and process measurements.
+//! The pipeline bench (`benches/pipeline.rs`) stands on it too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,9 +28,9 @@ pub const API_KEY: &str = "bench-api-key";
 pub const TO: &str = "+14155552671";
 /// The sender the Twilio plugin is configured with.
 pub const FROM: &str = "+15005550006";
-/// `delivery.workers`, as in the pipeline bench.
+/// `delivery.workers` (the pipeline bench's default).
 pub const WORKERS: usize = 32;
-/// Concurrent HTTP clients.
+/// Concurrent HTTP clients (the pipeline bench's default).
 pub const CLIENTS: usize = 64;
 /// No single wait of the harness lasts longer than this, whatever the mode.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -58,6 +59,7 @@ impl Database {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
+                // Without `mode=`: the store then creates the file (as for Herald's default URL).
                 let url = format!("sqlite://{}", dir.path().join("herald.db").display());
                 Database {
                     url,
@@ -209,12 +211,15 @@ impl Rig {
     /// Stops serving (and, for a full rig, dispatching: attempts in flight are given 10 s) and
     /// closes the store.
     pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(10)).await;
+    }
+
+    /// [`Rig::stop`], waiting up to `grace` for the server (and a full rig's attempts in flight)
+    /// before aborting it.
+    pub async fn stop_within(self, grace: Duration) {
         let _ = self.stop.send(true);
         let mut server = self.server;
-        if tokio::time::timeout(Duration::from_secs(10), &mut server)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
             server.abort();
         }
         self.herald.close().await;
@@ -295,7 +300,12 @@ pub fn index_of(body: &str) -> Option<usize> {
 
 /// Message `i` as the send path would store it (one GSM-7 segment, the default tenant).
 pub fn message(i: usize, batch: Option<&str>) -> NewMessage {
-    let body = format!("Your Herald verification code is {i:07}.");
+    new_message(format!("Your Herald verification code is {i:07}."), batch)
+}
+
+/// A message with `body` (one GSM-7 segment, no charge) as the send path would store it for the
+/// default tenant, part of `batch` when given.
+pub fn new_message(body: String, batch: Option<&str>) -> NewMessage {
     NewMessage {
         id: herald::store::new_id("msg"),
         tenant_id: herald::TenantId::default_tenant(),
