@@ -14,6 +14,13 @@
 //! - **A failing write fails alone.** In a batch of several, each write runs inside its own
 //!   `SAVEPOINT`: an error rolls back to it, that caller gets its error, and the others commit.
 //!   An error the savepoint cannot contain (the rollback itself failing) fails the batch.
+//! - **Savepoints cost no round trip of their own** for the hot writes. Opening a write's
+//!   savepoint (and releasing the one before it) is `RELEASE w; SAVEPOINT w`, which a write made
+//!   with [`GroupWriter::write_scripted`] sends as the head of its first script
+//!   ([`take_opening`]), in that script's round trip; the last one is released by the `COMMIT`.
+//!   Other writes send it on its own before they run. Only a failing write costs one more round
+//!   trip, its `ROLLBACK TO w`. (With a savepoint of its own around every statement, sqlx's
+//!   nested transactions, each write cost two more round trips, `SAVEPOINT` and `RELEASE`.)
 //!
 //! Other writes (tenants, templates, bulk chunks, ...) keep their own transactions on the same
 //! single-connection pool, between batches.
@@ -21,10 +28,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{Acquire as _, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{Result, StoreError};
@@ -33,6 +40,69 @@ use super::error::{Result, StoreError};
 pub(super) const MAX_BATCH: usize = 256;
 /// Writes that may wait for the writer before callers wait to hand theirs over.
 const QUEUE: usize = 4_096;
+
+/// Opens the batch's first savepoint.
+const OPEN: &str = "SAVEPOINT herald_write";
+/// Keeps what the write before did and opens this write's savepoint: the stack stays one deep.
+const RELEASE_AND_OPEN: &str = "RELEASE herald_write; SAVEPOINT herald_write";
+/// Undoes a failed write; its savepoint stays open, empty, until the next write's release.
+const ROLLBACK: &str = "ROLLBACK TO herald_write";
+
+/// Where a write's savepoint opening stands ([`Opening::state`]).
+const NOT_TAKEN: u8 = 0;
+const OPENED: u8 = 1;
+const BROKEN: u8 = 2;
+
+tokio::task_local! {
+    /// The savepoint opening the running write's first script starts with.
+    static OPENING: Opening;
+}
+
+/// A savepoint opening offered to a write's first script.
+struct Opening {
+    sql: &'static str,
+    state: Arc<AtomicU8>,
+}
+
+/// A script's head: the statements that open the running write's savepoint, taken by the
+/// write's first script (see the module's documentation).
+pub(super) struct Head {
+    /// The SQL to put before the script's own statements.
+    pub(super) sql: &'static str,
+    /// How many statements it has (they return no rows).
+    pub(super) statements: usize,
+    state: Arc<AtomicU8>,
+}
+
+impl Head {
+    /// The head's statements failed: the savepoint may not be open, so the batch cannot
+    /// contain the write's failure.
+    pub(super) fn broken(&self) {
+        self.state.store(BROKEN, Ordering::Release);
+    }
+}
+
+/// The savepoint opening that the running write's first script must start with, once: `None`
+/// outside a write made with [`GroupWriter::write_scripted`] in a batch of several, or after
+/// its first script took it.
+pub(super) fn take_opening() -> Option<Head> {
+    OPENING
+        .try_with(|opening| {
+            let taken = opening.state.compare_exchange(
+                NOT_TAKEN,
+                OPENED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            taken.is_ok().then(|| Head {
+                sql: opening.sql,
+                statements: opening.sql.split(';').count(),
+                state: Arc::clone(&opening.state),
+            })
+        })
+        .ok()
+        .flatten()
+}
 
 /// A boxed future borrowing the connection.
 pub(super) type ConnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
@@ -47,6 +117,10 @@ trait Job: Send {
 
     /// Answers `error` without running: the batch failed before the write's turn.
     fn abandon(self: Box<Self>, error: StoreError);
+
+    /// Whether the write changes nothing before its first script, which may then open its
+    /// savepoint ([`GroupWriter::write_scripted`]).
+    fn scripted(&self) -> bool;
 }
 
 /// A write's result, held until its batch commits.
@@ -62,6 +136,7 @@ trait Answer: Send {
 struct Write<T, F> {
     op: F,
     reply: oneshot::Sender<Result<T>>,
+    scripted: bool,
 }
 
 impl<T, F> Job for Write<T, F>
@@ -73,7 +148,7 @@ where
         self: Box<Self>,
         conn: &'c mut SqliteConnection,
     ) -> Pin<Box<dyn Future<Output = Box<dyn Answer>> + Send + 'c>> {
-        let Write { op, reply } = *self;
+        let Write { op, reply, .. } = *self;
         Box::pin(async move {
             let result = op(conn).await;
             Box::new(Reply { result, reply }) as Box<dyn Answer>
@@ -82,6 +157,10 @@ where
 
     fn abandon(self: Box<Self>, error: StoreError) {
         let _ = self.reply.send(Err(error));
+    }
+
+    fn scripted(&self) -> bool {
+        self.scripted
     }
 }
 
@@ -139,8 +218,32 @@ impl GroupWriter {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, T> + Send + 'static,
     {
+        self.hand_over(op, false).await
+    }
+
+    /// [`write`](Self::write) for an `op` that changes nothing before it runs its first
+    /// [`Script`](super::script::Script) (reads before it are fine): that script opens the
+    /// write's savepoint in its own round trip. An `op` that wrote before its first script would
+    /// have those changes kept when it fails, so only such writes may come this way.
+    pub(super) async fn write_scripted<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, T> + Send + 'static,
+    {
+        self.hand_over(op, true).await
+    }
+
+    async fn hand_over<T, F>(&self, op: F, scripted: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Write { op, reply });
+        let job: Box<dyn Job> = Box::new(Write {
+            op,
+            reply,
+            scripted,
+        });
         if self.jobs.send(job).await.is_err() {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
@@ -231,6 +334,8 @@ async fn run_batch(
         }
     };
     let alone = jobs.len() == 1;
+    // Whether the savepoint is on the stack (holding the last write that opened one).
+    let mut open = false;
     while let Some(job) = jobs.next() {
         if alone {
             let answer = job.run(&mut tx).await;
@@ -243,19 +348,41 @@ async fn run_batch(
             answers.push(answer);
             continue;
         }
-        let mut savepoint = match tx.begin().await {
-            Ok(savepoint) => savepoint,
-            Err(error) => {
+        let opening = if open { RELEASE_AND_OPEN } else { OPEN };
+        let (answer, opened) = if job.scripted() {
+            let state = Arc::new(AtomicU8::new(NOT_TAKEN));
+            let offered = Opening {
+                sql: opening,
+                state: Arc::clone(&state),
+            };
+            let answer = OPENING.scope(offered, job.run(&mut tx)).await;
+            match state.load(Ordering::Acquire) {
+                OPENED => (answer, true),
+                // It ran no script, and so (by its contract) changed nothing.
+                NOT_TAKEN => (answer, false),
+                _ => {
+                    let error = StoreError::Database(sqlx::Error::Protocol(
+                        "a write's savepoint could not be opened".into(),
+                    ));
+                    answers.push(answer);
+                    failed_all(jobs, &error);
+                    return Err(error);
+                }
+            }
+        } else {
+            if let Err(error) = sqlx::query(opening).execute(&mut *tx).await {
                 let error = StoreError::from(error);
+                job.abandon(copy(&error));
                 failed_all(jobs, &error);
                 return Err(error);
             }
+            (job.run(&mut tx).await, true)
         };
-        let answer = job.run(&mut savepoint).await;
-        let settled = if answer.failed() {
-            savepoint.rollback().await
+        open |= opened;
+        let settled = if answer.failed() && opened {
+            sqlx::query(ROLLBACK).execute(&mut *tx).await.map(drop)
         } else {
-            savepoint.commit().await
+            Ok(())
         };
         answers.push(answer);
         if let Err(error) = settled {
@@ -264,6 +391,7 @@ async fn run_batch(
             return Err(error);
         }
     }
+    // The `COMMIT` also releases the last savepoint.
     tx.commit().await?;
     Ok(())
 }
@@ -346,6 +474,111 @@ mod tests {
             .unwrap();
         // The failing write's own insert was rolled back with its savepoint.
         assert_eq!(stored, [1, 3, 4]);
+    }
+
+    /// A scripted write: each of `scripts` is one script inserting its values; `fail_at` makes
+    /// that script end with a failing statement (`Some(0)` with no scripts: an error before any
+    /// SQL).
+    fn scripted(
+        scripts: Vec<Vec<i64>>,
+        fail_at: Option<usize>,
+    ) -> impl for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, i64> + Send + 'static {
+        use super::super::script::{Script, Statement};
+        move |conn| {
+            Box::pin(async move {
+                if scripts.is_empty() && fail_at.is_some() {
+                    return Err(StoreError::Config("refused before any SQL".into()));
+                }
+                for (at, values) in scripts.iter().enumerate() {
+                    let mut script = Script::default();
+                    for value in values {
+                        script.push(Statement::new("INSERT INTO t (v) VALUES ($1)").bind(*value));
+                    }
+                    if fail_at == Some(at) {
+                        script.push(Statement::new("INSERT INTO missing_table VALUES (1)"));
+                    }
+                    script.run_sqlite(conn).await?;
+                }
+                Ok(scripts.iter().flatten().sum())
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn scripted_and_plain_writes_each_roll_back_alone_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let writer = GroupWriter::start(pool.clone());
+        let held = pool.acquire().await.unwrap();
+        type Pending = Pin<Box<dyn Future<Output = Result<i64>> + Send>>;
+        let jobs: Vec<Box<dyn FnOnce(GroupWriter) -> Pending>> = vec![
+            // The batch's first write opens the savepoint with its script.
+            Box::new(|w| {
+                Box::pin(async move { w.write_scripted(scripted(vec![vec![1]], None)).await })
+            }),
+            // Fails in its script, after its own insert ran: that insert is undone.
+            Box::new(|w| {
+                Box::pin(async move { w.write_scripted(scripted(vec![vec![2]], Some(0))).await })
+            }),
+            Box::new(|w| Box::pin(async move { w.write(insert(3, false)).await })),
+            // Fails before any SQL: nothing to undo, and 3 must stay.
+            Box::new(|w| {
+                Box::pin(async move { w.write_scripted(scripted(Vec::new(), Some(0))).await })
+            }),
+            Box::new(|w| Box::pin(async move { w.write(insert(5, true)).await })),
+            // Two scripts: the savepoint opens with the first only.
+            Box::new(|w| {
+                Box::pin(async move {
+                    w.write_scripted(scripted(vec![vec![6], vec![7]], None))
+                        .await
+                })
+            }),
+            // Its second script fails: its first one's insert is undone too.
+            Box::new(|w| {
+                Box::pin(async move {
+                    w.write_scripted(scripted(vec![vec![8], vec![10]], Some(1)))
+                        .await
+                })
+            }),
+            Box::new(|w| {
+                Box::pin(async move { w.write_scripted(scripted(vec![vec![9]], None)).await })
+            }),
+        ];
+        // Spawned in order, so queued in order: one batch once the connection is free.
+        let writes: Vec<_> = jobs
+            .into_iter()
+            .map(|job| tokio::spawn(job(writer.clone())))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(writer.batches(), 0);
+        drop(held);
+        let mut ok = Vec::new();
+        for write in writes {
+            ok.push(write.await.unwrap().ok());
+        }
+        assert_eq!(
+            ok,
+            [Some(1), None, Some(3), None, None, Some(13), None, Some(9)]
+        );
+        assert_eq!(
+            writer.batches(),
+            1,
+            "the eight writes went as one transaction"
+        );
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, [1, 3, 6, 7, 9]);
     }
 
     #[tokio::test]

@@ -152,23 +152,26 @@ where
         if facts.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
-                 provider_segments = COALESCE($4, provider_segments),
-                 price_micros = COALESCE($5, price_micros),
-                 price_currency = COALESCE($6, price_currency),
-                 sender = COALESCE(sender, $7)
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(facts.provider_message_id)
-        .bind(facts.provider_segments.map(db_int))
-        .bind(facts.price.map(|price| price.micros))
-        .bind(facts.price.map(|price| price.currency.as_str()))
-        .bind(facts.sender)
-        .execute(&mut *conn)
-        .await?;
+        // A script, so that in the SQLite writer's batch it opens the write's savepoint.
+        let mut script = Script::default();
+        script.push(
+            Statement::new(
+                "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
+                     provider_segments = COALESCE($4, provider_segments),
+                     price_micros = COALESCE($5, price_micros),
+                     price_currency = COALESCE($6, price_currency),
+                     sender = COALESCE(sender, $7)
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(facts.provider_message_id)
+            .bind(facts.provider_segments.map(db_int))
+            .bind(facts.price.map(|price| price.micros))
+            .bind(facts.price.map(|price| price.currency.as_str()))
+            .bind(facts.sender),
+        );
+        DB::run_script(conn, &script).await?;
         Ok(())
     }
 

@@ -448,7 +448,7 @@ impl Store {
             Backend::Sqlite { group, .. } => {
                 let new = new.clone();
                 group
-                    .write(move |conn| {
+                    .write_scripted(move |conn| {
                         Box::pin(async move { Queries::<Sqlite>::enqueue_in(conn, &new).await })
                     })
                     .await?
@@ -482,7 +482,7 @@ impl Store {
             Backend::Sqlite { group, .. } => {
                 let worker = worker.to_owned();
                 group
-                    .write(move |conn| {
+                    .write_scripted(move |conn| {
                         Box::pin(async move {
                             Queries::<Sqlite>::claim_script(conn, &worker, now, lease, limit).await
                         })
@@ -556,7 +556,7 @@ impl Store {
             Backend::Sqlite { group, .. } => {
                 let (lease, accepted) = (queue::OwnedLease::from(lease), accepted.clone());
                 group
-                    .write(move |conn| {
+                    .write_scripted(move |conn| {
                         Box::pin(async move {
                             let (outcome, alerts) = Queries::<Sqlite>::complete_accepted_in(
                                 conn,

@@ -20,6 +20,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Database, Either, Executor as _};
 
 use super::error::Result;
+use super::group::take_opening;
 
 /// A parameter of a script's statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,22 +129,43 @@ impl Script {
         (sql, args)
     }
 
-    /// Runs the script on SQLite in one round trip to the connection's thread.
+    /// Runs the script on SQLite in one round trip to the connection's thread. The first script
+    /// of a write in the group writer's batch also opens that write's savepoint, ahead of its
+    /// own statements ([`take_opening`]).
     pub(super) async fn run_sqlite(&self, conn: &mut SqliteConnection) -> Result<Rows<SqliteRow>> {
-        let (sql, args) = self.joined();
+        let head = take_opening();
+        let (mut sql, args) = self.joined();
+        let skip = match &head {
+            Some(head) => {
+                sql = format!("{};\n{sql}", head.sql);
+                head.statements
+            }
+            None => 0,
+        };
         let mut query = sqlx::query::<sqlx::Sqlite>(AssertSqlSafe(sql));
         for arg in args {
             query = bind(query, arg);
         }
         let mut rows: Rows<SqliteRow> = (0..self.statements.len()).map(|_| Vec::new()).collect();
-        let mut at = 0;
+        // Statements ended so far, the head's included (they return no rows).
+        let mut ended = 0;
         let mut results = conn.fetch_many(query);
-        while let Some(result) = results.try_next().await? {
+        loop {
+            let result = match results.try_next().await {
+                Ok(Some(result)) => result,
+                Ok(None) => break,
+                Err(error) => {
+                    if let Some(head) = head.as_ref().filter(|_| ended < skip) {
+                        head.broken();
+                    }
+                    return Err(error.into());
+                }
+            };
             match result {
                 // A statement's end: its rows are all in.
-                Either::Left(_) => at += 1,
+                Either::Left(_) => ended += 1,
                 Either::Right(row) => {
-                    if let Some(into) = rows.get_mut(at) {
+                    if let Some(into) = ended.checked_sub(skip).and_then(|at| rows.get_mut(at)) {
                         into.push(row);
                     }
                 }

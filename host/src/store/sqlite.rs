@@ -18,6 +18,9 @@ use super::StoreOptions;
 use super::dialect::Dialect;
 use super::error::{Result, StoreError};
 
+/// Prepared statements the writer connection keeps (sqlx's default is 100).
+const WRITER_STATEMENTS: usize = 512;
+
 /// Opens the writer (one connection) and the reader pool on the database `url` names.
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(SqlitePool, SqlitePool)> {
     let file = if url.starts_with("sqlite:") {
@@ -45,7 +48,9 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
         .max_connections(1)
         .acquire_timeout(options.acquire_timeout)
         .after_release(|conn, _| Box::pin(outside_transaction(conn)))
-        .connect_with(file.clone())
+        // Every shape of the hot writes' scripts is a statement of its own, with and without
+        // the group writer's savepoint head.
+        .connect_with(file.clone().statement_cache_capacity(WRITER_STATEMENTS))
         .await?;
     // Readers connect on first use, after `migrate`: a connection opened before a migration
     // that rebuilds a table or adds a column keeps the old schema until its next statement,

@@ -217,7 +217,8 @@ fn order_key(group: &Coalesced) -> (u8, &str, &str, &str) {
 async fn apply_sqlite(writer: &GroupWriter, groups: Vec<Coalesced>) {
     let writes = groups.iter().map(|group| {
         let (tenant, updates) = (group.tenant.clone(), group.updates.clone());
-        writer.write(move |conn| {
+        // Its first change is a script (the message is only read before it).
+        writer.write_scripted(move |conn| {
             Box::pin(
                 async move { Queries::<Sqlite>::apply_statuses_in(conn, &tenant, &updates).await },
             )
