@@ -120,9 +120,9 @@ const EXPECTED: &[(&str, usize, usize)] = &[
     ("enqueue", 1, 1),
     ("enqueue with a cost and a reservation", 1, 1),
     ("claim of 10", 1, 1),
-    ("accepted by the provider", 2, 1),
+    ("accepted by the provider", 1, 1),
     ("delivered callback", 2, 5),
-    ("sent and delivered callbacks, coalesced", 3, 8),
+    ("sent and delivered callbacks, coalesced", 2, 8),
 ];
 
 async fn statements_per_step(store: Store, postgres: bool) {

@@ -142,39 +142,6 @@ where
         row.as_ref().map(Self::message_from_row).transpose()
     }
 
-    /// Stores what a provider reported about a message, whatever its status.
-    pub(super) async fn record_facts(
-        conn: &mut DB::Connection,
-        tenant: &str,
-        id: &str,
-        facts: &Facts<'_>,
-    ) -> Result<()> {
-        if facts.is_empty() {
-            return Ok(());
-        }
-        // A script, so that in the SQLite writer's batch it opens the write's savepoint.
-        let mut script = Script::default();
-        script.push(
-            Statement::new(
-                "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
-                     provider_segments = COALESCE($4, provider_segments),
-                     price_micros = COALESCE($5, price_micros),
-                     price_currency = COALESCE($6, price_currency),
-                     sender = COALESCE(sender, $7)
-                 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(facts.provider_message_id)
-            .bind(facts.provider_segments.map(db_int))
-            .bind(facts.price.map(|price| price.micros))
-            .bind(facts.price.map(|price| price.currency.as_str()))
-            .bind(facts.sender),
-        );
-        DB::run_script(conn, &script).await?;
-        Ok(())
-    }
-
     /// Stores and queues a new message inside the caller's transaction (the SQLite writer's
     /// batch), or returns the message that its idempotency key already names; also returns the
     /// budget alerts to log once it commits. PostgreSQL's is one statement (`pg_enqueue.rs`).
@@ -318,7 +285,17 @@ where
             price: updates.iter().rev().find_map(|u| u.price.as_ref()),
             sender: updates.iter().find_map(|u| u.sender.as_deref()),
         };
-        Self::record_facts(conn, tenant, &current.id, &facts).await?;
+        // The facts go first, in a script of their own when a price's ledger steps follow
+        // (they read no fact), else at the head of the status change's script. Either way the
+        // write's first change is a script (see `GroupWriter::write_scripted`).
+        let mut facts_first = facts_update(tenant, &current.id, &facts);
+        if facts.price.is_some()
+            && let Some(update) = facts_first.take()
+        {
+            let mut script = Script::default();
+            script.push(update);
+            DB::run_script(conn, &script).await?;
+        }
         let mut alerts = Vec::new();
         // The provider id stored before each report: the message's own, else the first one
         // reported so far.
@@ -360,6 +337,9 @@ where
             Some((last, before)) => {
                 // The row moves once, to the last step; the history takes every step in order.
                 let mut script = Script::default();
+                if let Some(update) = facts_first {
+                    script.push(update);
+                }
                 let updated = script.push(status_update(tenant, &current.id, last));
                 for change in before.iter().chain([last]) {
                     event_statements::<DB>(&mut script, tenant, &current.id, change);
@@ -371,9 +351,16 @@ where
                 Self::message_from_row(row)?
             }
             None if facts.is_empty() => current.clone(),
-            None => Self::lock_message(conn, tenant, &current.id)
-                .await?
-                .unwrap_or_else(|| current.clone()),
+            None => {
+                if let Some(update) = facts_first {
+                    let mut script = Script::default();
+                    script.push(update);
+                    DB::run_script(conn, &script).await?;
+                }
+                Self::lock_message(conn, tenant, &current.id)
+                    .await?
+                    .unwrap_or_else(|| current.clone())
+            }
         };
         let results = steps
             .into_iter()
@@ -523,6 +510,31 @@ pub(super) fn transition_statements<DB: Dialect>(
     let updated = script.push(status_update(tenant, id, change));
     event_statements::<DB>(script, tenant, id, change);
     updated
+}
+
+/// The update that stores what a provider reported about message `id`, whatever its status;
+/// `None` when the reports said nothing of it.
+fn facts_update(tenant: &str, id: &str, facts: &Facts<'_>) -> Option<Statement> {
+    if facts.is_empty() {
+        return None;
+    }
+    Some(
+        Statement::new(
+            "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $3),
+                 provider_segments = COALESCE($4, provider_segments),
+                 price_micros = COALESCE($5, price_micros),
+                 price_currency = COALESCE($6, price_currency),
+                 sender = COALESCE(sender, $7)
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(facts.provider_message_id)
+        .bind(facts.provider_segments.map(db_int))
+        .bind(facts.price.map(|price| price.micros))
+        .bind(facts.price.map(|price| price.currency.as_str()))
+        .bind(facts.sender),
+    )
 }
 
 /// The update of message `id`'s row to `change`'s status, returning the row.

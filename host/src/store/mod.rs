@@ -65,6 +65,7 @@ mod schedules;
 mod script;
 mod shared;
 mod sqlite;
+mod sqlite_outcome;
 mod statuses;
 mod templates;
 mod tenants;
@@ -558,6 +559,16 @@ impl Store {
                 group
                     .write_scripted(move |conn| {
                         Box::pin(async move {
+                            if accepted.price.is_none() {
+                                let outcome = Queries::<Sqlite>::complete_accepted_script(
+                                    conn,
+                                    lease.as_ref(),
+                                    &accepted,
+                                    now,
+                                )
+                                .await?;
+                                return Ok((outcome, Vec::new()));
+                            }
                             let (outcome, alerts) = Queries::<Sqlite>::complete_accepted_in(
                                 conn,
                                 lease.as_ref(),

@@ -11,23 +11,8 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _};
 use super::dialect::Queries;
 use super::error::Result;
 use super::events::{PREVIOUS_STATUS, log_status_sql, status_payload};
-use super::model::{Accepted, LeaseOutcome, LeaseRef, MessageStatus, advance};
-use super::shared::db_int;
-
-/// Every status, to list those `sent` advances from.
-const ALL: [MessageStatus; 11] = [
-    MessageStatus::Draft,
-    MessageStatus::Queued,
-    MessageStatus::Scheduled,
-    MessageStatus::Sending,
-    MessageStatus::Sent,
-    MessageStatus::Unknown,
-    MessageStatus::Delivered,
-    MessageStatus::Undelivered,
-    MessageStatus::Failed,
-    MessageStatus::Canceled,
-    MessageStatus::Read,
-];
+use super::model::{Accepted, LeaseOutcome, LeaseRef, MessageStatus};
+use super::shared::{db_int, statuses_before};
 
 /// Binds `$1` tenant, `$2` message, `$3` lease token, `$4` provider, `$5` its message id, `$6`
 /// now, `$7` segments, `$8` sender, `$9` provider status.
@@ -37,12 +22,7 @@ fn statement() -> &'static str {
 }
 
 fn build() -> String {
-    let movable = ALL
-        .iter()
-        .filter(|status| advance(**status, MessageStatus::Sent))
-        .map(|status| format!("'{}'", status.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let movable = statuses_before(MessageStatus::Sent);
     let payload = status_payload::<Postgres>(
         "'sent'",
         PREVIOUS_STATUS,

@@ -57,6 +57,17 @@ impl Facts<'_> {
 }
 
 /// Converts a count for an `INTEGER` column; counts beyond `i32::MAX` are clamped, not refused.
+/// The statuses a message may move to `to` from ([`advance`](super::model::advance)), as a
+/// quoted SQL list for `status IN (…)`.
+pub(super) fn statuses_before(to: MessageStatus) -> String {
+    MessageStatus::ALL
+        .iter()
+        .filter(|status| super::model::advance(**status, to))
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) fn db_int(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
