@@ -193,7 +193,7 @@ pub struct RuntimeConfig {
     pub reuse_max_calls: u32,
     /// With `per-batch`: how long after its first send an instance may take another, in
     /// milliseconds (T, at least 1). A tenant's sends of the batch not started by then (or once
-    /// one send has run 5 ms) go out concurrently on fresh instances.
+    /// one send has run 0.5 ms) go out concurrently on fresh instances.
     pub reuse_max_ms: u64,
 }
 
@@ -620,12 +620,13 @@ impl Config {
             let mut held = plugin.timeout_ms.saturating_add(plugin.max_wait_ms);
             if let Some(reuse) = crate::plugin::reuse::ReuseLimits::of(&self.runtime) {
                 // A send may also wait for its turn on a reused instance.
-                let turn = u64::try_from(reuse.longest_turn().as_millis()).unwrap_or(u64::MAX);
+                let turn = u64::try_from(reuse.longest_turn().as_micros().div_ceil(1_000))
+                    .unwrap_or(u64::MAX);
                 held = held.saturating_add(turn);
             }
             if !plugin.allowed_hosts.is_empty() && held >= self.delivery.lease_ms {
                 return Err(ConfigError::Inconsistent(format!(
-                    "plugins.{name}.timeout_ms + max_wait_ms (+ the wait for a turn on a reused instance: min(reuse_max_ms, 5 ms × (reuse_max_calls − 1))) = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
+                    "plugins.{name}.timeout_ms + max_wait_ms (+ the wait for a turn on a reused instance: min(reuse_max_ms, 0.5 ms × (reuse_max_calls − 1))) = {held} must be below delivery.lease_ms = {}, or a slow send could be repeated",
                     self.delivery.lease_ms
                 )));
             }

@@ -260,15 +260,16 @@ fn reuse_settings_are_checked() {
     config.runtime.reuse_max_ms = 0;
     assert!(config.check().is_err());
 
-    // 31 turns of at most 5 ms, under a 1 s bound: 155 ms more under the lease.
+    // 31 turns of at most 0.5 ms, under a 1 s bound: 15.5 ms more under the lease.
     config.runtime.reuse_max_ms = 1_000;
     let limits = ReuseLimits::of(&config.runtime).unwrap();
-    assert_eq!(limits.longest_turn(), Duration::from_millis(155));
+    assert_eq!(limits.longest_turn(), Duration::from_micros(15_500));
     let probe = config.plugins.get_mut("probe").unwrap();
     probe.allowed_hosts = vec!["127.0.0.1:9".into()];
     probe.timeout_ms = 1_000;
     probe.max_wait_ms = 200;
-    config.delivery.lease_ms = 1_300;
+    // 1,000 + 200 + 16 ms held (the turn rounded up): a lease of 1,210 ms is too short with reuse, enough without.
+    config.delivery.lease_ms = 1_210;
     assert!(config.check().unwrap_err().to_string().contains("lease_ms"));
     config.runtime.instance_reuse = InstanceReuse::PerCall;
     assert!(config.check().is_ok());

@@ -12,10 +12,10 @@
 //! group of at most `runtime.reuse_max_calls` jobs is sent in turn by one task through one
 //! [`Session`], which keeps a provider instance for the tenant's next send while the plugin
 //! version and settings stay the same. Groups still run concurrently. Taking turns pays only
-//! while sends are quick: as soon as one attempt has run for 5 ms, or the group for
+//! while sends are quick: as soon as one attempt has run for 0.5 ms, or the group for
 //! `runtime.reuse_max_ms`, the group's jobs not started yet are sent at once, concurrently, each
 //! on a fresh instance. So a provider that answers slowly (a real HTTP round trip) keeps the
-//! dispatcher's full concurrency, and a job waits at most `min(reuse_max_ms, 5 ms × (N − 1))`
+//! dispatcher's full concurrency, and a job waits at most `min(reuse_max_ms, 0.5 ms × (N − 1))`
 //! for its turn.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -39,7 +39,7 @@ use crate::store::{self, ClaimedJob, ErrorInfo, LeaseOutcome, OptOutChange, OptO
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// How long one tenant's attempt on a reused instance may run before the rest of its group stops
 /// waiting for their turn (see [`attempt_group`]).
-const SLOW_SEND: Duration = Duration::from_millis(crate::plugin::reuse::SLOW_SEND_MS);
+const SLOW_SEND: Duration = crate::plugin::reuse::SLOW_SEND;
 /// How long after a storage error an attempt is tried again.
 const STORE_RETRY_MS: i64 = 5_000;
 
@@ -58,9 +58,11 @@ pub async fn run(pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) {
         }
         let free = permits.available_permits() as u32;
         if free == 0 {
-            // Wait for a slot, but stay responsive to shutdown.
+            // Wait for a slot, but stay responsive to shutdown. A slot frees as soon as one
+            // attempt ends, not when the task it ran in does: a tenant's group holds a slot per
+            // job and gives each back as that job ends.
             tokio::select! {
-                done = in_flight.join_next() => { if let Some(done) = done { report_panic(done) } }
+                slot = permits.clone().acquire_owned() => drop(slot),
                 _ = shutdown.changed() => {}
             }
             continue;

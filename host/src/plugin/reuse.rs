@@ -29,10 +29,13 @@ use super::host::HostState;
 use super::model::{OutboundMessage, SendOutcome};
 use crate::config::{InstanceReuse, RuntimeConfig};
 
-/// How long (ms) one send on a reused instance may run before the dispatcher stops making the
-/// tenant's other sends of the batch wait for their turn: past that, a send is waiting on I/O,
-/// and concurrency is worth more than the tens of microseconds an instance saves.
-pub const SLOW_SEND_MS: u64 = 5;
+/// How long one send on a reused instance may run before the dispatcher stops making the
+/// tenant's other sends of the batch wait for their turn. A send's own work in the sandbox takes
+/// tens of microseconds; one that has run this long is waiting on I/O (any network round trip
+/// takes longer), and then concurrency is worth more than the tens of microseconds an instance
+/// saves. (At 5 ms, sends to a provider answering in about a millisecond took their turns one
+/// by one, and the dispatcher ran at about 0.6 of its per-call rate; see BENCHMARKS.md.)
+pub const SLOW_SEND: Duration = Duration::from_micros(500);
 
 /// How far one instance may be reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +48,11 @@ pub struct ReuseLimits {
 
 impl ReuseLimits {
     /// The longest a send may wait for its turn on a reused instance of the dispatcher:
-    /// `max_age`, or [`SLOW_SEND_MS`] for each send before it, whichever is less.
+    /// `max_age`, or [`SLOW_SEND`] for each send before it, whichever is less.
     #[must_use]
     pub fn longest_turn(&self) -> Duration {
-        self.max_age.min(
-            Duration::from_millis(SLOW_SEND_MS).saturating_mul(self.max_calls.saturating_sub(1)),
-        )
+        self.max_age
+            .min(SLOW_SEND.saturating_mul(self.max_calls.saturating_sub(1)))
     }
 
     /// The limits `runtime` asks for; `None` when it asks for a fresh instance per call.
