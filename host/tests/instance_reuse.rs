@@ -396,7 +396,81 @@ async fn slow_sends_keep_their_concurrency(backend: Backend) {
     assert!(took < Duration::from_millis(1_200), "{took:?}");
 }
 
+/// A worker slot is taken again as soon as its attempt ends, not when the tenant group it ran
+/// in does: behind one slow send, the tenant's next messages go out on the freed slot.
+async fn a_freed_slot_is_taken_again_while_its_group_runs(backend: Backend) {
+    let slow = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            "slow"
+        }),
+    );
+    let base = common::serve(slow).await;
+    let (storage, _dir) = common::app::storage_url(backend).await;
+    let mut settings = probe_settings("operator");
+    settings.allowed_hosts = vec![base.trim_start_matches("http://").to_string()];
+    let mut config = common::config(vec![("probe", settings)], "probe", "");
+    config.storage = StorageConfig {
+        url: storage,
+        ..StorageConfig::default()
+    };
+    config.runtime.instance_reuse = InstanceReuse::PerBatch;
+    config.runtime.reuse_max_ms = 5_000;
+    // The slow send and one quick one fill both slots as one group of the tenant.
+    config.delivery.workers = 2;
+    let herald = Herald::builder().config(config).build().await.unwrap();
+    let tenant = TenantId::default_tenant();
+    let to: herald::PhoneNumber = "+14155552671".parse().unwrap();
+    let send = |body: String| {
+        let (herald, tenant, to) = (&herald, &tenant, to.clone());
+        async move {
+            herald
+                .send(tenant, SendRequest::text(to, body))
+                .await
+                .unwrap()
+                .message
+                .id
+        }
+    };
+    let slow_id = send(format!("sleep-http:{base}/slow")).await;
+    // Due later than the slow one, so that the first claim takes it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut quick = Vec::new();
+    for _ in 0..3 {
+        quick.push(send("count".to_string()).await);
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(dispatch::run(herald.pipeline().clone(), shutdown));
+    let started = std::time::Instant::now();
+    for id in &quick {
+        loop {
+            let record = herald.message(&tenant, id).await.unwrap();
+            if record.message.status == herald::MessageStatus::Sent {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{id} still {:?}",
+                record.message.status
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // The third quick message could only go on a slot the group gave back.
+    let slow = herald.message(&tenant, &slow_id).await.unwrap();
+    assert_eq!(
+        slow.message.status,
+        herald::MessageStatus::Sending,
+        "the quick messages waited for the slow send ({:?})",
+        started.elapsed()
+    );
+    stop.send(true).unwrap();
+    dispatcher.await.unwrap();
+}
+
 on_both_backends!(
     the_dispatcher_reuses_within_a_tenant,
-    slow_sends_keep_their_concurrency
+    slow_sends_keep_their_concurrency,
+    a_freed_slot_is_taken_again_while_its_group_runs
 );
