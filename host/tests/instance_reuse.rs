@@ -337,18 +337,24 @@ async fn the_dispatcher_reuses_within_a_tenant(backend: Backend) {
     assert_eq!(b_ids, ["count-1-tenant-b", "count-2-tenant-b"]);
 }
 
-/// A provider that answers slowly keeps the dispatcher's concurrency under per-batch reuse:
-/// one tenant's jobs of a batch do not wait for each other's HTTP round trips.
-async fn slow_sends_keep_their_concurrency(backend: Backend) {
+/// A Herald on `backend` with `workers` dispatch workers and per-batch reuse whose only bound
+/// on a turn is the slow-send rule (`reuse_max_ms` is 5 s), its probe allowed to reach a local
+/// server where `GET /slow` answers after `delay`; with that server's base URL, and the
+/// storage's directory to keep.
+async fn slow_provider(
+    backend: Backend,
+    delay: Duration,
+    workers: usize,
+) -> (Herald, String, tempfile::TempDir) {
     let slow = axum::Router::new().route(
         "/slow",
-        axum::routing::get(|| async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+        axum::routing::get(move || async move {
+            tokio::time::sleep(delay).await;
             "slow"
         }),
     );
     let base = common::serve(slow).await;
-    let (storage, _dir) = common::app::storage_url(backend).await;
+    let (storage, dir) = common::app::storage_url(backend).await;
     let mut settings = probe_settings("operator");
     settings.allowed_hosts = vec![base.trim_start_matches("http://").to_string()];
     let mut config = common::config(vec![("probe", settings)], "probe", "");
@@ -357,10 +363,34 @@ async fn slow_sends_keep_their_concurrency(backend: Backend) {
         ..StorageConfig::default()
     };
     config.runtime.instance_reuse = InstanceReuse::PerBatch;
-    // Long enough that only the slow-send rule can keep the sends concurrent.
     config.runtime.reuse_max_ms = 5_000;
-    config.delivery.workers = 6;
+    config.delivery.workers = workers;
     let herald = Herald::builder().config(config).build().await.unwrap();
+    (herald, base, dir)
+}
+
+/// Waits until every message of `ids` is `sent`, at most 10 s after `started`.
+async fn all_sent(herald: &Herald, tenant: &TenantId, ids: &[String], started: std::time::Instant) {
+    for id in ids {
+        loop {
+            let record = herald.message(tenant, id).await.unwrap();
+            if record.message.status == herald::MessageStatus::Sent {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{id} still {:?}",
+                record.message.status
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A provider that answers slowly keeps the dispatcher's concurrency under per-batch reuse:
+/// one tenant's jobs of a batch do not wait for each other's HTTP round trips.
+async fn slow_sends_keep_their_concurrency(backend: Backend) {
+    let (herald, base, _dir) = slow_provider(backend, Duration::from_millis(400), 6).await;
     let tenant = TenantId::default_tenant();
     let to: herald::PhoneNumber = "+14155552671".parse().unwrap();
     let mut ids = Vec::new();
@@ -375,20 +405,7 @@ async fn slow_sends_keep_their_concurrency(backend: Backend) {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let started = std::time::Instant::now();
     let dispatcher = tokio::spawn(dispatch::run(herald.pipeline().clone(), shutdown));
-    for id in &ids {
-        loop {
-            let record = herald.message(&tenant, id).await.unwrap();
-            if record.message.status == herald::MessageStatus::Sent {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{id} still {:?}",
-                record.message.status
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    all_sent(&herald, &tenant, &ids, started).await;
     let took = started.elapsed();
     stop.send(true).unwrap();
     dispatcher.await.unwrap();
@@ -399,27 +416,8 @@ async fn slow_sends_keep_their_concurrency(backend: Backend) {
 /// A worker slot is taken again as soon as its attempt ends, not when the tenant group it ran
 /// in does: behind one slow send, the tenant's next messages go out on the freed slot.
 async fn a_freed_slot_is_taken_again_while_its_group_runs(backend: Backend) {
-    let slow = axum::Router::new().route(
-        "/slow",
-        axum::routing::get(|| async {
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
-            "slow"
-        }),
-    );
-    let base = common::serve(slow).await;
-    let (storage, _dir) = common::app::storage_url(backend).await;
-    let mut settings = probe_settings("operator");
-    settings.allowed_hosts = vec![base.trim_start_matches("http://").to_string()];
-    let mut config = common::config(vec![("probe", settings)], "probe", "");
-    config.storage = StorageConfig {
-        url: storage,
-        ..StorageConfig::default()
-    };
-    config.runtime.instance_reuse = InstanceReuse::PerBatch;
-    config.runtime.reuse_max_ms = 5_000;
     // The slow send and one quick one fill both slots as one group of the tenant.
-    config.delivery.workers = 2;
-    let herald = Herald::builder().config(config).build().await.unwrap();
+    let (herald, base, _dir) = slow_provider(backend, Duration::from_millis(1_500), 2).await;
     let tenant = TenantId::default_tenant();
     let to: herald::PhoneNumber = "+14155552671".parse().unwrap();
     let send = |body: String| {
@@ -443,20 +441,7 @@ async fn a_freed_slot_is_taken_again_while_its_group_runs(backend: Backend) {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(dispatch::run(herald.pipeline().clone(), shutdown));
     let started = std::time::Instant::now();
-    for id in &quick {
-        loop {
-            let record = herald.message(&tenant, id).await.unwrap();
-            if record.message.status == herald::MessageStatus::Sent {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{id} still {:?}",
-                record.message.status
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    all_sent(&herald, &tenant, &quick, started).await;
     // The third quick message could only go on a slot the group gave back.
     let slow = herald.message(&tenant, &slow_id).await.unwrap();
     assert_eq!(

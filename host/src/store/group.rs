@@ -402,6 +402,22 @@ mod tests {
 
     use super::*;
 
+    /// A single-connection pool on a fresh file with a table `t (v)`; keep the directory.
+    async fn pool_with_table() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (dir, pool)
+    }
+
     /// A job that inserts `value` and then, when `fail`, runs a statement that fails.
     fn insert(
         value: i64,
@@ -425,17 +441,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_failing_write_fails_alone_and_the_batch_commits_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let (_dir, pool) = pool_with_table().await;
         let writer = GroupWriter::start(pool.clone());
         // Hold the only connection so that the writes queue up and go as one batch.
         let held = pool.acquire().await.unwrap();
@@ -506,17 +512,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn scripted_and_plain_writes_each_roll_back_alone_in_one_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let (_dir, pool) = pool_with_table().await;
         let writer = GroupWriter::start(pool.clone());
         let held = pool.acquire().await.unwrap();
         type Pending = Pin<Box<dyn Future<Output = Result<i64>> + Send>>;
@@ -583,17 +579,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_failing_write_is_rolled_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let (_dir, pool) = pool_with_table().await;
         let writer = GroupWriter::start(pool.clone());
         assert!(writer.write(insert(7, true)).await.is_err());
         assert_eq!(writer.write(insert(8, false)).await.unwrap(), 8);
