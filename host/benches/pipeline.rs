@@ -25,6 +25,10 @@
 //!    and store, and *dispatched* / *delivered* run from the first request to the empty queue /
 //!    the last callback applied.
 //!
+//! Two more run only when named in `HERALD_BENCH_SCENARIOS`: `ledger` (the ledger and a budget
+//! on / off around the store's enqueue alone) and `ledger-http` (the same over `POST /send`);
+//! each prints its on ÷ off ratio.
+//!
 //! Every run checks its end state: all `MESSAGES` messages exist, all `sent` (callbacks off) or
 //! all `delivered` (callbacks on). The machine's cores are shared by the load generator, Herald,
 //! the carrier and (for the second backend) the PostgreSQL server, so the figures are for the
@@ -79,6 +83,7 @@ impl Backend {
 enum Scenario {
     StoreOnly,
     Ledger,
+    LedgerHttp,
     StagedQuiet,
     StagedCallbacks,
     Concurrent,
@@ -89,6 +94,7 @@ impl Scenario {
         match self {
             Scenario::StoreOnly => "store only, no HTTP",
             Scenario::Ledger => "accept's store work, ledger and budget on / off",
+            Scenario::LedgerHttp => "accept over HTTP, ledger and budget on / off",
             Scenario::StagedQuiet => "staged, callbacks off",
             Scenario::StagedCallbacks => "staged, callbacks on",
             Scenario::Concurrent => "concurrent, callbacks on",
@@ -441,6 +447,72 @@ async fn ledger(backend: Backend, total: usize) {
     db.drop_now().await;
 }
 
+/// The ledger's cost on acceptance as clients see it (the issue's "accept throughput with
+/// ledger and budget on vs off", target ≥ 0.85): `POST /send` over HTTP from `clients()`
+/// clients, in four rounds of `total / 4` sends, alternately off and on, each round on a fresh
+/// database and Herald (the dispatcher paused), so that every round starts from the same empty
+/// tables.
+///
+/// * **on**: the shipped price table (Twilio US at 0.0083 USD per segment, which prices every
+///   send here) and a hard-capped monthly budget with alert thresholds: every send is priced,
+///   writes its cost row and ledger entries and takes a reservation.
+/// * **off**: an empty price table and no budget: no send is priced or reserved.
+async fn ledger_http(backend: Backend, total: usize, client: &reqwest::Client) {
+    use herald::pipeline::budgets::{self, BudgetSpec};
+
+    let round = (total / 4).max(1);
+    let mut rates = BTreeMap::<bool, Vec<f64>>::new();
+    for on in [false, true, false, true] {
+        let db = Database::new(backend).await;
+        let rig = Rig::start(&db.url, "http://127.0.0.1:9", false, |config| {
+            config.delivery.workers = workers();
+            if !on {
+                config.pricing = herald::pipeline::pricing::PriceTable { prices: Vec::new() };
+            }
+        })
+        .await;
+        let tenant = herald::TenantId::default_tenant();
+        if on {
+            let spec: BudgetSpec = serde_json::from_value(serde_json::json!({
+                "period": "monthly",
+                "limit": {"micros": 1_000_000_000_000_i64, "currency": "USD"},
+                "alert_thresholds": [50, 80, 100],
+                "hard_cap": true,
+            }))
+            .unwrap();
+            budgets::put(rig.herald.pipeline(), &tenant, "bench", spec)
+                .await
+                .expect("create the budget");
+        }
+        let elapsed = accept(client, &rig.base_url, round).await;
+        let rate = round as f64 / elapsed.as_secs_f64();
+        println!(
+            "[{}] ledger over HTTP {}: {round} accepted in {:.2} s: {rate:.0}/s",
+            backend.name(),
+            if on { "on " } else { "off" },
+            elapsed.as_secs_f64()
+        );
+        let budgets = budgets::list(rig.herald.pipeline(), &tenant).await.unwrap();
+        let reserved: i64 = budgets.iter().map(|b| b.usage.reserved.micros).sum();
+        let expected = if on { 8_300 * round as i64 } else { 0 };
+        assert_eq!(
+            reserved, expected,
+            "every send with the ledger on reserved its estimate"
+        );
+        rates.entry(on).or_default().push(rate);
+        rig.stop_within(STOP_GRACE).await;
+        db.drop_now().await;
+    }
+    let mean = |on: bool| rates[&on].iter().sum::<f64>() / rates[&on].len() as f64;
+    println!(
+        "[{}] ledger and budget over HTTP on / off: {:.0}/s / {:.0}/s = {:.2} (target ≥ 0.85)",
+        backend.name(),
+        mean(true),
+        mean(false),
+        mean(true) / mean(false)
+    );
+}
+
 /// Scenario 0: `Store::enqueue` called directly by `clients()` tasks, as the send handler calls it
 /// (same store options as Herald's), without HTTP, JSON, validation or the opt-out read.
 async fn store_only(backend: Backend, total: usize) {
@@ -493,6 +565,9 @@ async fn run(backend: Backend, scenario: Scenario, total: usize, client: &reqwes
     }
     if scenario == Scenario::Ledger {
         return ledger(backend, total).await;
+    }
+    if scenario == Scenario::LedgerHttp {
+        return ledger_http(backend, total, client).await;
     }
     let db = Database::new(backend).await;
     let carrier = rig::carrier(if scenario.callbacks() {
@@ -613,6 +688,7 @@ fn main() {
         .map(|name| match name.trim() {
             "store-only" => Scenario::StoreOnly,
             "ledger" => Scenario::Ledger,
+            "ledger-http" => Scenario::LedgerHttp,
             "staged-quiet" => Scenario::StagedQuiet,
             "staged-callbacks" => Scenario::StagedCallbacks,
             "concurrent" => Scenario::Concurrent,

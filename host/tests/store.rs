@@ -159,11 +159,21 @@ async fn enqueue_stores_message_entry_and_event(store: Store) {
 }
 
 /// A retried request under the same idempotency key returns the first message, while a different
-/// request under that key is refused; either way only one row exists.
+/// request under that key is refused; either way only one row exists, and only the first request's
+/// charge is recorded (the store writes a new message's cost row before the message itself).
 async fn idempotency_key_returns_existing_or_conflicts(store: Store) {
     let mut first = message("default", "+14155550100", T0);
     first.idempotency_key = Some("key-1".to_owned());
     first.request_hash = Some("hash-a".to_owned());
+    first.charge = Some(herald::store::Charge {
+        provider: "twilio".to_owned(),
+        country: Some("US".to_owned()),
+        segments: 1,
+        estimate: Some(Money::new(8_300, "USD")),
+        source: Some("config".to_owned()),
+        reason: None,
+        holds: Vec::new(),
+    });
     let id = enqueue(&store, &first).await;
 
     let retry = NewMessage {
@@ -189,6 +199,15 @@ async fn idempotency_key_returns_existing_or_conflicts(store: Store) {
         .unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(store.count_queue().await.unwrap(), 1);
+    let cost = |id: String| {
+        let store = store.clone();
+        async move { store.message_cost(&tid("default"), &id).await.unwrap() }
+    };
+    let charged = cost(id).await.expect("the first request's cost row");
+    assert_eq!(charged.estimate, Some(Money::new(8_300, "USD")));
+    for other in [retry.id, different.id] {
+        assert_eq!(cost(other).await, None, "a reused key charged nothing more");
+    }
 }
 
 /// Two dispatchers claiming at the same moment each get a disjoint share of the due entries.

@@ -625,23 +625,45 @@ pub(super) fn charge_statements(
     charge: &Charge,
     now: i64,
 ) -> Vec<usize> {
-    script.push(
-        Statement::new(format!(
-            "INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
-                 estimate_micros, currency, estimate_source, reason, created_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE {WHILE_STORED}"
-        ))
-        .bind(tenant)
-        .bind(message)
-        .bind(charge.provider.as_str())
-        .bind(charge.country.as_deref())
-        .bind(super::shared::db_int(charge.segments))
-        .bind(charge.estimate.as_ref().map(|m| m.micros))
-        .bind(charge.estimate.as_ref().map(|m| m.currency.as_str()))
-        .bind(charge.source.as_deref())
-        .bind(charge.reason.as_deref())
-        .bind(now),
-    );
+    script.push(cost_statement(tenant, message, charge, now, WHILE_STORED));
+    hold_statements(script, tenant, message, charge, now)
+}
+
+/// The insert of `charge`'s cost row for `message`, written only where `condition` holds (SQL
+/// over `$1`, the tenant, and `$2`, the message id).
+pub(super) fn cost_statement(
+    tenant: &str,
+    message: &str,
+    charge: &Charge,
+    now: i64,
+    condition: &str,
+) -> Statement {
+    Statement::new(format!(
+        "INSERT INTO message_costs (tenant_id, message_id, provider, country, segments,
+             estimate_micros, currency, estimate_source, reason, created_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE {condition}"
+    ))
+    .bind(tenant)
+    .bind(message)
+    .bind(charge.provider.as_str())
+    .bind(charge.country.as_deref())
+    .bind(super::shared::db_int(charge.segments))
+    .bind(charge.estimate.as_ref().map(|m| m.micros))
+    .bind(charge.estimate.as_ref().map(|m| m.currency.as_str()))
+    .bind(charge.source.as_deref())
+    .bind(charge.reason.as_deref())
+    .bind(now)
+}
+
+/// Appends the statements of `charge` that follow its cost row (see [`charge_statements`]),
+/// each written only while `message` is stored.
+pub(super) fn hold_statements(
+    script: &mut Script,
+    tenant: &str,
+    message: &str,
+    charge: &Charge,
+    now: i64,
+) -> Vec<usize> {
     let currency = charge
         .estimate
         .as_ref()

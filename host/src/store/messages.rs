@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Executor, Pool, Row as _, Type};
 use super::dialect::{Dialect, Queries, Value};
 use super::error::{Result, StoreError};
 use super::ids::{decode_cursor, encode_cursor};
-use super::ledger::{BudgetAlert, charge_statements};
+use super::ledger::{BudgetAlert, cost_statement, hold_statements};
 use super::model::{
     ApplyResult, Enqueued, EventSource, Message, MessageFilter, MessageLookup, MessageStatus,
     Money, NewMessage, Page, StatusEvent, StatusUpdate, advance_reported,
@@ -25,6 +25,12 @@ pub(super) const SELECT_MESSAGE: &str = "SELECT * FROM messages WHERE tenant_id 
 /// The message a tenant's idempotency key created.
 pub(super) const SELECT_BY_IDEMPOTENCY_KEY: &str =
     "SELECT * FROM messages WHERE tenant_id = $1 AND idempotency_key = $2";
+
+/// The condition of a new message's cost row, written before the message itself (`$11`: its
+/// idempotency key): that no message of the tenant holds the key, since then the message's
+/// insert stores nothing. A key of NULL matches no row.
+const KEY_FREE: &str =
+    "NOT EXISTS (SELECT 1 FROM messages WHERE tenant_id = $1 AND idempotency_key = $11)";
 
 /// One message by its provider's id, locked like [`SELECT_MESSAGE`].
 const SELECT_BY_PROVIDER_ID: &str = "SELECT * FROM messages
@@ -150,9 +156,20 @@ where
         new: &NewMessage,
     ) -> Result<(Enqueued, Vec<BudgetAlert>)> {
         let (status, send_at) = placement(new);
+        let tenant = new.tenant_id.as_str();
         // One script (on SQLite one round trip): the message, then the rest only while the
         // message was stored, as a reused idempotency key stores nothing.
         let mut script = Script::default();
+        // A charge's cost row goes first, unless the idempotency key is taken: the message's
+        // insert trigger then writes the one rollup delta that counts the message with its
+        // estimate, and the cost row's trigger, finding no message yet, writes none (after
+        // the message it would write two: the message uncounted without cost, counted with).
+        if let Some(charge) = &new.charge {
+            script.push(
+                cost_statement(tenant, &new.id, charge, new.now, KEY_FREE)
+                    .bind(new.idempotency_key.as_deref()),
+            );
+        }
         let mut insert = Statement::new(format!(
             "INSERT INTO messages {MESSAGE_COLUMNS}
              VALUES {MESSAGE_VALUES}
@@ -181,15 +198,10 @@ where
             now: new.now,
         };
         event_statements::<DB>(&mut script, new.tenant_id.as_str(), &new.id, &change);
-        let upserts = new.charge.as_ref().map(|charge| {
-            charge_statements(
-                &mut script,
-                new.tenant_id.as_str(),
-                &new.id,
-                charge,
-                new.now,
-            )
-        });
+        let upserts = new
+            .charge
+            .as_ref()
+            .map(|charge| hold_statements(&mut script, tenant, &new.id, charge, new.now));
         let rows = DB::run_script(conn, &script).await?;
         let Some(row) = rows.get(message).and_then(|rows| rows.first()) else {
             // Only the idempotency key can conflict silently: the key is set.
