@@ -50,7 +50,18 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
         .after_release(|conn, _| Box::pin(outside_transaction(conn)))
         // Every shape of the hot writes' scripts is a statement of its own, with and without
         // the group writer's savepoint head.
-        .connect_with(file.clone().statement_cache_capacity(WRITER_STATEMENTS))
+        //
+        // Temporary storage in memory keeps each write's savepoint journal (the pages the write
+        // changed, as they were) off the disk: with temporary files on disk SQLite spills a
+        // savepoint journal past 64 KiB to a file, and a charged enqueue's pages passed that,
+        // so the writer spent a fifth of its time in `pwrite` of journals it then discarded.
+        // The writer's temporary data is bounded by one batch (measured: store-only enqueues
+        // 8,752-8,841/s on disk, 10,898-10,904/s in memory).
+        .connect_with(
+            file.clone()
+                .statement_cache_capacity(WRITER_STATEMENTS)
+                .pragma("temp_store", "memory"),
+        )
         .await?;
     // Readers connect on first use, after `migrate`: a connection opened before a migration
     // that rebuilds a table or adds a column keeps the old schema until its next statement,
