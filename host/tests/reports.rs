@@ -824,6 +824,60 @@ async fn postgres_rollup_tables_are_tidied() {
     app.stop().await;
 }
 
+/// On PostgreSQL the store analyses a table whose rows changed by more than a tenth since its
+/// last analysis, so the plans of its prepared lookups follow the data where autovacuum is off
+/// (as on the test server). Without statistics, the generic plan of a message lookup by tenant
+/// and id on a new table scanned `messages_batch` (tenant first, the id fourth): every lookup
+/// read all of the tenant's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lookups_are_planned_on_statistics() {
+    let app = TestApp::start(Backend::Postgres).await;
+    let mut last = Value::Null;
+    for i in 0..200 {
+        last = app
+            .send(json!({"to_number": format!("+1415555{i:04}"), "message": "plan"}))
+            .await;
+    }
+    app.wait_for(last["id"].as_str().unwrap(), "delivered")
+        .await;
+    let pool = sqlx::PgPool::connect(&app.storage).await.unwrap();
+    let analysed = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL
+             FROM pg_stat_user_tables WHERE relname = 'messages'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    // The statistics collector reports asynchronously: analyse until `messages` is done.
+    for _ in 0..100 {
+        app.herald.store().analyze_changed().await.unwrap();
+        if analysed(pool.clone()).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(analysed(pool.clone()).await, "messages was analysed");
+
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "SET plan_cache_mode = force_generic_plan;
+         PREPARE lookup (text, text) AS SELECT * FROM messages WHERE tenant_id = $1 AND id = $2",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE lookup ('default', 'msg_x')")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("messages_pkey"), "{plan}");
+    drop(conn);
+    app.stop().await;
+}
+
 /// A backlog of deltas larger than one SQLite fold chunk (20,000) is folded whole, over several
 /// transactions: the reports read the same figures before the fold (views over the deltas) and
 /// after it (the tables alone), and no delta is left.
