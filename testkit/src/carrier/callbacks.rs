@@ -219,7 +219,9 @@ async fn post_callback(state: &CarrierState, url: &str, params: Vec<(String, Str
     let token = config.token_for(account).unwrap_or(&config.auth_token);
     let signature = twilio_signature(token, url, &params);
     for attempt in 1..=CALLBACK_ATTEMPTS {
+        let turn = state.callback_turn().await;
         let result = post_signed(state, url, &params, &signature).await;
+        drop(turn);
         let status = result.as_ref().ok().map(|s| s.as_u16());
         state.record_callback(RecordedCallback {
             url: url.to_owned(),

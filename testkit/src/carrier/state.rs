@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 
 use super::CarrierConfig;
@@ -195,7 +196,15 @@ struct Inner {
     opt_outs: Mutex<HashSet<(String, String)>>,
     tasks: Mutex<JoinSet<()>>,
     client: reqwest::Client,
+    /// Status callbacks being posted at once, at most [`CALLBACKS_IN_FLIGHT`].
+    posting: Semaphore,
 }
+
+/// How many status callbacks the carrier posts at once; the others wait their turn. A real
+/// carrier's webhook sender is bounded too, and an unbounded one opened a connection per
+/// callback: in a load test whose receiver fell behind, thousands at once, until this process
+/// (the carrier and the receiver together) ran out of file descriptors.
+pub const CALLBACKS_IN_FLIGHT: usize = 256;
 
 /// Messages in arrival order, indexed by SID: status updates find theirs in constant time
 /// however long a load test runs.
@@ -230,8 +239,14 @@ impl CarrierState {
                 opt_outs: Mutex::default(),
                 tasks: Mutex::new(JoinSet::new()),
                 client,
+                posting: Semaphore::new(CALLBACKS_IN_FLIGHT),
             }),
         }
+    }
+
+    /// Waits for a turn to post a status callback (see [`CALLBACKS_IN_FLIGHT`]).
+    pub(crate) async fn callback_turn(&self) -> Option<SemaphorePermit<'_>> {
+        self.inner.posting.acquire().await.ok()
     }
 
     /// The configuration this carrier runs with.
