@@ -165,7 +165,11 @@ impl Dialect for Postgres {
     // rows, marketing last in each), then due time, so a backlog never delays a takeover and a
     // batch never delays a single send. Each step walks its own partial index range and locks
     // only what is left to take. MATERIALIZED keeps each locked selection a single evaluation,
-    // whatever the planner prefers.
+    // whatever the planner prefers. The update finds its rows through the primary key with an
+    // array of the picked ids: joined to `picked`, a generic plan made on statistics (where
+    // `LIMIT $4` is guessed at a tenth of the table) hashed the whole queue for every claim
+    // (measured: 9 of a claim's 10 ms on a 50,000-entry queue, and one process dispatched
+    // 830/s instead of 1,410/s once the table was analysed).
     const CLAIM: &'static str = "
         WITH expired AS MATERIALIZED (
             SELECT message_id FROM queue_entries
@@ -213,8 +217,7 @@ impl Dialect for Postgres {
         )
         UPDATE queue_entries AS q
         SET lease_owner = $1, lease_until = $2, due_at = $2
-        FROM picked
-        WHERE q.message_id = picked.message_id
+        WHERE q.message_id = ANY (ARRAY(SELECT message_id FROM picked))
         RETURNING q.message_id, q.tenant_id";
     const JSON_OBJECT: &'static str = "json_build_object(";
     const JSON_END: &'static str = ")::text";
