@@ -341,6 +341,18 @@ fn bench_message(i: usize, charge: Option<herald::store::Charge>) -> NewMessage 
     }
 }
 
+/// The ledger scenarios' budget: monthly, hard-capped far above what a run spends, with alert
+/// thresholds, so every charged send takes a reservation and checks the cap.
+fn bench_budget() -> herald::pipeline::budgets::BudgetSpec {
+    serde_json::from_value(serde_json::json!({
+        "period": "monthly",
+        "limit": {"micros": 1_000_000_000_000_i64, "currency": "USD"},
+        "alert_thresholds": [50, 80, 100],
+        "hard_cap": true,
+    }))
+    .expect("a budget")
+}
+
 /// The cost of the ledger and a budget on acceptance (the target: on ≥ 0.85 × off):
 /// `clients()` tasks each do what `POST /send` does after validation and the opt-out read,
 /// alternately with and without the ledger, in rounds of `total / 4` messages on one store.
@@ -354,7 +366,7 @@ fn bench_message(i: usize, charge: Option<herald::store::Charge>) -> NewMessage 
 /// HTTP, JSON and validation cost the same either way and are left out, so the ratio here is
 /// the ledger's share of the store work alone: the HTTP ratio can only be closer to 1.
 async fn ledger(backend: Backend, total: usize) {
-    use herald::pipeline::budgets::{self, BudgetSpec};
+    use herald::pipeline::budgets;
 
     let db = Database::new(backend).await;
     let config = store_config(&db.url);
@@ -366,14 +378,7 @@ async fn ledger(backend: Backend, total: usize) {
         .expect("start Herald");
     let pipeline = state.pipeline().clone();
     let tenant = herald::TenantId::default_tenant();
-    let spec: BudgetSpec = serde_json::from_value(serde_json::json!({
-        "period": "monthly",
-        "limit": {"micros": 1_000_000_000_000_i64, "currency": "USD"},
-        "alert_thresholds": [50, 80, 100],
-        "hard_cap": true,
-    }))
-    .unwrap();
-    budgets::put(&pipeline, &tenant, "bench", spec)
+    budgets::put(&pipeline, &tenant, "bench", bench_budget())
         .await
         .expect("create the budget");
     let to = herald::PhoneNumber::parse(TO).unwrap();
@@ -458,7 +463,7 @@ async fn ledger(backend: Backend, total: usize) {
 ///   writes its cost row and ledger entries and takes a reservation.
 /// * **off**: an empty price table and no budget: no send is priced or reserved.
 async fn ledger_http(backend: Backend, total: usize, client: &reqwest::Client) {
-    use herald::pipeline::budgets::{self, BudgetSpec};
+    use herald::pipeline::budgets;
 
     let round = (total / 4).max(1);
     let mut rates = BTreeMap::<bool, Vec<f64>>::new();
@@ -473,14 +478,7 @@ async fn ledger_http(backend: Backend, total: usize, client: &reqwest::Client) {
         .await;
         let tenant = herald::TenantId::default_tenant();
         if on {
-            let spec: BudgetSpec = serde_json::from_value(serde_json::json!({
-                "period": "monthly",
-                "limit": {"micros": 1_000_000_000_000_i64, "currency": "USD"},
-                "alert_thresholds": [50, 80, 100],
-                "hard_cap": true,
-            }))
-            .unwrap();
-            budgets::put(rig.herald.pipeline(), &tenant, "bench", spec)
+            budgets::put(rig.herald.pipeline(), &tenant, "bench", bench_budget())
                 .await
                 .expect("create the budget");
         }

@@ -98,12 +98,6 @@ fn message(charge: Option<Charge>) -> NewMessage {
 /// An estimate of 8,300 micros, reserved on the hard-capped budget `cap`.
 fn charge() -> Charge {
     Charge {
-        provider: "twilio".to_owned(),
-        country: Some("US".to_owned()),
-        segments: 1,
-        estimate: Some(Money::new(8_300, "USD")),
-        source: Some("config".to_owned()),
-        reason: None,
         holds: vec![Hold {
             budget: "cap".to_owned(),
             period_start: T0,
@@ -112,6 +106,7 @@ fn charge() -> Charge {
             limit_micros: 1_000_000_000,
             thresholds: vec![],
         }],
+        ..common::db::us_charge()
     }
 }
 

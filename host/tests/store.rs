@@ -165,15 +165,7 @@ async fn idempotency_key_returns_existing_or_conflicts(store: Store) {
     let mut first = message("default", "+14155550100", T0);
     first.idempotency_key = Some("key-1".to_owned());
     first.request_hash = Some("hash-a".to_owned());
-    first.charge = Some(herald::store::Charge {
-        provider: "twilio".to_owned(),
-        country: Some("US".to_owned()),
-        segments: 1,
-        estimate: Some(Money::new(8_300, "USD")),
-        source: Some("config".to_owned()),
-        reason: None,
-        holds: Vec::new(),
-    });
+    first.charge = Some(common::db::us_charge());
     let id = enqueue(&store, &first).await;
 
     let retry = NewMessage {

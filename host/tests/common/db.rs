@@ -103,6 +103,20 @@ macro_rules! on_each_backend {
     };
 }
 
+/// The charge of one GSM-7 segment to the US through `twilio`, estimated at 8,300 micros USD
+/// from the operator's price table, with no budget hold.
+pub fn us_charge() -> herald::store::Charge {
+    herald::store::Charge {
+        provider: "twilio".to_owned(),
+        country: Some("US".to_owned()),
+        segments: 1,
+        estimate: Some(herald::store::Money::new(8_300, "USD")),
+        source: Some("config".to_owned()),
+        reason: None,
+        holds: Vec::new(),
+    }
+}
+
 /// A one-segment transactional message for `tenant` to `to`, due now, without a charge.
 pub fn new_message(tenant: &str, to: &str) -> herald::store::NewMessage {
     herald::store::NewMessage {
