@@ -664,7 +664,7 @@ impl Folding {
 
 /// The share of a PostgreSQL table's rows that may change before [`Folding::analyze_changed`]
 /// analyses it again, and the count added to it (autovacuum's defaults).
-const ANALYZE_SHARE: f64 = 1.0;
+const ANALYZE_SHARE: f64 = 0.1;
 const ANALYZE_THRESHOLD: i64 = 50;
 
 /// How often [`folder`] folds the rollup deltas into the rollups.
