@@ -29,6 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -40,6 +41,8 @@ use super::error::{Result, StoreError};
 pub(super) const MAX_BATCH: usize = 256;
 /// Writes that may wait for the writer before callers wait to hand theirs over.
 const QUEUE: usize = 4_096;
+/// The longest the writer keeps the connection over batches that follow each other ([`run`]).
+const HOLD: Duration = Duration::from_millis(20);
 
 /// Opens the batch's first savepoint.
 const OPEN: &str = "SAVEPOINT herald_write";
@@ -254,11 +257,46 @@ impl GroupWriter {
 }
 
 /// Takes batches off `queue` until every handle is gone.
+///
+/// The writer keeps the connection for the batches that follow one another without a pause,
+/// up to [`HOLD`]: taking it from the pool and giving it back cost three round trips to the
+/// connection's thread (sqlx's check of a returned connection, ours, and the hand-back in a task
+/// of its own), paid once per busy spell instead of once per batch. Other writers (tenants,
+/// templates, ...) wait at most one spell; the pool hands the connection to them first, in the
+/// order they asked. A batch whose `COMMIT` failed gives the connection back at once, so that
+/// [`outside_transaction`](super::sqlite) checks it before it is used again.
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Job>>, batches: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&pool, std::mem::take(&mut batch)).await;
-        batches.fetch_add(1, Ordering::Relaxed);
+        let mut conn = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                let error = StoreError::from(error);
+                for job in batch.drain(..) {
+                    job.abandon(copy(&error));
+                }
+                batches.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let since = Instant::now();
+        loop {
+            let committed = commit(&mut conn, std::mem::take(&mut batch)).await;
+            batches.fetch_add(1, Ordering::Relaxed);
+            if !committed || since.elapsed() >= HOLD {
+                break;
+            }
+            // Whatever arrived while that batch ran; none: the spell is over.
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+        }
     }
 }
 
@@ -288,17 +326,22 @@ pub(super) fn copy(error: &StoreError) -> StoreError {
     }
 }
 
-/// Runs `batch` in one transaction and answers every caller.
-async fn commit(pool: &SqlitePool, batch: Vec<Box<dyn Job>>) {
+/// Runs `batch` in one transaction on `conn` and answers every caller; `false` when the batch
+/// failed as a whole.
+async fn commit(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> bool {
     let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(batch.len());
-    let outcome = run_batch(pool, batch, &mut answers).await;
+    let outcome = run_batch(conn, batch, &mut answers).await;
     match outcome {
-        Ok(()) => answers.into_iter().for_each(|answer| answer.send()),
+        Ok(()) => {
+            answers.into_iter().for_each(|answer| answer.send());
+            true
+        }
         Err(error) => {
             tracing::warn!(%error, writes = answers.len(), "a group commit failed");
             for answer in answers {
                 answer.fail(copy(&error));
             }
+            false
         }
     }
 }
@@ -307,7 +350,7 @@ async fn commit(pool: &SqlitePool, batch: Vec<Box<dyn Job>>) {
 /// nothing of the batch is stored. Jobs that could not run (the batch failed first) are answered
 /// here with that error.
 async fn run_batch(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     batch: Vec<Box<dyn Job>>,
     answers: &mut Vec<Box<dyn Answer>>,
 ) -> Result<()> {
@@ -315,14 +358,6 @@ async fn run_batch(
     let failed_all = |jobs: std::vec::IntoIter<Box<dyn Job>>, error: &StoreError| {
         for job in jobs {
             job.abandon(copy(error));
-        }
-    };
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(error) => {
-            let error = StoreError::from(error);
-            failed_all(jobs, &error);
-            return Err(error);
         }
     };
     let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
@@ -340,10 +375,12 @@ async fn run_batch(
         if alone {
             let answer = job.run(&mut tx).await;
             if answer.failed() {
-                // Its own failure: roll back, and answer it with its own error.
-                drop(tx);
+                // Its own failure: roll back, and answer it with its own error. The rollback is
+                // awaited, since the connection may run the next batch at once; if it fails, the
+                // batch counts as failed so that the connection is given back and checked.
+                let rolled_back = tx.rollback().await;
                 answer.send();
-                return Ok(());
+                return rolled_back.map_err(StoreError::from);
             }
             answers.push(answer);
             continue;

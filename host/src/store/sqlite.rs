@@ -47,6 +47,10 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(options.acquire_timeout)
+        // A SQLite connection is a handle in this process, with no peer that could have hung
+        // up: sqlx's ping before every acquire was a round trip to the connection's thread (two
+        // thread wake-ups) that could find nothing. A broken handle fails its next statement.
+        .test_before_acquire(false)
         .after_release(|conn, _| Box::pin(outside_transaction(conn)))
         // Every shape of the hot writes' scripts is a statement of its own, with and without
         // the group writer's savepoint head.
@@ -66,10 +70,16 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
     // Readers connect on first use, after `migrate`: a connection opened before a migration
     // that rebuilds a table or adds a column keeps the old schema until its next statement,
     // which SQLite then recompiles to more columns than sqlx read when it prepared it.
+    //
+    // A reader is not pinged before it is lent (see the writer), and is not checked for a
+    // transaction left open when it comes back: a read transaction cannot fail its `COMMIT` the
+    // way a write's can ([`outside_transaction`]), and one dropped unfinished is rolled back by
+    // sqlx's queued `ROLLBACK`, which the connection's thread runs before the next borrower's
+    // first statement. sqlx still pings every connection it takes back (in a task of its own).
     let reader = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.acquire_timeout)
-        .after_release(|conn, _| Box::pin(outside_transaction(conn)))
+        .test_before_acquire(false)
         .connect_lazy_with(file);
     Ok((writer, reader))
 }
