@@ -65,6 +65,7 @@ mod schedules;
 mod script;
 mod shared;
 mod sqlite;
+mod sqlite_lookup;
 mod sqlite_outcome;
 mod statuses;
 mod templates;
@@ -173,6 +174,8 @@ enum Backend {
         writer: SqlitePool,
         reader: SqlitePool,
         group: group::GroupWriter,
+        /// The hottest point reads, on the caller's thread (none for an in-memory database).
+        lookups: Option<sqlite_lookup::Lookups>,
     },
     Postgres(PgPool),
 }
@@ -206,13 +209,14 @@ impl Store {
                     Some((pending, publisher)),
                 )
             } else {
-                let (writer, reader) = sqlite::connect(url, options).await?;
+                let (writer, reader, lookups) = sqlite::connect(url, options).await?;
                 let group = group::GroupWriter::start(writer.clone());
                 (
                     Backend::Sqlite {
                         writer,
                         reader,
                         group,
+                        lookups,
                     },
                     None,
                     None,
@@ -305,7 +309,12 @@ impl Store {
     /// Reads a tenant.
     pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::get_tenant(reader, id.as_str()).await,
+            Backend::Sqlite {
+                reader, lookups, ..
+            } => match lookups.as_ref().map(|l| l.tenant(id.as_str())) {
+                Some(Ok(found)) => Ok(found),
+                _ => Queries::get_tenant(reader, id.as_str()).await,
+            },
             Backend::Postgres(pool) => Queries::get_tenant(pool, id.as_str()).await,
         }
     }
@@ -369,7 +378,12 @@ impl Store {
     /// key stops working at once in every process.
     pub async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<Tenant>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::tenant_for_key(reader, key_hash).await,
+            Backend::Sqlite {
+                reader, lookups, ..
+            } => match lookups.as_ref().map(|l| l.tenant_for_key(key_hash)) {
+                Some(Ok(found)) => Ok(found),
+                _ => Queries::tenant_for_key(reader, key_hash).await,
+            },
             Backend::Postgres(pool) => Queries::tenant_for_key(pool, key_hash).await,
         }
     }
@@ -433,7 +447,12 @@ impl Store {
     /// that carry only the message's id.
     pub async fn message_owner(&self, id: &str) -> Result<Option<(TenantId, String)>> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => Queries::message_owner(reader, id).await,
+            Backend::Sqlite {
+                reader, lookups, ..
+            } => match lookups.as_ref().map(|l| l.message_owner(id)) {
+                Some(Ok(found)) => Ok(found),
+                _ => Queries::message_owner(reader, id).await,
+            },
             Backend::Postgres(pool) => Queries::message_owner(pool, id).await,
         }
     }
@@ -935,9 +954,15 @@ impl Store {
         category: &Category,
     ) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Sqlite { reader, .. } => {
-                Queries::is_opted_out(reader, tenant.as_str(), phone, category.as_str()).await
-            }
+            Backend::Sqlite {
+                reader, lookups, ..
+            } => match lookups
+                .as_ref()
+                .map(|l| l.is_opted_out(tenant.as_str(), phone, category.as_str()))
+            {
+                Some(Ok(found)) => Ok(found),
+                _ => Queries::is_opted_out(reader, tenant.as_str(), phone, category.as_str()).await,
+            },
             Backend::Postgres(pool) => {
                 Queries::is_opted_out(pool, tenant.as_str(), phone, category.as_str()).await
             }

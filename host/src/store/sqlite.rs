@@ -17,12 +17,17 @@ use sqlx::{Connection as _, Sqlite};
 use super::StoreOptions;
 use super::dialect::Dialect;
 use super::error::{Result, StoreError};
+use super::sqlite_lookup::Lookups;
 
 /// Prepared statements the writer connection keeps (sqlx's default is 100).
 const WRITER_STATEMENTS: usize = 512;
 
+/// The writer (one connection), the reader pool, and the hot lookups when the database is a
+/// file ([`Lookups`]).
+pub(super) type Connected = (SqlitePool, SqlitePool, Option<Lookups>);
+
 /// Opens the writer (one connection) and the reader pool on the database `url` names.
-pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(SqlitePool, SqlitePool)> {
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Connected> {
     let file = if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|error| StoreError::Config(error.to_string()))?;
@@ -80,8 +85,10 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<(Sqlite
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.acquire_timeout)
         .test_before_acquire(false)
-        .connect_lazy_with(file);
-    Ok((writer, reader))
+        .connect_lazy_with(file.clone());
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let lookups = (!in_memory).then(|| Lookups::new(file.get_filename()));
+    Ok((writer, reader, lookups))
 }
 
 /// Lets a connection go back to its pool only outside any transaction; otherwise the pool
