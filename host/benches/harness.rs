@@ -35,6 +35,10 @@
 //! Run with: `cargo xtask bench` (or `cargo xtask bench --quick`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator of the `herald` binary (`host/src/main.rs`), so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "harness/native.rs"]

@@ -19,6 +19,10 @@
 //! Run with: `cargo bench -p herald --bench live_feed`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator of the `herald` binary (`host/src/main.rs`), so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -23,6 +23,10 @@
 //! Run with: `cargo bench -p herald --bench plugin_calls`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator of the `herald` binary (`host/src/main.rs`), so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

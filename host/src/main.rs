@@ -67,6 +67,12 @@ enum Command {
     },
 }
 
+/// mimalloc instead of glibc's allocator: a request allocates and frees from whichever runtime
+/// thread runs it, and glibc's arenas, locks and consolidation were 14 % of the samples of a
+/// send's profile (`BENCHMARKS.md`). The benches use it too, so that they measure this binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
