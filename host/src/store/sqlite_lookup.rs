@@ -71,20 +71,19 @@ impl Lookups {
 
     /// Tenant `id`.
     pub(super) fn tenant(&self, id: &str) -> Answer<Option<Tenant>> {
-        self.read(|conn| {
-            conn.prepare_cached(TENANT)?
-                .query_row([id], tenant_row)
-                .optional()
-        })?
-        .map(checked)
-        .transpose()
+        self.tenant_where(TENANT, id)
     }
 
     /// The tenant of the unrevoked API key whose hash is `key_hash`.
     pub(super) fn tenant_for_key(&self, key_hash: &str) -> Answer<Option<Tenant>> {
+        self.tenant_where(TENANT_FOR_KEY, key_hash)
+    }
+
+    /// The tenant `sql` finds by its one parameter `key`.
+    fn tenant_where(&self, sql: &str, key: &str) -> Answer<Option<Tenant>> {
         self.read(|conn| {
-            conn.prepare_cached(TENANT_FOR_KEY)?
-                .query_row([key_hash], tenant_row)
+            conn.prepare_cached(sql)?
+                .query_row([key], tenant_row)
                 .optional()
         })?
         .map(checked)
