@@ -519,6 +519,48 @@ mod tests {
         assert_eq!(stored, [1, 3, 4]);
     }
 
+    /// Batches that follow each other share the connection; one whose lone write failed is
+    /// rolled back before the next begins on it, and the other writers of the pool get their
+    /// turn between spells.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_writer_keeps_the_connection_over_following_batches() {
+        let (_dir, pool) = pool_with_table().await;
+        let writer = GroupWriter::start(pool.clone());
+        // A lone write that fails after it inserted, slowly, so that the next write arrives
+        // while it runs and goes in the next batch of the same spell.
+        let slow_failure = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(|conn| {
+                        Box::pin(async move {
+                            insert(1, false)(&mut *conn).await?;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            insert(2, true)(conn).await
+                        })
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(writer.batches(), 0, "the first batch is still running");
+        let next = writer.write(insert(3, false)).await;
+        assert!(slow_failure.await.unwrap().is_err());
+        assert_eq!(
+            next.ok(),
+            Some(3),
+            "the next batch began on a clean connection"
+        );
+        assert_eq!(writer.batches(), 2);
+        // Between spells the pool lends the connection to anyone else.
+        let mut other = pool.acquire().await.unwrap();
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut *other)
+            .await
+            .unwrap();
+        assert_eq!(stored, [3], "the failed write left nothing");
+    }
+
     /// A scripted write: each of `scripts` is one script inserting its values; `fail_at` makes
     /// that script end with a failing statement (`Some(0)` with no scripts: an error before any
     /// SQL).
