@@ -64,9 +64,8 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
 /// refused attempt (attempts counted, the error saying nothing was sent); once the carrier
 /// listens on that address again, the next attempt sends it.
 async fn refused_connection_is_retried_until_the_carrier_is_back(backend: Backend) {
-    let reserved = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let carrier_addr = reserved.local_addr().unwrap();
-    drop(reserved);
+    // The carrier's address refuses connections until the carrier is started on it.
+    let (reserved, carrier_addr) = common::refusing_address();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (storage, _dir) = common::app::storage_url(backend).await;
@@ -120,6 +119,7 @@ async fn refused_connection_is_retried_until_the_carrier_is_back(backend: Backen
     assert!(!statuses.contains(&"failed"), "{statuses:?}");
     assert_eq!(&statuses[..3], ["queued", "sending", "queued"]);
 
+    drop(reserved);
     let carrier = carrier::spawn(
         rebind(carrier_addr).await,
         CarrierConfig {

@@ -20,13 +20,11 @@ async fn probe(cpu_ms: u64, timeout_ms: u64, allowed: Vec<String>) -> Plugins {
         .unwrap()
 }
 
-/// A base URL on 127.0.0.1 where nothing listens (a port the OS handed out and took back), and
-/// the grant for it.
-async fn nothing_listens() -> (String, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    (format!("http://{addr}"), addr.to_string())
+/// A base URL on 127.0.0.1 that refuses connections while the returned socket lives
+/// ([`common::refusing_address`]), and the grant for it.
+fn nothing_listens() -> (String, String, tokio::net::TcpSocket) {
+    let (socket, addr) = common::refusing_address();
+    (format!("http://{addr}"), addr.to_string(), socket)
 }
 
 /// Asserts the plugin still answers a normal call.
@@ -213,7 +211,7 @@ async fn failure_after_a_request_is_unknown() {
 /// retryable.
 #[tokio::test]
 async fn refused_connection_is_not_sent() {
-    let (base, grant) = nothing_listens().await;
+    let (base, grant, _refusing) = nothing_listens();
     let plugins = probe(500, 5_000, vec![grant]).await;
     match plugins
         .provider()
@@ -235,7 +233,7 @@ async fn refused_connection_is_not_sent() {
 /// reached the server, so it does not make the failure unknown.
 #[tokio::test]
 async fn trap_after_a_refused_connection_is_retryable() {
-    let (base, grant) = nothing_listens().await;
+    let (base, grant, _refusing) = nothing_listens();
     let plugins = probe(500, 5_000, vec![grant]).await;
     match plugins
         .provider()

@@ -267,9 +267,8 @@ async fn timeout_after_sending_is_unknown() {
 /// and the send is retryable, not unknown.
 #[tokio::test]
 async fn refused_connection_is_retryable() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let (_refusing, addr) = common::refusing_address();
+    let base = format!("http://{addr}");
     let settings = common::twilio_settings(&base, SID, TOKEN);
     let plugins = Plugins::start(&common::config(vec![("twilio", settings)], "twilio", ""))
         .await

@@ -111,3 +111,16 @@ pub fn outbound(body: &str) -> herald::plugin::model::OutboundMessage {
         attempt: 1,
     }
 }
+
+/// An address on 127.0.0.1 that refuses every connection for as long as the returned socket
+/// lives: the socket is bound, so that no other server of the test run can be given the port,
+/// but not listening. (A port taken and released at once was once handed to another test's
+/// Herald, whose 404 then stood in for the refusal.)
+pub fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind a port on 127.0.0.1");
+    let addr = socket.local_addr().expect("the bound address");
+    (socket, addr)
+}
