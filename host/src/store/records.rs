@@ -14,6 +14,11 @@ pub(super) fn method(name: String) -> Result<OptOutMethod> {
     OptOutMethod::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("method {name:?}")))
 }
 
+/// Whether a number is opted out of a category or of `all` (also read by the SQLite lookups,
+/// `sqlite_lookup.rs`).
+pub(super) const OPTED_OUT: &str = "SELECT 1 FROM opt_outs
+     WHERE tenant_id = $1 AND phone_number = $2 AND category IN ($3, 'all')
+     LIMIT 1";
 impl<DB: Dialect> Queries<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -172,16 +177,12 @@ where
         phone: &str,
         category: &str,
     ) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 FROM opt_outs
-             WHERE tenant_id = $1 AND phone_number = $2 AND category IN ($3, 'all')
-             LIMIT 1",
-        )
-        .bind(tenant)
-        .bind(phone)
-        .bind(category)
-        .fetch_optional(pool)
-        .await?;
+        let row = sqlx::query(OPTED_OUT)
+            .bind(tenant)
+            .bind(phone)
+            .bind(category)
+            .fetch_optional(pool)
+            .await?;
         Ok(row.is_some())
     }
 

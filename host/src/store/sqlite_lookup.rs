@@ -17,6 +17,9 @@
 //! - **A lock is not waited for** on the caller's thread. A reader in WAL mode does not wait for
 //!   the writer; should SQLite still answer busy (or anything else fail), the caller falls back
 //!   to the reader pool for that read and the connection is dropped.
+//! - **The same SQL as the pool's reads** (`tenants.rs`, `records.rs`): SQLite takes their `$1`,
+//!   `$2`, ... as named parameters numbered in the order they first appear, which is their
+//!   numeric order in each of these statements, so they are bound here by position.
 //! - **An in-memory database** (`sqlite::memory:`) is one connection's own: it has no lane and
 //!   every read goes through the pool.
 
@@ -28,7 +31,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row};
 
 use super::model::Tenant;
+use super::records::OPTED_OUT;
 use super::shared::tenant;
+use super::tenants::{MESSAGE_OWNER, TENANT_BY_ID, TENANT_FOR_KEY};
 use crate::domain::{TenantId, TenantStatus};
 
 /// How long a lookup lets SQLite retry a busy lock before the pool takes the read over.
@@ -50,15 +55,6 @@ pub(super) struct Declined;
 
 type Answer<T> = std::result::Result<T, Declined>;
 
-const TENANT: &str = "SELECT id, name, status, created_at FROM tenants WHERE id = ?1";
-const TENANT_FOR_KEY: &str = "SELECT t.id, t.name, t.status, t.created_at FROM api_keys k
-     JOIN tenants t ON t.id = k.tenant_id
-     WHERE k.key_hash = ?1 AND k.revoked_at IS NULL";
-const OPTED_OUT: &str = "SELECT 1 FROM opt_outs
-     WHERE tenant_id = ?1 AND phone_number = ?2 AND category IN (?3, 'all')
-     LIMIT 1";
-const MESSAGE_OWNER: &str = "SELECT tenant_id, provider FROM messages WHERE id = ?1";
-
 impl Lookups {
     /// Lookups on the file `path`.
     pub(super) fn new(path: &Path) -> Self {
@@ -71,7 +67,7 @@ impl Lookups {
 
     /// Tenant `id`.
     pub(super) fn tenant(&self, id: &str) -> Answer<Option<Tenant>> {
-        self.tenant_where(TENANT, id)
+        self.tenant_where(TENANT_BY_ID, id)
     }
 
     /// The tenant of the unrevoked API key whose hash is `key_hash`.

@@ -10,6 +10,16 @@ use super::shared::tenant;
 use crate::domain::TenantId;
 
 const SELECT_TENANT: &str = "SELECT id, name, status, created_at FROM tenants";
+/// A tenant by id (also read by the SQLite lookups, `sqlite_lookup.rs`).
+pub(super) const TENANT_BY_ID: &str =
+    "SELECT id, name, status, created_at FROM tenants WHERE id = $1";
+/// The tenant of an unrevoked API key, by the key's hash (also read by the SQLite lookups).
+pub(super) const TENANT_FOR_KEY: &str =
+    "SELECT t.id, t.name, t.status, t.created_at FROM api_keys k
+     JOIN tenants t ON t.id = k.tenant_id
+     WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
+/// The tenant and provider of a message (also read by the SQLite lookups).
+pub(super) const MESSAGE_OWNER: &str = "SELECT tenant_id, provider FROM messages WHERE id = $1";
 
 impl<DB: Dialect> Queries<DB>
 where
@@ -55,12 +65,10 @@ where
 
     /// Reads a tenant.
     pub(super) async fn get_tenant(pool: &Pool<DB>, id: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT_TENANT} WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+        let row = sqlx::query(TENANT_BY_ID)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
         row.as_ref().map(Self::tenant_from_row).transpose()
     }
 
@@ -141,14 +149,10 @@ where
 
     /// The tenant (and its status) that the unrevoked key with this hash belongs to.
     pub(super) async fn tenant_for_key(pool: &Pool<DB>, key_hash: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query(
-            "SELECT t.id, t.name, t.status, t.created_at FROM api_keys k
-             JOIN tenants t ON t.id = k.tenant_id
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(pool)
-        .await?;
+        let row = sqlx::query(TENANT_FOR_KEY)
+            .bind(key_hash)
+            .fetch_optional(pool)
+            .await?;
         row.as_ref().map(Self::tenant_from_row).transpose()
     }
 
@@ -229,7 +233,7 @@ where
         pool: &Pool<DB>,
         id: &str,
     ) -> Result<Option<(TenantId, String)>> {
-        let row = sqlx::query("SELECT tenant_id, provider FROM messages WHERE id = $1")
+        let row = sqlx::query(MESSAGE_OWNER)
             .bind(id)
             .fetch_optional(pool)
             .await?;
